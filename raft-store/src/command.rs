@@ -1,0 +1,108 @@
+//! Commands proposed through Raft and the responses `apply` gives back.
+//!
+//! Everything nondeterministic (timestamps, generated ids and keys, password hashes)
+//! is computed by the proposer and carried inside the command, so that applying the
+//! same log gives the same state on every node.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::state::{ConfigEntry, NodeRecord, NodeStatus, Role};
+
+/// Milliseconds since the Unix epoch, as measured by the proposer.
+pub type Millis = u64;
+
+/// What a node tells the cluster about itself when it registers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub id: u64,
+    pub name: String,
+    pub api_addr: String,
+    pub rpc_addr: String,
+    pub roles: Vec<Role>,
+}
+
+/// A change to one node's operator-controlled settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodePatch {
+    pub roles: Option<Vec<Role>>,
+    pub enabled: Option<bool>,
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+/// A state change, proposed through Raft.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Formation: sets the cluster id, the token signing key and the `admin` user.
+    /// Applied once; later copies are refused with [`Rejection::AlreadyInitialized`].
+    InitCluster {
+        cluster_id: String,
+        token_key: Vec<u8>,
+        admin_password_hash: String,
+        at: Millis,
+    },
+    /// A node announces its addresses and roles (at start-up, on every restart).
+    RegisterNode { info: NodeInfo, at: Millis },
+    /// An operator pre-registers a node that will join later.
+    AddNode { info: NodeInfo, at: Millis },
+    /// An operator changes roles, enablement or labels of a node.
+    UpdateNode { id: u64, patch: NodePatch },
+    /// The cluster manager records a node's health as it sees it.
+    SetNodeStatus {
+        id: u64,
+        status: NodeStatus,
+        at: Millis,
+    },
+    /// The cluster manager hands the backup-manager role to `node_id` with `epoch`,
+    /// which must be exactly one more than the current epoch (fencing).
+    AssignBackupManager {
+        node_id: u64,
+        epoch: u64,
+        at: Millis,
+    },
+    /// Sets a cluster-wide setting; with `if_version` only when the current version
+    /// matches (`Some(0)`: only when the key does not exist).
+    PutConfig {
+        key: String,
+        value_json: String,
+        if_version: Option<u64>,
+        at: Millis,
+    },
+    /// Removes a setting; with `if_version` only when the current version matches.
+    DeleteConfig {
+        key: String,
+        if_version: Option<u64>,
+    },
+}
+
+/// Why a command changed nothing. Part of the replicated result, so it is the same on
+/// every node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Rejection {
+    #[error("the cluster is already initialized")]
+    AlreadyInitialized,
+    #[error("the cluster is not initialized yet")]
+    NotInitialized,
+    #[error("{what} {id} does not exist")]
+    NotFound { what: String, id: String },
+    #[error("{what} {id} already exists")]
+    AlreadyExists { what: String, id: String },
+    #[error("version mismatch: expected {expected}, current {current:?}")]
+    VersionMismatch { expected: u64, current: Option<u64> },
+    #[error("stale epoch {proposed}: the current backup-manager epoch is {current}")]
+    StaleEpoch { proposed: u64, current: u64 },
+    #[error("invalid: {0}")]
+    Invalid(String),
+}
+
+/// The result of applying one log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Response {
+    /// A blank or membership entry, or a command with nothing to return.
+    #[default]
+    Done,
+    Config(ConfigEntry),
+    Node(NodeRecord),
+    Rejected(Rejection),
+}

@@ -1,0 +1,16 @@
+//! bcm's replicated state: the commands, the deterministic state machine, and the
+//! Raft log and snapshot storage on sled. Knows nothing of HTTP.
+
+pub mod codec;
+pub mod command;
+pub mod engine;
+pub mod state;
+pub mod store;
+pub mod types;
+
+pub use command::{Command, Millis, NodeInfo, NodePatch, Rejection, Response};
+pub use state::{
+    BackupManager, ClusterState, ConfigEntry, NodeRecord, NodeStatus, Role, StateEvent, User,
+};
+pub use store::{LogStore, StateHandle, StateMachineData, StateMachineStore};
+pub use types::*;

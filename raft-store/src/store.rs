@@ -1,0 +1,413 @@
+//! openraft's storage traits (v2) on top of [`Engine`].
+//!
+//! Durability rules: a log append is reported flushed to openraft only after the
+//! engine's fsync returned; a vote is saved only after fsync; `last_purged` is made
+//! durable before any record is removed; a snapshot is durable before it is reported.
+
+use std::fmt::Debug;
+use std::io::Cursor;
+use std::ops::RangeBounds;
+use std::sync::{Arc, RwLock};
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine};
+use openraft::{
+    AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader,
+    RaftSnapshotBuilder, StorageIOError,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, watch};
+
+use crate::codec;
+use crate::command::Response;
+use crate::engine::Engine;
+use crate::state::{ClusterState, StateEvent};
+use crate::types::{
+    Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig, Vote,
+};
+
+const VOTE: &str = "vote";
+const COMMITTED: &str = "committed";
+const LAST_PURGED: &str = "last_purged";
+const SNAPSHOT: &str = "snapshot";
+
+fn io_err(subject: ErrorSubject<u64>, verb: ErrorVerb, e: impl ToString) -> StorageError {
+    StorageIOError::new(subject, verb, AnyError::error(e.to_string())).into()
+}
+
+fn read_err(e: impl ToString) -> StorageError {
+    io_err(ErrorSubject::Store, ErrorVerb::Read, e)
+}
+
+fn write_err(e: impl ToString) -> StorageError {
+    io_err(ErrorSubject::Store, ErrorVerb::Write, e)
+}
+
+/// A node's Raft storage, opened from its data directory.
+pub struct Opened {
+    pub log: LogStore,
+    pub state_machine: StateMachineStore,
+    /// Nothing was ever stored: a new or wiped data directory.
+    pub pristine: bool,
+}
+
+/// Opens both halves of a node's Raft storage from one data directory.
+pub fn open(dir: &std::path::Path) -> Result<Opened, StorageError> {
+    let engine = Arc::new(Engine::open(dir).map_err(read_err)?);
+    let pristine = engine.is_empty();
+    let log = LogStore {
+        engine: engine.clone(),
+    };
+    let state_machine = StateMachineStore::load(engine)?;
+    Ok(Opened {
+        log,
+        state_machine,
+        pristine,
+    })
+}
+
+// ---------------------------------------------------------------- log
+
+/// The Raft log and vote.
+#[derive(Clone)]
+pub struct LogStore {
+    engine: Arc<Engine>,
+}
+
+impl LogStore {
+    fn meta<T: for<'de> Deserialize<'de>>(&self, name: &str) -> Result<Option<T>, StorageError> {
+        match self.engine.meta_get(name).map_err(read_err)? {
+            Some(bytes) => Ok(Some(codec::decode(&bytes).map_err(read_err)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn put_meta<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StorageError> {
+        let bytes = codec::encode(value).map_err(write_err)?;
+        self.engine.meta_put(name, bytes).map_err(write_err)
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        self.engine
+            .log_range(range)
+            .map_err(read_err)?
+            .into_iter()
+            .map(|(_, bytes)| codec::decode(&bytes).map_err(read_err))
+            .collect()
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged: Option<LogId> = self.meta(LAST_PURGED)?;
+        let last = match self.engine.log_last().map_err(read_err)? {
+            Some((_, bytes)) => Some(codec::decode::<Entry>(&bytes).map_err(read_err)?.log_id),
+            None => last_purged,
+        };
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: last,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        self.put_meta(VOTE, vote)
+            .map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))?;
+        self.engine
+            .flush()
+            .await
+            .map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        self.meta(VOTE)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        // Not flushed on its own: it only lets a restarted node re-apply sooner, and it
+        // becomes durable with the next append or vote.
+        self.put_meta(COMMITTED, &committed)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.meta::<Option<LogId>>(COMMITTED)?.flatten())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let records = entries
+            .into_iter()
+            .map(|e| Ok((e.log_id.index, codec::encode(&e).map_err(write_err)?)))
+            .collect::<Result<Vec<_>, StorageError>>()?;
+        self.engine.log_append(records).map_err(write_err)?;
+        let flushed = self.engine.flush().await;
+        callback.log_io_completed(flushed.map_err(std::io::Error::other));
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.engine
+            .log_remove_from(log_id.index)
+            .map_err(write_err)?;
+        self.engine.flush().await.map_err(write_err)
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // last_purged first and durable: a crash between the two steps must leave a
+        // log that still starts right after last_purged.
+        self.put_meta(LAST_PURGED, &log_id)?;
+        self.engine.flush().await.map_err(write_err)?;
+        self.engine
+            .log_remove_through(log_id.index)
+            .map_err(write_err)
+    }
+}
+
+// ---------------------------------------------------------------- state machine
+
+/// What the state machine holds: the applied position, the membership and the state.
+#[derive(Debug, Clone, Default)]
+pub struct StateMachineData {
+    pub last_applied: Option<LogId>,
+    pub last_membership: StoredMembership,
+    pub state: ClusterState,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta,
+    data: Vec<u8>,
+}
+
+/// A read handle on the applied state, shared with the node's service layer.
+#[derive(Clone)]
+pub struct StateHandle {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    data: RwLock<StateMachineData>,
+    applied: watch::Sender<u64>,
+    events: broadcast::Sender<StateEvent>,
+}
+
+impl StateHandle {
+    /// Reads the state under a short read lock.
+    pub fn read<T>(&self, f: impl FnOnce(&StateMachineData) -> T) -> T {
+        f(&self.inner.data.read().expect("state lock poisoned"))
+    }
+
+    /// The index of the last applied log entry (0 when none).
+    pub fn applied_index(&self) -> u64 {
+        *self.inner.applied.borrow()
+    }
+
+    /// Waits until the entry at `index` has been applied here.
+    pub async fn wait_applied(&self, index: u64) {
+        let mut rx = self.inner.applied.subscribe();
+        // The sender lives as long as `self`, so this only ends when the index is reached.
+        let _ = rx.wait_for(|applied| *applied >= index).await;
+    }
+
+    /// A stream of state changes as they are applied on this node.
+    pub fn subscribe(&self) -> broadcast::Receiver<StateEvent> {
+        self.inner.events.subscribe()
+    }
+}
+
+/// The state machine half of the storage.
+pub struct StateMachineStore {
+    engine: Arc<Engine>,
+    handle: StateHandle,
+}
+
+impl StateMachineStore {
+    fn load(engine: Arc<Engine>) -> Result<StateMachineStore, StorageError> {
+        let mut data = StateMachineData::default();
+        if let Some(bytes) = engine.meta_get(SNAPSHOT).map_err(read_err)? {
+            let stored: StoredSnapshot = codec::decode(&bytes).map_err(read_err)?;
+            data.state = codec::decode(&stored.data).map_err(read_err)?;
+            data.last_applied = stored.meta.last_log_id;
+            data.last_membership = stored.meta.last_membership;
+        }
+        let applied = data.last_applied.map(|l| l.index).unwrap_or(0);
+        let handle = StateHandle {
+            inner: Arc::new(Shared {
+                data: RwLock::new(data),
+                applied: watch::Sender::new(applied),
+                events: broadcast::channel(1024).0,
+            }),
+        };
+        Ok(StateMachineStore { engine, handle })
+    }
+
+    pub fn handle(&self) -> StateHandle {
+        self.handle.clone()
+    }
+
+    fn stored_snapshot(&self) -> Result<Option<StoredSnapshot>, StorageError> {
+        match self.engine.meta_get(SNAPSHOT).map_err(read_err)? {
+            Some(bytes) => Ok(Some(codec::decode(&bytes).map_err(read_err)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn persist_snapshot(&self, stored: &StoredSnapshot) -> Result<(), StorageError> {
+        let bytes = codec::encode(stored).map_err(write_err)?;
+        self.engine.meta_put(SNAPSHOT, bytes).map_err(write_err)?;
+        self.engine.flush().await.map_err(write_err)
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        Ok(self
+            .handle
+            .read(|d| (d.last_applied, d.last_membership.clone())))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut responses = Vec::new();
+        let mut events = Vec::new();
+        let last = {
+            let mut data = self.handle.inner.data.write().expect("state lock poisoned");
+            for entry in entries {
+                data.last_applied = Some(entry.log_id);
+                let response = match entry.payload {
+                    EntryPayload::Blank => Response::Done,
+                    EntryPayload::Normal(command) => {
+                        let applied = data.state.apply(entry.log_id.index, &command);
+                        events.extend(applied.events);
+                        applied.response
+                    }
+                    EntryPayload::Membership(m) => {
+                        data.last_membership = StoredMembership::new(Some(entry.log_id), m);
+                        Response::Done
+                    }
+                };
+                responses.push(response);
+            }
+            data.last_applied.map(|l| l.index).unwrap_or(0)
+        };
+        for event in events {
+            // No subscriber is fine.
+            let _ = self.handle.inner.events.send(event);
+        }
+        self.handle.inner.applied.send_replace(last);
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            engine: self.engine.clone(),
+            handle: self.handle.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        let state: ClusterState = codec::decode(&data).map_err(|e| {
+            io_err(
+                ErrorSubject::Snapshot(Some(meta.signature())),
+                ErrorVerb::Read,
+                e,
+            )
+        })?;
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        };
+        self.persist_snapshot(&stored).await?;
+        let applied = meta.last_log_id.map(|l| l.index).unwrap_or(0);
+        {
+            let mut d = self.handle.inner.data.write().expect("state lock poisoned");
+            // Replace everything: nothing of the old state survives an install.
+            *d = StateMachineData {
+                last_applied: meta.last_log_id,
+                last_membership: meta.last_membership.clone(),
+                state,
+            };
+        }
+        self.handle.inner.applied.send_replace(applied);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        Ok(self.stored_snapshot()?.map(|s| Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(Cursor::new(s.data)),
+        }))
+    }
+}
+
+/// Builds a snapshot from a consistent copy of the state taken under the lock.
+pub struct SnapshotBuilder {
+    engine: Arc<Engine>,
+    handle: StateHandle,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let copy = self.handle.read(|d| d.clone());
+        let data = codec::encode(&copy.state).map_err(write_err)?;
+        let snapshot_id = match copy.last_applied {
+            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, unique_suffix()),
+            None => format!("0-0-{}", unique_suffix()),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: copy.last_applied,
+            last_membership: copy.last_membership,
+            snapshot_id,
+        };
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data: data.clone(),
+        };
+        let bytes = codec::encode(&stored).map_err(write_err)?;
+        self.engine.meta_put(SNAPSHOT, bytes).map_err(write_err)?;
+        self.engine.flush().await.map_err(write_err)?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+/// Snapshot ids must differ between builds at the same log position.
+fn unique_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}

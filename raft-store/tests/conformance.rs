@@ -1,0 +1,22 @@
+//! openraft's own storage conformance suite, run against our sled store.
+
+use bcm_raft_store::store::{self, LogStore, StateMachineStore};
+use bcm_raft_store::{StorageError, TypeConfig};
+use openraft::testing::{StoreBuilder, Suite};
+
+struct SledBuilder;
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for SledBuilder {
+    async fn build(
+        &self,
+    ) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let opened = store::open(dir.path())?;
+        Ok((dir, opened.log, opened.state_machine))
+    }
+}
+
+#[test]
+fn openraft_storage_suite() -> Result<(), StorageError> {
+    Suite::test_all(SledBuilder)
+}
