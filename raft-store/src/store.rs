@@ -4,6 +4,9 @@
 //! engine's fsync returned; a vote is saved only after fsync; `last_purged` is made
 //! durable before any record is removed; a snapshot is durable before it is reported.
 
+// openraft's trait methods return its large StorageError; our helpers return the same type.
+#![allow(clippy::result_large_err)]
+
 use std::fmt::Debug;
 use std::io::Cursor;
 use std::ops::RangeBounds;

@@ -1,0 +1,30 @@
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::stream::Stream;
+use futures_util::StreamExt;
+use tokio_stream::wrappers::BroadcastStream;
+
+use super::Authed;
+use crate::runtime::SharedNode;
+
+/// Server-Sent Events: one event per change, named by its kind, with a JSON body.
+pub async fn stream(
+    State(node): State<SharedNode>,
+    _who: Authed,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let rx = node.events.subscribe();
+    let stream = BroadcastStream::new(rx).filter_map(|item| async move {
+        let event = item.ok()?;
+        let mut data = serde_json::to_value(&event).ok()?;
+        if let Some(obj) = data.as_object_mut() {
+            obj.insert("type".into(), event.kind().into());
+        }
+        Some(Ok(Event::default()
+            .event(event.kind())
+            .data(data.to_string())))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}

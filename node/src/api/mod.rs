@@ -1,0 +1,262 @@
+//! The public HTTP surface: health endpoints, `/metrics` and the JSON API under
+//! `/api/v1`. Handlers are thin: they parse, check, call the service layer and map
+//! its errors to problem+json.
+
+mod auth;
+mod cluster;
+mod config;
+mod events;
+mod health;
+mod nodes;
+
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bcm_raft_store::Rejection;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::problem::Problem;
+use crate::runtime::SharedNode;
+use crate::service::ServiceError;
+
+/// Largest accepted request body.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+pub fn router(node: SharedNode) -> Router {
+    let api = Router::new()
+        .route("/auth/login", post(auth::login))
+        .route("/auth/me", get(auth::me))
+        .route("/cluster", get(cluster::get_cluster))
+        .route("/cluster/snapshot", post(cluster::take_snapshot))
+        .route("/nodes", get(nodes::list).post(nodes::add))
+        .route(
+            "/nodes/{id}",
+            get(nodes::get_one)
+                .patch(nodes::update)
+                .delete(nodes::remove),
+        )
+        .route("/config", get(config::list))
+        .route(
+            "/config/{key}",
+            get(config::get_one).put(config::put).delete(config::remove),
+        )
+        .route("/events", get(events::stream));
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/leader", get(health::leader))
+        .route("/metrics", get(health::metrics))
+        .nest("/api/v1", api)
+        .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such route") })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this route does not take that method",
+            )
+        })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(node.clone(), observe))
+        .with_state(node)
+}
+
+/// Records request latency per route for `/metrics`.
+async fn observe(State(node): State<SharedNode>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let resp = next.run(req).await;
+    node.metrics
+        .observe_request(&method, &route, resp.status().as_u16(), started.elapsed());
+    resp
+}
+
+impl From<ServiceError> for Problem {
+    fn from(e: ServiceError) -> Problem {
+        match e {
+            ServiceError::NoLeader(m) => {
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, m).retry_after(1)
+            }
+            ServiceError::Unavailable(m) => {
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, m).retry_after(1)
+            }
+            ServiceError::NotFound(m) => Problem::new(StatusCode::NOT_FOUND, m),
+            ServiceError::Conflict(m) => Problem::new(StatusCode::CONFLICT, m),
+            ServiceError::Internal(m) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, m),
+        }
+    }
+}
+
+/// A rejected command, mapped to the status a client expects.
+pub fn rejection(r: Rejection) -> Problem {
+    let status = match &r {
+        Rejection::NotFound { .. } => StatusCode::NOT_FOUND,
+        Rejection::AlreadyExists { .. }
+        | Rejection::AlreadyInitialized
+        | Rejection::StaleEpoch { .. } => StatusCode::CONFLICT,
+        Rejection::VersionMismatch { .. } => StatusCode::PRECONDITION_FAILED,
+        Rejection::NotInitialized => StatusCode::SERVICE_UNAVAILABLE,
+        Rejection::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    Problem::new(status, r.to_string())
+}
+
+/// A JSON body whose errors are problem+json: 400 malformed, 413 too large,
+/// 415 wrong content type, 422 wrong shape (naming the field).
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(rej) => {
+                let status = rej.status();
+                let text = rej.body_text();
+                let mut p = Problem::new(status, text.clone());
+                if status == StatusCode::UNPROCESSABLE_ENTITY {
+                    if let Some(field) = field_of(&text) {
+                        p = p.with_field(field);
+                    }
+                }
+                if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    p.detail = format!("the request body is larger than {BODY_LIMIT} bytes");
+                }
+                Err(p)
+            }
+        }
+    }
+}
+
+/// Pulls the field name out of serde's message ("...: value: invalid type ..." or
+/// "unknown field `x`").
+fn field_of(text: &str) -> Option<String> {
+    if let Some(i) = text.find("unknown field `") {
+        let rest = &text[i + 15..];
+        return rest.split('`').next().map(str::to_string);
+    }
+    if let Some(i) = text.find("missing field `") {
+        let rest = &text[i + 15..];
+        return rest.split('`').next().map(str::to_string);
+    }
+    let after = text.split("target type: ").nth(1)?;
+    let path = after.split(": ").next()?;
+    (!path.is_empty() && !path.contains(' ')).then(|| path.to_string())
+}
+
+/// The authenticated caller.
+pub struct Authed {
+    pub user_id: u64,
+    pub name: String,
+    pub groups: Vec<String>,
+}
+
+impl Authed {
+    pub fn require_admin(&self) -> Result<(), Problem> {
+        if self.groups.iter().any(|g| g == "admin") {
+            Ok(())
+        } else {
+            Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "this needs the admin group",
+            ))
+        }
+    }
+}
+
+impl FromRequestParts<SharedNode> for Authed {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, node: &SharedNode) -> Result<Self, Problem> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                Problem::new(
+                    StatusCode::UNAUTHORIZED,
+                    "missing bearer token: log in with POST /api/v1/auth/login",
+                )
+            })?;
+        let (key, cluster_id) = node
+            .state
+            .read(|d| (d.state.token_key.clone(), d.state.cluster_id.clone()));
+        let Some(cluster_id) = cluster_id else {
+            return Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the cluster is still forming",
+            )
+            .retry_after(1));
+        };
+        let claims = crate::auth::verify(&key, &cluster_id, token)
+            .map_err(|m| Problem::new(StatusCode::UNAUTHORIZED, m))?;
+        let user = node
+            .state
+            .read(|d| d.state.users.get(&claims.user_id()).cloned())
+            .filter(|u| u.enabled)
+            .ok_or_else(|| {
+                Problem::new(
+                    StatusCode::UNAUTHORIZED,
+                    "the user of this token is disabled or deleted",
+                )
+            })?;
+        Ok(Authed {
+            user_id: user.id,
+            name: user.name,
+            groups: user.groups,
+        })
+    }
+}
+
+/// `?consistency=linearizable` on reads.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadParams {
+    #[serde(default)]
+    pub consistency: Option<String>,
+}
+
+/// Query string errors are problem+json too.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.body_text()))
+    }
+}
+
+/// Makes the read linearizable when asked.
+pub async fn consistent(node: &SharedNode, consistency: Option<&str>) -> Result<(), Problem> {
+    match consistency {
+        None | Some("local") => Ok(()),
+        Some("linearizable") => crate::service::read_barrier(node)
+            .await
+            .map_err(Problem::from),
+        Some(other) => Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            format!("consistency must be \"local\" or \"linearizable\", not {other:?}"),
+        )
+        .with_field("consistency")),
+    }
+}
+
+pub fn json<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
+    (status, Json(body)).into_response()
+}

@@ -1,0 +1,329 @@
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use bcm_raft_store::{Command, NodeInfo, NodePatch, NodeStatus, Response as Applied, Role};
+use serde::{Deserialize, Serialize};
+
+use super::{consistent, json, rejection, ApiJson, ApiQuery, Authed};
+use crate::problem::Problem;
+use crate::runtime::{now_ms, SharedNode};
+use crate::service;
+
+/// One member as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberView {
+    pub id: u64,
+    pub name: String,
+    pub api_addr: String,
+    pub rpc_addr: String,
+    pub voter: bool,
+    pub roles: Vec<Role>,
+    pub status: &'static str,
+    pub enabled: bool,
+    pub labels: BTreeMap<String, String>,
+    pub last_contact_ms: Option<u64>,
+    pub matched_index: Option<u64>,
+}
+
+/// Registry records joined with the Raft membership and the leader's live view.
+pub async fn member_views(node: &SharedNode) -> Vec<MemberView> {
+    let m = node.raft_metrics();
+    let mem = m.membership_config.membership();
+    let voters: BTreeSet<u64> = mem.voter_ids().collect();
+    let mut nodes: BTreeMap<u64, MemberView> = BTreeMap::new();
+    for (id, bn) in mem.nodes() {
+        nodes.insert(
+            *id,
+            MemberView {
+                id: *id,
+                name: format!("node-{id}"),
+                api_addr: bn.api_addr.clone(),
+                rpc_addr: bn.rpc_addr.clone(),
+                voter: voters.contains(id),
+                roles: Vec::new(),
+                status: NodeStatus::Joining.as_str(),
+                enabled: true,
+                labels: BTreeMap::new(),
+                last_contact_ms: None,
+                matched_index: None,
+            },
+        );
+    }
+    for rec in node
+        .state
+        .read(|d| d.state.nodes.values().cloned().collect::<Vec<_>>())
+    {
+        nodes.insert(
+            rec.id,
+            MemberView {
+                id: rec.id,
+                name: rec.name,
+                api_addr: rec.api_addr,
+                rpc_addr: rec.rpc_addr,
+                voter: voters.contains(&rec.id),
+                roles: rec.roles,
+                status: rec.status.as_str(),
+                enabled: rec.enabled,
+                labels: rec.labels,
+                last_contact_ms: None,
+                matched_index: None,
+            },
+        );
+    }
+    if let Some(health) = service::member_health(node).await {
+        for h in health {
+            if let Some(v) = nodes.get_mut(&h.id) {
+                v.last_contact_ms = h.last_contact_ms;
+                v.matched_index = h.matched_index;
+            }
+        }
+    }
+    nodes.into_values().collect()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    q: Option<String>,
+    role: Option<String>,
+    status: Option<String>,
+    enabled: Option<bool>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+    consistency: Option<String>,
+}
+
+pub async fn list(
+    State(node): State<SharedNode>,
+    _who: Authed,
+    ApiQuery(p): ApiQuery<ListParams>,
+) -> Result<Response, Problem> {
+    consistent(&node, p.consistency.as_deref()).await?;
+    let role = match p.role.as_deref() {
+        Some(r) => Some(Role::parse(r).ok_or_else(|| {
+            Problem::new(StatusCode::BAD_REQUEST, format!("unknown role {r:?}")).with_field("role")
+        })?),
+        None => None,
+    };
+    let q = p.q.as_deref().map(str::to_lowercase);
+    let all: Vec<MemberView> = member_views(&node)
+        .await
+        .into_iter()
+        .filter(|v| {
+            q.as_ref()
+                .is_none_or(|q| v.name.to_lowercase().contains(q) || v.id.to_string() == *q)
+        })
+        .filter(|v| role.is_none_or(|r| v.roles.contains(&r)))
+        .filter(|v| p.status.as_deref().is_none_or(|s| v.status == s))
+        .filter(|v| p.enabled.is_none_or(|e| v.enabled == e))
+        .collect();
+    let total = all.len();
+    let items: Vec<_> = all
+        .into_iter()
+        .skip(p.offset.unwrap_or(0))
+        .take(p.limit.unwrap_or(100).min(1000))
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({"items": items, "total": total}),
+    ))
+}
+
+fn parse_id(id: &str) -> Result<u64, Problem> {
+    id.parse::<u64>().ok().filter(|i| *i > 0).ok_or_else(|| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            format!("node id must be a positive integer, not {id:?}"),
+        )
+        .with_field("id")
+    })
+}
+
+pub async fn get_one(
+    State(node): State<SharedNode>,
+    _who: Authed,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let id = parse_id(&id)?;
+    member_views(&node)
+        .await
+        .into_iter()
+        .find(|v| v.id == id)
+        .map(|v| json(StatusCode::OK, &v))
+        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("node {id} does not exist")))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewNode {
+    id: u64,
+    name: Option<String>,
+    api_addr: String,
+    rpc_addr: String,
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+fn parse_roles(roles: &[String]) -> Result<Vec<Role>, Problem> {
+    let mut out = Vec::new();
+    for r in roles {
+        let role = Role::parse(r).ok_or_else(|| {
+            Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("roles: unknown role {r:?} (known: manager, backup-manager, storage)"),
+            )
+            .with_field("roles")
+        })?;
+        if !out.contains(&role) {
+            out.push(role);
+        }
+    }
+    if out.is_empty() {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "roles: at least one role is needed",
+        )
+        .with_field("roles"));
+    }
+    Ok(out)
+}
+
+fn check_url(field: &str, url: &str) -> Result<String, Problem> {
+    let u = url.trim().trim_end_matches('/');
+    if !(u.starts_with("http://") || u.starts_with("https://")) || u.len() > 512 {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{field}: must be an http:// or https:// URL"),
+        )
+        .with_field(field));
+    }
+    Ok(u.to_string())
+}
+
+fn applied(resp: Applied) -> Result<Response, Problem> {
+    match resp {
+        Applied::Node(rec) => Ok(json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "id": rec.id, "name": rec.name, "api_addr": rec.api_addr, "rpc_addr": rec.rpc_addr,
+                "roles": rec.roles, "enabled": rec.enabled, "labels": rec.labels, "status": rec.status.as_str(),
+            }),
+        )),
+        Applied::Rejected(r) => Err(rejection(r)),
+        other => Err(Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("unexpected result {other:?}"),
+        )),
+    }
+}
+
+pub async fn add(
+    State(node): State<SharedNode>,
+    who: Authed,
+    ApiJson(body): ApiJson<NewNode>,
+) -> Result<Response, Problem> {
+    who.require_admin()?;
+    if body.id == 0 {
+        return Err(
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "id: must be positive").with_field("id"),
+        );
+    }
+    let name = body.name.unwrap_or_else(|| format!("node-{}", body.id));
+    if name.is_empty() || name.len() > 64 {
+        return Err(
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "name: 1 to 64 characters")
+                .with_field("name"),
+        );
+    }
+    let info = NodeInfo {
+        id: body.id,
+        name,
+        api_addr: check_url("api_addr", &body.api_addr)?,
+        rpc_addr: check_url("rpc_addr", &body.rpc_addr)?,
+        roles: parse_roles(&body.roles)?,
+    };
+    let removed = node
+        .state
+        .read(|d| {
+            d.state
+                .nodes
+                .get(&info.id)
+                .map(|n| n.status == NodeStatus::Removed)
+        })
+        .unwrap_or(false);
+    let resp = if removed {
+        // Re-adding a decommissioned node: it may join again (with an empty disk).
+        service::write(
+            &node,
+            Command::SetNodeStatus {
+                id: info.id,
+                status: NodeStatus::Down,
+                at: now_ms(),
+            },
+        )
+        .await?;
+        service::write(&node, Command::RegisterNode { info, at: now_ms() }).await?
+    } else {
+        service::write(&node, Command::AddNode { info, at: now_ms() }).await?
+    };
+    let mut r = applied(resp)?;
+    *r.status_mut() = StatusCode::CREATED;
+    Ok(r)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateNode {
+    roles: Option<Vec<String>>,
+    enabled: Option<bool>,
+    labels: Option<BTreeMap<String, String>>,
+}
+
+pub async fn update(
+    State(node): State<SharedNode>,
+    who: Authed,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateNode>,
+) -> Result<Response, Problem> {
+    who.require_admin()?;
+    let id = parse_id(&id)?;
+    let roles = match &body.roles {
+        Some(r) => Some(parse_roles(r)?),
+        None => None,
+    };
+    if let Some(labels) = &body.labels {
+        if labels.len() > 64
+            || labels
+                .iter()
+                .any(|(k, v)| k.is_empty() || k.len() > 64 || v.len() > 256)
+        {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "labels: at most 64 labels, keys of 1 to 64 characters, values up to 256",
+            )
+            .with_field("labels"));
+        }
+    }
+    let patch = NodePatch {
+        roles,
+        enabled: body.enabled,
+        labels: body.labels,
+    };
+    applied(service::write(&node, Command::UpdateNode { id, patch }).await?)
+}
+
+pub async fn remove(
+    State(node): State<SharedNode>,
+    who: Authed,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    who.require_admin()?;
+    let id = parse_id(&id)?;
+    service::decommission(&node, id).await?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({"id": id, "status": "removed"}),
+    ))
+}

@@ -1,0 +1,151 @@
+//! Password hashing (argon2id) and bearer tokens (HS256 JWT signed with the
+//! replicated token key, so every node verifies every token).
+
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
+use argon2::Argon2;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// argon2id with the library defaults (m = 19 MiB, t = 2, p = 1: OWASP's minimum).
+pub async fn hash_password(password: String) -> Result<String, String> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| format!("hashing a password: {e}"))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// A hash of a random password, verified against when the user does not exist so
+/// that an unknown user and a wrong password take the same time.
+static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+pub async fn verify_password(password: String, hash: Option<String>) -> bool {
+    tokio::task::spawn_blocking(move || {
+        let hash = hash.unwrap_or_else(|| {
+            DUMMY_HASH
+                .get_or_init(|| {
+                    let salt = SaltString::generate(&mut OsRng);
+                    Argon2::default()
+                        .hash_password(generate_password().as_bytes(), &salt)
+                        .expect("hashing")
+                        .to_string()
+                })
+                .clone()
+        });
+        match PasswordHash::new(&hash) {
+            Ok(parsed) => Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok(),
+            Err(_) => false,
+        }
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// A random password for the first admin: 20 characters from an unambiguous alphabet.
+pub fn generate_password() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::thread_rng();
+    (0..20)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// User id (a string, as JWT requires).
+    pub sub: String,
+    pub name: String,
+    /// Cluster id: a token from another cluster is refused.
+    pub cid: String,
+    pub iat: u64,
+    pub exp: u64,
+}
+
+pub fn issue(key: &[u8], claims: &Claims) -> Result<String, String> {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(key),
+    )
+    .map_err(|e| format!("signing a token: {e}"))
+}
+
+pub fn verify(key: &[u8], cluster_id: &str, token: &str) -> Result<Claims, String> {
+    let mut v = Validation::new(Algorithm::HS256);
+    v.leeway = 5;
+    v.set_required_spec_claims(&["exp", "sub"]);
+    let data =
+        jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(key), &v).map_err(|e| {
+            match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    "the token has expired; log in again".to_string()
+                }
+                _ => "the token is not valid".to_string(),
+            }
+        })?;
+    if data.claims.cid != cluster_id {
+        return Err("the token was issued by another cluster".into());
+    }
+    if data.claims.sub.parse::<u64>().is_err() {
+        return Err("the token is not valid".into());
+    }
+    Ok(data.claims)
+}
+
+impl Claims {
+    pub fn user_id(&self) -> u64 {
+        self.sub.parse().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hash_and_verify() {
+        let h = hash_password("correct horse battery".into()).await.unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse battery".into(), Some(h.clone())).await);
+        assert!(!verify_password("wrong".into(), Some(h)).await);
+        assert!(!verify_password("anything".into(), None).await);
+    }
+
+    #[test]
+    fn tokens_are_bound_to_key_cluster_and_time() {
+        let key = [1u8; 32];
+        let now = 1_900_000_000;
+        let c = Claims {
+            sub: "1".into(),
+            name: "admin".into(),
+            cid: "c1".into(),
+            iat: now - 10,
+            exp: now + 3600,
+        };
+        let mut c_valid = c.clone();
+        let real_now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        c_valid.iat = real_now;
+        c_valid.exp = real_now + 60;
+        let t = issue(&key, &c_valid).unwrap();
+        assert_eq!(verify(&key, "c1", &t).unwrap().sub, "1");
+        assert!(verify(&[2u8; 32], "c1", &t).is_err());
+        assert!(verify(&key, "c2", &t).is_err());
+        let mut expired = c_valid.clone();
+        expired.exp = real_now - 60;
+        let t = issue(&key, &expired).unwrap();
+        assert!(verify(&key, "c1", &t).unwrap_err().contains("expired"));
+        assert!(verify(&key, "c1", "garbage").is_err());
+    }
+}

@@ -1,0 +1,452 @@
+//! Node configuration: `cluster.toml` < environment (`BCM_SECTION__KEY`) < flags.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use bcm_raft_store::Role;
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// A configuration problem a person can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration: {key}: {problem}")]
+    Invalid { key: &'static str, problem: String },
+    #[error("configuration: cannot read {key} from {path}: {source}")]
+    SecretFile {
+        key: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        problem: problem.into(),
+    }
+}
+
+/// A secret value: never printed, never logged.
+#[derive(Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub node: NodeSection,
+    #[serde(default)]
+    pub cluster: ClusterSection,
+    #[serde(default)]
+    pub raft: RaftSection,
+    #[serde(default)]
+    pub manager: ManagerSection,
+    #[serde(default)]
+    pub auth: AuthSection,
+    #[serde(default)]
+    pub postgres: Option<PostgresSection>,
+    #[serde(default)]
+    pub log: LogSection,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    pub id: u64,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    #[serde(default = "default_api_listen")]
+    pub api_listen: SocketAddr,
+    #[serde(default)]
+    pub api_advertise: Option<String>,
+    #[serde(default = "default_rpc_listen")]
+    pub rpc_listen: SocketAddr,
+    #[serde(default)]
+    pub rpc_advertise: Option<String>,
+    #[serde(default = "default_roles")]
+    pub roles: Vec<String>,
+}
+
+fn default_api_listen() -> SocketAddr {
+    "127.0.0.1:8080".parse().expect("literal")
+}
+fn default_rpc_listen() -> SocketAddr {
+    "127.0.0.1:9080".parse().expect("literal")
+}
+fn default_roles() -> Vec<String> {
+    Role::ALL.iter().map(|r| r.as_str().to_string()).collect()
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    #[serde(default)]
+    pub bootstrap: Vec<String>,
+    #[serde(default)]
+    pub join: Option<Vec<String>>,
+}
+
+/// Raft timing and compaction. See docs/OPERATIONS.md for why these defaults.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftSection {
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Take a snapshot after this many entries applied since the last one.
+    pub snapshot_every: u64,
+    /// Log entries kept behind a snapshot for followers that lag a little.
+    pub keep_logs_behind_snapshot: u64,
+}
+
+impl Default for RaftSection {
+    fn default() -> Self {
+        RaftSection {
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 500,
+            election_timeout_max_ms: 1000,
+            snapshot_every: 5000,
+            keep_logs_behind_snapshot: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ManagerSection {
+    /// How long the backup-manager holder may be down before the role moves.
+    pub backup_manager_grace_ms: u64,
+    /// A member not heard from for this long is shown `down`.
+    pub member_down_after_ms: u64,
+}
+
+impl Default for ManagerSection {
+    fn default() -> Self {
+        ManagerSection {
+            backup_manager_grace_ms: 3000,
+            member_down_after_ms: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    pub admin_password: Option<Secret>,
+    pub admin_password_file: Option<PathBuf>,
+    pub token_ttl_secs: u64,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            admin_password: None,
+            admin_password_file: None,
+            token_ttl_secs: 12 * 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSection {
+    pub url: Secret,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// `human` or `json`.
+    pub format: String,
+    /// A tracing filter, e.g. `info` or `bcm=debug,openraft=info`.
+    pub level: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            format: "human".into(),
+            level: "info,openraft=warn,sled=warn".into(),
+        }
+    }
+}
+
+/// Values given as command-line flags; they override file and environment.
+#[derive(Debug, Default, Serialize)]
+pub struct Overrides {
+    pub values: Vec<(&'static str, figment::value::Value)>,
+}
+
+/// The configuration after validation, with every default resolved.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub id: u64,
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub api_listen: SocketAddr,
+    pub api_advertise: String,
+    pub rpc_listen: SocketAddr,
+    pub rpc_advertise: String,
+    pub roles: Vec<Role>,
+    pub secret: Secret,
+    pub bootstrap: Vec<String>,
+    pub join: Vec<String>,
+    pub raft: RaftSection,
+    pub manager: ManagerSection,
+    pub admin_password: Option<Secret>,
+    pub token_ttl_secs: u64,
+    pub log: LogSection,
+}
+
+/// Loads the layered configuration.
+pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<NodeConfig, ConfigError> {
+    let mut figment = Figment::new();
+    if let Some(file) = file {
+        if !file.exists() {
+            return Err(invalid(
+                "--config",
+                format!("{} does not exist", file.display()),
+            ));
+        }
+        figment = figment.merge(Toml::file(file));
+    }
+    figment = figment.merge(
+        Env::prefixed("BCM_")
+            // Only BCM_SECTION__KEY variables are configuration (BCM_SERVER is the CLI's).
+            .filter(|k| k.as_str().contains("__"))
+            .split("__"),
+    );
+    for (key, value) in overrides.values {
+        figment = figment.merge(Serialized::global(key, value));
+    }
+    let config: Config = figment.extract().map_err(Box::new)?;
+    resolve(config)
+}
+
+fn normalize_url(key: &'static str, url: &str) -> Result<String, ConfigError> {
+    let url = url.trim().trim_end_matches('/');
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(invalid(
+            key,
+            format!("{url:?} must start with http:// or https://"),
+        ));
+    }
+    Ok(url.to_string())
+}
+
+fn read_secret_file(key: &'static str, path: &Path) -> Result<Secret, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
+        key,
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(Secret::new(text.trim()))
+}
+
+fn resolve(c: Config) -> Result<NodeConfig, ConfigError> {
+    let n = c.node;
+    if n.id == 0 {
+        return Err(invalid(
+            "node.id",
+            "must be a positive integer (0 is reserved)",
+        ));
+    }
+    let mut roles = Vec::new();
+    for r in &n.roles {
+        let role = Role::parse(r).ok_or_else(|| {
+            invalid(
+                "node.roles",
+                format!("unknown role {r:?}; known: manager, backup-manager, storage"),
+            )
+        })?;
+        if !roles.contains(&role) {
+            roles.push(role);
+        }
+    }
+    if roles.is_empty() {
+        return Err(invalid("node.roles", "at least one role is needed"));
+    }
+    let api_advertise = normalize_url(
+        "node.api_advertise",
+        &n.api_advertise
+            .unwrap_or_else(|| format!("http://{}", n.api_listen)),
+    )?;
+    let rpc_advertise = normalize_url(
+        "node.rpc_advertise",
+        &n.rpc_advertise
+            .unwrap_or_else(|| format!("http://{}", n.rpc_listen)),
+    )?;
+    let secret = match (c.cluster.secret, c.cluster.secret_file) {
+        (Some(s), _) if !s.is_empty() => s,
+        (_, Some(path)) => read_secret_file("cluster.secret_file", &path)?,
+        _ => {
+            return Err(invalid(
+                "cluster.secret",
+                "a shared cluster secret is required (cluster.secret or cluster.secret_file)",
+            ))
+        }
+    };
+    if secret.expose().len() < 16 {
+        return Err(invalid("cluster.secret", "must be at least 16 characters"));
+    }
+    let bootstrap = c
+        .cluster
+        .bootstrap
+        .iter()
+        .map(|u| normalize_url("cluster.bootstrap", u))
+        .collect::<Result<Vec<_>, _>>()?;
+    let join = match c.cluster.join {
+        Some(j) => j
+            .iter()
+            .map(|u| normalize_url("cluster.join", u))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => bootstrap.clone(),
+    };
+    if bootstrap.is_empty() && join.is_empty() {
+        return Err(invalid(
+            "cluster.bootstrap",
+            "set cluster.bootstrap (to form a cluster) or cluster.join (to join one)",
+        ));
+    }
+    let r = &c.raft;
+    if r.heartbeat_ms == 0 || r.election_timeout_min_ms <= r.heartbeat_ms * 2 {
+        return Err(invalid(
+            "raft.election_timeout_min_ms",
+            "must be more than twice raft.heartbeat_ms",
+        ));
+    }
+    if r.election_timeout_max_ms <= r.election_timeout_min_ms {
+        return Err(invalid(
+            "raft.election_timeout_max_ms",
+            "must be greater than raft.election_timeout_min_ms",
+        ));
+    }
+    if r.snapshot_every == 0 {
+        return Err(invalid("raft.snapshot_every", "must be positive"));
+    }
+    let admin_password = match (c.auth.admin_password, c.auth.admin_password_file) {
+        (Some(p), _) if !p.is_empty() => Some(p),
+        (_, Some(path)) => Some(read_secret_file("auth.admin_password_file", &path)?),
+        _ => None,
+    };
+    if let Some(p) = &admin_password {
+        if p.expose().chars().count() < 12 {
+            return Err(invalid(
+                "auth.admin_password",
+                "must be at least 12 characters",
+            ));
+        }
+    }
+    if c.log.format != "human" && c.log.format != "json" {
+        return Err(invalid("log.format", "must be \"human\" or \"json\""));
+    }
+    Ok(NodeConfig {
+        id: n.id,
+        name: n.name.unwrap_or_else(|| format!("node-{}", n.id)),
+        data_dir: n
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from(format!("data/node{}", n.id))),
+        api_listen: n.api_listen,
+        api_advertise,
+        rpc_listen: n.rpc_listen,
+        rpc_advertise,
+        roles,
+        secret,
+        bootstrap,
+        join,
+        raft: c.raft,
+        manager: c.manager,
+        admin_password,
+        token_ttl_secs: c.auth.token_ttl_secs,
+        log: c.log,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let p = dir.join("cluster.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    const BASE: &str = r#"
+[node]
+id = 1
+[cluster]
+secret = "0123456789abcdef"
+bootstrap = ["http://127.0.0.1:9080/"]
+"#;
+
+    #[test]
+    fn defaults_are_resolved() {
+        let d = tempfile::tempdir().unwrap();
+        let c = load(Some(&write(d.path(), BASE)), Overrides::default()).unwrap();
+        assert_eq!(c.name, "node-1");
+        assert_eq!(c.api_advertise, "http://127.0.0.1:8080");
+        assert_eq!(c.bootstrap, vec!["http://127.0.0.1:9080".to_string()]);
+        assert_eq!(c.join, c.bootstrap);
+        assert_eq!(c.roles.len(), 3);
+        assert_eq!(c.manager.backup_manager_grace_ms, 3000);
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let d = tempfile::tempdir().unwrap();
+        let o = Overrides {
+            values: vec![("node.id", 7u64.into())],
+        };
+        let c = load(Some(&write(d.path(), BASE)), o).unwrap();
+        assert_eq!(c.id, 7);
+    }
+
+    #[test]
+    fn clear_errors() {
+        let d = tempfile::tempdir().unwrap();
+        let bad = BASE.replace("id = 1", "id = 1\nroles = [\"boss\"]");
+        let e = load(Some(&write(d.path(), &bad)), Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("unknown role \"boss\""), "{e}");
+        let unknown = BASE.replace("id = 1", "id = 1\nidd = 2");
+        let e = load(Some(&write(d.path(), &unknown)), Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("idd"), "{e}");
+        let short = BASE.replace("0123456789abcdef", "short");
+        let e = load(Some(&write(d.path(), &short)), Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("cluster.secret"), "{e}");
+    }
+
+    #[test]
+    fn secret_never_prints() {
+        assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(***)");
+    }
+}

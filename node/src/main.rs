@@ -1,0 +1,177 @@
+//! `bcm`: every backend instance runs this binary (`bcm node`); operators use the
+//! same binary as a CLI (`bcm status`, `bcm login`) and to try bcm out (`bcm dev`).
+
+mod api;
+mod auth;
+mod cli;
+mod config;
+mod dev;
+mod events;
+mod manager;
+mod membership;
+mod metrics;
+mod problem;
+mod rpc;
+mod rpc_server;
+mod runtime;
+mod service;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "bcm", version, about = "Backup Cluster Manager")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run one node of a cluster.
+    Node(NodeArgs),
+    /// Start a local N-node cluster for trying bcm out (no PostgreSQL needed).
+    Dev(dev::DevArgs),
+    /// Log in and keep the token for later commands.
+    Login(cli::LoginArgs),
+    /// Show the cluster: leader, term, members and their health.
+    Status(cli::StatusArgs),
+}
+
+#[derive(clap::Args)]
+struct NodeArgs {
+    /// The node's configuration file (see cluster.toml).
+    #[arg(long, short, env = "BCM_CONFIG")]
+    config: Option<PathBuf>,
+    /// Overrides node.id.
+    #[arg(long)]
+    id: Option<u64>,
+    /// Overrides node.data_dir.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Overrides node.api_listen.
+    #[arg(long)]
+    api_listen: Option<String>,
+    /// Overrides node.rpc_listen.
+    #[arg(long)]
+    rpc_listen: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("starting the async runtime");
+    let result = rt.block_on(async move {
+        match cli.command {
+            Cmd::Node(args) => run_node(args).await,
+            Cmd::Dev(args) => dev::run(args).await,
+            Cmd::Login(args) => cli::login(args).await,
+            Cmd::Status(args) => cli::status(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bcm: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(cfg: &config::LogSection) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BCM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if cfg.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
+    let mut overrides = config::Overrides::default();
+    if let Some(id) = args.id {
+        overrides.values.push(("node.id", id.into()));
+    }
+    if let Some(d) = args.data_dir {
+        overrides
+            .values
+            .push(("node.data_dir", d.display().to_string().into()));
+    }
+    if let Some(a) = args.api_listen {
+        overrides.values.push(("node.api_listen", a.into()));
+    }
+    if let Some(a) = args.rpc_listen {
+        overrides.values.push(("node.rpc_listen", a.into()));
+    }
+    let cfg = config::load(args.config.as_deref(), overrides)?;
+    init_logging(&cfg.log);
+
+    // Bind first: a taken port fails at once, before anything is written.
+    let rpc_listener = tokio::net::TcpListener::bind(cfg.rpc_listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on node.rpc_listen {}: {e}", cfg.rpc_listen))?;
+    let api_listener = tokio::net::TcpListener::bind(cfg.api_listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on node.api_listen {}: {e}", cfg.api_listen))?;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tracing::info!(
+        node_id = cfg.id,
+        api = %cfg.api_advertise,
+        rpc = %cfg.rpc_advertise,
+        roles = ?cfg.roles,
+        "starting bcm node"
+    );
+    let node = runtime::start(cfg, stop_rx.clone()).await?;
+
+    let rpc_app = rpc_server::router(node.clone());
+    let api_app = api::router(node.clone());
+    let mut s1 = stop_rx.clone();
+    let rpc_task = tokio::spawn(async move {
+        axum::serve(rpc_listener, rpc_app)
+            .with_graceful_shutdown(async move {
+                let _ = s1.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    let mut s2 = stop_rx.clone();
+    let api_task = tokio::spawn(async move {
+        axum::serve(api_listener, api_app)
+            .with_graceful_shutdown(async move {
+                let _ = s2.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    tokio::spawn(manager::run(node.clone()));
+
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    if let Err(e) = node.raft.shutdown().await {
+        tracing::warn!("raft shutdown: {e}");
+    }
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        let _ = rpc_task.await;
+        let _ = api_task.await;
+    })
+    .await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

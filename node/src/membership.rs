@@ -1,0 +1,241 @@
+//! The cluster manager's side of membership: admitting nodes that join, re-adding
+//! nodes whose disk was lost, and decommissioning.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use bcm_raft_store::{BcmNode, Command, NodeId, NodeStatus, Response, Role};
+use openraft::ChangeMembers;
+
+use crate::rpc::{JoinReply, JoinRequest, LeaderReply};
+use crate::runtime::{now_ms, SharedNode};
+use crate::service::{self, ServiceError};
+
+fn membership_sets(node: &crate::runtime::Node) -> (BTreeSet<NodeId>, BTreeSet<NodeId>) {
+    let m = node.raft_metrics();
+    let mem = m.membership_config.membership();
+    let voters: BTreeSet<_> = mem.voter_ids().collect();
+    let all: BTreeSet<_> = mem.nodes().map(|(id, _)| *id).collect();
+    (voters, all)
+}
+
+/// Handles a join request on the leader.
+pub async fn handle_join(node: &SharedNode, req: JoinRequest) -> LeaderReply<JoinReply> {
+    if !node.is_leader() {
+        let leader = node.leader();
+        return LeaderReply::NotLeader {
+            leader_id: leader.as_ref().map(|l| l.0),
+            leader_rpc: leader.map(|l| l.1.rpc_addr),
+        };
+    }
+    let id = req.info.id;
+    let existing = node.state.read(|d| d.state.nodes.get(&id).cloned());
+    if let Some(rec) = &existing {
+        if rec.status == NodeStatus::Removed {
+            return LeaderReply::Refused(format!(
+                "node {id} was decommissioned; re-add it with POST /api/v1/nodes and start it with an empty data directory"
+            ));
+        }
+    }
+    if let Some(conflict) = node.state.read(|d| {
+        d.state
+            .nodes
+            .values()
+            .find(|n| {
+                n.id != id && n.rpc_addr == req.info.rpc_addr && n.status != NodeStatus::Removed
+            })
+            .map(|n| n.id)
+    }) {
+        return LeaderReply::Refused(format!(
+            "address {} is already registered for node {conflict}",
+            req.info.rpc_addr
+        ));
+    }
+
+    let (voters, all) = membership_sets(node);
+    if req.fresh && all.contains(&id) {
+        // Lost disk: the old member must leave before the empty node may answer RPCs,
+        // or the 0.9 leader would see its log go backwards.
+        tracing::warn!(node_id = id, "node came back with an empty data directory; removing its old membership before re-adding it");
+        if voters.contains(&id) && voters.len() <= 1 {
+            return LeaderReply::Refused("cannot remove the only voter".into());
+        }
+        let change = if voters.contains(&id) {
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        };
+        if let Err(e) = node.raft.change_membership(change, false).await {
+            return LeaderReply::Unavailable(format!(
+                "removing the old membership of node {id}: {e}"
+            ));
+        }
+        // A voter removed with retain=false may still be a learner in a joint step.
+        let (_, all) = membership_sets(node);
+        if all.contains(&id) {
+            if let Err(e) = node
+                .raft
+                .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+                .await
+            {
+                return LeaderReply::Unavailable(format!("removing node {id}: {e}"));
+            }
+        }
+    }
+
+    // Keep the registry in step with what the node says about itself.
+    let needs_update = existing.as_ref().is_none_or(|r| {
+        r.name != req.info.name
+            || r.api_addr != req.info.api_addr
+            || r.rpc_addr != req.info.rpc_addr
+            || r.roles != req.info.roles
+    });
+    if needs_update {
+        let cmd = Command::RegisterNode {
+            info: req.info.clone(),
+            at: now_ms(),
+        };
+        match service::write_local(node, cmd).await {
+            Ok(Response::Rejected(r)) => return LeaderReply::Refused(r.to_string()),
+            Ok(_) => {}
+            Err(e) => return LeaderReply::Unavailable(e.to_string()),
+        }
+    }
+
+    let (voters, all) = membership_sets(node);
+    let wants_vote = req.info.roles.contains(&Role::Manager);
+    let admitted = if wants_vote {
+        voters.contains(&id)
+    } else {
+        all.contains(&id)
+    };
+    if !admitted {
+        spawn_admission(
+            node.clone(),
+            req.info.id,
+            req.info.api_addr,
+            req.info.rpc_addr,
+            wants_vote,
+        );
+    }
+    LeaderReply::Ok(JoinReply::Proceed)
+}
+
+/// Adds a node as learner, waits until it caught up, then promotes it when it may vote.
+fn spawn_admission(node: SharedNode, id: NodeId, api_addr: String, rpc_addr: String, voter: bool) {
+    {
+        let mut joining = node.joining.lock().expect("joining lock");
+        if let Some(since) = joining.get(&id) {
+            if since.elapsed() < Duration::from_secs(60) {
+                return;
+            }
+        }
+        joining.insert(id, Instant::now());
+    }
+    tokio::spawn(async move {
+        let result = admit(&node, id, BcmNode { api_addr, rpc_addr }, voter).await;
+        if let Err(e) = result {
+            tracing::warn!(
+                node_id = id,
+                "admitting node failed (it will ask again): {e}"
+            );
+        }
+        node.joining.lock().expect("joining lock").remove(&id);
+    });
+}
+
+async fn admit(node: &SharedNode, id: NodeId, bn: BcmNode, voter: bool) -> Result<(), String> {
+    let (_, all) = membership_sets(node);
+    if !all.contains(&id) {
+        tracing::info!(node_id = id, "adding node as learner");
+        let _ = service::write_local(
+            node,
+            Command::SetNodeStatus {
+                id,
+                status: NodeStatus::Joining,
+                at: now_ms(),
+            },
+        )
+        .await;
+        // Blocking: returns once the learner has caught up (snapshot install included).
+        tokio::time::timeout(
+            Duration::from_secs(120),
+            node.raft.add_learner(id, bn, true),
+        )
+        .await
+        .map_err(|_| "the learner did not catch up within 120 s".to_string())?
+        .map_err(|e| e.to_string())?;
+    }
+    if voter {
+        let (voters, _) = membership_sets(node);
+        if !voters.contains(&id) {
+            tracing::info!(node_id = id, "promoting node to voter");
+            node.raft
+                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// Decommissions a node: removes it from the Raft membership and marks it removed.
+pub async fn decommission_on_leader(
+    node: &crate::runtime::Node,
+    id: NodeId,
+) -> Result<(), ServiceError> {
+    let rec = node
+        .state
+        .read(|d| d.state.nodes.get(&id).cloned())
+        .ok_or_else(|| ServiceError::NotFound(format!("node {id} does not exist")))?;
+    if rec.status == NodeStatus::Removed {
+        return Err(ServiceError::Conflict(format!(
+            "node {id} is already removed"
+        )));
+    }
+    let (voters, all) = membership_sets(node);
+    if voters.contains(&id) {
+        let remaining = voters.len() - 1;
+        if remaining == 0 {
+            return Err(ServiceError::Conflict(format!(
+                "removing node {id} would leave the cluster without voters"
+            )));
+        }
+        // The remaining voters must be able to form a majority of the new membership.
+        let up_remaining = voters
+            .iter()
+            .filter(|v| **v != id)
+            .filter(|v| {
+                node.state
+                    .read(|d| d.state.nodes.get(v).map(|n| n.status == NodeStatus::Up))
+                    .unwrap_or(false)
+            })
+            .count();
+        if up_remaining < remaining / 2 + 1 {
+            return Err(ServiceError::Conflict(format!(
+                "removing node {id} would leave no quorum: {up_remaining} of the remaining {remaining} voters are up"
+            )));
+        }
+        node.raft
+            .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+            .await
+            .map_err(|e| ServiceError::Unavailable(format!("removing voter {id}: {e}")))?;
+    }
+    let (_, all_now) = membership_sets(node);
+    if all.contains(&id) && all_now.contains(&id) {
+        node.raft
+            .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+            .await
+            .map_err(|e| ServiceError::Unavailable(format!("removing node {id}: {e}")))?;
+    }
+    service::write_local(
+        node,
+        Command::SetNodeStatus {
+            id,
+            status: NodeStatus::Removed,
+            at: now_ms(),
+        },
+    )
+    .await?;
+    Ok(())
+}

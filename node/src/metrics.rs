@@ -1,0 +1,184 @@
+//! Prometheus text metrics: Raft gauges read from openraft's metrics at scrape time,
+//! plus counters and request-latency histograms kept here.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::runtime::Node;
+
+#[derive(Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Bucket upper bounds in seconds.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+#[derive(Default, Clone)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, secs: f64) {
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if secs <= *b {
+                self.counts[i] += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += secs;
+    }
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    pub leader_changes: Counter,
+    /// (method, route, status class) -> latency histogram.
+    requests: Mutex<BTreeMap<(String, String, String), Histogram>>,
+}
+
+impl Metrics {
+    pub fn observe_request(&self, method: &str, route: &str, status: u16, took: Duration) {
+        let class = format!("{}xx", status / 100);
+        self.requests
+            .lock()
+            .expect("metrics lock")
+            .entry((method.to_string(), route.to_string(), class))
+            .or_default()
+            .observe(took.as_secs_f64());
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Renders all metrics of `node` in the Prometheus text format.
+pub fn render(node: &Node) -> String {
+    let m = node.raft_metrics();
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, value: f64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+        );
+    };
+    gauge("bcm_raft_term", "Current Raft term.", m.current_term as f64);
+    gauge(
+        "bcm_raft_leader_id",
+        "Id of the current leader (0 when none is known).",
+        m.current_leader.unwrap_or(0) as f64,
+    );
+    gauge(
+        "bcm_raft_is_leader",
+        "1 when this node is the leader (the cluster manager).",
+        if node.is_leader() { 1.0 } else { 0.0 },
+    );
+    gauge(
+        "bcm_raft_last_log_index",
+        "Index of the last entry in this node's log.",
+        m.last_log_index.unwrap_or(0) as f64,
+    );
+    gauge(
+        "bcm_raft_applied_index",
+        "Index of the last entry applied to the state machine.",
+        m.last_applied.map(|l| l.index).unwrap_or(0) as f64,
+    );
+    gauge(
+        "bcm_raft_snapshot_index",
+        "Last log index included in the latest snapshot.",
+        m.snapshot.map(|l| l.index).unwrap_or(0) as f64,
+    );
+    gauge(
+        "bcm_raft_purged_index",
+        "Log entries up to this index have been purged.",
+        m.purged.map(|l| l.index).unwrap_or(0) as f64,
+    );
+    if let Some(ms) = m.millis_since_quorum_ack {
+        gauge(
+            "bcm_raft_millis_since_quorum_ack",
+            "On the leader: milliseconds since a majority last acknowledged it.",
+            ms as f64,
+        );
+    }
+    let commit = node.state.applied_index();
+    gauge(
+        "bcm_raft_commit_index",
+        "Highest index known committed and applied on this node.",
+        commit as f64,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP bcm_raft_leader_changes_total Leader changes seen by this node.\n# TYPE bcm_raft_leader_changes_total counter\nbcm_raft_leader_changes_total {}",
+        node.metrics.leader_changes.get()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP bcm_http_request_duration_seconds HTTP request latency by route.\n# TYPE bcm_http_request_duration_seconds histogram"
+    );
+    let requests = node.metrics.requests.lock().expect("metrics lock").clone();
+    for ((method, route, status), h) in requests {
+        let labels = format!(
+            "method=\"{}\",route=\"{}\",status=\"{}\"",
+            escape(&method),
+            escape(&route),
+            escape(&status)
+        );
+        for (i, b) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "bcm_http_request_duration_seconds_bucket{{{labels},le=\"{b}\"}} {}",
+                h.counts[i]
+            );
+        }
+        let _ = writeln!(
+            out,
+            "bcm_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+            h.count
+        );
+        let _ = writeln!(
+            out,
+            "bcm_http_request_duration_seconds_sum{{{labels}}} {}",
+            h.sum
+        );
+        let _ = writeln!(
+            out,
+            "bcm_http_request_duration_seconds_count{{{labels}}} {}",
+            h.count
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let mut h = Histogram::default();
+        h.observe(0.003);
+        h.observe(0.2);
+        assert_eq!(h.counts[0], 0);
+        assert_eq!(h.counts[3], 1); // <= 5 ms
+        assert_eq!(h.counts[8], 2); // <= 250 ms
+        assert_eq!(h.count, 2);
+    }
+}

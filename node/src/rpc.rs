@@ -1,0 +1,325 @@
+//! The cluster-internal protocol: Raft RPCs and a few control messages between nodes,
+//! carried over HTTP with postcard bodies and the shared cluster secret.
+//!
+//! This module holds the wire types and the client side (`Peers`, the openraft
+//! network). The server side is in `rpc_server.rs`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bcm_raft_store::codec;
+use bcm_raft_store::{BcmNode, Command, NodeId, NodeInfo, Response, TypeConfig};
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Secret;
+
+pub const PATH_APPEND: &str = "/raft/append";
+pub const PATH_VOTE: &str = "/raft/vote";
+pub const PATH_SNAPSHOT: &str = "/raft/snapshot";
+pub const PATH_HELLO: &str = "/internal/hello";
+pub const PATH_LEADER: &str = "/internal/leader";
+pub const PATH_JOIN: &str = "/internal/join";
+
+/// What a node says about itself to a peer that asks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Hello {
+    pub info: NodeInfo,
+    /// Has this node's Raft state been initialized (is it part of a formed cluster)?
+    pub initialized: bool,
+    pub cluster_id: Option<String>,
+    pub leader_id: Option<NodeId>,
+    pub leader_rpc: Option<String>,
+}
+
+/// A node asks the leader to make it a member.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub info: NodeInfo,
+    /// The node started with an empty data directory.
+    pub fresh: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum JoinReply {
+    /// The node is (now) a member or on its way: answer Raft RPCs.
+    Proceed,
+}
+
+/// The leader's live view of one member.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberHealth {
+    pub id: NodeId,
+    pub last_contact_ms: Option<u64>,
+    pub matched_index: Option<u64>,
+}
+
+/// The answer to a control message that only the leader can serve.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum LeaderReply<T> {
+    Ok(T),
+    /// Not the leader; here is who is, when known.
+    NotLeader {
+        leader_id: Option<NodeId>,
+        leader_rpc: Option<String>,
+    },
+    /// The request was refused for a reason the caller should show.
+    Refused(String),
+    /// The leader could not finish in time (no quorum, shutting down, ...).
+    Unavailable(String),
+}
+
+/// Work only the leader can do; followers forward it over `PATH_LEADER`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum LeaderOp {
+    Write(Command),
+    /// Confirm leadership with a quorum and return the index a linearizable read
+    /// must wait for.
+    ReadIndex,
+    Decommission(NodeId),
+    Snapshot,
+    Health,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum OpResult {
+    Written(Response),
+    ReadIndex(u64),
+    Done,
+    Snapshot(u64),
+    Health(Vec<MemberHealth>),
+}
+
+/// A failure to talk to a peer.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("{addr} is unreachable: {message}")]
+    Unreachable { addr: String, message: String },
+    #[error("{addr} did not answer within {timeout:?}")]
+    Timeout { addr: String, timeout: Duration },
+    #[error("{addr} answered HTTP {status}: {body}")]
+    Status {
+        addr: String,
+        status: u16,
+        body: String,
+    },
+    #[error("{addr} sent a body that does not decode: {message}")]
+    Decode { addr: String, message: String },
+}
+
+/// Last successful contact with each peer, as seen by this node's outgoing RPCs.
+/// The leader sends heartbeats to every member, so on the leader this is a liveness
+/// signal for the whole cluster.
+#[derive(Clone, Default)]
+pub struct Contacts {
+    inner: Arc<Mutex<HashMap<NodeId, Instant>>>,
+}
+
+impl Contacts {
+    pub fn touch(&self, id: NodeId) {
+        self.inner
+            .lock()
+            .expect("contacts lock")
+            .insert(id, Instant::now());
+    }
+
+    pub fn last(&self, id: NodeId) -> Option<Instant> {
+        self.inner.lock().expect("contacts lock").get(&id).copied()
+    }
+}
+
+/// The HTTP client for every node-to-node call. One connection pool, shared.
+#[derive(Clone)]
+pub struct Peers {
+    client: reqwest::Client,
+    secret: Secret,
+    pub contacts: Contacts,
+}
+
+impl Peers {
+    pub fn new(secret: Secret) -> Peers {
+        let client = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(32)
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_millis(500))
+            .build()
+            .expect("building the HTTP client");
+        Peers {
+            client,
+            secret,
+            contacts: Contacts::default(),
+        }
+    }
+
+    /// POSTs `req` to `addr + path` and decodes the answer.
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        addr: &str,
+        path: &str,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, PeerError> {
+        let body = codec::encode(req).map_err(|e| PeerError::Decode {
+            addr: addr.to_string(),
+            message: e.to_string(),
+        })?;
+        let url = format!("{addr}{path}");
+        let sent = self
+            .client
+            .post(&url)
+            .bearer_auth(self.secret.expose())
+            .header("content-type", "application/octet-stream")
+            .body(body)
+            .timeout(timeout)
+            .send()
+            .await;
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) if e.is_timeout() => {
+                return Err(PeerError::Timeout {
+                    addr: addr.to_string(),
+                    timeout,
+                })
+            }
+            Err(e) => {
+                return Err(PeerError::Unreachable {
+                    addr: addr.to_string(),
+                    message: error_chain(&e),
+                })
+            }
+        };
+        let status = resp.status();
+        let bytes = match resp.bytes().await {
+            Ok(b) => b,
+            Err(e) if e.is_timeout() => {
+                return Err(PeerError::Timeout {
+                    addr: addr.to_string(),
+                    timeout,
+                })
+            }
+            Err(e) => {
+                return Err(PeerError::Unreachable {
+                    addr: addr.to_string(),
+                    message: error_chain(&e),
+                })
+            }
+        };
+        if !status.is_success() {
+            return Err(PeerError::Status {
+                addr: addr.to_string(),
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&bytes).chars().take(500).collect(),
+            });
+        }
+        codec::decode(&bytes).map_err(|e| PeerError::Decode {
+            addr: addr.to_string(),
+            message: e.to_string(),
+        })
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+// ---------------------------------------------------------------- openraft network
+
+impl RaftNetworkFactory<TypeConfig> for Peers {
+    type Network = PeerConnection;
+
+    async fn new_client(&mut self, target: NodeId, node: &BcmNode) -> Self::Network {
+        // No eager connection: the shared pool connects on first use.
+        PeerConnection {
+            peers: self.clone(),
+            target,
+            addr: node.rpc_addr.clone(),
+        }
+    }
+}
+
+/// The openraft view of one peer.
+pub struct PeerConnection {
+    peers: Peers,
+    target: NodeId,
+    addr: String,
+}
+
+impl PeerConnection {
+    async fn raft_call<Req, Resp, E>(
+        &self,
+        path: &str,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, RPCError<NodeId, BcmNode, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error,
+    {
+        match self
+            .peers
+            .call::<Req, Resp>(&self.addr, path, req, timeout)
+            .await
+        {
+            Ok(resp) => {
+                self.peers.contacts.touch(self.target);
+                Ok(resp)
+            }
+            // Unreachable makes openraft back off instead of retrying in a tight loop.
+            Err(e @ PeerError::Unreachable { .. }) => {
+                Err(RPCError::Unreachable(Unreachable::new(&e)))
+            }
+            Err(e @ PeerError::Status { status: 401, .. }) => {
+                Err(RPCError::Unreachable(Unreachable::new(&e)))
+            }
+            Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
+        }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerConnection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BcmNode, RaftError<NodeId>>> {
+        self.raft_call::<_, _, openraft::error::Infallible>(PATH_APPEND, &rpc, option.hard_ttl())
+            .await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BcmNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.raft_call::<_, _, InstallSnapshotError>(PATH_SNAPSHOT, &rpc, option.hard_ttl())
+            .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BcmNode, RaftError<NodeId>>> {
+        self.raft_call::<_, _, openraft::error::Infallible>(PATH_VOTE, &rpc, option.hard_ttl())
+            .await
+    }
+}
