@@ -446,6 +446,15 @@ bootstrap = ["http://127.0.0.1:9080/"]
     }
 
     #[test]
+    fn the_example_cluster_toml_is_valid() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cluster.toml");
+        let c = load(Some(&example), Overrides::default()).unwrap();
+        assert_eq!(c.id, 1);
+        assert_eq!(c.bootstrap.len(), 3);
+        assert_eq!(c.raft.heartbeat_ms, RaftSection::default().heartbeat_ms);
+    }
+
+    #[test]
     fn secret_never_prints() {
         assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(***)");
     }

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The one test command: sets up what the tests need, builds bcm, runs every test.
+#
+#   scripts/test.sh            # everything
+#   scripts/test.sh e2e::wipe  # only end-to-end tests whose name matches
+#
+# With CI=true it also checks formatting and clippy first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+# The suites so far need nothing beyond the Rust toolchain. Suites that need Debian
+# packages (chromium, etcd, postgresql) install them here when they are missing.
+
+if [ "${CI:-}" = "true" ]; then
+  echo "== cargo fmt --check"
+  cargo fmt --all -- --check
+  echo "== cargo clippy"
+  cargo clippy --workspace --all-targets -- -D warnings
+fi
+
+echo "== build"
+cargo build --workspace --all-targets
+
+echo "== unit, property and storage conformance tests"
+cargo test --workspace --exclude bcm-tests
+
+echo "== end-to-end tests (real bcm processes on loopback)"
+# One at a time: each test runs a whole cluster on a 2-core machine.
+cargo test -p bcm-tests -- --test-threads=1 "$@"
