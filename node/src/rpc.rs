@@ -27,6 +27,17 @@ pub const PATH_SNAPSHOT: &str = "/raft/snapshot";
 pub const PATH_HELLO: &str = "/internal/hello";
 pub const PATH_LEADER: &str = "/internal/leader";
 pub const PATH_JOIN: &str = "/internal/join";
+pub const PATH_PRE_VOTE: &str = "/internal/pre-vote";
+
+/// Would the receiver vote for this candidate now? Asked before a real election so
+/// that a node that is behind, or cut off, does not disrupt the cluster (Raft's
+/// PreVote, section 9.6 of Ongaro's thesis).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PreVoteRequest {
+    pub candidate: NodeId,
+    /// (term, index) of the candidate's last log entry.
+    pub last_log: Option<(u64, u64)>,
+}
 
 /// What a node says about itself to a peer that asks.
 #[derive(Debug, Clone, Serialize, Deserialize)]

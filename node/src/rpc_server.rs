@@ -30,6 +30,7 @@ pub fn router(node: SharedNode) -> Router {
         .route(rpc::PATH_HELLO, post(hello))
         .route(rpc::PATH_LEADER, post(leader))
         .route(rpc::PATH_JOIN, post(join))
+        .route(rpc::PATH_PRE_VOTE, post(pre_vote))
         .fallback(|| async {
             Problem::new(StatusCode::NOT_FOUND, "no such cluster-internal route")
         })
@@ -74,7 +75,7 @@ fn encode<T: Serialize>(value: &T) -> Response {
 fn closed() -> Response {
     Problem::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        "this node lost its data and is waiting to be re-admitted; it does not answer Raft RPCs yet",
+        "this node is not a member yet (the cluster is forming, or it lost its data and waits to be re-admitted)",
     )
     .into_response()
 }
@@ -92,7 +93,12 @@ async fn append(State(node): State<SharedNode>, body: Bytes) -> Response {
         Err(resp) => return *resp,
     };
     match node.raft.append_entries(req).await {
-        Ok(resp) => encode(&resp),
+        Ok(resp) => {
+            if !matches!(resp, openraft::raft::AppendEntriesResponse::HigherVote(_)) {
+                node.heard_from_leader();
+            }
+            encode(&resp)
+        }
         Err(e) => raft_failed(e),
     }
 }
@@ -106,7 +112,12 @@ async fn vote(State(node): State<SharedNode>, body: Bytes) -> Response {
         Err(resp) => return *resp,
     };
     match node.raft.vote(req).await {
-        Ok(resp) => encode(&resp),
+        Ok(resp) => {
+            if resp.vote_granted {
+                node.heard_from_leader();
+            }
+            encode(&resp)
+        }
         Err(e) => raft_failed(e),
     }
 }
@@ -120,7 +131,10 @@ async fn snapshot(State(node): State<SharedNode>, body: Bytes) -> Response {
         Err(resp) => return *resp,
     };
     match node.raft.install_snapshot(req).await {
-        Ok(resp) => encode(&resp),
+        Ok(resp) => {
+            node.heard_from_leader();
+            encode(&resp)
+        }
         Err(e) => raft_failed(e),
     }
 }
@@ -143,4 +157,15 @@ async fn join(State(node): State<SharedNode>, body: Bytes) -> Response {
         Err(resp) => return *resp,
     };
     encode(&membership::handle_join(&node, req).await)
+}
+
+async fn pre_vote(State(node): State<SharedNode>, body: Bytes) -> Response {
+    if !node.raft_open() {
+        return closed();
+    }
+    let req: rpc::PreVoteRequest = match decode(&body) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    encode(&node.pre_vote(&req).await)
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bcm_raft_store::store;
+use bcm_raft_store::store::{self, LogStore};
 use bcm_raft_store::{BcmNode, NodeId, NodeInfo, Raft, RaftMetrics, StateHandle};
 use openraft::{ServerState, SnapshotPolicy};
 use tokio::sync::{broadcast, watch};
@@ -27,6 +27,10 @@ pub struct Node {
     /// Closed while a node with a wiped disk waits to be removed from the membership:
     /// it must not answer Raft RPCs as its old self (openraft 0.9 #898).
     raft_open: AtomicBool,
+    /// A read handle on the log, for the pre-vote check.
+    log: LogStore,
+    /// Last sign of a live leader (see `election_timer`).
+    leader_contact: Mutex<Instant>,
     /// When this node last became leader (None when it is not the leader).
     leader_since: Mutex<Option<Instant>>,
     /// Nodes the leader is currently adding, so a join is handled once at a time.
@@ -69,6 +73,39 @@ impl Node {
         if !self.raft_open.swap(true, Ordering::SeqCst) {
             tracing::info!("answering Raft RPCs");
         }
+    }
+
+    /// (term, index) of the last entry in this node's log.
+    pub async fn last_log(&self) -> Option<(u64, u64)> {
+        use openraft::storage::RaftLogStorage;
+        let mut log = self.log.clone();
+        let state = log.get_log_state().await.ok()?;
+        state.last_log_id.map(|l| (l.leader_id.term, l.index))
+    }
+
+    /// Answers a pre-vote: grant when this node is not the leader, has not heard from
+    /// a leader for the leader lease, and the candidate's log is at least as new.
+    pub async fn pre_vote(&self, req: &crate::rpc::PreVoteRequest) -> bool {
+        if self.is_leader() {
+            return false;
+        }
+        let lease = Duration::from_millis(self.cfg.raft.election_timeout_max_ms);
+        if self.since_leader_contact() < lease {
+            return false;
+        }
+        req.last_log >= self.last_log().await
+    }
+
+    /// Records a sign of a live leader (or of an election in progress).
+    pub fn heard_from_leader(&self) {
+        *self.leader_contact.lock().expect("leader_contact lock") = Instant::now();
+    }
+
+    fn since_leader_contact(&self) -> Duration {
+        self.leader_contact
+            .lock()
+            .expect("leader_contact lock")
+            .elapsed()
     }
 
     pub fn is_leader(&self) -> bool {
@@ -121,6 +158,7 @@ pub async fn start(cfg: NodeConfig, shutdown: watch::Receiver<bool>) -> anyhow::
     let opened = store::open(&raft_dir)
         .map_err(|e| anyhow::anyhow!("cannot open storage in {}: {e}", raft_dir.display()))?;
     let pristine = opened.pristine;
+    let log = opened.log.clone();
     let state = opened.state_machine.handle();
 
     let raft_config = openraft::Config {
@@ -153,6 +191,8 @@ pub async fn start(cfg: NodeConfig, shutdown: watch::Receiver<bool>) -> anyhow::
         metrics: Metrics::default(),
         events: broadcast::channel(1024).0,
         raft_open: AtomicBool::new(!pristine),
+        log,
+        leader_contact: Mutex::new(Instant::now()),
         leader_since: Mutex::new(None),
         joining: Mutex::new(BTreeMap::new()),
         shutdown,
@@ -163,10 +203,114 @@ pub async fn start(cfg: NodeConfig, shutdown: watch::Receiver<bool>) -> anyhow::
         data_dir = %node.cfg.data_dir.display(),
         "storage opened"
     );
+    tokio::spawn(election_timer(node.clone()));
     tokio::spawn(watch_leadership(node.clone()));
     tokio::spawn(forward_state_events(node.clone()));
     tokio::spawn(enter_cluster(node.clone(), pristine));
     Ok(node)
+}
+
+/// The election timer. openraft 0.9 draws one election timeout per process, so two
+/// followers that drew close values split the vote election after election (seen
+/// in tests: a dozen failed terms in a row). This timer draws a new timeout in
+/// [min, max) before every attempt and starts elections through openraft's trigger.
+///
+/// A follower campaigns when it has not heard from a leader (an accepted append,
+/// a snapshot chunk, or a vote it granted) for the leader lease (max, while the
+/// vote it holds is committed: peers refuse to vote before their lease runs out)
+/// plus the drawn timeout. A node that just started counts its start as contact,
+/// so it first gives an existing leader the chance to reach it.
+async fn election_timer(node: SharedNode) {
+    use rand::Rng;
+    node.raft.runtime_config().elect(false);
+    let min = node.cfg.raft.election_timeout_min_ms;
+    let max = node.cfg.raft.election_timeout_max_ms;
+    let draw = || Duration::from_millis(rand::thread_rng().gen_range(min..max));
+    let mut timeout = draw();
+    // Attempts are spaced by a fresh random timeout; the leader-contact clock is only
+    // reset by real signs of a leader, so peers judge our silence correctly.
+    let mut last_attempt: Option<Instant> = None;
+    let mut shutdown = node.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            _ = shutdown.changed() => return,
+        }
+        let m = node.raft_metrics();
+        let is_voter = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|id| id == node.cfg.id);
+        if m.state == ServerState::Leader || !is_voter || !node.raft_open() {
+            continue;
+        }
+        let lease = if m.vote.is_committed() {
+            Duration::from_millis(max)
+        } else {
+            Duration::ZERO
+        };
+        if node.since_leader_contact() < lease + timeout {
+            continue;
+        }
+        if last_attempt.is_some_and(|t| t.elapsed() < timeout) {
+            continue;
+        }
+        timeout = draw();
+        last_attempt = Some(Instant::now());
+        let voters: Vec<(NodeId, String)> = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .filter(|id| *id != node.cfg.id)
+            .filter_map(|id| {
+                m.membership_config
+                    .membership()
+                    .get_node(&id)
+                    .map(|n| (id, n.rpc_addr.clone()))
+            })
+            .collect();
+        if !pre_vote_granted(&node, &voters).await {
+            tracing::debug!(
+                term = m.current_term,
+                "pre-vote not granted by a majority; not campaigning"
+            );
+            continue;
+        }
+        tracing::info!(
+            term = m.current_term,
+            "no leader heard from and a majority would vote; starting an election"
+        );
+        if node.raft.trigger().elect().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Asks the other voters whether they would vote for this node now. Unreachable
+/// voters count as "no".
+async fn pre_vote_granted(node: &SharedNode, others: &[(NodeId, String)]) -> bool {
+    let req = crate::rpc::PreVoteRequest {
+        candidate: node.cfg.id,
+        last_log: node.last_log().await,
+    };
+    let timeout = Duration::from_millis(node.cfg.raft.heartbeat_ms.max(100));
+    let asks = others.iter().map(|(_, addr)| {
+        let req = &req;
+        async move {
+            node.peers
+                .call::<_, bool>(addr, rpc::PATH_PRE_VOTE, req, timeout)
+                .await
+                .unwrap_or(false)
+        }
+    });
+    let yes = futures_util::future::join_all(asks)
+        .await
+        .into_iter()
+        .filter(|granted| *granted)
+        .count();
+    let voters = others.len() + 1;
+    yes + 1 > voters / 2
 }
 
 /// Turns Raft metrics into leader-change events, the `became leader` log line and

@@ -308,6 +308,9 @@ pub async fn is_ready(node: &Node) -> Result<(), String> {
     let Some(_leader) = m.current_leader else {
         return Err("no leader known".into());
     };
+    if !node.state.read(|d| d.state.is_initialized()) {
+        return Err("the cluster is still forming".into());
+    }
     if m.state != ServerState::Leader
         && m.state != ServerState::Follower
         && m.state != ServerState::Learner

@@ -363,6 +363,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             };
         }
         self.handle.inner.applied.send_replace(applied);
+        tracing::info!(index = applied, snapshot_id = %meta.snapshot_id, "installed snapshot");
         Ok(())
     }
 

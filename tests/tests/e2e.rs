@@ -1,0 +1,32 @@
+//! End-to-end tests: real `bcm` processes on loopback, driven like an operator would.
+//!
+//! One test binary, one module per feature. Run with
+//! `cargo build --bin bcm && cargo test -p bcm-tests --test e2e -- --test-threads=1`.
+//! When a test fails, its cluster's logs are kept and their path is printed.
+
+#[path = "e2e/backup_manager.rs"]
+mod backup_manager;
+#[path = "e2e/bad_input.rs"]
+mod bad_input;
+#[path = "e2e/crash_safety.rs"]
+mod crash_safety;
+#[path = "e2e/failover.rs"]
+mod failover;
+#[path = "e2e/forming.rs"]
+mod forming;
+#[path = "e2e/pause.rs"]
+mod pause;
+#[path = "e2e/quorum.rs"]
+mod quorum;
+#[path = "e2e/wipe.rs"]
+mod wipe;
+
+use std::time::Duration;
+
+pub fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+pub fn millis(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}

@@ -1,0 +1,255 @@
+//! Bad input gets a clear 4xx problem+json answer and changes nothing.
+
+use bcm_tests::serde_json::json;
+use bcm_tests::{forged_token, Cluster, Reply, Req, CLUSTER_SECRET};
+use reqwest::Method;
+
+use crate::secs;
+
+/// Sends `req`, checks the answer is a problem+json 4xx (with `expect` as the exact
+/// status when given), and records a failure instead of panicking at the first one.
+fn check(c: &Cluster, failures: &mut Vec<String>, what: &str, req: Req, expect: Option<u16>) {
+    let reply: Reply = match c.send(req) {
+        Ok(r) => r,
+        Err(e) => {
+            failures.push(format!("{what}: no answer: {e}"));
+            return;
+        }
+    };
+    c.log(format!("{what}: {reply}"));
+    if let Some(want) = expect {
+        if reply.status != want {
+            failures.push(format!("{what}: expected {want}, got {reply}"));
+            return;
+        }
+    }
+    if let Err(e) = reply.check_problem() {
+        failures.push(format!("{what}: {e}"));
+    }
+}
+
+#[test]
+fn bad_input_gets_a_problem_json_4xx_and_the_cluster_stays_healthy() {
+    let c = Cluster::builder().name("bad-input").voters(3).start();
+    let leader = c.wait_for_leader();
+    let follower = c.followers()[0];
+    let token = c.token(leader).unwrap();
+    let ok = c
+        .put_config(leader, "untouched", &json!("original"))
+        .unwrap();
+    assert!(ok.is_success(), "{ok}");
+
+    let mut failures = Vec::new();
+    for n in [leader, follower] {
+        let put = |body: Vec<u8>| {
+            c.request(n, Method::PUT, "/api/v1/config/untouched")
+                .bearer(&token)
+                .header("content-type", "application/json")
+                .raw_body(body)
+        };
+        check(
+            &c,
+            &mut failures,
+            &format!("node {n}: malformed JSON"),
+            put(br#"{"value": "#.to_vec()),
+            Some(400),
+        );
+        let mut huge = br#"{"value": ""#.to_vec();
+        huge.extend(std::iter::repeat_n(b'x', 2 * 1024 * 1024));
+        huge.extend(br#""}"#);
+        check(
+            &c,
+            &mut failures,
+            &format!("node {n}: 2 MiB body"),
+            put(huge),
+            Some(413),
+        );
+        check(
+            &c,
+            &mut failures,
+            &format!("node {n}: unknown field"),
+            put(br#"{"value": 1, "x": 2}"#.to_vec()),
+            None,
+        );
+        check(
+            &c,
+            &mut failures,
+            &format!("node {n}: missing field"),
+            put(br#"{"valeu": 1}"#.to_vec()),
+            None,
+        );
+        check(
+            &c,
+            &mut failures,
+            &format!("node {n}: body is an array"),
+            put(br#"[1, 2, 3]"#.to_vec()),
+            None,
+        );
+        check(
+            &c,
+            &mut failures,
+            &format!("node {n}: body is a string"),
+            put(br#""value""#.to_vec()),
+            None,
+        );
+        check(
+            &c,
+            &mut failures,
+            &format!("node {n}: not UTF-8"),
+            put(vec![0xff, 0xfe, 0x00, 0x80]),
+            Some(400),
+        );
+
+        // Login: wrong types, wrong password, unknown user.
+        let login = |body: &str| {
+            c.request(n, Method::POST, "/api/v1/auth/login")
+                .header("content-type", "application/json")
+                .raw_body(body.as_bytes().to_vec())
+        };
+        check(
+            &c,
+            &mut failures,
+            &format!("node {n}: login with wrong types"),
+            login(r#"{"username": 5, "password": true}"#),
+            None,
+        );
+        check(
+            &c,
+            &mut failures,
+            &format!("node {n}: login with wrong password"),
+            login(r#"{"username": "admin", "password": "not-the-password"}"#),
+            Some(401),
+        );
+        check(
+            &c,
+            &mut failures,
+            &format!("node {n}: login as unknown user"),
+            login(r#"{"username": "mallory", "password": "e2e-admin-password-123"}"#),
+            Some(401),
+        );
+
+        // Tokens.
+        let get = || c.request(n, Method::GET, "/api/v1/config/untouched");
+        let put_ok = || {
+            c.request(n, Method::PUT, "/api/v1/config/untouched")
+                .json(&json!({"value": "overwritten by an intruder"}))
+        };
+        check(
+            &c,
+            &mut failures,
+            &format!("node {n}: no token"),
+            get(),
+            Some(401),
+        );
+        check(
+            &c,
+            &mut failures,
+            &format!("node {n}: write without token"),
+            put_ok(),
+            Some(401),
+        );
+        check(
+            &c,
+            &mut failures,
+            &format!("node {n}: garbage token"),
+            get().bearer("not-a-token"),
+            Some(401),
+        );
+        check(
+            &c,
+            &mut failures,
+            &format!("node {n}: forged token"),
+            put_ok().bearer(&forged_token(4_000_000_000)),
+            Some(401),
+        );
+        check(
+            &c,
+            &mut failures,
+            &format!("node {n}: expired-looking token"),
+            get().bearer(&forged_token(1)),
+            Some(401),
+        );
+        // A real token with its payload altered (signature no longer matches).
+        let mut parts: Vec<String> = token.split('.').map(str::to_string).collect();
+        if parts.len() == 3 {
+            parts[1] = bcm_tests::base64url(
+                br#"{"sub":"admin","exp":4000000000,"iat":1,"groups":["admin"]}"#,
+            );
+            check(
+                &c,
+                &mut failures,
+                &format!("node {n}: tampered token"),
+                put_ok().bearer(&parts.join(".")),
+                Some(401),
+            );
+        }
+        check(
+            &c,
+            &mut failures,
+            &format!("node {n}: wrong auth scheme"),
+            get().header("authorization", &format!("Basic {token}")),
+            Some(401),
+        );
+
+        // The Raft port: garbage with the right secret, anything with a wrong or no secret.
+        for route in ["/raft/append", "/raft/vote", "/raft/snapshot"] {
+            let rpc = || {
+                c.rpc_request(n, Method::POST, route)
+                    .header("content-type", "application/octet-stream")
+                    .raw_body(vec![
+                        0xde, 0xad, 0xbe, 0xef, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+                    ])
+            };
+            check(
+                &c,
+                &mut failures,
+                &format!("node {n}: garbage on {route}"),
+                rpc().bearer(CLUSTER_SECRET),
+                Some(400),
+            );
+            check(
+                &c,
+                &mut failures,
+                &format!("node {n}: empty body on {route}"),
+                c.rpc_request(n, Method::POST, route).bearer(CLUSTER_SECRET),
+                Some(400),
+            );
+            check(
+                &c,
+                &mut failures,
+                &format!("node {n}: wrong secret on {route}"),
+                rpc().bearer("wrong-secret-0123456789"),
+                Some(401),
+            );
+            check(
+                &c,
+                &mut failures,
+                &format!("node {n}: no secret on {route}"),
+                rpc(),
+                Some(401),
+            );
+        }
+    }
+
+    // Nothing crashed, nothing changed, and the cluster still works.
+    c.check_processes();
+    for n in c.all_nodes() {
+        let h = c.get(n, "/healthz").unwrap();
+        assert_eq!(h.status, 200, "node {n} /healthz: {h}");
+        assert_eq!(
+            c.config_value(n, "untouched").unwrap(),
+            Some(json!("original")),
+            "node {n}: bad input changed `untouched`"
+        );
+    }
+    c.wait_for_agreed_leader(secs(10));
+    let r = c.put_config(follower, "still-works", &json!(true)).unwrap();
+    assert!(r.is_success(), "a good write after all that: {r}");
+
+    assert!(
+        failures.is_empty(),
+        "{} bad inputs were not answered as expected:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
