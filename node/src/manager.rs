@@ -71,7 +71,7 @@ async fn init_cluster(node: &Node) -> Result<(), service::ServiceError> {
         if generated {
             // Printed once, here, on the node that formed the cluster; never logged.
             println!("bcm: cluster {cluster_id} formed. Admin user: admin, password: {password}");
-            println!("bcm: this password is shown only once; change it after logging in.");
+            println!("bcm: this password is shown only once: keep it somewhere safe.");
         }
     }
     Ok(())

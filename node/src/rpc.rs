@@ -194,34 +194,12 @@ impl Peers {
             .await;
         let resp = match sent {
             Ok(r) => r,
-            Err(e) if e.is_timeout() => {
-                return Err(PeerError::Timeout {
-                    addr: addr.to_string(),
-                    timeout,
-                })
-            }
-            Err(e) => {
-                return Err(PeerError::Unreachable {
-                    addr: addr.to_string(),
-                    message: error_chain(&e),
-                })
-            }
+            Err(e) => return Err(transport_error(addr, timeout, &e)),
         };
         let status = resp.status();
         let bytes = match resp.bytes().await {
             Ok(b) => b,
-            Err(e) if e.is_timeout() => {
-                return Err(PeerError::Timeout {
-                    addr: addr.to_string(),
-                    timeout,
-                })
-            }
-            Err(e) => {
-                return Err(PeerError::Unreachable {
-                    addr: addr.to_string(),
-                    message: error_chain(&e),
-                })
-            }
+            Err(e) => return Err(transport_error(addr, timeout, &e)),
         };
         if !status.is_success() {
             return Err(PeerError::Status {
@@ -234,6 +212,20 @@ impl Peers {
             addr: addr.to_string(),
             message: e.to_string(),
         })
+    }
+}
+
+fn transport_error(addr: &str, timeout: Duration, e: &reqwest::Error) -> PeerError {
+    if e.is_timeout() {
+        PeerError::Timeout {
+            addr: addr.to_string(),
+            timeout,
+        }
+    } else {
+        PeerError::Unreachable {
+            addr: addr.to_string(),
+            message: error_chain(e),
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use bcm_raft_store::{Command, ConfigEntry, Response as Applied};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{consistent, rejection, ApiJson, ApiQuery, Authed, ReadParams};
+use super::{consistent, rejection, unexpected, ApiJson, ApiQuery, Authed, ReadParams};
 use crate::problem::Problem;
 use crate::runtime::{now_ms, SharedNode};
 use crate::service;
@@ -25,6 +25,14 @@ fn check_key(key: &str) -> Result<(), Problem> {
             "key: 1 to 256 characters of letters, digits and . _ - /",
         )
         .with_field("key"))
+    }
+}
+
+fn config_result(resp: Applied) -> Result<Response, Problem> {
+    match resp {
+        Applied::Config(e) => Ok(entry_response(StatusCode::OK, &e)),
+        Applied::Rejected(r) => Err(rejection(r)),
+        other => Err(unexpected(&other)),
     }
 }
 
@@ -163,14 +171,7 @@ pub async fn put(
         if_version,
         at: now_ms(),
     };
-    match service::write(&node, command).await? {
-        Applied::Config(e) => Ok(entry_response(StatusCode::OK, &e)),
-        Applied::Rejected(r) => Err(rejection(r)),
-        other => Err(Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("unexpected result {other:?}"),
-        )),
-    }
+    config_result(service::write(&node, command).await?)
 }
 
 pub async fn remove(
@@ -181,12 +182,5 @@ pub async fn remove(
 ) -> Result<Response, Problem> {
     check_key(&key)?;
     let if_version = precondition(&headers)?;
-    match service::write(&node, Command::DeleteConfig { key, if_version }).await? {
-        Applied::Config(e) => Ok(entry_response(StatusCode::OK, &e)),
-        Applied::Rejected(r) => Err(rejection(r)),
-        other => Err(Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("unexpected result {other:?}"),
-        )),
-    }
+    config_result(service::write(&node, Command::DeleteConfig { key, if_version }).await?)
 }

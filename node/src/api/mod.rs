@@ -97,6 +97,14 @@ impl From<ServiceError> for Problem {
     }
 }
 
+/// A command result the handler did not expect: a bug, reported as such.
+pub fn unexpected(other: &bcm_raft_store::Response) -> Problem {
+    Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("unexpected result {other:?}"),
+    )
+}
+
 /// A rejected command, mapped to the status a client expects.
 pub fn rejection(r: Rejection) -> Problem {
     let status = match &r {

@@ -6,7 +6,7 @@ use axum::response::Response;
 use bcm_raft_store::{Command, NodeInfo, NodePatch, NodeStatus, Response as Applied, Role};
 use serde::{Deserialize, Serialize};
 
-use super::{consistent, json, rejection, ApiJson, ApiQuery, Authed};
+use super::{consistent, json, rejection, unexpected, ApiJson, ApiQuery, Authed};
 use crate::problem::Problem;
 use crate::runtime::{now_ms, SharedNode};
 use crate::service;
@@ -212,10 +212,7 @@ fn applied(resp: Applied) -> Result<Response, Problem> {
             }),
         )),
         Applied::Rejected(r) => Err(rejection(r)),
-        other => Err(Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("unexpected result {other:?}"),
-        )),
+        other => Err(unexpected(&other)),
     }
 }
 
