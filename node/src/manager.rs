@@ -17,6 +17,7 @@ const TICK: Duration = Duration::from_millis(200);
 pub async fn run(node: SharedNode) {
     let mut shutdown = node.shutdown.clone();
     let mut down_since: HashMap<NodeId, Instant> = HashMap::new();
+    let mut joint_seen = None;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
@@ -25,6 +26,9 @@ pub async fn run(node: SharedNode) {
         if !node.is_leader() {
             down_since.clear();
             continue;
+        }
+        if let Err(e) = crate::membership::finish_joint_change(&node, &mut joint_seen).await {
+            tracing::warn!("{e}");
         }
         if let Err(e) = tick(&node, &mut down_since).await {
             tracing::debug!("cluster manager tick: {e}");

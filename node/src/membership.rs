@@ -11,6 +11,97 @@ use crate::rpc::{JoinReply, JoinRequest, LeaderReply};
 use crate::runtime::{now_ms, SharedNode};
 use crate::service::{self, ServiceError};
 
+/// Runs a membership change in its own task. openraft 0.9 makes a change in two
+/// steps (joint, then final) inside `change_membership`; a caller that gave up
+/// half-way would leave the cluster in the joint configuration. The task always
+/// runs to the end; the caller waits at most `wait`.
+pub async fn change_membership(
+    node: &crate::runtime::Node,
+    change: ChangeMembers<NodeId, BcmNode>,
+    wait: Duration,
+) -> Result<(), String> {
+    let raft = node.raft.clone();
+    let task = tokio::spawn(async move { raft.change_membership(change, false).await });
+    match tokio::time::timeout(wait, task).await {
+        Ok(Ok(Ok(_))) => Ok(()),
+        Ok(Ok(Err(e))) => Err(e.to_string()),
+        Ok(Err(e)) => Err(format!("the membership change task failed: {e}")),
+        Err(_) => Err(format!(
+            "the membership change did not commit within {wait:?}; it goes on in the background"
+        )),
+    }
+}
+
+/// Finishes a membership change left in the joint configuration (its leader died
+/// between the two steps). `seen` remembers since when this joint configuration has
+/// been in place: a change still running in its task is left alone for 3 s.
+pub async fn finish_joint_change(
+    node: &crate::runtime::Node,
+    seen: &mut Option<(Option<bcm_raft_store::LogId>, Instant)>,
+) -> Result<(), String> {
+    let m = node.raft_metrics();
+    let mem = m.membership_config.membership();
+    if mem.get_joint_config().len() < 2 {
+        *seen = None;
+        return Ok(());
+    }
+    let log_id = m.membership_config.log_id().to_owned();
+    match seen {
+        Some((id, since)) if *id == log_id => {
+            if since.elapsed() < Duration::from_secs(3) {
+                return Ok(());
+            }
+        }
+        _ => {
+            *seen = Some((log_id, Instant::now()));
+            return Ok(());
+        }
+    }
+    let Some(last) = mem.get_joint_config().last().cloned() else {
+        return Ok(());
+    };
+    tracing::info!(voters = ?last, "finishing a membership change left half-way");
+    change_membership(
+        node,
+        ChangeMembers::ReplaceAllVoters(last),
+        Duration::from_secs(10),
+    )
+    .await
+}
+
+/// The voters that answer a probe right now (this node counts as alive): the ones a
+/// new configuration can count on. Asked at the moment of the change, because the
+/// last heartbeat may predate a crash by up to one heartbeat interval.
+async fn alive_now(node: &crate::runtime::Node, ids: &BTreeSet<NodeId>) -> BTreeSet<NodeId> {
+    let m = node.raft_metrics();
+    let mem = m.membership_config.membership();
+    let probes = ids.iter().map(|id| {
+        let addr = mem.get_node(id).map(|n| n.rpc_addr.clone());
+        async move {
+            if *id == node.cfg.id {
+                return Some(*id);
+            }
+            let addr = addr?;
+            node.peers
+                .call::<_, crate::rpc::Hello>(
+                    &addr,
+                    crate::rpc::PATH_HELLO,
+                    &(),
+                    Duration::from_millis(500),
+                )
+                .await
+                .ok()
+                .filter(|h| h.info.id == *id)
+                .map(|_| *id)
+        }
+    });
+    futures_util::future::join_all(probes)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
 fn membership_sets(node: &crate::runtime::Node) -> (BTreeSet<NodeId>, BTreeSet<NodeId>) {
     let m = node.raft_metrics();
     let mem = m.membership_config.membership();
@@ -73,10 +164,12 @@ pub async fn handle_join(node: &SharedNode, req: JoinRequest) -> LeaderReply<Joi
         // A voter removed with retain=false may still be a learner in a joint step.
         let (_, all) = membership_sets(node);
         if all.contains(&id) {
-            if let Err(e) = node
-                .raft
-                .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
-                .await
+            if let Err(e) = change_membership(
+                node,
+                ChangeMembers::RemoveNodes(BTreeSet::from([id])),
+                Duration::from_secs(8),
+            )
+            .await
             {
                 return LeaderReply::Unavailable(format!("removing node {id}: {e}"));
             }
@@ -170,10 +263,12 @@ async fn admit(node: &SharedNode, id: NodeId, bn: BcmNode, voter: bool) -> Resul
         let (voters, _) = membership_sets(node);
         if !voters.contains(&id) {
             tracing::info!(node_id = id, "promoting node to voter");
-            node.raft
-                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-                .await
-                .map_err(|e| e.to_string())?;
+            change_membership(
+                node,
+                ChangeMembers::AddVoterIds(BTreeSet::from([id])),
+                Duration::from_secs(30),
+            )
+            .await?;
         }
     }
     Ok(())
@@ -201,32 +296,37 @@ pub async fn decommission_on_leader(
                 "removing node {id} would leave the cluster without voters"
             )));
         }
-        // The remaining voters must be able to form a majority of the new membership.
+        // Both the old and the new configuration must reach a majority during the
+        // change: probe the voters now (the registry's status lags by
+        // member_down_after_ms, the last heartbeat by up to one interval).
+        let alive = alive_now(node, &voters).await;
         let up_remaining = voters
             .iter()
-            .filter(|v| **v != id)
-            .filter(|v| {
-                node.state
-                    .read(|d| d.state.nodes.get(v).map(|n| n.status == NodeStatus::Up))
-                    .unwrap_or(false)
-            })
+            .filter(|v| **v != id && alive.contains(v))
             .count();
-        if up_remaining < remaining / 2 + 1 {
+        let up_now = alive.len();
+        if up_remaining < remaining / 2 + 1 || up_now < voters.len() / 2 + 1 {
             return Err(ServiceError::Conflict(format!(
                 "removing node {id} would leave no quorum: {up_remaining} of the remaining {remaining} voters are up"
             )));
         }
-        node.raft
-            .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
-            .await
-            .map_err(|e| ServiceError::Unavailable(format!("removing voter {id}: {e}")))?;
+        change_membership(
+            node,
+            ChangeMembers::RemoveVoters(BTreeSet::from([id])),
+            Duration::from_secs(5),
+        )
+        .await
+        .map_err(|e| ServiceError::Unavailable(format!("removing voter {id}: {e}")))?;
     }
     let (_, all_now) = membership_sets(node);
     if all.contains(&id) && all_now.contains(&id) {
-        node.raft
-            .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
-            .await
-            .map_err(|e| ServiceError::Unavailable(format!("removing node {id}: {e}")))?;
+        change_membership(
+            node,
+            ChangeMembers::RemoveNodes(BTreeSet::from([id])),
+            Duration::from_secs(5),
+        )
+        .await
+        .map_err(|e| ServiceError::Unavailable(format!("removing node {id}: {e}")))?;
     }
     service::write_local(
         node,

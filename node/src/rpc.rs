@@ -101,7 +101,8 @@ pub enum LeaderOp {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum OpResult {
-    Written(Response),
+    /// The command's result and the log index it was committed at.
+    Written(Response, u64),
     ReadIndex(u64),
     Done,
     Snapshot(u64),

@@ -31,6 +31,8 @@ pub struct Node {
     log: LogStore,
     /// Last sign of a live leader (see `election_timer`).
     leader_contact: Mutex<Instant>,
+    /// Why the cluster manager refused this node, when it did.
+    refused: Mutex<Option<String>>,
     /// When this node last became leader (None when it is not the leader).
     leader_since: Mutex<Option<Instant>>,
     /// Nodes the leader is currently adding, so a join is handled once at a time.
@@ -73,6 +75,21 @@ impl Node {
         if !self.raft_open.swap(true, Ordering::SeqCst) {
             tracing::info!("answering Raft RPCs");
         }
+    }
+
+    /// Set when this node was decommissioned (or refused): it must not serve as if it
+    /// were a member, its state no longer follows the cluster.
+    pub fn excluded(&self) -> Option<String> {
+        if let Some(why) = self.refused.lock().expect("refused lock").clone() {
+            return Some(why);
+        }
+        let removed = self.state.read(|d| {
+            d.state
+                .nodes
+                .get(&self.cfg.id)
+                .is_some_and(|n| n.status == bcm_raft_store::NodeStatus::Removed)
+        });
+        removed.then(|| format!("node {} was decommissioned", self.cfg.id))
     }
 
     /// (term, index) of the last entry in this node's log.
@@ -193,6 +210,7 @@ pub async fn start(cfg: NodeConfig, shutdown: watch::Receiver<bool>) -> anyhow::
         raft_open: AtomicBool::new(!pristine),
         log,
         leader_contact: Mutex::new(Instant::now()),
+        refused: Mutex::new(None),
         leader_since: Mutex::new(None),
         joining: Mutex::new(BTreeMap::new()),
         shutdown,
@@ -481,12 +499,16 @@ async fn try_join(node: &SharedNode, fresh: bool) -> anyhow::Result<bool> {
         .await?;
     match reply {
         LeaderReply::Ok(JoinReply::Proceed) => {
+            *node.refused.lock().expect("refused lock") = None;
             node.open_raft();
             tracing::info!(leader = %leader_rpc, "registered with the cluster manager");
             Ok(true)
         }
         LeaderReply::NotLeader { .. } | LeaderReply::Unavailable(_) => Ok(false),
-        LeaderReply::Refused(why) => anyhow::bail!("the cluster manager refused this node: {why}"),
+        LeaderReply::Refused(why) => {
+            *node.refused.lock().expect("refused lock") = Some(why.clone());
+            anyhow::bail!("the cluster manager refused this node: {why}")
+        }
     }
 }
 

@@ -35,7 +35,7 @@ pub async fn write_local(node: &Node, command: Command) -> Result<Response, Serv
     )
     .await
     {
-        LeaderReply::Ok(OpResult::Written(r)) => Ok(r),
+        LeaderReply::Ok(OpResult::Written(r, _)) => Ok(r),
         LeaderReply::Ok(other) => Err(ServiceError::Internal(format!(
             "unexpected result {other:?}"
         ))),
@@ -47,10 +47,16 @@ pub async fn write_local(node: &Node, command: Command) -> Result<Response, Serv
     }
 }
 
-/// Proposes a command through the leader, wherever it is.
+/// Proposes a command through the leader, wherever it is. When it returns, this
+/// node has applied the write too (or a second has passed): a client reads its own
+/// writes from the node it wrote through.
 pub async fn write(node: &SharedNode, command: Command) -> Result<Response, ServiceError> {
     match leader_op(node, LeaderOp::Write(command), REQUEST_DEADLINE).await? {
-        OpResult::Written(r) => Ok(r),
+        OpResult::Written(r, index) => {
+            let _ =
+                tokio::time::timeout(Duration::from_secs(1), node.state.wait_applied(index)).await;
+            Ok(r)
+        }
         other => Err(ServiceError::Internal(format!(
             "unexpected result {other:?}"
         ))),
@@ -135,7 +141,7 @@ pub async fn execute_locally(
                 }
             }
             match tokio::time::timeout(left, node.raft.client_write(command)).await {
-                Ok(Ok(resp)) => LeaderReply::Ok(OpResult::Written(resp.data)),
+                Ok(Ok(resp)) => LeaderReply::Ok(OpResult::Written(resp.data, resp.log_id.index)),
                 Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => LeaderReply::NotLeader {
                     leader_id: f.leader_id,
                     leader_rpc: f.leader_node.map(|n| n.rpc_addr),
@@ -302,8 +308,19 @@ pub async fn is_ready(node: &Node) -> Result<(), String> {
     if m.running_state.is_err() {
         return Err("raft stopped".into());
     }
+    if let Some(why) = node.excluded() {
+        return Err(why);
+    }
     if !node.raft_open() {
-        return Err("waiting to be re-admitted after losing its data".into());
+        return Err("waiting to be admitted to the cluster".into());
+    }
+    let is_member = m
+        .membership_config
+        .membership()
+        .nodes()
+        .any(|(id, _)| *id == node.cfg.id);
+    if !is_member {
+        return Err("not a member of the cluster (yet)".into());
     }
     let Some(_leader) = m.current_leader else {
         return Err("no leader known".into());

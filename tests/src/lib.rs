@@ -1,5 +1,8 @@
 //! End-to-end harness: starts real `bcm node` processes on loopback and lets a test
 //! kill, pause, restart and wipe them while it talks to their HTTP API.
+//! It also runs the binary as an operator does ([`Bcm`] for `bcm status` and
+//! `bcm login`, [`DevCluster`] for `bcm dev`) and follows a node's event stream
+//! ([`EventStream`]).
 //!
 //! Everything here is blocking on purpose: a test reads top to bottom like an
 //! operator's story ("kill the leader, write through a survivor, ...").
@@ -36,6 +39,12 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 pub use serde_json;
+
+mod cli;
+mod sse;
+
+pub use cli::{Bcm, CliOutput, DevCluster};
+pub use sse::{EventStream, SseEvent};
 
 /// Default timeout of one HTTP request made by the harness.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -91,18 +100,8 @@ pub fn wait_until<T>(
 /// that range, and could otherwise grab a node's port while it is down for a restart.
 /// If the ephemeral range leaves no room below it, we fall back to binding port 0.
 pub fn free_port() -> u16 {
-    static USED: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
-    let used = USED.get_or_init(|| Mutex::new(HashSet::new()));
-    let mut used = used.lock().unwrap();
-    let ephemeral_low = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .next()
-                .and_then(|p| p.parse::<u16>().ok())
-        })
-        .unwrap_or(32768);
-    let (lo, hi) = (12000u16, ephemeral_low.saturating_sub(1));
+    let mut used = used_ports().lock().unwrap();
+    let (lo, hi) = (12000u16, ephemeral_low().saturating_sub(1));
     let mut rng = rand::thread_rng();
     if hi > lo + 1000 {
         for _ in 0..10_000 {
@@ -126,6 +125,51 @@ pub fn free_port() -> u16 {
         }
     }
     panic!("could not find a free loopback port");
+}
+
+/// A base port `P` such that every `P + offset` is free on loopback and was never
+/// handed out before, for programs that derive their ports from one number (like
+/// `bcm dev --base-port P`). Taken below the ephemeral range, as [`free_port`] does.
+pub fn free_base_port(offsets: &[u16]) -> u16 {
+    let mut used = used_ports().lock().unwrap();
+    let span = offsets.iter().copied().max().unwrap_or(0);
+    let (lo, hi) = (12000u16, ephemeral_low().saturating_sub(1 + span));
+    assert!(
+        hi > lo,
+        "no room below the ephemeral port range for a block of {span} ports"
+    );
+    let mut rng = rand::thread_rng();
+    for _ in 0..10_000 {
+        let base = rng.gen_range(lo..=hi);
+        let ports: Vec<u16> = offsets.iter().map(|o| base + o).collect();
+        if ports.iter().any(|p| used.contains(p)) {
+            continue;
+        }
+        if ports
+            .iter()
+            .all(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        {
+            used.extend(ports);
+            return base;
+        }
+    }
+    panic!("could not find free loopback ports at offsets {offsets:?} from one base");
+}
+
+fn used_ports() -> &'static Mutex<HashSet<u16>> {
+    static USED: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
+    USED.get_or_init(|| Mutex::new(HashSet::new()))
+}
+
+fn ephemeral_low() -> u16 {
+    fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<u16>().ok())
+        })
+        .unwrap_or(32768)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -539,6 +583,39 @@ impl Api {
         Ok(reply.json())
     }
 
+    /// `method path` on `node` with an admin token and, when given, a JSON body.
+    pub fn call(
+        &self,
+        node: u64,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Reply, String> {
+        let mut req = self.request(node, method, path);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        self.send_authed(node, req)
+    }
+
+    /// `GET path` on `node` with an admin token; the parsed body, `Err` unless 200.
+    pub fn get_json(&self, node: u64, path: &str) -> Result<Value, String> {
+        let reply = self.call(node, Method::GET, path, None)?;
+        if reply.status != 200 {
+            return Err(format!("GET {path} on node {node}: {reply}"));
+        }
+        Ok(reply.json())
+    }
+
+    /// `GET /metrics` on `node`: the Prometheus text, `Err` unless 200.
+    pub fn metrics(&self, node: u64) -> Result<String, String> {
+        let reply = self.get(node, "/metrics")?;
+        if reply.status != 200 {
+            return Err(format!("GET /metrics on node {node}: {reply}"));
+        }
+        Ok(reply.body)
+    }
+
     /// `GET /leader` on `node`: `(http status, body)`.
     pub fn leader_status(&self, node: u64) -> Result<(u16, Value), String> {
         let reply = self.send(
@@ -651,6 +728,27 @@ pub fn member(cluster: &Value, id: u64) -> Option<&Value> {
         .find(|m| m.get("id").and_then(Value::as_u64) == Some(id))
 }
 
+/// The ids of the items of a `{items: [{id, ...}], total}` answer, in order.
+pub fn item_ids(list: &Value) -> Vec<u64> {
+    list.get("items")
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|i| i.get("id").and_then(Value::as_u64))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The value of the unlabelled sample `name` in a Prometheus text exposition.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (n, v) = l.split_once(' ')?;
+        (n == name).then(|| v.trim().parse().ok())?
+    })
+}
+
 // ---------------------------------------------------------------------------------------
 // Events (a timeline of what the harness did)
 // ---------------------------------------------------------------------------------------
@@ -695,6 +793,7 @@ pub struct ClusterBuilder {
     voters: usize,
     joiners: Vec<Vec<String>>,
     snapshot_every: Option<u64>,
+    keep_logs_behind_snapshot: Option<u64>,
     backup_manager_grace_ms: Option<u64>,
     order: StartOrder,
     delay: Duration,
@@ -719,6 +818,13 @@ impl ClusterBuilder {
     /// `[raft] snapshot_every`.
     pub fn snapshot_every(mut self, n: u64) -> Self {
         self.snapshot_every = Some(n);
+        self
+    }
+
+    /// `[raft] keep_logs_behind_snapshot`: how many log entries a snapshot leaves
+    /// behind when it purges the log (the node's default is 1000).
+    pub fn keep_logs_behind_snapshot(mut self, n: u64) -> Self {
+        self.keep_logs_behind_snapshot = Some(n);
         self
     }
 
@@ -779,6 +885,7 @@ impl ClusterBuilder {
             nodes: BTreeMap::new(),
             bootstrap: Vec::new(),
             snapshot_every: self.snapshot_every,
+            keep_logs: self.keep_logs_behind_snapshot,
             grace_ms: self.backup_manager_grace_ms,
             api,
         };
@@ -854,6 +961,7 @@ pub struct Cluster {
     nodes: BTreeMap<u64, Node>,
     bootstrap: Vec<String>,
     snapshot_every: Option<u64>,
+    keep_logs: Option<u64>,
     grace_ms: Option<u64>,
     api: Api,
 }
@@ -872,6 +980,7 @@ impl Cluster {
             voters: 3,
             joiners: Vec::new(),
             snapshot_every: None,
+            keep_logs_behind_snapshot: None,
             backup_manager_grace_ms: None,
             order: StartOrder::Ascending,
             delay: Duration::ZERO,
@@ -965,10 +1074,15 @@ impl Cluster {
         // Bootstrap nodes leave `join` to its default (= bootstrap); the others only
         // know the bootstrap members to register with.
         let _ = writeln!(toml, "join = {}", list(&self.bootstrap));
-        if let Some(n) = self.snapshot_every {
+        if self.snapshot_every.is_some() || self.keep_logs.is_some() {
             let _ = writeln!(toml);
             let _ = writeln!(toml, "[raft]");
+        }
+        if let Some(n) = self.snapshot_every {
             let _ = writeln!(toml, "snapshot_every = {n}");
+        }
+        if let Some(n) = self.keep_logs {
+            let _ = writeln!(toml, "keep_logs_behind_snapshot = {n}");
         }
         if let Some(ms) = self.grace_ms {
             let _ = writeln!(toml);
@@ -1583,6 +1697,19 @@ mod unit {
         assert_eq!(base64url(b"foo"), "Zm9v");
         assert_eq!(base64url(b"foob"), "Zm9vYg");
         assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
+    }
+
+    #[test]
+    fn metric_samples_are_read_by_exact_name() {
+        let text = "# HELP bcm_raft_term Current Raft term.\n# TYPE bcm_raft_term gauge\n\
+                    bcm_raft_term 3\nbcm_raft_term_x 9\n\
+                    bcm_http_request_duration_seconds_count{route=\"/x\"} 2\n";
+        assert_eq!(metric(text, "bcm_raft_term"), Some(3.0));
+        assert_eq!(metric(text, "bcm_raft_leader_id"), None);
+        assert_eq!(
+            metric(text, "bcm_http_request_duration_seconds_count"),
+            None
+        );
     }
 
     #[test]

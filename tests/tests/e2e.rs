@@ -8,16 +8,28 @@
 mod backup_manager;
 #[path = "e2e/bad_input.rs"]
 mod bad_input;
+#[path = "e2e/cli.rs"]
+mod cli;
+#[path = "e2e/config.rs"]
+mod config;
 #[path = "e2e/crash_safety.rs"]
 mod crash_safety;
+#[path = "e2e/dev.rs"]
+mod dev;
 #[path = "e2e/failover.rs"]
 mod failover;
 #[path = "e2e/forming.rs"]
 mod forming;
+#[path = "e2e/nodes.rs"]
+mod nodes;
+#[path = "e2e/observability.rs"]
+mod observability;
 #[path = "e2e/pause.rs"]
 mod pause;
 #[path = "e2e/quorum.rs"]
 mod quorum;
+#[path = "e2e/snapshots.rs"]
+mod snapshots;
 #[path = "e2e/wipe.rs"]
 mod wipe;
 

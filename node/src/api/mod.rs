@@ -44,10 +44,14 @@ pub fn router(node: SharedNode) -> Router {
         )
         .route("/config", get(config::list))
         .route(
-            "/config/{key}",
+            "/config/{*key}",
             get(config::get_one).put(config::put).delete(config::remove),
         )
-        .route("/events", get(events::stream));
+        .route("/events", get(events::stream))
+        .layer(middleware::from_fn_with_state(
+            node.clone(),
+            refuse_if_excluded,
+        ));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -64,6 +68,18 @@ pub fn router(node: SharedNode) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn_with_state(node.clone(), observe))
         .with_state(node)
+}
+
+/// A decommissioned node's state is frozen: it answers no API request.
+async fn refuse_if_excluded(State(node): State<SharedNode>, req: Request, next: Next) -> Response {
+    match node.excluded() {
+        Some(why) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{why}: this node no longer serves the cluster; use another member"),
+        )
+        .into_response(),
+        None => next.run(req).await,
+    }
 }
 
 /// Records request latency per route for `/metrics`.

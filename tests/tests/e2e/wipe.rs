@@ -23,6 +23,7 @@ fn a_wiped_follower_catches_up_from_a_snapshot_and_never_splits_a_term() {
         .name("wipe")
         .voters(3)
         .snapshot_every(50)
+        .keep_logs_behind_snapshot(20)
         .start();
     let mut acked = BTreeMap::new();
     // Well past two snapshots, so the leader's log no longer starts at 1.
@@ -39,6 +40,14 @@ fn a_wiped_follower_catches_up_from_a_snapshot_and_never_splits_a_term() {
     c.restart(victim);
     c.wait_ready(victim, secs(60));
     c.wait_all_present(&[victim], &acked, secs(30));
+    // The leader's log starts after the snapshot: the node can only have caught up
+    // by installing it.
+    let log = std::fs::read_to_string(c.log_path(victim)).expect("the wiped node's log");
+    assert!(
+        log.contains("installed snapshot"),
+        "node {victim} caught up without installing a snapshot; its log: {}",
+        c.log_path(victim).display()
+    );
 
     // It is promoted back to voter once it has caught up.
     let wait_voter = |what: &str| {

@@ -1,0 +1,83 @@
+//! `bcm dev`: a local three-node cluster for trying bcm out, stopped with Ctrl-C.
+
+use std::net::TcpStream;
+
+use bcm_tests::{wait_until, Bcm, DevCluster};
+
+use crate::{millis, secs};
+
+/// Is something accepting connections on this loopback port?
+fn answers(port: u16) -> bool {
+    TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), millis(500)).is_ok()
+}
+
+#[test]
+fn bcm_dev_starts_a_working_cluster_and_ctrl_c_stops_every_node() {
+    let mut dev = DevCluster::start(3);
+
+    // It says where the nodes are, the admin password, and when the cluster is ready.
+    let password = dev.wait_for_stdout(secs(45), "bcm dev to report a ready cluster", |out| {
+        if !out.contains("the cluster is ready") {
+            return Err(format!("it printed so far:\n{out}"));
+        }
+        out.lines()
+            .find_map(|l| l.split_once("password: "))
+            .map(|(_, p)| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| format!("no admin password in:\n{out}"))
+    });
+    let out = dev.stdout();
+    for i in 1..=3 {
+        let url = dev.api_url(i);
+        assert!(
+            out.lines()
+                .any(|l| l.contains(&format!("node {i}:")) && l.contains(&url)),
+            "bcm dev names node {i} at {url}:\n{out}"
+        );
+    }
+
+    // The printed password works with the CLI, against node 2.
+    let status = Bcm::new(&dev.home(), &["status", "--server", &dev.api_url(2)])
+        .env("BCM_PASSWORD", &password)
+        .run(secs(30));
+    assert!(status.success(), "{status}");
+    for i in 1..=3 {
+        assert!(
+            status
+                .stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("{i} ")) && l.contains(&format!("node-{i}"))),
+            "bcm status lists node {i}:\n{status}"
+        );
+    }
+    assert!(status.stdout.contains("cluster-manager"), "{status}");
+
+    // Ctrl-C: bcm dev stops every node and exits 0.
+    dev.interrupt();
+    let exit = dev.wait_exit(secs(20));
+    assert!(
+        exit.success(),
+        "bcm dev exited with {exit} after Ctrl-C:\n{}",
+        dev.output()
+    );
+    for i in 1..=3 {
+        for port in dev.ports(i) {
+            wait_until(
+                secs(5),
+                &format!("node {i}'s port {port} to stop answering"),
+                || {
+                    if answers(port) {
+                        Err("it still accepts connections".into())
+                    } else {
+                        Ok(())
+                    }
+                },
+            );
+        }
+    }
+    assert!(
+        !dev.group_alive(),
+        "a process of bcm dev's group (pgid {}) survived Ctrl-C",
+        dev.pgid()
+    );
+}

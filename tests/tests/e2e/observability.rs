@@ -1,0 +1,166 @@
+//! What monitoring sees: Prometheus metrics, health probes, the leader probe a load
+//! balancer uses, and the live event stream.
+
+use bcm_tests::serde_json::{json, Value};
+use bcm_tests::{metric, Cluster, EventStream};
+
+use crate::secs;
+
+#[test]
+fn metrics_and_health_probes_describe_the_cluster() {
+    let c = Cluster::builder().name("observability").voters(3).start();
+    let leader = c.wait_for_agreed_leader(secs(10));
+    let f = c.followers()[0];
+
+    // Exactly one node says it leads; the others answer 503; all name the same leader.
+    let mut leading = Vec::new();
+    for n in c.all_nodes() {
+        let (status, body) = c.leader_status(n).unwrap();
+        assert_eq!(body["node_id"], n, "/leader on node {n}: {body}");
+        assert_eq!(
+            body["leader_id"], leader,
+            "/leader on node {n} names the leader: {body}"
+        );
+        match status {
+            200 => leading.push(n),
+            503 => {}
+            other => panic!("/leader on node {n}: HTTP {other} {body}"),
+        }
+    }
+    assert_eq!(leading, [leader], "nodes answering /leader with 200");
+
+    // Every member is alive and ready.
+    for n in c.all_nodes() {
+        let h = c.get(n, "/healthz").unwrap();
+        assert_eq!(h.status, 200, "/healthz on node {n}: {h}");
+        let r = c.get(n, "/readyz").unwrap();
+        assert_eq!(r.status, 200, "/readyz on node {n}: {r}");
+    }
+
+    // A client uses the config API on a follower; its metrics show the Raft state and
+    // the latency of that route.
+    let put = c.put_config(f, "metrics.probe", &json!(1)).unwrap();
+    assert!(put.is_success(), "{put}");
+    let version = put.json()["version"].as_u64().unwrap();
+    let get = c.get_config(f, "metrics.probe").unwrap();
+    assert_eq!(get.status, 200, "{get}");
+
+    let reply = c.get(f, "/metrics").unwrap();
+    assert_eq!(reply.status, 200, "{reply}");
+    assert!(
+        reply.content_type().starts_with("text/plain"),
+        "/metrics is Prometheus text: {reply}"
+    );
+    let text = reply.body;
+    let value = |name: &str| {
+        metric(&text, name).unwrap_or_else(|| panic!("no sample {name} in /metrics:\n{text}"))
+    };
+    let term = value("bcm_raft_term");
+    let (_, leader_view) = c.leader_status(leader).unwrap();
+    assert_eq!(
+        json!(term as u64),
+        leader_view["term"],
+        "bcm_raft_term on node {f} vs the leader's term"
+    );
+    assert_eq!(
+        value("bcm_raft_leader_id"),
+        leader as f64,
+        "bcm_raft_leader_id"
+    );
+    assert!(
+        value("bcm_raft_commit_index") >= version as f64,
+        "bcm_raft_commit_index below the write's version {version}:\n{text}"
+    );
+    assert!(
+        value("bcm_raft_applied_index") >= version as f64,
+        "bcm_raft_applied_index below the write's version {version}:\n{text}"
+    );
+    assert!(
+        value("bcm_raft_leader_changes_total") >= 1.0,
+        "a node that found its first leader counts a leader change:\n{text}"
+    );
+    for name in [
+        "bcm_raft_term",
+        "bcm_raft_leader_id",
+        "bcm_raft_commit_index",
+        "bcm_raft_applied_index",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {name} gauge")),
+            "{name} is declared a gauge:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("# TYPE bcm_raft_leader_changes_total counter"),
+        "{text}"
+    );
+
+    let histogram: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("bcm_http_request_duration_seconds_bucket{"))
+        .filter(|l| l.contains("route=\"/api/v1/config/{*key}\""))
+        .collect();
+    for method in ["PUT", "GET"] {
+        let inf = histogram
+            .iter()
+            .find(|l| {
+                l.contains(&format!("method=\"{method}\""))
+                    && l.contains("status=\"2xx\"")
+                    && l.contains("le=\"+Inf\"")
+            })
+            .unwrap_or_else(|| {
+                panic!("no +Inf bucket for {method} /api/v1/config/{{key}} 2xx:\n{text}")
+            });
+        let count: f64 = inf.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(count >= 1.0, "{inf}");
+    }
+}
+
+#[test]
+fn the_event_stream_reports_writes_made_elsewhere_and_a_new_leader() {
+    let c = Cluster::builder().name("events").voters(3).start();
+    let old_leader = c.wait_for_agreed_leader(secs(10));
+    let followers = c.followers();
+    let (watched, other) = (followers[0], followers[1]);
+    let old_term = c.leader_status(old_leader).unwrap().1["term"]
+        .as_u64()
+        .unwrap();
+
+    // A dashboard follows the events of one follower.
+    let mut events = EventStream::connect(&c, watched).unwrap();
+
+    // A write through another node shows up.
+    let put = c
+        .put_config(other, "events.probe", &json!("hello"))
+        .unwrap();
+    assert!(put.is_success(), "{put}");
+    let version = put.json()["version"].clone();
+    let ev = events.wait_for(secs(10), "config_changed for events.probe", |e| {
+        e.event == "config_changed" && e.json()["key"] == "events.probe"
+    });
+    assert_eq!(ev.json()["version"], version, "{ev}");
+
+    // The leader dies; the stream tells who leads now.
+    c.kill(old_leader);
+    let ev = events.wait_for(secs(15), "leader_changed naming a new leader", |e| {
+        e.event == "leader_changed"
+            && e.json()["leader_id"]
+                .as_u64()
+                .is_some_and(|l| l != old_leader)
+    });
+    let data: Value = ev.json();
+    let new_leader = c.wait_for_agreed_leader(secs(10));
+    assert_eq!(data["leader_id"], new_leader, "{ev}");
+    assert!(
+        data["term"].as_u64().is_some_and(|t| t > old_term),
+        "the new leader's term is above {old_term}: {ev}"
+    );
+    c.log(format!(
+        "events seen on node {watched}: {:?}",
+        events
+            .seen()
+            .iter()
+            .map(|e| e.event.as_str())
+            .collect::<Vec<_>>()
+    ));
+}
