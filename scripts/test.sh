@@ -6,6 +6,7 @@
 #
 # With CI=true it also checks formatting and clippy first.
 set -euo pipefail
+shopt -s inherit_errexit 2>/dev/null || true
 cd "$(dirname "$0")/.."
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
@@ -23,9 +24,15 @@ fi
 echo "== build"
 cargo build --workspace --all-targets
 
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
 echo "== unit, property and storage conformance tests"
-cargo test --workspace --exclude bcm-tests
+cargo test --workspace --exclude bcm-tests 2>&1 | tee -a "$log"
 
 echo "== end-to-end tests (real bcm processes on loopback)"
 # One at a time: each test runs a whole cluster on a 2-core machine.
-cargo test -p bcm-tests -- --test-threads=1 "$@"
+cargo test -p bcm-tests --lib --test e2e -- --test-threads=1 "$@" 2>&1 | tee -a "$log"
+
+# One closing line for the whole run.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "summary: %d passed, %d failed\n", p, f }' "$log"

@@ -3,6 +3,7 @@
 
 mod api;
 mod auth;
+mod bench;
 mod cli;
 mod config;
 mod dev;
@@ -38,6 +39,8 @@ enum Cmd {
     Login(cli::LoginArgs),
     /// Show the cluster: leader, term, members and their health.
     Status(cli::StatusArgs),
+    /// Load a cluster (bcm, or etcd for comparison) and report throughput and latency.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -71,6 +74,7 @@ fn main() -> ExitCode {
             Cmd::Dev(args) => dev::run(args).await,
             Cmd::Login(args) => cli::login(args).await,
             Cmd::Status(args) => cli::status(args).await,
+            Cmd::Bench(args) => bench::run(args).await,
         }
     });
     match result {

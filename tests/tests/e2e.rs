@@ -8,6 +8,8 @@
 mod backup_manager;
 #[path = "e2e/bad_input.rs"]
 mod bad_input;
+#[path = "e2e/bench.rs"]
+mod bench;
 #[path = "e2e/cli.rs"]
 mod cli;
 #[path = "e2e/config.rs"]

@@ -1,0 +1,373 @@
+#!/usr/bin/env python3
+"""bcm against etcd 3.4 on one machine, in one run. Started by bench/vs-etcd.sh.
+
+Both clusters have three members on loopback, fsync every write (bcm: sled flush
+before an append is acknowledged; etcd: its WAL), and keep their shipped timing.
+The same load generator (`bcm bench`) drives both: bcm through its config API,
+etcd through its v3 JSON gateway. Environment knobs: DURATION (seconds per load
+point, default 10), CLIENTS (default "1 16 64"), FAILOVERS (default 5),
+FILL_KEYS (default 100000), BASE_PORT (default 17100).
+"""
+
+import base64
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BCM = os.path.join(ROOT, "target", "release", "bcm")
+OUT = os.path.join(ROOT, "target", "bench")
+DURATION = float(os.environ.get("DURATION", "10"))
+CLIENTS = [int(c) for c in os.environ.get("CLIENTS", "1 16 64").split()]
+FAILOVERS = int(os.environ.get("FAILOVERS", "5"))
+FILL_KEYS = int(os.environ.get("FILL_KEYS", "100000"))
+BASE = int(os.environ.get("BASE_PORT", "17100"))
+PASSWORD = "bench-admin-password"
+SECRET = "bench-cluster-secret-0123456789"
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def http(method, url, body=None, token=None, timeout=2.0):
+    """(status, parsed JSON or None); status 0 when the server did not answer."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method)
+    req.add_header("content-type", "application/json")
+    if token:
+        req.add_header("authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            raw = r.read()
+            return r.status, (json.loads(raw) if raw else None)
+    except urllib.error.HTTPError as e:
+        return e.code, None
+    except (urllib.error.URLError, OSError, TimeoutError):
+        return 0, None
+
+
+def wait(what, cond, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+class Bcm:
+    name = "bcm"
+
+    def __init__(self, work):
+        self.work = work
+        self.api = [f"http://127.0.0.1:{BASE + i}" for i in range(3)]
+        self.rpc = [f"http://127.0.0.1:{BASE + 10 + i}" for i in range(3)]
+        self.procs = [None] * 3
+        self.token = None
+
+    def config(self, i):
+        path = os.path.join(self.work, f"bcm{i + 1}.toml")
+        with open(path, "w") as f:
+            f.write(
+                f'[node]\nid = {i + 1}\ndata_dir = "{self.work}/bcm{i + 1}"\n'
+                f'api_listen = "{self.api[i][7:]}"\nrpc_listen = "{self.rpc[i][7:]}"\n'
+                f'[cluster]\nsecret = "{SECRET}"\nbootstrap = {json.dumps(self.rpc)}\n'
+                f'[auth]\nadmin_password = "{PASSWORD}"\n[log]\nlevel = "warn"\n'
+            )
+        return path
+
+    def start(self, i):
+        logf = open(os.path.join(self.work, f"bcm{i + 1}.log"), "a")
+        self.procs[i] = subprocess.Popen(
+            [BCM, "node", "--config", self.config(i)], stdout=logf, stderr=logf
+        )
+
+    def healthy(self, i):
+        return http("GET", self.api[i] + "/readyz")[0] == 200
+
+    def leader(self):
+        for i in range(3):
+            if self.procs[i] and http("GET", self.api[i] + "/leader")[0] == 200:
+                return i
+        return None
+
+    def login(self):
+        status, body = http(
+            "POST", self.api[0] + "/api/v1/auth/login",
+            {"username": "admin", "password": PASSWORD},
+        )
+        assert status == 200, f"bcm login: HTTP {status}"
+        self.token = body["token"]
+
+    def put(self, i, key, timeout=1.0):
+        return http(
+            "PUT", f"{self.api[i]}/api/v1/config/{key}", {"value": "x"}, self.token, timeout
+        )[0] == 200
+
+    def leader_changes(self):
+        total = 0
+        for i in range(3):
+            status, _ = 0, None
+            try:
+                with urllib.request.urlopen(self.api[i] + "/metrics", timeout=2) as r:
+                    for line in r.read().decode().splitlines():
+                        if line.startswith("bcm_raft_leader_changes_total "):
+                            total = max(total, int(float(line.split()[1])))
+            except OSError:
+                pass
+        return total
+
+    def bench_env(self):
+        return {"BCM_PASSWORD": PASSWORD}
+
+
+class Etcd:
+    name = "etcd"
+
+    def __init__(self, work):
+        self.work = work
+        self.api = [f"http://127.0.0.1:{BASE + 20 + i}" for i in range(3)]
+        self.peer = [f"http://127.0.0.1:{BASE + 30 + i}" for i in range(3)]
+        self.procs = [None] * 3
+        self.started_once = [False] * 3
+
+    def start(self, i):
+        cluster = ",".join(f"e{j + 1}={self.peer[j]}" for j in range(3))
+        logf = open(os.path.join(self.work, f"etcd{i + 1}.log"), "a")
+        args = [
+            "etcd", "--name", f"e{i + 1}", "--data-dir", f"{self.work}/etcd{i + 1}",
+            "--listen-client-urls", self.api[i], "--advertise-client-urls", self.api[i],
+            "--listen-peer-urls", self.peer[i], "--initial-advertise-peer-urls", self.peer[i],
+            "--initial-cluster", cluster, "--initial-cluster-token", "bcm-bench",
+            "--initial-cluster-state", "new", "--log-level", "error", "--logger", "zap",
+        ]
+        self.procs[i] = subprocess.Popen(args, stdout=logf, stderr=logf)
+
+    def healthy(self, i):
+        status, body = http("GET", self.api[i] + "/health")
+        return status == 200 and body and body.get("health") == "true"
+
+    def leader(self):
+        for i in range(3):
+            if not self.procs[i]:
+                continue
+            status, body = http("POST", self.api[i] + "/v3/maintenance/status", {})
+            if status == 200 and body and body.get("leader") == body["header"]["member_id"]:
+                return i
+        return None
+
+    def login(self):
+        pass
+
+    def put(self, i, key, timeout=1.0):
+        b64 = lambda s: base64.b64encode(s.encode()).decode()
+        return http(
+            "POST", self.api[i] + "/v3/kv/put", {"key": b64(key), "value": b64("x")},
+            timeout=timeout,
+        )[0] == 200
+
+    def leader_changes(self):
+        total = 0
+        for i in range(3):
+            try:
+                with urllib.request.urlopen(self.api[i] + "/metrics", timeout=2) as r:
+                    for line in r.read().decode().splitlines():
+                        if line.startswith("etcd_server_leader_changes_seen_total "):
+                            total = max(total, int(float(line.split()[1])))
+            except OSError:
+                pass
+        return total
+
+    def bench_env(self):
+        return {}
+
+
+def start_all(c):
+    for i in range(3):
+        c.start(i)
+    wait(f"{c.name} to be healthy", lambda: all(c.healthy(i) for i in range(3)))
+    wait(f"{c.name} to elect a leader", lambda: c.leader() is not None)
+    c.login()
+
+
+def stop_all(c):
+    for p in c.procs:
+        if p and p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def bench(c, op, clients, duration, keys=1000, extra=()):
+    env = dict(os.environ, **c.bench_env())
+    args = [
+        BCM, "bench", "--target", c.name, "--servers", ",".join(c.api),
+        "--clients", str(clients), "--duration", str(duration), "--op", op,
+        "--value-size", "256", "--keys", str(keys), "--output", "json", *extra,
+    ]
+    out = subprocess.run(args, env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def failover(c, rounds):
+    times = []
+    for r in range(rounds):
+        wait(f"{c.name} to be healthy", lambda: all(c.healthy(i) for i in range(3)))
+        leader = c.leader()
+        wait(f"{c.name} leader", lambda: c.leader() is not None)
+        leader = c.leader()
+        survivor = (leader + 1) % 3
+        t0 = time.monotonic()
+        c.procs[leader].send_signal(signal.SIGKILL)
+        c.procs[leader].wait()
+        n = 0
+        while not c.put(survivor, f"failover-{r}-{n}", timeout=1.0):
+            n += 1
+            if time.monotonic() - t0 > 30:
+                raise SystemExit(f"{c.name}: no write succeeded within 30 s of killing the leader")
+        took = time.monotonic() - t0
+        times.append(took)
+        log(f"{c.name} failover {r + 1}: {took * 1000:.0f} ms (killed member {leader + 1})")
+        c.start(leader)
+        wait(f"{c.name} member {leader + 1} back", lambda: c.healthy(leader))
+        time.sleep(1.0)
+    return times
+
+
+def memory_and_startup(c):
+    leader = c.leader()
+    victim = (leader + 1) % 3
+    idle = rss_mib(c.procs[victim].pid)
+    log(f"{c.name}: filling {FILL_KEYS} keys")
+    bench(c, "fill", 64, 1, keys=FILL_KEYS)
+    time.sleep(2)
+    full = rss_mib(c.procs[victim].pid)
+    c.procs[victim].send_signal(signal.SIGTERM)
+    c.procs[victim].wait()
+    t0 = time.monotonic()
+    c.start(victim)
+    wait(f"{c.name} restarted member", lambda: c.healthy(victim), timeout=300)
+    startup = time.monotonic() - t0
+    return idle, full, startup
+
+
+def svg(results, path):
+    """p50 put latency against clients, one line per system."""
+    w, h, pad = 640, 360, 50
+    pts = {s: [(r["clients"], r["p50_ms"]) for r in results if r["target"] == s and r["op"] == "put"]
+           for s in ("bcm", "etcd")}
+    all_x = [x for p in pts.values() for x, _ in p] or [1]
+    all_y = [y for p in pts.values() for _, y in p] or [1]
+    max_x, max_y = max(all_x), max(all_y) * 1.1 or 1
+    sx = lambda x: pad + (w - 2 * pad) * x / max_x
+    sy = lambda y: h - pad - (h - 2 * pad) * y / max_y
+    colors = {"bcm": "#1f77b4", "etcd": "#d62728"}
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
+             f'<rect width="{w}" height="{h}" fill="white"/>',
+             f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" stroke="black"/>',
+             f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{h - pad}" stroke="black"/>',
+             f'<text x="{w / 2}" y="{h - 10}" text-anchor="middle">clients</text>',
+             f'<text x="15" y="{h / 2}" transform="rotate(-90 15 {h / 2})" text-anchor="middle">p50 put latency (ms)</text>']
+    for s, p in pts.items():
+        if not p:
+            continue
+        line = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in p)
+        parts.append(f'<polyline points="{line}" fill="none" stroke="{colors[s]}" stroke-width="2"/>')
+        for x, y in p:
+            parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{colors[s]}"/>')
+            parts.append(f'<text x="{sx(x):.1f}" y="{sy(y) - 8:.1f}" text-anchor="middle">{y:.2f}</text>')
+        lx, ly = w - pad - 80, pad + (0 if s == "bcm" else 18)
+        parts.append(f'<text x="{lx}" y="{ly}" fill="{colors[s]}">{s}</text>')
+    for x in sorted(set(all_x)):
+        parts.append(f'<text x="{sx(x):.1f}" y="{h - pad + 15}" text-anchor="middle">{x}</text>')
+    parts.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(parts))
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}" if b else "-"
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="bcm-bench-")
+    systems = [Bcm(work), Etcd(work)]
+    results, extra = [], {}
+    try:
+        for c in systems:
+            log(f"starting 3-node {c.name}")
+            start_all(c)
+            before = c.leader_changes()
+            for n in CLIENTS:
+                r = bench(c, "put", n, DURATION)
+                log(f"{c.name} put clients={n}: {r['throughput']:.0f} ops/s p50 {r['p50_ms']:.2f} ms errors {r['errors']}")
+                results.append(r)
+            extra[c.name] = {"leader_changes_under_load": c.leader_changes() - before}
+            r = bench(c, "get-linearizable", max(CLIENTS), DURATION)
+            log(f"{c.name} get-linearizable clients={max(CLIENTS)}: {r['throughput']:.0f} ops/s")
+            results.append(r)
+            extra[c.name]["failover_s"] = failover(c, FAILOVERS)
+            idle, full, startup = memory_and_startup(c)
+            extra[c.name].update(rss_idle_mib=idle, rss_full_mib=full, startup_s=startup)
+            stop_all(c)
+    finally:
+        for c in systems:
+            stop_all(c)
+        shutil.rmtree(work, ignore_errors=True)
+
+    def get(target, op, clients, field):
+        for r in results:
+            if r["target"] == target and r["op"] == op and r["clients"] == clients:
+                return r[field]
+        return float("nan")
+
+    rows = []
+    for n in CLIENTS:
+        for field, label in (("throughput", "ops/s"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms")):
+            b, e = get("bcm", "put", n, field), get("etcd", "put", n, field)
+            rows.append((f"put, {n} clients, {label}", f"{b:.2f}" if "ms" in label else f"{b:.0f}",
+                         f"{e:.2f}" if "ms" in label else f"{e:.0f}", ratio(b, e)))
+    n = max(CLIENTS)
+    b, e = get("bcm", "get-linearizable", n, "throughput"), get("etcd", "get-linearizable", n, "throughput")
+    rows.append((f"linearizable get, {n} clients, ops/s", f"{b:.0f}", f"{e:.0f}", ratio(b, e)))
+    fb, fe = statistics.median(extra["bcm"]["failover_s"]), statistics.median(extra["etcd"]["failover_s"])
+    rows.append((f"failover, median of {FAILOVERS}, ms", f"{fb * 1000:.0f}", f"{fe * 1000:.0f}", ratio(fb, fe)))
+    for key, label in (("leader_changes_under_load", "leader changes during the put runs"),
+                       ("rss_idle_mib", "RSS idle, MiB"), ("rss_full_mib", f"RSS with {FILL_KEYS} keys, MiB"),
+                       ("startup_s", f"restart to ready with {FILL_KEYS} keys, s")):
+        b, e = extra["bcm"][key], extra["etcd"][key]
+        fmt = (lambda v: f"{v}") if isinstance(b, int) else (lambda v: f"{v:.1f}")
+        rows.append((label, fmt(b), fmt(e), ratio(b, e)))
+
+    widths = [max(len(r[i]) for r in rows + [("figure", "bcm", "etcd", "bcm/etcd")]) for i in range(4)]
+    line = lambda r: "  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r))
+    print(f"bcm vs etcd {subprocess.run(['etcd', '--version'], capture_output=True, text=True).stdout.split()[2]}"
+          f" - 3 members each on loopback, 256-byte values, {DURATION:.0f} s per point, {os.cpu_count()} cores")
+    print(line(("figure", "bcm", "etcd", "bcm/etcd")))
+    for r in rows:
+        print(line(r))
+    with open(os.path.join(OUT, "results.json"), "w") as f:
+        json.dump({"runs": results, "extra": extra}, f, indent=2)
+    svg(results, os.path.join(OUT, "latency.svg"))
+    print(f"(details in {OUT}/results.json, chart in {OUT}/latency.svg)")
+
+
+if __name__ == "__main__":
+    main()
