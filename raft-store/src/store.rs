@@ -57,8 +57,11 @@ pub struct Opened {
 pub fn open(dir: &std::path::Path) -> Result<Opened, StorageError> {
     let engine = Arc::new(Engine::open(dir).map_err(read_err)?);
     let pristine = engine.is_empty();
+    let (flush_tx, flush_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(group_commit(engine.clone(), flush_rx));
     let log = LogStore {
         engine: engine.clone(),
+        flush_tx,
     };
     let state_machine = StateMachineStore::load(engine)?;
     Ok(Opened {
@@ -74,6 +77,28 @@ pub fn open(dir: &std::path::Path) -> Result<Opened, StorageError> {
 #[derive(Clone)]
 pub struct LogStore {
     engine: Arc<Engine>,
+    /// Appended entries waiting for the next fsync (see `group_commit`).
+    flush_tx: tokio::sync::mpsc::UnboundedSender<LogFlushed<TypeConfig>>,
+}
+
+/// Group commit: appends return as soon as their entries are readable, and one
+/// fsync then covers every append that arrived while the previous one ran. Each
+/// append's callback (which lets openraft acknowledge it) fires only after an fsync
+/// that started after its entries were written, and callbacks fire in append order.
+async fn group_commit(
+    engine: Arc<Engine>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<LogFlushed<TypeConfig>>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut waiting = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            waiting.push(more);
+        }
+        let flushed = engine.flush().await.map_err(|e| e.to_string());
+        for callback in waiting {
+            callback.log_io_completed(flushed.clone().map_err(std::io::Error::other));
+        }
+    }
 }
 
 impl LogStore {
@@ -160,8 +185,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map(|e| Ok((e.log_id.index, codec::encode(&e).map_err(write_err)?)))
             .collect::<Result<Vec<_>, StorageError>>()?;
         self.engine.log_append(records).map_err(write_err)?;
-        let flushed = self.engine.flush().await;
-        callback.log_io_completed(flushed.map_err(std::io::Error::other));
+        // Entries are readable now; they are acknowledged once flushed.
+        if let Err(tokio::sync::mpsc::error::SendError(callback)) = self.flush_tx.send(callback) {
+            // The flusher is gone (runtime shutting down): flush here instead.
+            let flushed = self.engine.flush().await;
+            callback.log_io_completed(flushed.map_err(std::io::Error::other));
+        }
         Ok(())
     }
 
