@@ -31,6 +31,9 @@ impl Engine {
         let db = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
+            // sled caches up to 1 GiB by default; the state machine lives in memory
+            // anyway, so the page cache only serves the log tail and the snapshot.
+            .cache_capacity(32 * 1024 * 1024)
             .open()
             .map_err(err("open the database"))?;
         let log = db.open_tree("log").map_err(err("open the log tree"))?;
@@ -124,6 +127,15 @@ impl Engine {
             .insert(name, bytes)
             .map(|_| ())
             .map_err(err("write metadata"))
+    }
+
+    /// Writes several metadata records atomically (all or none after a crash).
+    pub fn meta_put_all(&self, records: Vec<(&str, Vec<u8>)>) -> Result<(), EngineError> {
+        let mut batch = sled::Batch::default();
+        for (name, bytes) in records {
+            batch.insert(name, bytes);
+        }
+        self.meta.apply_batch(batch).map_err(err("write metadata"))
     }
 
     /// Makes everything written so far durable (fsync).

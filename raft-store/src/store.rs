@@ -31,7 +31,10 @@ use crate::types::{
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const LAST_PURGED: &str = "last_purged";
-const SNAPSHOT: &str = "snapshot";
+// The snapshot's metadata and its data, written together in one batch; the data
+// is kept as encoded so it is never copied into another envelope.
+const SNAPSHOT_META: &str = "snapshot_meta";
+const SNAPSHOT_DATA: &str = "snapshot_data";
 
 fn io_err(subject: ErrorSubject<u64>, verb: ErrorVerb, e: impl ToString) -> StorageError {
     StorageIOError::new(subject, verb, AnyError::error(e.to_string())).into()
@@ -222,10 +225,35 @@ pub struct StateMachineData {
     pub state: ClusterState,
 }
 
-#[derive(Serialize, Deserialize)]
 struct StoredSnapshot {
     meta: SnapshotMeta,
     data: Vec<u8>,
+}
+
+fn read_snapshot(engine: &Engine) -> Result<Option<StoredSnapshot>, StorageError> {
+    let Some(meta) = engine.meta_get(SNAPSHOT_META).map_err(read_err)? else {
+        return Ok(None);
+    };
+    let data = engine
+        .meta_get(SNAPSHOT_DATA)
+        .map_err(read_err)?
+        .ok_or_else(|| read_err("snapshot metadata without snapshot data"))?;
+    Ok(Some(StoredSnapshot {
+        meta: codec::decode(&meta).map_err(read_err)?,
+        data,
+    }))
+}
+
+async fn write_snapshot(
+    engine: &Engine,
+    meta: &SnapshotMeta,
+    data: Vec<u8>,
+) -> Result<(), StorageError> {
+    let meta = codec::encode(meta).map_err(write_err)?;
+    engine
+        .meta_put_all(vec![(SNAPSHOT_DATA, data), (SNAPSHOT_META, meta)])
+        .map_err(write_err)?;
+    engine.flush().await.map_err(write_err)
 }
 
 /// A read handle on the applied state, shared with the node's service layer.
@@ -273,8 +301,7 @@ pub struct StateMachineStore {
 impl StateMachineStore {
     fn load(engine: Arc<Engine>) -> Result<StateMachineStore, StorageError> {
         let mut data = StateMachineData::default();
-        if let Some(bytes) = engine.meta_get(SNAPSHOT).map_err(read_err)? {
-            let stored: StoredSnapshot = codec::decode(&bytes).map_err(read_err)?;
+        if let Some(stored) = read_snapshot(&engine)? {
             data.state = codec::decode(&stored.data).map_err(read_err)?;
             data.last_applied = stored.meta.last_log_id;
             data.last_membership = stored.meta.last_membership;
@@ -292,19 +319,6 @@ impl StateMachineStore {
 
     pub fn handle(&self) -> StateHandle {
         self.handle.clone()
-    }
-
-    fn stored_snapshot(&self) -> Result<Option<StoredSnapshot>, StorageError> {
-        match self.engine.meta_get(SNAPSHOT).map_err(read_err)? {
-            Some(bytes) => Ok(Some(codec::decode(&bytes).map_err(read_err)?)),
-            None => Ok(None),
-        }
-    }
-
-    async fn persist_snapshot(&self, stored: &StoredSnapshot) -> Result<(), StorageError> {
-        let bytes = codec::encode(stored).map_err(write_err)?;
-        self.engine.meta_put(SNAPSHOT, bytes).map_err(write_err)?;
-        self.engine.flush().await.map_err(write_err)
     }
 }
 
@@ -376,11 +390,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 e,
             )
         })?;
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            data,
-        };
-        self.persist_snapshot(&stored).await?;
+        write_snapshot(&self.engine, meta, data).await?;
         let applied = meta.last_log_id.map(|l| l.index).unwrap_or(0);
         {
             let mut d = self.handle.inner.data.write().expect("state lock poisoned");
@@ -397,7 +407,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        Ok(self.stored_snapshot()?.map(|s| Snapshot {
+        Ok(read_snapshot(&self.engine)?.map(|s| Snapshot {
             meta: s.meta,
             snapshot: Box::new(Cursor::new(s.data)),
         }))
@@ -412,24 +422,26 @@ pub struct SnapshotBuilder {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
-        let copy = self.handle.read(|d| d.clone());
-        let data = codec::encode(&copy.state).map_err(write_err)?;
-        let snapshot_id = match copy.last_applied {
+        // Encode under the read lock: a consistent point in time without copying
+        // the whole state first (apply waits for the lock meanwhile).
+        let (data, last_applied, last_membership) = self.handle.read(|d| {
+            (
+                codec::encode(&d.state),
+                d.last_applied,
+                d.last_membership.clone(),
+            )
+        });
+        let data = data.map_err(write_err)?;
+        let snapshot_id = match last_applied {
             Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, unique_suffix()),
             None => format!("0-0-{}", unique_suffix()),
         };
         let meta = SnapshotMeta {
-            last_log_id: copy.last_applied,
-            last_membership: copy.last_membership,
+            last_log_id: last_applied,
+            last_membership,
             snapshot_id,
         };
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            data: data.clone(),
-        };
-        let bytes = codec::encode(&stored).map_err(write_err)?;
-        self.engine.meta_put(SNAPSHOT, bytes).map_err(write_err)?;
-        self.engine.flush().await.map_err(write_err)?;
+        write_snapshot(&self.engine, &meta, data.clone()).await?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
