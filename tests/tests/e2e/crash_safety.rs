@@ -48,3 +48,100 @@ fn twenty_random_kill_9s_under_write_load_lose_nothing() {
     // No term ever had two leaders.
     c.assert_at_most_one_leader_per_term();
 }
+
+/// The node registry is a write path of its own: pre-registrations acknowledged
+/// while nodes are killed at random are all there afterwards, on every node.
+#[test]
+fn node_registrations_acknowledged_during_kill_9s_are_never_lost() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use bcm_tests::serde_json::json;
+    use bcm_tests::wait_until;
+    use reqwest::Method;
+
+    let c = Cluster::builder().name("crash-registry").voters(3).start();
+    let api = c.api();
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let writer = {
+        let (api, stop, acked) = (api.clone(), stop.clone(), acked.clone());
+        std::thread::spawn(move || {
+            let mut id = 1000u64;
+            while !stop.load(Ordering::SeqCst) {
+                let Some(node) = api.random_live_node() else {
+                    std::thread::sleep(crate::millis(50));
+                    continue;
+                };
+                id += 1;
+                let body = json!({
+                    "id": id,
+                    "name": format!("storage-{id}"),
+                    "api_addr": format!("http://127.0.0.1:{}", 40000 + id),
+                    "rpc_addr": format!("http://127.0.0.1:{}", 50000 + id),
+                    "roles": ["storage"],
+                });
+                if let Ok(r) = api.call(node, Method::POST, "/api/v1/nodes", Some(&body)) {
+                    if r.status == 201 {
+                        acked.lock().unwrap().push(id);
+                    }
+                }
+            }
+        })
+    };
+    let progress = |n: usize| {
+        let start = acked.lock().unwrap().len();
+        wait_until(secs(20), "registrations to go on", || {
+            let now = acked.lock().unwrap().len();
+            if now >= start + n {
+                Ok(())
+            } else {
+                Err(format!("{now} acknowledged"))
+            }
+        });
+    };
+    progress(5);
+    let mut rng = rand::thread_rng();
+    for round in 1..=8 {
+        let victim = *c.all_nodes().choose(&mut rng).unwrap();
+        c.log(format!("registry round {round}: kill -9 node {victim}"));
+        c.kill(victim);
+        progress(3);
+        c.restart(victim);
+        c.wait_ready(victim, secs(30));
+        progress(3);
+    }
+    stop.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+    let acked = acked.lock().unwrap().clone();
+    c.log(format!("{} registrations acknowledged", acked.len()));
+    assert!(
+        acked.len() >= 40,
+        "too few registrations to prove anything: {}",
+        acked.len()
+    );
+    for n in c.all_nodes() {
+        wait_until(
+            secs(30),
+            &format!("node {n} to list every acknowledged registration"),
+            || {
+                let listed = c.get_json(n, "/api/v1/nodes?role=storage&limit=1000")?;
+                let ids: Vec<u64> = listed["items"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|m| m["id"].as_u64()).collect())
+                    .unwrap_or_default();
+                let missing: Vec<u64> = acked
+                    .iter()
+                    .filter(|id| !ids.contains(id))
+                    .copied()
+                    .collect();
+                if missing.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("missing {missing:?}"))
+                }
+            },
+        );
+    }
+    c.assert_at_most_one_leader_per_term();
+}
