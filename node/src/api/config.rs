@@ -5,7 +5,7 @@ use bcm_raft_store::{Command, ConfigEntry, Response as Applied};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{consistent, rejection, unexpected, ApiJson, ApiQuery, Authed, ReadParams};
+use super::{consistent, list_page, rejection, unexpected, ApiJson, ApiQuery, Authed, ReadParams};
 use crate::problem::Problem;
 use crate::runtime::{now_ms, SharedNode};
 use crate::service;
@@ -64,27 +64,15 @@ pub async fn list(
     ApiQuery(p): ApiQuery<ListParams>,
 ) -> Result<Response, Problem> {
     consistent(&node, p.consistency.as_deref()).await?;
-    let (items, total) = node.state.read(|d| {
-        let matching: Vec<&ConfigEntry> = d
-            .state
+    let matching: Vec<Value> = node.state.read(|d| {
+        d.state
             .config
             .values()
             .filter(|e| p.q.as_deref().is_none_or(|q| e.key.contains(q)))
-            .collect();
-        let total = matching.len();
-        let items: Vec<Value> = matching
-            .into_iter()
-            .skip(p.offset.unwrap_or(0))
-            .take(p.limit.unwrap_or(100).min(1000))
             .map(view)
-            .collect();
-        (items, total)
+            .collect()
     });
-    Ok((
-        StatusCode::OK,
-        axum::Json(json!({"items": items, "total": total})),
-    )
-        .into_response())
+    Ok(list_page(matching.into_iter(), p.limit, p.offset))
 }
 
 pub async fn get_one(

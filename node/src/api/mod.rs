@@ -281,6 +281,24 @@ pub async fn consistent(node: &SharedNode, consistency: Option<&str>) -> Result<
     }
 }
 
+/// One page of a list: `{items, total}`, `offset` items skipped, at most `limit`
+/// (default 100, capped at 1000) returned; `total` counts every match.
+pub fn list_page<T: serde::Serialize>(
+    matching: impl ExactSizeIterator<Item = T>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+) -> Response {
+    let total = matching.len();
+    let items: Vec<T> = matching
+        .skip(offset.unwrap_or(0))
+        .take(limit.unwrap_or(100).min(1000))
+        .collect();
+    json(
+        StatusCode::OK,
+        &serde_json::json!({"items": items, "total": total}),
+    )
+}
+
 pub fn json<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
     (status, Json(body)).into_response()
 }

@@ -6,7 +6,7 @@ use axum::response::Response;
 use bcm_raft_store::{Command, NodeInfo, NodePatch, NodeStatus, Response as Applied, Role};
 use serde::{Deserialize, Serialize};
 
-use super::{consistent, json, rejection, unexpected, ApiJson, ApiQuery, Authed};
+use super::{consistent, json, list_page, rejection, unexpected, ApiJson, ApiQuery, Authed};
 use crate::problem::Problem;
 use crate::runtime::{now_ms, SharedNode};
 use crate::service;
@@ -119,16 +119,7 @@ pub async fn list(
         .filter(|v| p.status.as_deref().is_none_or(|s| v.status == s))
         .filter(|v| p.enabled.is_none_or(|e| v.enabled == e))
         .collect();
-    let total = all.len();
-    let items: Vec<_> = all
-        .into_iter()
-        .skip(p.offset.unwrap_or(0))
-        .take(p.limit.unwrap_or(100).min(1000))
-        .collect();
-    Ok(json(
-        StatusCode::OK,
-        &serde_json::json!({"items": items, "total": total}),
-    ))
+    Ok(list_page(all.into_iter(), p.limit, p.offset))
 }
 
 fn parse_id(id: &str) -> Result<u64, Problem> {
