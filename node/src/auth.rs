@@ -66,6 +66,9 @@ pub struct Claims {
     pub name: String,
     /// Cluster id: a token from another cluster is refused.
     pub cid: String,
+    /// The user's token generation when issued (see `User::token_generation`).
+    #[serde(default)]
+    pub gen: u64,
     pub iat: u64,
     pub exp: u64,
 }
@@ -128,6 +131,7 @@ mod tests {
             sub: "1".into(),
             name: "admin".into(),
             cid: "c1".into(),
+            gen: 0,
             iat: now - 10,
             exp: now + 3600,
         };

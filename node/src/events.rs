@@ -28,6 +28,9 @@ impl ClusterEvent {
                 StateEvent::BackupManagerAssigned { .. } => "backup_manager_assigned",
                 StateEvent::ConfigChanged { .. } => "config_changed",
                 StateEvent::ConfigDeleted { .. } => "config_deleted",
+                StateEvent::UserChanged { .. } => "user_changed",
+                StateEvent::UserDeleted { .. } => "user_deleted",
+                StateEvent::GroupChanged { .. } => "group_changed",
             },
         }
     }

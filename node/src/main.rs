@@ -164,11 +164,14 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     });
     let mut s2 = stop_rx.clone();
     let api_task = tokio::spawn(async move {
-        axum::serve(api_listener, api_app)
-            .with_graceful_shutdown(async move {
-                let _ = s2.wait_for(|s| *s).await;
-            })
-            .await
+        axum::serve(
+            api_listener,
+            api_app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = s2.wait_for(|s| *s).await;
+        })
+        .await
     });
     tokio::spawn(manager::run(node.clone()));
 

@@ -31,6 +31,8 @@ pub struct Node {
     log: LogStore,
     /// Last sign of a live leader (see `election_timer`).
     leader_contact: Mutex<Instant>,
+    /// Failed logins on this node (per user name and client address).
+    pub login_limiter: crate::api::LoginLimiter,
     /// Why the cluster manager refused this node, when it did.
     refused: Mutex<Option<String>>,
     /// When this node last became leader (None when it is not the leader).
@@ -210,6 +212,7 @@ pub async fn start(cfg: NodeConfig, shutdown: watch::Receiver<bool>) -> anyhow::
         raft_open: AtomicBool::new(!pristine),
         log,
         leader_contact: Mutex::new(Instant::now()),
+        login_limiter: crate::api::LoginLimiter::new(),
         refused: Mutex::new(None),
         leader_since: Mutex::new(None),
         joining: Mutex::new(BTreeMap::new()),

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::{ConfigEntry, NodeRecord, NodeStatus, Role};
+use crate::access::Group;
+use crate::state::{ConfigEntry, NodeRecord, NodeStatus, Role, User};
 
 /// Milliseconds since the Unix epoch, as measured by the proposer.
 pub type Millis = u64;
@@ -43,11 +44,20 @@ pub enum Command {
         at: Millis,
     },
     /// A node announces its addresses and roles (at start-up, on every restart).
-    RegisterNode { info: NodeInfo, at: Millis },
+    RegisterNode {
+        info: NodeInfo,
+        at: Millis,
+    },
     /// An operator pre-registers a node that will join later.
-    AddNode { info: NodeInfo, at: Millis },
+    AddNode {
+        info: NodeInfo,
+        at: Millis,
+    },
     /// An operator changes roles, enablement or labels of a node.
-    UpdateNode { id: u64, patch: NodePatch },
+    UpdateNode {
+        id: u64,
+        patch: NodePatch,
+    },
     /// The cluster manager records a node's health as it sees it.
     SetNodeStatus {
         id: u64,
@@ -74,6 +84,32 @@ pub enum Command {
         key: String,
         if_version: Option<u64>,
     },
+    /// Adds a user; `password_hash` is argon2id, computed by the proposer.
+    CreateUser {
+        name: String,
+        password_hash: String,
+        groups: Vec<String>,
+        at: Millis,
+    },
+    /// Changes a user; a new password or disabling ends its earlier tokens.
+    UpdateUser {
+        id: u64,
+        enabled: Option<bool>,
+        password_hash: Option<String>,
+        groups: Option<Vec<String>>,
+    },
+    DeleteUser {
+        id: u64,
+    },
+    /// Creates (`create`) or replaces the permissions of a custom group.
+    PutGroup {
+        name: String,
+        permissions: std::collections::BTreeSet<String>,
+        create: bool,
+    },
+    DeleteGroup {
+        name: String,
+    },
 }
 
 /// Why a command changed nothing. Part of the replicated result, so it is the same on
@@ -94,6 +130,8 @@ pub enum Rejection {
     StaleEpoch { proposed: u64, current: u64 },
     #[error("invalid: {0}")]
     Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// The result of applying one log entry.
@@ -104,5 +142,7 @@ pub enum Response {
     Done,
     Config(ConfigEntry),
     Node(NodeRecord),
+    User(User),
+    Group(Group),
     Rejected(Rejection),
 }

@@ -1,6 +1,7 @@
 //! bcm's replicated state: the commands, the deterministic state machine, and the
 //! Raft log and snapshot storage on sled. Knows nothing of HTTP.
 
+pub mod access;
 pub mod codec;
 pub mod command;
 pub mod engine;
@@ -8,6 +9,7 @@ pub mod state;
 pub mod store;
 pub mod types;
 
+pub use access::{Group, BUILTIN_GROUPS, PERMISSIONS};
 pub use command::{Command, Millis, NodeInfo, NodePatch, Rejection, Response};
 pub use state::{
     BackupManager, ClusterState, ConfigEntry, NodeRecord, NodeStatus, Role, StateEvent, User,

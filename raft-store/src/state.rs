@@ -89,6 +89,9 @@ pub struct User {
     pub enabled: bool,
     pub groups: Vec<String>,
     pub created_at: Millis,
+    /// Tokens carry the generation they were issued in; a new password or
+    /// disabling the user moves it on, which ends every older token.
+    pub token_generation: u64,
 }
 
 /// A cluster-wide setting. `value_json` is JSON text (the binary codec cannot carry
@@ -120,6 +123,9 @@ pub enum StateEvent {
     BackupManagerAssigned { node_id: u64, epoch: u64 },
     ConfigChanged { key: String, version: u64 },
     ConfigDeleted { key: String },
+    UserChanged { user_id: u64 },
+    UserDeleted { user_id: u64 },
+    GroupChanged { name: String },
 }
 
 /// The whole replicated control-plane state.
@@ -130,6 +136,7 @@ pub struct ClusterState {
     /// HMAC key for bearer tokens: replicated so every node verifies every token.
     pub token_key: Vec<u8>,
     pub users: BTreeMap<u64, User>,
+    pub groups: BTreeMap<String, crate::access::Group>,
     pub next_user_id: u64,
     pub nodes: BTreeMap<u64, NodeRecord>,
     pub config: BTreeMap<String, ConfigEntry>,
@@ -143,11 +150,11 @@ pub struct Applied {
 }
 
 impl Applied {
-    fn ok(response: Response, events: Vec<StateEvent>) -> Applied {
+    pub(crate) fn ok(response: Response, events: Vec<StateEvent>) -> Applied {
         Applied { response, events }
     }
 
-    fn rejected(r: Rejection) -> Applied {
+    pub(crate) fn rejected(r: Rejection) -> Applied {
         Applied {
             response: Response::Rejected(r),
             events: Vec::new(),
@@ -194,6 +201,25 @@ impl ClusterState {
                 at,
             } => self.put_config(index, key, value_json, *if_version, *at),
             Command::DeleteConfig { key, if_version } => self.delete_config(key, *if_version),
+            Command::CreateUser {
+                name,
+                password_hash,
+                groups,
+                at,
+            } => self.create_user(name, password_hash, groups, *at),
+            Command::UpdateUser {
+                id,
+                enabled,
+                password_hash,
+                groups,
+            } => self.update_user(*id, *enabled, password_hash.as_deref(), groups.as_deref()),
+            Command::DeleteUser { id } => self.delete_user(*id),
+            Command::PutGroup {
+                name,
+                permissions,
+                create,
+            } => self.put_group(name, permissions, *create),
+            Command::DeleteGroup { name } => self.delete_group(name),
         }
     }
 
@@ -216,6 +242,7 @@ impl ClusterState {
         self.initialized_at = at;
         self.token_key = token_key.to_vec();
         self.next_user_id = 2;
+        self.create_builtin_groups();
         self.users.insert(
             1,
             User {
@@ -225,6 +252,7 @@ impl ClusterState {
                 enabled: true,
                 groups: vec!["admin".into()],
                 created_at: at,
+                token_generation: 0,
             },
         );
         Applied::ok(
@@ -476,6 +504,74 @@ mod tests {
     }
 
     #[test]
+    fn a_new_password_or_disabling_ends_older_tokens() {
+        let mut s = ClusterState::default();
+        s.apply(1, &init());
+        let create = Command::CreateUser {
+            name: "alice".into(),
+            password_hash: "h1".into(),
+            groups: vec!["viewer".into()],
+            at: 2,
+        };
+        let Response::User(alice) = s.apply(2, &create).response else {
+            panic!("not created")
+        };
+        assert_eq!(alice.token_generation, 0);
+        let pw = Command::UpdateUser {
+            id: alice.id,
+            enabled: None,
+            password_hash: Some("h2".into()),
+            groups: None,
+        };
+        s.apply(3, &pw);
+        assert_eq!(s.users[&alice.id].token_generation, 1);
+        let groups_only = Command::UpdateUser {
+            id: alice.id,
+            enabled: None,
+            password_hash: None,
+            groups: Some(vec!["operator".into()]),
+        };
+        s.apply(4, &groups_only);
+        assert_eq!(
+            s.users[&alice.id].token_generation, 1,
+            "a group change keeps tokens"
+        );
+        let disable = Command::UpdateUser {
+            id: alice.id,
+            enabled: Some(false),
+            password_hash: None,
+            groups: None,
+        };
+        s.apply(5, &disable);
+        assert_eq!(s.users[&alice.id].token_generation, 2);
+        // The last enabled admin cannot go.
+        let demote = Command::UpdateUser {
+            id: 1,
+            enabled: None,
+            password_hash: None,
+            groups: Some(vec!["viewer".into()]),
+        };
+        assert!(matches!(
+            s.apply(6, &demote).response,
+            Response::Rejected(Rejection::Conflict(_))
+        ));
+        assert!(matches!(
+            s.apply(7, &Command::DeleteUser { id: 1 }).response,
+            Response::Rejected(Rejection::Conflict(_))
+        ));
+        assert!(matches!(
+            s.apply(
+                8,
+                &Command::DeleteGroup {
+                    name: "viewer".into()
+                }
+            )
+            .response,
+            Response::Rejected(Rejection::Conflict(_))
+        ));
+    }
+
+    #[test]
     fn backup_manager_epoch_is_fenced() {
         let mut s = ClusterState::default();
         s.apply(
@@ -559,6 +655,66 @@ mod tests {
             ),
             (key, proptest::option::of(0u64..20))
                 .prop_map(|(key, if_version)| Command::DeleteConfig { key, if_version }),
+            (user_name(), group_list()).prop_map(|(name, groups)| Command::CreateUser {
+                name,
+                password_hash: "$argon2id$v=19$x".into(),
+                groups,
+                at: 6
+            }),
+            (
+                1u64..5,
+                any::<Option<bool>>(),
+                proptest::option::of(group_list()),
+                any::<bool>()
+            )
+                .prop_map(|(id, enabled, groups, pw)| Command::UpdateUser {
+                    id,
+                    enabled,
+                    password_hash: pw.then(|| "$argon2id$v=19$y".into()),
+                    groups
+                }),
+            (1u64..5).prop_map(|id| Command::DeleteUser { id }),
+            (
+                group_name(),
+                proptest::collection::btree_set(permission(), 0..4),
+                any::<bool>()
+            )
+                .prop_map(|(name, permissions, create)| Command::PutGroup {
+                    name,
+                    permissions,
+                    create
+                }),
+            group_name().prop_map(|name| Command::DeleteGroup { name }),
+        ]
+    }
+
+    fn user_name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("admin".to_string()),
+            Just("alice".to_string()),
+            Just("bob".to_string())
+        ]
+    }
+
+    fn group_name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("admin".to_string()),
+            Just("viewer".to_string()),
+            Just("backup-ops".to_string()),
+            Just("auditors".to_string())
+        ]
+    }
+
+    fn group_list() -> impl Strategy<Value = Vec<String>> {
+        proptest::collection::vec(group_name(), 0..3)
+    }
+
+    fn permission() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("config.read".to_string()),
+            Just("config.write".to_string()),
+            Just("users.read".to_string()),
+            Just("no.such".to_string())
         ]
     }
 
@@ -588,6 +744,20 @@ mod tests {
                 if matches!(applied.response, Response::Rejected(_)) {
                     prop_assert_eq!(&before, &s);
                     prop_assert!(applied.events.is_empty());
+                }
+            }
+        }
+
+        #[test]
+        fn once_initialized_an_enabled_admin_always_remains(cmds in proptest::collection::vec(arb_command(), 0..80)) {
+            let mut s = ClusterState::default();
+            s.apply(1, &init());
+            for (i, c) in cmds.iter().enumerate() {
+                s.apply(i as u64 + 2, c);
+                let admins = s.users.values().filter(|u| u.enabled && u.groups.iter().any(|g| g == "admin")).count();
+                prop_assert!(admins >= 1, "no enabled admin left after {:?}", c);
+                for name in crate::access::BUILTIN_GROUPS {
+                    prop_assert!(s.groups.get(*name).is_some_and(|g| g.builtin), "predefined group {} changed", name);
                 }
             }
         }

@@ -1,4 +1,9 @@
-use axum::extract::State;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
@@ -18,10 +23,76 @@ pub struct Login {
 
 const BAD_LOGIN: &str = "unknown user, wrong password or disabled user";
 
+/// Failed logins counted per user name and per client address over a sliding
+/// window, on each node. Past the limit a login is refused with 429 before the
+/// password is even checked.
+pub struct LoginLimiter {
+    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+}
+
+const WINDOW: Duration = Duration::from_secs(60);
+const PER_USER: usize = 10;
+const PER_ADDRESS: usize = 30;
+
+impl LoginLimiter {
+    pub fn new() -> LoginLimiter {
+        LoginLimiter {
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Seconds to wait when `key` is over `limit`, else None.
+    fn blocked(&self, key: &str, limit: usize) -> Option<u64> {
+        let mut map = self.failures.lock().expect("limiter lock");
+        let q = map.get_mut(key)?;
+        while q.front().is_some_and(|t| t.elapsed() > WINDOW) {
+            q.pop_front();
+        }
+        if q.len() < limit {
+            return None;
+        }
+        let oldest = *q.front()?;
+        Some(WINDOW.saturating_sub(oldest.elapsed()).as_secs().max(1))
+    }
+
+    fn record(&self, key: String) {
+        let mut map = self.failures.lock().expect("limiter lock");
+        if map.len() > 100_000 {
+            // Bound the memory an attacker can make us spend.
+            map.retain(|_, q| q.back().is_some_and(|t| t.elapsed() <= WINDOW));
+        }
+        map.entry(key).or_default().push_back(Instant::now());
+    }
+
+    fn clear(&self, key: &str) {
+        self.failures.lock().expect("limiter lock").remove(key);
+    }
+}
+
+impl Default for LoginLimiter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 pub async fn login(
     State(node): State<SharedNode>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(body): ApiJson<Login>,
 ) -> Result<Response, Problem> {
+    let user_key = format!("user:{}", body.username);
+    let addr_key = format!("addr:{}", peer.ip());
+    let limiter = &node.login_limiter;
+    if let Some(wait) = limiter
+        .blocked(&user_key, PER_USER)
+        .or_else(|| limiter.blocked(&addr_key, PER_ADDRESS))
+    {
+        return Err(Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("too many failed logins; try again in {wait} s"),
+        )
+        .retry_after(wait));
+    }
     let (user, key, cluster_id) = node.state.read(|d| {
         (
             d.state.user_by_name(&body.username).cloned(),
@@ -44,13 +115,19 @@ pub async fn login(
     .await;
     let user = match user {
         Some(u) if ok && u.enabled => u,
-        _ => return Err(Problem::new(StatusCode::UNAUTHORIZED, BAD_LOGIN)),
+        _ => {
+            limiter.record(user_key);
+            limiter.record(addr_key);
+            return Err(Problem::new(StatusCode::UNAUTHORIZED, BAD_LOGIN));
+        }
     };
+    limiter.clear(&user_key);
     let now = crate::runtime::now_ms() / 1000;
     let claims = Claims {
         sub: user.id.to_string(),
         name: user.name.clone(),
         cid: cluster_id,
+        gen: user.token_generation,
         iat: now,
         exp: now + node.cfg.token_ttl_secs,
     };

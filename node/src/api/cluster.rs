@@ -10,9 +10,10 @@ use crate::service;
 
 pub async fn get_cluster(
     State(node): State<SharedNode>,
-    _who: Authed,
+    who: Authed,
     ApiQuery(q): ApiQuery<ReadParams>,
 ) -> Result<Response, Problem> {
+    who.require("cluster.read")?;
     consistent(&node, q.consistency.as_deref()).await?;
     let m = node.raft_metrics();
     let members = super::nodes::member_views(&node).await;
@@ -46,7 +47,7 @@ pub async fn take_snapshot(
     State(node): State<SharedNode>,
     who: Authed,
 ) -> Result<Response, Problem> {
-    who.require_admin()?;
+    who.require("cluster.write")?;
     let index = service::snapshot(&node).await?;
     Ok(json(StatusCode::OK, &json!({"snapshot_index": index})))
 }

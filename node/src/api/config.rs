@@ -60,9 +60,10 @@ pub struct ListParams {
 
 pub async fn list(
     State(node): State<SharedNode>,
-    _who: Authed,
+    who: Authed,
     ApiQuery(p): ApiQuery<ListParams>,
 ) -> Result<Response, Problem> {
+    who.require("config.read")?;
     consistent(&node, p.consistency.as_deref()).await?;
     let matching: Vec<Value> = node.state.read(|d| {
         d.state
@@ -77,10 +78,11 @@ pub async fn list(
 
 pub async fn get_one(
     State(node): State<SharedNode>,
-    _who: Authed,
+    who: Authed,
     Path(key): Path<String>,
     ApiQuery(p): ApiQuery<ReadParams>,
 ) -> Result<Response, Problem> {
+    who.require("config.read")?;
     check_key(&key)?;
     consistent(&node, p.consistency.as_deref()).await?;
     node.state
@@ -125,11 +127,12 @@ fn precondition(headers: &HeaderMap) -> Result<Option<u64>, Problem> {
 
 pub async fn put(
     State(node): State<SharedNode>,
-    _who: Authed,
+    who: Authed,
     Path(key): Path<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, Problem> {
+    who.require("config.write")?;
     check_key(&key)?;
     let if_version = precondition(&headers)?;
     let value = match body {
@@ -164,10 +167,11 @@ pub async fn put(
 
 pub async fn remove(
     State(node): State<SharedNode>,
-    _who: Authed,
+    who: Authed,
     Path(key): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
+    who.require("config.write")?;
     check_key(&key)?;
     let if_version = precondition(&headers)?;
     config_result(service::write(&node, Command::DeleteConfig { key, if_version }).await?)

@@ -8,13 +8,15 @@ use futures_util::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 
 use super::Authed;
+use crate::problem::Problem;
 use crate::runtime::SharedNode;
 
 /// Server-Sent Events: one event per change, named by its kind, with a JSON body.
 pub async fn stream(
     State(node): State<SharedNode>,
-    _who: Authed,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    who: Authed,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
+    who.require("events.read")?;
     let rx = node.events.subscribe();
     let stream = BroadcastStream::new(rx).filter_map(|item| async move {
         let event = item.ok()?;
@@ -26,5 +28,5 @@ pub async fn stream(
             .event(event.kind())
             .data(data.to_string())))
     });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

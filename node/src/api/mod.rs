@@ -3,11 +3,14 @@
 //! its errors to problem+json.
 
 mod auth;
+pub use auth::LoginLimiter;
 mod cluster;
 mod config;
 mod events;
+mod groups;
 mod health;
 mod nodes;
+mod users;
 
 use std::time::Instant;
 
@@ -48,6 +51,20 @@ pub fn router(node: SharedNode) -> Router {
             get(config::get_one).put(config::put).delete(config::remove),
         )
         .route("/events", get(events::stream))
+        .route("/users", get(users::list).post(users::create))
+        .route(
+            "/users/{id}",
+            get(users::get_one)
+                .patch(users::update)
+                .delete(users::remove),
+        )
+        .route("/groups", get(groups::list).post(groups::create))
+        .route(
+            "/groups/{name}",
+            get(groups::get_one)
+                .patch(groups::update)
+                .delete(groups::remove),
+        )
         .layer(middleware::from_fn_with_state(
             node.clone(),
             refuse_if_excluded,
@@ -131,6 +148,7 @@ pub fn rejection(r: Rejection) -> Problem {
         Rejection::VersionMismatch { .. } => StatusCode::PRECONDITION_FAILED,
         Rejection::NotInitialized => StatusCode::SERVICE_UNAVAILABLE,
         Rejection::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        Rejection::Conflict(_) => StatusCode::CONFLICT,
     };
     Problem::new(status, r.to_string())
 }
@@ -179,21 +197,23 @@ fn field_of(text: &str) -> Option<String> {
     (!path.is_empty() && !path.contains(' ')).then(|| path.to_string())
 }
 
-/// The authenticated caller.
+/// The authenticated caller, with the permissions its groups grant.
 pub struct Authed {
     pub user_id: u64,
     pub name: String,
     pub groups: Vec<String>,
+    pub permissions: std::collections::BTreeSet<String>,
 }
 
 impl Authed {
-    pub fn require_admin(&self) -> Result<(), Problem> {
-        if self.groups.iter().any(|g| g == "admin") {
+    /// Every route checks exactly one permission.
+    pub fn require(&self, permission: &str) -> Result<(), Problem> {
+        if self.permissions.contains(permission) {
             Ok(())
         } else {
             Err(Problem::new(
                 StatusCode::FORBIDDEN,
-                "this needs the admin group",
+                format!("user {:?} lacks the permission {permission:?}", self.name),
             ))
         }
     }
@@ -226,20 +246,32 @@ impl FromRequestParts<SharedNode> for Authed {
         };
         let claims = crate::auth::verify(&key, &cluster_id, token)
             .map_err(|m| Problem::new(StatusCode::UNAUTHORIZED, m))?;
-        let user = node
+        let (user, permissions) = node
             .state
-            .read(|d| d.state.users.get(&claims.user_id()).cloned())
-            .filter(|u| u.enabled)
+            .read(|d| {
+                d.state
+                    .users
+                    .get(&claims.user_id())
+                    .map(|u| (u.clone(), d.state.permissions_of(u)))
+            })
+            .filter(|(u, _)| u.enabled)
             .ok_or_else(|| {
                 Problem::new(
                     StatusCode::UNAUTHORIZED,
                     "the user of this token is disabled or deleted",
                 )
             })?;
+        if user.token_generation != claims.gen {
+            return Err(Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "this token was issued before the password changed or the user was disabled; log in again",
+            ));
+        }
         Ok(Authed {
             user_id: user.id,
             name: user.name,
             groups: user.groups,
+            permissions,
         })
     }
 }

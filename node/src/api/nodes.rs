@@ -97,9 +97,10 @@ pub struct ListParams {
 
 pub async fn list(
     State(node): State<SharedNode>,
-    _who: Authed,
+    who: Authed,
     ApiQuery(p): ApiQuery<ListParams>,
 ) -> Result<Response, Problem> {
+    who.require("nodes.read")?;
     consistent(&node, p.consistency.as_deref()).await?;
     let role = match p.role.as_deref() {
         Some(r) => Some(Role::parse(r).ok_or_else(|| {
@@ -134,9 +135,10 @@ fn parse_id(id: &str) -> Result<u64, Problem> {
 
 pub async fn get_one(
     State(node): State<SharedNode>,
-    _who: Authed,
+    who: Authed,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
+    who.require("nodes.read")?;
     let id = parse_id(&id)?;
     member_views(&node)
         .await
@@ -212,7 +214,7 @@ pub async fn add(
     who: Authed,
     ApiJson(body): ApiJson<NewNode>,
 ) -> Result<Response, Problem> {
-    who.require_admin()?;
+    who.require("nodes.write")?;
     if body.id == 0 {
         return Err(
             Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "id: must be positive").with_field("id"),
@@ -275,7 +277,7 @@ pub async fn update(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateNode>,
 ) -> Result<Response, Problem> {
-    who.require_admin()?;
+    who.require("nodes.write")?;
     let id = parse_id(&id)?;
     let roles = match &body.roles {
         Some(r) => Some(parse_roles(r)?),
@@ -307,7 +309,7 @@ pub async fn remove(
     who: Authed,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    who.require_admin()?;
+    who.require("nodes.write")?;
     let id = parse_id(&id)?;
     service::decommission(&node, id).await?;
     Ok(json(
