@@ -57,7 +57,7 @@ fn client() -> reqwest::Client {
         .expect("building the HTTP client")
 }
 
-fn servers(s: &ServerArgs) -> Vec<String> {
+pub fn servers(s: &ServerArgs) -> Vec<String> {
     s.server
         .split(',')
         .map(|u| u.trim().trim_end_matches('/').to_string())
@@ -67,17 +67,39 @@ fn servers(s: &ServerArgs) -> Vec<String> {
 
 /// Sends a request to the first server that answers; returns the JSON body or a
 /// readable error built from the problem+json answer.
-async fn call(
+pub async fn call(
     servers: &[String],
     method: reqwest::Method,
     path: &str,
     token: Option<&str>,
     body: Option<&Value>,
 ) -> anyhow::Result<Value> {
+    call_with_header(
+        servers,
+        method,
+        path,
+        token,
+        body,
+        ("x-bcm-client", "cli".into()),
+    )
+    .await
+}
+
+/// [`call`] with one extra request header (e.g. `If-Match`).
+pub async fn call_with_header(
+    servers: &[String],
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+    header: (&str, String),
+) -> anyhow::Result<Value> {
     let client = client();
     let mut last = anyhow!("no server given");
     for server in servers {
-        let mut req = client.request(method.clone(), format!("{server}{path}"));
+        let mut req = client
+            .request(method.clone(), format!("{server}{path}"))
+            .header(header.0, &header.1);
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -109,7 +131,7 @@ async fn call(
     Err(last)
 }
 
-fn read_password() -> anyhow::Result<String> {
+pub fn read_password() -> anyhow::Result<String> {
     eprint!("password: ");
     std::io::stderr().flush().ok();
     let mut line = String::new();
@@ -173,7 +195,7 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 /// A token from `BCM_TOKEN`, from `bcm login`, or by logging in with `BCM_PASSWORD`.
-async fn token(servers_list: &[String]) -> anyhow::Result<String> {
+pub async fn token(servers_list: &[String]) -> anyhow::Result<String> {
     if let Ok(t) = std::env::var("BCM_TOKEN") {
         return Ok(t);
     }

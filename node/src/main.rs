@@ -5,6 +5,7 @@ mod api;
 mod auth;
 mod bench;
 mod cli;
+mod cli_resources;
 mod config;
 mod dev;
 mod events;
@@ -39,6 +40,14 @@ enum Cmd {
     Login(cli::LoginArgs),
     /// Show the cluster: leader, term, members and their health.
     Status(cli::StatusArgs),
+    /// Users: list, get, create, update, delete.
+    Users(cli_resources::UsersArgs),
+    /// Groups and their permissions.
+    Groups(cli_resources::GroupsArgs),
+    /// The node registry: list, get, add, update, remove (decommission).
+    Nodes(cli_resources::NodesArgs),
+    /// Cluster-wide settings: list, get, set, delete (with compare-and-set).
+    Config(cli_resources::ConfigArgs),
     /// Load a cluster (bcm, or etcd for comparison) and report throughput and latency.
     Bench(bench::BenchArgs),
 }
@@ -76,6 +85,10 @@ fn main() -> ExitCode {
             Cmd::Login(args) => cli::login(args).await,
             Cmd::Status(args) => cli::status(args).await,
             Cmd::Bench(args) => bench::run(args).await,
+            Cmd::Users(args) => cli_resources::users(args).await,
+            Cmd::Groups(args) => cli_resources::groups(args).await,
+            Cmd::Nodes(args) => cli_resources::nodes(args).await,
+            Cmd::Config(args) => cli_resources::config(args).await,
         }
     });
     match result {

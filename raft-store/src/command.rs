@@ -124,7 +124,10 @@ pub enum Rejection {
     NotFound { what: String, id: String },
     #[error("{what} {id} already exists")]
     AlreadyExists { what: String, id: String },
-    #[error("version mismatch: expected {expected}, current {current:?}")]
+    #[error(
+        "version mismatch: expected {expected}, current {}",
+        .current.map_or("none (the key does not exist)".to_string(), |c| c.to_string())
+    )]
     VersionMismatch { expected: u64, current: Option<u64> },
     #[error("stale epoch {proposed}: the current backup-manager epoch is {current}")]
     StaleEpoch { proposed: u64, current: u64 },
