@@ -11,7 +11,12 @@ use serde_json::Value;
 #[derive(clap::Args, Clone)]
 pub struct ServerArgs {
     /// One or more node URLs (comma-separated); the first that answers is used.
-    #[arg(long, env = "BCM_SERVER", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "BCM_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
     pub server: String,
 }
 
