@@ -55,6 +55,10 @@ impl IntoResponse for Problem {
         if let Some(secs) = self.retry_after {
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 9110: a 401 names the scheme to use.
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         resp
     }
 }

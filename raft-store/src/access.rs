@@ -102,7 +102,12 @@ impl ClusterState {
         groups: &[String],
         at: Millis,
     ) -> Applied {
-        if self.user_by_name(name).is_some() {
+        // Names differing only in case would confuse people: one of them is enough.
+        if self
+            .users
+            .values()
+            .any(|u| u.name.eq_ignore_ascii_case(name))
+        {
             return Applied::rejected(Rejection::AlreadyExists {
                 what: "user".into(),
                 id: name.into(),
@@ -200,6 +205,17 @@ impl ClusterState {
         {
             return Applied::rejected(Rejection::Invalid(format!("unknown permission {p:?}")));
         }
+        if create
+            && self
+                .groups
+                .keys()
+                .any(|g| g != name && g.eq_ignore_ascii_case(name))
+        {
+            return Applied::rejected(Rejection::AlreadyExists {
+                what: "group".into(),
+                id: name.into(),
+            });
+        }
         match (self.groups.get(name), create) {
             (Some(_), true) => {
                 return Applied::rejected(Rejection::AlreadyExists {
@@ -260,4 +276,47 @@ fn dedup(groups: &[String]) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::command::{Command, Rejection, Response};
+    use crate::state::ClusterState;
+
+    #[test]
+    fn names_differing_only_in_case_are_duplicates() {
+        let mut s = ClusterState::default();
+        s.apply(
+            1,
+            &Command::InitCluster {
+                cluster_id: "c".into(),
+                token_key: vec![1; 32],
+                admin_password_hash: "h".into(),
+                at: 0,
+            },
+        );
+        let user = |name: &str| Command::CreateUser {
+            name: name.into(),
+            password_hash: "h".into(),
+            groups: vec![],
+            at: 0,
+        };
+        assert!(matches!(
+            s.apply(2, &user("alice")).response,
+            Response::User(_)
+        ));
+        assert!(matches!(
+            s.apply(3, &user("Alice")).response,
+            Response::Rejected(Rejection::AlreadyExists { .. })
+        ));
+        let group = Command::PutGroup {
+            name: "Admin".into(),
+            permissions: Default::default(),
+            create: true,
+        };
+        assert!(matches!(
+            s.apply(4, &group).response,
+            Response::Rejected(Rejection::AlreadyExists { .. })
+        ));
+    }
 }

@@ -436,6 +436,17 @@ impl Api {
 
     /// Sends a request. `Err` means no HTTP answer at all (refused, reset, timed out).
     pub fn send(&self, req: Req) -> Result<Reply, String> {
+        self.send_inner(req, true)
+    }
+
+    /// Like [`Api::send`], but when the answer is an event stream (which never ends)
+    /// its body is left unread and empty: for asking who may open `/api/v1/events`
+    /// among other routes.
+    pub fn send_no_stream(&self, req: Req) -> Result<Reply, String> {
+        self.send_inner(req, false)
+    }
+
+    fn send_inner(&self, req: Req, read_streams: bool) -> Result<Reply, String> {
         let start = Instant::now();
         let mut rb = self
             .inner
@@ -453,6 +464,18 @@ impl Api {
             .map_err(|e| format!("{} {}: {}", req.method, req.url, error_chain(&e)))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
+        let is_stream = headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if is_stream && !read_streams {
+            return Ok(Reply {
+                status,
+                headers,
+                body: String::new(),
+                elapsed: start.elapsed(),
+            });
+        }
         let body = resp.text().map_err(|e| {
             format!(
                 "{} {}: reading body: {}",

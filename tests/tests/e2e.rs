@@ -4,6 +4,8 @@
 //! `cargo build --bin bcm && cargo test -p bcm-tests --test e2e -- --test-threads=1`.
 //! When a test fails, its cluster's logs are kept and their path is printed.
 
+#[path = "e2e/access.rs"]
+mod access;
 #[path = "e2e/backup_manager.rs"]
 mod backup_manager;
 #[path = "e2e/bad_input.rs"]

@@ -197,6 +197,16 @@ fn field_of(text: &str) -> Option<String> {
     (!path.is_empty() && !path.contains(' ')).then(|| path.to_string())
 }
 
+/// The token of an `Authorization: Bearer <token>` header (the scheme is
+/// case-insensitive, RFC 9110).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
 /// The authenticated caller, with the permissions its groups grant.
 pub struct Authed {
     pub user_id: u64,
@@ -227,7 +237,7 @@ impl FromRequestParts<SharedNode> for Authed {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .ok_or_else(|| {
                 Problem::new(
                     StatusCode::UNAUTHORIZED,
@@ -333,4 +343,16 @@ pub fn list_page<T: serde::Serialize>(
 
 pub fn json<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
     (status, Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        assert_eq!(super::bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(super::bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(super::bearer_token("Basic abc"), None);
+        assert_eq!(super::bearer_token("Bearer "), None);
+        assert_eq!(super::bearer_token("Bearer"), None);
+    }
 }

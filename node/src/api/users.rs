@@ -184,10 +184,12 @@ pub async fn create(
     check_name("name", &body.name)?;
     check_password(&body.name, &body.password)?;
     check_groups(&node, &body.groups)?;
-    if node
-        .state
-        .read(|d| d.state.user_by_name(&body.name).is_some())
-    {
+    if node.state.read(|d| {
+        d.state
+            .users
+            .values()
+            .any(|u| u.name.eq_ignore_ascii_case(&body.name))
+    }) {
         return Err(Problem::new(
             StatusCode::CONFLICT,
             format!("user {:?} already exists", body.name),
