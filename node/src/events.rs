@@ -31,6 +31,10 @@ impl ClusterEvent {
                 StateEvent::UserChanged { .. } => "user_changed",
                 StateEvent::UserDeleted { .. } => "user_deleted",
                 StateEvent::GroupChanged { .. } => "group_changed",
+                StateEvent::PlanChanged { .. } => "plan_changed",
+                StateEvent::BackupChanged { .. } => "backup_changed",
+                StateEvent::BackupDeleted { .. } => "backup_deleted",
+                StateEvent::RestoreChanged { .. } => "restore_changed",
             },
         }
     }

@@ -20,6 +20,12 @@ pub const PERMISSIONS: &[&str] = &[
     "groups.read",
     "groups.write",
     "events.read",
+    "plans.read",
+    "plans.write",
+    "backups.read",
+    "backups.write",
+    "restores.read",
+    "restores.write",
 ];
 
 /// The predefined groups, which cannot be deleted or changed.

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::access::Group;
+use crate::catalog::{Backup, JobStatus, Plan, PlanSpec, Restore};
 use crate::state::{ConfigEntry, NodeRecord, NodeStatus, Role, User};
 
 /// Milliseconds since the Unix epoch, as measured by the proposer.
@@ -110,6 +111,48 @@ pub enum Command {
     DeleteGroup {
         name: String,
     },
+    CreatePlan {
+        spec: PlanSpec,
+        at: Millis,
+    },
+    UpdatePlan {
+        id: u64,
+        spec: PlanSpec,
+    },
+    DeletePlan {
+        id: u64,
+    },
+    /// Starts a backup, from a plan or ad hoc (`source_node` and `paths`).
+    CreateBackup {
+        plan: Option<u64>,
+        source_node: Option<u64>,
+        paths: Vec<String>,
+        at: Millis,
+    },
+    /// The backup manager reports progress; only legal transitions apply.
+    SetBackupStatus {
+        id: u64,
+        status: JobStatus,
+        size_bytes: Option<u64>,
+        storage_nodes: Option<Vec<u64>>,
+        error: Option<String>,
+        at: Millis,
+    },
+    DeleteBackup {
+        id: u64,
+    },
+    CreateRestore {
+        backup: u64,
+        target_node: u64,
+        target_path: String,
+        at: Millis,
+    },
+    SetRestoreStatus {
+        id: u64,
+        status: JobStatus,
+        error: Option<String>,
+        at: Millis,
+    },
 }
 
 /// Why a command changed nothing. Part of the replicated result, so it is the same on
@@ -147,5 +190,8 @@ pub enum Response {
     Node(NodeRecord),
     User(User),
     Group(Group),
+    Plan(Plan),
+    Backup(Backup),
+    Restore(Restore),
     Rejected(Rejection),
 }

@@ -2,6 +2,7 @@
 //! Raft log and snapshot storage on sled. Knows nothing of HTTP.
 
 pub mod access;
+pub mod catalog;
 pub mod codec;
 pub mod command;
 pub mod engine;
@@ -10,6 +11,7 @@ pub mod store;
 pub mod types;
 
 pub use access::{Group, BUILTIN_GROUPS, PERMISSIONS};
+pub use catalog::{Backup, JobStatus, Plan, PlanSpec, Restore};
 pub use command::{Command, Millis, NodeInfo, NodePatch, Rejection, Response};
 pub use state::{
     BackupManager, ClusterState, ConfigEntry, NodeRecord, NodeStatus, Role, StateEvent, User,

@@ -116,16 +116,53 @@ pub struct BackupManager {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum StateEvent {
-    ClusterInitialized { cluster_id: String },
-    NodeRegistered { node_id: u64 },
-    NodeUpdated { node_id: u64 },
-    NodeStatusChanged { node_id: u64, status: NodeStatus },
-    BackupManagerAssigned { node_id: u64, epoch: u64 },
-    ConfigChanged { key: String, version: u64 },
-    ConfigDeleted { key: String },
-    UserChanged { user_id: u64 },
-    UserDeleted { user_id: u64 },
-    GroupChanged { name: String },
+    ClusterInitialized {
+        cluster_id: String,
+    },
+    NodeRegistered {
+        node_id: u64,
+    },
+    NodeUpdated {
+        node_id: u64,
+    },
+    NodeStatusChanged {
+        node_id: u64,
+        status: NodeStatus,
+    },
+    BackupManagerAssigned {
+        node_id: u64,
+        epoch: u64,
+    },
+    ConfigChanged {
+        key: String,
+        version: u64,
+    },
+    ConfigDeleted {
+        key: String,
+    },
+    UserChanged {
+        user_id: u64,
+    },
+    UserDeleted {
+        user_id: u64,
+    },
+    GroupChanged {
+        name: String,
+    },
+    PlanChanged {
+        plan_id: u64,
+    },
+    BackupChanged {
+        backup_id: u64,
+        status: crate::catalog::JobStatus,
+    },
+    BackupDeleted {
+        backup_id: u64,
+    },
+    RestoreChanged {
+        restore_id: u64,
+        status: crate::catalog::JobStatus,
+    },
 }
 
 /// The whole replicated control-plane state.
@@ -137,6 +174,12 @@ pub struct ClusterState {
     pub token_key: Vec<u8>,
     pub users: BTreeMap<u64, User>,
     pub groups: BTreeMap<String, crate::access::Group>,
+    pub plans: BTreeMap<u64, crate::catalog::Plan>,
+    pub next_plan_id: u64,
+    pub backups: BTreeMap<u64, crate::catalog::Backup>,
+    pub next_backup_id: u64,
+    pub restores: BTreeMap<u64, crate::catalog::Restore>,
+    pub next_restore_id: u64,
     pub next_user_id: u64,
     pub nodes: BTreeMap<u64, NodeRecord>,
     pub config: BTreeMap<String, ConfigEntry>,
@@ -220,6 +263,43 @@ impl ClusterState {
                 create,
             } => self.put_group(name, permissions, *create),
             Command::DeleteGroup { name } => self.delete_group(name),
+            Command::CreatePlan { spec, at } => self.create_plan(spec, *at),
+            Command::UpdatePlan { id, spec } => self.update_plan(*id, spec),
+            Command::DeletePlan { id } => self.delete_plan(*id),
+            Command::CreateBackup {
+                plan,
+                source_node,
+                paths,
+                at,
+            } => self.create_backup(*plan, *source_node, paths, *at),
+            Command::SetBackupStatus {
+                id,
+                status,
+                size_bytes,
+                storage_nodes,
+                error,
+                at,
+            } => self.set_backup_status(
+                *id,
+                *status,
+                *size_bytes,
+                storage_nodes.as_deref(),
+                error.as_deref(),
+                *at,
+            ),
+            Command::DeleteBackup { id } => self.delete_backup(*id),
+            Command::CreateRestore {
+                backup,
+                target_node,
+                target_path,
+                at,
+            } => self.create_restore(*backup, *target_node, target_path, *at),
+            Command::SetRestoreStatus {
+                id,
+                status,
+                error,
+                at,
+            } => self.set_restore_status(*id, *status, error.as_deref(), *at),
         }
     }
 
@@ -685,6 +765,62 @@ mod tests {
                     create
                 }),
             group_name().prop_map(|name| Command::DeleteGroup { name }),
+            catalog_command(),
+        ]
+    }
+
+    fn job_status() -> impl Strategy<Value = crate::catalog::JobStatus> {
+        proptest::sample::select(crate::catalog::JobStatus::ALL.to_vec())
+    }
+
+    fn catalog_command() -> impl Strategy<Value = Command> {
+        use crate::catalog::PlanSpec;
+        prop_oneof![
+            (prop_oneof![Just("daily"), Just("hourly")], 1u64..5).prop_map(
+                |(name, source_node)| Command::CreatePlan {
+                    spec: PlanSpec {
+                        name: name.into(),
+                        source_node,
+                        paths: vec!["/srv".into()],
+                        schedule: None,
+                        keep_last: 3,
+                        replicas: 1,
+                        enabled: true
+                    },
+                    at: 7
+                }
+            ),
+            (proptest::option::of(1u64..3), proptest::option::of(1u64..5)).prop_map(
+                |(plan, source_node)| {
+                    Command::CreateBackup {
+                        plan,
+                        source_node,
+                        paths: vec!["/etc".into()],
+                        at: 8,
+                    }
+                }
+            ),
+            (1u64..4, job_status()).prop_map(|(id, status)| Command::SetBackupStatus {
+                id,
+                status,
+                size_bytes: Some(10),
+                storage_nodes: Some(vec![1]),
+                error: None,
+                at: 9
+            }),
+            (1u64..4).prop_map(|id| Command::DeleteBackup { id }),
+            (1u64..4, 1u64..5).prop_map(|(backup, target_node)| Command::CreateRestore {
+                backup,
+                target_node,
+                target_path: "/restore".into(),
+                at: 10
+            }),
+            (1u64..4, job_status()).prop_map(|(id, status)| Command::SetRestoreStatus {
+                id,
+                status,
+                error: None,
+                at: 11
+            }),
         ]
     }
 
@@ -758,6 +894,23 @@ mod tests {
                 prop_assert!(admins >= 1, "no enabled admin left after {:?}", c);
                 for name in crate::access::BUILTIN_GROUPS {
                     prop_assert!(s.groups.get(*name).is_some_and(|g| g.builtin), "predefined group {} changed", name);
+                }
+            }
+        }
+
+        #[test]
+        fn finished_jobs_never_change_status(cmds in proptest::collection::vec(arb_command(), 0..120)) {
+            use crate::catalog::JobStatus::*;
+            let mut s = ClusterState::default();
+            for (i, c) in cmds.iter().enumerate() {
+                let before: Vec<_> = s.backups.values().map(|b| (b.id, b.status)).collect();
+                s.apply(i as u64 + 1, c);
+                for (id, status) in before {
+                    if matches!(status, Succeeded | Failed | Cancelled) {
+                        if let Some(b) = s.backups.get(&id) {
+                            prop_assert_eq!(b.status, status, "backup {} left a final status after {:?}", id, c);
+                        }
+                    }
                 }
             }
         }

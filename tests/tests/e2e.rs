@@ -12,6 +12,8 @@ mod backup_manager;
 mod bad_input;
 #[path = "e2e/bench.rs"]
 mod bench;
+#[path = "e2e/catalog.rs"]
+mod catalog;
 #[path = "e2e/cli.rs"]
 mod cli;
 #[path = "e2e/config.rs"]

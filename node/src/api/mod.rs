@@ -3,6 +3,8 @@
 //! its errors to problem+json.
 
 mod auth;
+mod backups;
+mod plans;
 pub use auth::LoginLimiter;
 mod cluster;
 mod config;
@@ -58,6 +60,21 @@ pub fn router(node: SharedNode) -> Router {
                 .patch(users::update)
                 .delete(users::remove),
         )
+        .route("/plans", get(plans::list).post(plans::create))
+        .route(
+            "/plans/{id}",
+            get(plans::get_one)
+                .patch(plans::update)
+                .delete(plans::remove),
+        )
+        .route("/backups", get(backups::list).post(backups::create))
+        .route(
+            "/backups/{id}",
+            get(backups::get_one).delete(backups::remove),
+        )
+        .route("/backups/{id}/restore", post(backups::restore))
+        .route("/restores", get(backups::list_restores))
+        .route("/restores/{id}", get(backups::get_restore))
         .route("/groups", get(groups::list).post(groups::create))
         .route(
             "/groups/{name}",

@@ -26,6 +26,12 @@ const PERMISSIONS: &[&str] = &[
     "groups.read",
     "groups.write",
     "events.read",
+    "plans.read",
+    "plans.write",
+    "backups.read",
+    "backups.write",
+    "restores.read",
+    "restores.write",
 ];
 
 /// What the predefined groups grant.
@@ -218,6 +224,27 @@ fn routes(member: u64, user: u64, group: &str, tag: &str, fresh_node: u64) -> Ve
             Some("groups.write"),
         ),
         Route::new(M::GET, "/api/v1/events", Some("events.read")),
+        // The catalog; bodies that would change something are invalid on purpose,
+        // so allowed callers get a 4xx other than 401/403 and nothing changes.
+        Route::new(M::GET, "/api/v1/plans", Some("plans.read")),
+        Route::new(M::POST, "/api/v1/plans", Some("plans.write"))
+            .body(json!({"name": "matrix", "source_node": 4242, "paths": ["/x"]})),
+        Route::new(M::GET, "/api/v1/plans/4242", Some("plans.read")),
+        Route::new(M::PATCH, "/api/v1/plans/4242", Some("plans.write"))
+            .body(json!({"keep_last": 2})),
+        Route::new(M::DELETE, "/api/v1/plans/4242", Some("plans.write")),
+        Route::new(M::GET, "/api/v1/backups", Some("backups.read")),
+        Route::new(M::POST, "/api/v1/backups", Some("backups.write")).body(json!({"plan": 4242})),
+        Route::new(M::GET, "/api/v1/backups/4242", Some("backups.read")),
+        Route::new(M::DELETE, "/api/v1/backups/4242", Some("backups.write")),
+        Route::new(
+            M::POST,
+            "/api/v1/backups/4242/restore",
+            Some("restores.write"),
+        )
+        .body(json!({"target_node": 1, "target_path": "/restore"})),
+        Route::new(M::GET, "/api/v1/restores", Some("restores.read")),
+        Route::new(M::GET, "/api/v1/restores/4242", Some("restores.read")),
     ]
 }
 
