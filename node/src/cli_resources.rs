@@ -180,6 +180,140 @@ enum ConfigCmd {
     },
 }
 
+#[derive(Args)]
+pub struct PlansArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    command: PlansCmd,
+}
+
+#[derive(Subcommand)]
+enum PlansCmd {
+    List {
+        #[arg(long)]
+        q: Option<String>,
+        /// Plans of this source node.
+        #[arg(long)]
+        node: Option<u64>,
+    },
+    Get {
+        id: u64,
+    },
+    /// Create a plan: what to back up (--path, repeatable), from which node, when.
+    Create {
+        name: String,
+        #[arg(long)]
+        node: u64,
+        #[arg(long = "path", required = true)]
+        paths: Vec<String>,
+        /// A cron expression, e.g. "0 3 * * *"; none: on demand only.
+        #[arg(long)]
+        schedule: Option<String>,
+        #[arg(long)]
+        keep_last: Option<u32>,
+        #[arg(long)]
+        replicas: Option<u32>,
+        /// Create it disabled.
+        #[arg(long)]
+        disabled: bool,
+    },
+    Update {
+        id: u64,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        node: Option<u64>,
+        #[arg(long = "path")]
+        paths: Vec<String>,
+        #[arg(long, conflicts_with = "no_schedule")]
+        schedule: Option<String>,
+        /// Remove the schedule (on demand only).
+        #[arg(long)]
+        no_schedule: bool,
+        #[arg(long)]
+        keep_last: Option<u32>,
+        #[arg(long)]
+        replicas: Option<u32>,
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        #[arg(long)]
+        disable: bool,
+    },
+    Delete {
+        id: u64,
+    },
+}
+
+#[derive(Args)]
+pub struct BackupsArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    command: BackupsCmd,
+}
+
+#[derive(Subcommand)]
+enum BackupsCmd {
+    List {
+        #[arg(long)]
+        q: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        plan: Option<u64>,
+        #[arg(long)]
+        node: Option<u64>,
+    },
+    Get {
+        id: u64,
+    },
+    /// Start a backup now: of a plan (--plan) or ad hoc (--node and --path).
+    Start {
+        #[arg(long, conflicts_with_all = ["node", "paths"])]
+        plan: Option<u64>,
+        #[arg(long)]
+        node: Option<u64>,
+        #[arg(long = "path")]
+        paths: Vec<String>,
+    },
+    /// Delete a backup and its data.
+    Delete {
+        id: u64,
+    },
+    /// Restore a backup to a node and path.
+    Restore {
+        id: u64,
+        #[arg(long)]
+        node: u64,
+        #[arg(long)]
+        path: String,
+    },
+}
+
+#[derive(Args)]
+pub struct RestoresArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    command: RestoresCmd,
+}
+
+#[derive(Subcommand)]
+enum RestoresCmd {
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        backup: Option<u64>,
+        #[arg(long)]
+        node: Option<u64>,
+    },
+    Get {
+        id: u64,
+    },
+}
+
 struct Session {
     servers: Vec<String>,
     token: String,
@@ -325,6 +459,210 @@ const NODE_COLUMNS: &[&str] = &[
     "id", "name", "status", "voter", "roles", "enabled", "api_addr", "labels",
 ];
 const CONFIG_COLUMNS: &[&str] = &["key", "version", "value"];
+const PLAN_COLUMNS: &[&str] = &[
+    "id",
+    "name",
+    "source_node",
+    "schedule",
+    "keep_last",
+    "replicas",
+    "enabled",
+    "paths",
+];
+const BACKUP_COLUMNS: &[&str] = &[
+    "id",
+    "status",
+    "plan_name",
+    "source_node",
+    "size_bytes",
+    "storage_nodes",
+    "paths",
+];
+const RESTORE_COLUMNS: &[&str] = &["id", "status", "backup", "target_node", "target_path"];
+
+pub async fn plans(args: PlansArgs) -> anyhow::Result<()> {
+    let s = Session::new(&args.common).await?;
+    match args.command {
+        PlansCmd::List { q, node } => {
+            let qs = query(&[("q", q), ("node", node.map(|n| n.to_string()))]);
+            s.show(
+                &s.call(Method::GET, &format!("/api/v1/plans{qs}"), None)
+                    .await?,
+                PLAN_COLUMNS,
+            );
+        }
+        PlansCmd::Get { id } => s.show(
+            &s.call(Method::GET, &format!("/api/v1/plans/{id}"), None)
+                .await?,
+            PLAN_COLUMNS,
+        ),
+        PlansCmd::Create {
+            name,
+            node,
+            paths,
+            schedule,
+            keep_last,
+            replicas,
+            disabled,
+        } => {
+            let mut body = json!({"name": name, "source_node": node, "paths": paths, "schedule": schedule, "enabled": !disabled});
+            if let Some(k) = keep_last {
+                body["keep_last"] = json!(k);
+            }
+            if let Some(r) = replicas {
+                body["replicas"] = json!(r);
+            }
+            s.show(
+                &s.call(Method::POST, "/api/v1/plans", Some(&body)).await?,
+                PLAN_COLUMNS,
+            );
+        }
+        PlansCmd::Update {
+            id,
+            name,
+            node,
+            paths,
+            schedule,
+            no_schedule,
+            keep_last,
+            replicas,
+            enable,
+            disable,
+        } => {
+            let mut body = Map::new();
+            if let Some(n) = name {
+                body.insert("name".into(), json!(n));
+            }
+            if let Some(n) = node {
+                body.insert("source_node".into(), json!(n));
+            }
+            if !paths.is_empty() {
+                body.insert("paths".into(), json!(paths));
+            }
+            if let Some(c) = schedule {
+                body.insert("schedule".into(), json!(c));
+            }
+            if no_schedule {
+                body.insert("schedule".into(), Value::Null);
+            }
+            if let Some(k) = keep_last {
+                body.insert("keep_last".into(), json!(k));
+            }
+            if let Some(r) = replicas {
+                body.insert("replicas".into(), json!(r));
+            }
+            if enable || disable {
+                body.insert("enabled".into(), json!(enable));
+            }
+            if body.is_empty() {
+                bail!("nothing to change");
+            }
+            let v = s
+                .call(
+                    Method::PATCH,
+                    &format!("/api/v1/plans/{id}"),
+                    Some(&Value::Object(body)),
+                )
+                .await?;
+            s.show(&v, PLAN_COLUMNS);
+        }
+        PlansCmd::Delete { id } => {
+            s.call(Method::DELETE, &format!("/api/v1/plans/{id}"), None)
+                .await?;
+            if !s.json {
+                println!("plan {id} deleted");
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn backups(args: BackupsArgs) -> anyhow::Result<()> {
+    let s = Session::new(&args.common).await?;
+    match args.command {
+        BackupsCmd::List {
+            q,
+            status,
+            plan,
+            node,
+        } => {
+            let qs = query(&[
+                ("q", q),
+                ("status", status),
+                ("plan", plan.map(|p| p.to_string())),
+                ("node", node.map(|n| n.to_string())),
+            ]);
+            s.show(
+                &s.call(Method::GET, &format!("/api/v1/backups{qs}"), None)
+                    .await?,
+                BACKUP_COLUMNS,
+            );
+        }
+        BackupsCmd::Get { id } => s.show(
+            &s.call(Method::GET, &format!("/api/v1/backups/{id}"), None)
+                .await?,
+            BACKUP_COLUMNS,
+        ),
+        BackupsCmd::Start { plan, node, paths } => {
+            let body = match (plan, node) {
+                (Some(p), _) => json!({ "plan": p }),
+                (None, Some(n)) if !paths.is_empty() => json!({"source_node": n, "paths": paths}),
+                _ => bail!("give --plan ID, or --node ID and at least one --path"),
+            };
+            s.show(
+                &s.call(Method::POST, "/api/v1/backups", Some(&body)).await?,
+                BACKUP_COLUMNS,
+            );
+        }
+        BackupsCmd::Delete { id } => {
+            s.call(Method::DELETE, &format!("/api/v1/backups/{id}"), None)
+                .await?;
+            if !s.json {
+                println!("backup {id} deleted");
+            }
+        }
+        BackupsCmd::Restore { id, node, path } => {
+            let body = json!({"target_node": node, "target_path": path});
+            let v = s
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/backups/{id}/restore"),
+                    Some(&body),
+                )
+                .await?;
+            s.show(&v, RESTORE_COLUMNS);
+        }
+    }
+    Ok(())
+}
+
+pub async fn restores(args: RestoresArgs) -> anyhow::Result<()> {
+    let s = Session::new(&args.common).await?;
+    match args.command {
+        RestoresCmd::List {
+            status,
+            backup,
+            node,
+        } => {
+            let qs = query(&[
+                ("status", status),
+                ("backup", backup.map(|b| b.to_string())),
+                ("node", node.map(|n| n.to_string())),
+            ]);
+            s.show(
+                &s.call(Method::GET, &format!("/api/v1/restores{qs}"), None)
+                    .await?,
+                RESTORE_COLUMNS,
+            );
+        }
+        RestoresCmd::Get { id } => s.show(
+            &s.call(Method::GET, &format!("/api/v1/restores/{id}"), None)
+                .await?,
+            RESTORE_COLUMNS,
+        ),
+    }
+    Ok(())
+}
 
 pub async fn users(args: UsersArgs) -> anyhow::Result<()> {
     let s = Session::new(&args.common).await?;

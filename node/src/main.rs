@@ -48,6 +48,12 @@ enum Cmd {
     Nodes(cli_resources::NodesArgs),
     /// Cluster-wide settings: list, get, set, delete (with compare-and-set).
     Config(cli_resources::ConfigArgs),
+    /// Backup plans: list, get, create, update, delete.
+    Plans(cli_resources::PlansArgs),
+    /// Backups: list, get, start, delete, restore.
+    Backups(cli_resources::BackupsArgs),
+    /// Restores and their status.
+    Restores(cli_resources::RestoresArgs),
     /// Load a cluster (bcm, or etcd for comparison) and report throughput and latency.
     Bench(bench::BenchArgs),
 }
@@ -89,6 +95,9 @@ fn main() -> ExitCode {
             Cmd::Groups(args) => cli_resources::groups(args).await,
             Cmd::Nodes(args) => cli_resources::nodes(args).await,
             Cmd::Config(args) => cli_resources::config(args).await,
+            Cmd::Plans(args) => cli_resources::plans(args).await,
+            Cmd::Backups(args) => cli_resources::backups(args).await,
+            Cmd::Restores(args) => cli_resources::restores(args).await,
         }
     });
     match result {

@@ -343,3 +343,86 @@ fn resource_subcommands_manage_users_groups_nodes_and_config() {
     let out = bcm(&["nodes", "get", "9"]);
     assert!(out.success() && out.stdout.contains("storage"), "{out}");
 }
+
+/// The catalog from the command line: a plan, a backup started from it and one ad
+/// hoc, the filters, and the server's refusals as non-zero exits.
+#[test]
+fn catalog_subcommands_manage_plans_backups_and_restores() {
+    let c = Cluster::builder().name("cli-catalog").voters(3).start();
+    let f = c.followers()[0];
+    let home = c.dir().join("cli-home");
+    fs::create_dir_all(&home).unwrap();
+    let server = c.api_url(f);
+    let env = [("BCM_PASSWORD", ADMIN_PASSWORD)];
+    let bcm = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend_from_slice(&["--server", &server]);
+        run(&home, &all, &env)
+    };
+    let json = |args: &[&str]| -> Value {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend_from_slice(&["--output", "json"]);
+        let out = bcm(&all);
+        assert!(out.success(), "{out}");
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+    };
+
+    let plan = json(&[
+        "plans",
+        "create",
+        "etc-daily",
+        "--node",
+        "2",
+        "--path",
+        "/etc",
+        "--schedule",
+        "0 3 * * *",
+        "--keep-last",
+        "5",
+    ]);
+    let plan_id = plan["id"].as_u64().unwrap().to_string();
+    assert_eq!(plan["schedule"], "0 3 * * *");
+    let bad = bcm(&[
+        "plans",
+        "create",
+        "x",
+        "--node",
+        "2",
+        "--path",
+        "/x",
+        "--schedule",
+        "daily",
+    ]);
+    assert!(!bad.success() && bad.stderr.contains("schedule"), "{bad}");
+    let updated = json(&["plans", "update", &plan_id, "--no-schedule", "--disable"]);
+    assert_eq!(updated["schedule"], Value::Null, "{updated}");
+    assert_eq!(updated["enabled"], false, "{updated}");
+    let out = bcm(&["plans", "list"]);
+    assert!(out.success() && out.stdout.contains("etc-daily"), "{out}");
+
+    let b = json(&["backups", "start", "--plan", &plan_id]);
+    assert_eq!(b["status"], "pending", "{b}");
+    let adhoc = json(&["backups", "start", "--node", "3", "--path", "/var/lib/app"]);
+    assert_eq!(adhoc["source_node"], 3, "{adhoc}");
+    assert_eq!(json(&["backups", "list", "--plan", &plan_id])["total"], 1);
+    assert_eq!(
+        json(&["backups", "list", "--status", "pending"])["total"],
+        2
+    );
+    let id = b["id"].as_u64().unwrap().to_string();
+    let not_yet = bcm(&[
+        "backups", "restore", &id, "--node", "1", "--path", "/restore",
+    ]);
+    assert!(
+        !not_yet.success() && not_yet.stderr.contains("only a succeeded backup"),
+        "{not_yet}"
+    );
+    assert_eq!(json(&["restores", "list"])["total"], 0);
+    assert!(bcm(&["backups", "delete", &id]).success());
+    let gone = bcm(&["backups", "get", &id]);
+    assert!(
+        !gone.success() && gone.stderr.contains("does not exist"),
+        "{gone}"
+    );
+    assert!(bcm(&["plans", "delete", &plan_id]).success());
+}

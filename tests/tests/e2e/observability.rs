@@ -164,3 +164,58 @@ fn the_event_stream_reports_writes_made_elsewhere_and_a_new_leader() {
             .collect::<Vec<_>>()
     ));
 }
+
+/// A dashboard following one node sees users, plans and backups change wherever
+/// they were changed.
+#[test]
+fn the_event_stream_reports_user_plan_and_backup_changes() {
+    use reqwest::Method;
+
+    let c = Cluster::builder().name("events-catalog").voters(3).start();
+    let followers = c.followers();
+    let (watched, other) = (followers[0], followers[1]);
+    let mut events = EventStream::connect(&c, watched).unwrap();
+
+    let user = c
+        .call(
+            other,
+            Method::POST,
+            "/api/v1/users",
+            Some(&json!({"name": "eve", "password": "a long enough passphrase", "groups": ["viewer"]})),
+        )
+        .unwrap();
+    assert_eq!(user.status, 201, "{user}");
+    let user_id = user.json()["id"].clone();
+    events.wait_for(secs(10), "user_changed for eve", |e| {
+        e.event == "user_changed" && e.json()["user_id"] == user_id
+    });
+
+    let plan = c
+        .call(
+            other,
+            Method::POST,
+            "/api/v1/plans",
+            Some(&json!({"name": "nightly", "source_node": 1, "paths": ["/srv"]})),
+        )
+        .unwrap();
+    assert_eq!(plan.status, 201, "{plan}");
+    let plan_id = plan.json()["id"].clone();
+    events.wait_for(secs(10), "plan_changed for nightly", |e| {
+        e.event == "plan_changed" && e.json()["plan_id"] == plan_id
+    });
+
+    let backup = c
+        .call(
+            other,
+            Method::POST,
+            "/api/v1/backups",
+            Some(&json!({"plan": plan_id})),
+        )
+        .unwrap();
+    assert_eq!(backup.status, 202, "{backup}");
+    let backup_id = backup.json()["id"].clone();
+    let ev = events.wait_for(secs(10), "backup_changed for the new backup", |e| {
+        e.event == "backup_changed" && e.json()["backup_id"] == backup_id
+    });
+    assert_eq!(ev.json()["status"], "pending", "{ev}");
+}
