@@ -10,7 +10,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::plans::check_paths;
-use super::{consistent, json, list_page, rejection, unexpected, ApiJson, ApiQuery, Authed};
+use super::{
+    consistent, json, list_page, not_found, path_id, rejection, unexpected, ApiJson, ApiQuery,
+    Authed,
+};
 use crate::problem::Problem;
 use crate::runtime::{now_ms, SharedNode};
 use crate::service;
@@ -47,16 +50,6 @@ fn invalid(field: &str, detail: impl Into<String>) -> Problem {
         format!("{field}: {}", detail.into()),
     )
     .with_field(field)
-}
-
-fn parse_id(what: &str, id: &str) -> Result<u64, Problem> {
-    id.parse().map_err(|_| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            format!("{what} id must be a number, not {id:?}"),
-        )
-        .with_field("id")
-    })
 }
 
 fn parse_status(s: Option<&str>) -> Result<Option<JobStatus>, Problem> {
@@ -125,11 +118,11 @@ pub async fn get_one(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     who.require("backups.read")?;
-    let id = parse_id("backup", &id)?;
+    let id = path_id("backup", &id)?;
     node.state
         .read(|d| d.state.backups.get(&id).map(backup_view))
         .map(|v| json(StatusCode::OK, &v))
-        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("backup {id} does not exist")))
+        .ok_or_else(|| not_found("backup", id))
 }
 
 #[derive(Debug, Deserialize)]
@@ -192,7 +185,7 @@ pub async fn remove(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     who.require("backups.write")?;
-    let id = parse_id("backup", &id)?;
+    let id = path_id("backup", &id)?;
     result(
         service::write(&node, Command::DeleteBackup { id }).await?,
         StatusCode::OK,
@@ -213,7 +206,7 @@ pub async fn restore(
     ApiJson(body): ApiJson<NewRestore>,
 ) -> Result<Response, Problem> {
     who.require("restores.write")?;
-    let backup = parse_id("backup", &id)?;
+    let backup = path_id("backup", &id)?;
     check_paths("target_path", std::slice::from_ref(&body.target_path))?;
     if !node
         .state
@@ -272,14 +265,9 @@ pub async fn get_restore(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     who.require("restores.read")?;
-    let id = parse_id("restore", &id)?;
+    let id = path_id("restore", &id)?;
     node.state
         .read(|d| d.state.restores.get(&id).map(restore_view))
         .map(|v| json(StatusCode::OK, &v))
-        .ok_or_else(|| {
-            Problem::new(
-                StatusCode::NOT_FOUND,
-                format!("restore {id} does not exist"),
-            )
-        })
+        .ok_or_else(|| not_found("restore", id))
 }

@@ -5,7 +5,9 @@ use bcm_raft_store::{Command, ConfigEntry, Response as Applied};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{consistent, list_page, rejection, unexpected, ApiJson, ApiQuery, Authed, ReadParams};
+use super::{
+    consistent, list_page, not_found, rejection, unexpected, ApiJson, ApiQuery, Authed, ReadParams,
+};
 use crate::problem::Problem;
 use crate::runtime::{now_ms, SharedNode};
 use crate::service;
@@ -88,12 +90,7 @@ pub async fn get_one(
     node.state
         .read(|d| d.state.config.get(&key).cloned())
         .map(|e| entry_response(StatusCode::OK, &e))
-        .ok_or_else(|| {
-            Problem::new(
-                StatusCode::NOT_FOUND,
-                format!("config key {key:?} does not exist"),
-            )
-        })
+        .ok_or_else(|| not_found("config key", format!("{key:?}")))
 }
 
 /// `If-Match: "<version>"` (compare-and-set) or `If-None-Match: *` (create only).

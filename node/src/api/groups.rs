@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::users::check_name;
-use super::{json, list_page, rejection, unexpected, ApiJson, ApiQuery, Authed};
+use super::{json, list_page, not_found, rejection, unexpected, ApiJson, ApiQuery, Authed};
 use crate::problem::Problem;
 use crate::runtime::SharedNode;
 use crate::service;
@@ -76,12 +76,7 @@ pub async fn get_one(
     node.state
         .read(|d| d.state.groups.get(&name).map(view))
         .map(|v| json(StatusCode::OK, &v))
-        .ok_or_else(|| {
-            Problem::new(
-                StatusCode::NOT_FOUND,
-                format!("group {name:?} does not exist"),
-            )
-        })
+        .ok_or_else(|| not_found("group", format!("{name:?}")))
 }
 
 #[derive(Debug, Deserialize)]

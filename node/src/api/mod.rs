@@ -147,6 +147,22 @@ impl From<ServiceError> for Problem {
     }
 }
 
+/// A positive numeric id from the path (400 naming `id` otherwise).
+pub fn path_id(what: &str, id: &str) -> Result<u64, Problem> {
+    id.parse::<u64>().ok().filter(|i| *i > 0).ok_or_else(|| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            format!("{what} id must be a positive integer, not {id:?}"),
+        )
+        .with_field("id")
+    })
+}
+
+/// 404 for `what id`.
+pub fn not_found(what: &str, id: impl std::fmt::Display) -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, format!("{what} {id} does not exist"))
+}
+
 /// A command result the handler did not expect: a bug, reported as such.
 pub fn unexpected(other: &bcm_raft_store::Response) -> Problem {
     Problem::new(

@@ -6,7 +6,10 @@ use axum::response::Response;
 use bcm_raft_store::{Command, NodeInfo, NodePatch, NodeStatus, Response as Applied, Role};
 use serde::{Deserialize, Serialize};
 
-use super::{consistent, json, list_page, rejection, unexpected, ApiJson, ApiQuery, Authed};
+use super::{
+    consistent, json, list_page, not_found, path_id, rejection, unexpected, ApiJson, ApiQuery,
+    Authed,
+};
 use crate::problem::Problem;
 use crate::runtime::{now_ms, SharedNode};
 use crate::service;
@@ -123,29 +126,19 @@ pub async fn list(
     Ok(list_page(all.into_iter(), p.limit, p.offset))
 }
 
-fn parse_id(id: &str) -> Result<u64, Problem> {
-    id.parse::<u64>().ok().filter(|i| *i > 0).ok_or_else(|| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            format!("node id must be a positive integer, not {id:?}"),
-        )
-        .with_field("id")
-    })
-}
-
 pub async fn get_one(
     State(node): State<SharedNode>,
     who: Authed,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     who.require("nodes.read")?;
-    let id = parse_id(&id)?;
+    let id = path_id("node", &id)?;
     member_views(&node)
         .await
         .into_iter()
         .find(|v| v.id == id)
         .map(|v| json(StatusCode::OK, &v))
-        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("node {id} does not exist")))
+        .ok_or_else(|| not_found("node", id))
 }
 
 #[derive(Debug, Deserialize)]
@@ -278,7 +271,7 @@ pub async fn update(
     ApiJson(body): ApiJson<UpdateNode>,
 ) -> Result<Response, Problem> {
     who.require("nodes.write")?;
-    let id = parse_id(&id)?;
+    let id = path_id("node", &id)?;
     let roles = match &body.roles {
         Some(r) => Some(parse_roles(r)?),
         None => None,
@@ -310,7 +303,7 @@ pub async fn remove(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     who.require("nodes.write")?;
-    let id = parse_id(&id)?;
+    let id = path_id("node", &id)?;
     service::decommission(&node, id).await?;
     Ok(json(
         StatusCode::OK,

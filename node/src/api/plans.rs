@@ -8,7 +8,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::users::check_name;
-use super::{consistent, json, list_page, rejection, unexpected, ApiJson, ApiQuery, Authed};
+use super::{
+    consistent, json, list_page, not_found, path_id, rejection, unexpected, ApiJson, ApiQuery,
+    Authed,
+};
 use crate::problem::Problem;
 use crate::runtime::{now_ms, SharedNode};
 use crate::service;
@@ -119,16 +122,6 @@ fn plan_result(resp: Applied, status: StatusCode) -> Result<Response, Problem> {
     }
 }
 
-fn parse_id(id: &str) -> Result<u64, Problem> {
-    id.parse().map_err(|_| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            format!("plan id must be a number, not {id:?}"),
-        )
-        .with_field("id")
-    })
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
@@ -170,11 +163,11 @@ pub async fn get_one(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     who.require("plans.read")?;
-    let id = parse_id(&id)?;
+    let id = path_id("plan", &id)?;
     node.state
         .read(|d| d.state.plans.get(&id).map(view))
         .map(|v| json(StatusCode::OK, &v))
-        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("plan {id} does not exist")))
+        .ok_or_else(|| not_found("plan", id))
 }
 
 pub async fn create(
@@ -222,11 +215,11 @@ pub async fn update(
     ApiJson(patch): ApiJson<PlanPatch>,
 ) -> Result<Response, Problem> {
     who.require("plans.write")?;
-    let id = parse_id(&id)?;
+    let id = path_id("plan", &id)?;
     let current = node
         .state
         .read(|d| d.state.plans.get(&id).cloned())
-        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("plan {id} does not exist")))?;
+        .ok_or_else(|| not_found("plan", id))?;
     let body = PlanBody {
         name: patch.name.unwrap_or(current.name),
         source_node: patch.source_node.unwrap_or(current.source_node),
@@ -249,7 +242,7 @@ pub async fn remove(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     who.require("plans.write")?;
-    let id = parse_id(&id)?;
+    let id = path_id("plan", &id)?;
     plan_result(
         service::write(&node, Command::DeletePlan { id }).await?,
         StatusCode::OK,

@@ -8,7 +8,10 @@ use bcm_raft_store::{Command, Response as Applied, User};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{consistent, json, list_page, rejection, unexpected, ApiJson, ApiQuery, Authed};
+use super::{
+    consistent, json, list_page, not_found, path_id, rejection, unexpected, ApiJson, ApiQuery,
+    Authed,
+};
 use crate::problem::Problem;
 use crate::runtime::{now_ms, SharedNode};
 use crate::service;
@@ -130,27 +133,17 @@ pub async fn list(
     Ok(list_page(matching.into_iter(), p.limit, p.offset))
 }
 
-fn parse_id(id: &str) -> Result<u64, Problem> {
-    id.parse::<u64>().map_err(|_| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            format!("user id must be a number, not {id:?}"),
-        )
-        .with_field("id")
-    })
-}
-
 pub async fn get_one(
     State(node): State<SharedNode>,
     who: Authed,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     who.require("users.read")?;
-    let id = parse_id(&id)?;
+    let id = path_id("user", &id)?;
     node.state
         .read(|d| d.state.users.get(&id).map(view))
         .map(|v| json(StatusCode::OK, &v))
-        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("user {id} does not exist")))
+        .ok_or_else(|| not_found("user", id))
 }
 
 #[derive(Debug, Deserialize)]
@@ -222,11 +215,11 @@ pub async fn update(
     ApiJson(body): ApiJson<UserPatch>,
 ) -> Result<Response, Problem> {
     who.require("users.write")?;
-    let id = parse_id(&id)?;
+    let id = path_id("user", &id)?;
     let name = node
         .state
         .read(|d| d.state.users.get(&id).map(|u| u.name.clone()))
-        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("user {id} does not exist")))?;
+        .ok_or_else(|| not_found("user", id))?;
     if let Some(g) = &body.groups {
         check_groups(&node, g)?;
     }
@@ -256,7 +249,7 @@ pub async fn remove(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     who.require("users.write")?;
-    let id = parse_id(&id)?;
+    let id = path_id("user", &id)?;
     user_result(
         service::write(&node, Command::DeleteUser { id }).await?,
         StatusCode::OK,
