@@ -368,6 +368,16 @@ impl Session {
         }
     }
 
+    /// Deletes `path`; says what went, unless the output is JSON.
+    async fn delete(&self, path: &str, what: &str, if_version: Option<u64>) -> anyhow::Result<()> {
+        self.call_with(Method::DELETE, path, None, if_version)
+            .await?;
+        if !self.json {
+            println!("{what} deleted");
+        }
+        Ok(())
+    }
+
     /// Prints one object, or a list as a table with `columns`.
     fn show(&self, value: &Value, columns: &[&str]) {
         if self.json {
@@ -567,11 +577,8 @@ pub async fn plans(args: PlansArgs) -> anyhow::Result<()> {
             s.show(&v, PLAN_COLUMNS);
         }
         PlansCmd::Delete { id } => {
-            s.call(Method::DELETE, &format!("/api/v1/plans/{id}"), None)
+            s.delete(&format!("/api/v1/plans/{id}"), &format!("plan {id}"), None)
                 .await?;
-            if !s.json {
-                println!("plan {id} deleted");
-            }
         }
     }
     Ok(())
@@ -615,11 +622,12 @@ pub async fn backups(args: BackupsArgs) -> anyhow::Result<()> {
             );
         }
         BackupsCmd::Delete { id } => {
-            s.call(Method::DELETE, &format!("/api/v1/backups/{id}"), None)
-                .await?;
-            if !s.json {
-                println!("backup {id} deleted");
-            }
+            s.delete(
+                &format!("/api/v1/backups/{id}"),
+                &format!("backup {id}"),
+                None,
+            )
+            .await?;
         }
         BackupsCmd::Restore { id, node, path } => {
             let body = json!({"target_node": node, "target_path": path});
@@ -731,11 +739,8 @@ pub async fn users(args: UsersArgs) -> anyhow::Result<()> {
             s.show(&v, USER_COLUMNS);
         }
         UsersCmd::Delete { id } => {
-            s.call(Method::DELETE, &format!("/api/v1/users/{id}"), None)
+            s.delete(&format!("/api/v1/users/{id}"), &format!("user {id}"), None)
                 .await?;
-            if !s.json {
-                println!("user {id} deleted");
-            }
         }
     }
     Ok(())
@@ -776,15 +781,12 @@ pub async fn groups(args: GroupsArgs) -> anyhow::Result<()> {
             s.show(&v, GROUP_COLUMNS);
         }
         GroupsCmd::Delete { name } => {
-            s.call(
-                Method::DELETE,
+            s.delete(
                 &format!("/api/v1/groups/{}", urlencode(&name)),
+                &format!("group {name}"),
                 None,
             )
             .await?;
-            if !s.json {
-                println!("group {name} deleted");
-            }
         }
     }
     Ok(())
@@ -906,11 +908,7 @@ pub async fn config(args: ConfigArgs) -> anyhow::Result<()> {
             s.show(&v, CONFIG_COLUMNS);
         }
         ConfigCmd::Delete { key, if_version } => {
-            s.call_with(Method::DELETE, &path(&key), None, if_version)
-                .await?;
-            if !s.json {
-                println!("{key} deleted");
-            }
+            s.delete(&path(&key), &key, if_version).await?;
         }
     }
     Ok(())

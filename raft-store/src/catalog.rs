@@ -111,6 +111,17 @@ pub struct Restore {
     pub updated_at: Millis,
 }
 
+/// Refuses a status change the job's life does not allow.
+fn check_transition(what: &str, id: u64, from: JobStatus, to: JobStatus) -> Option<Applied> {
+    (!from.may_become(to)).then(|| {
+        Applied::rejected(Rejection::Conflict(format!(
+            "{what} {id} cannot go from {} to {}",
+            from.as_str(),
+            to.as_str()
+        )))
+    })
+}
+
 fn not_found(what: &str, id: impl ToString) -> Applied {
     Applied::rejected(Rejection::NotFound {
         what: what.into(),
@@ -261,12 +272,8 @@ impl ClusterState {
         let Some(b) = self.backups.get_mut(&id) else {
             return not_found("backup", id);
         };
-        if !b.status.may_become(status) {
-            return Applied::rejected(Rejection::Conflict(format!(
-                "backup {id} cannot go from {} to {}",
-                b.status.as_str(),
-                status.as_str()
-            )));
+        if let Some(refused) = check_transition("backup", id, b.status, status) {
+            return refused;
         }
         b.status = status;
         b.updated_at = at;
@@ -367,12 +374,8 @@ impl ClusterState {
         let Some(r) = self.restores.get_mut(&id) else {
             return not_found("restore", id);
         };
-        if !r.status.may_become(status) {
-            return Applied::rejected(Rejection::Conflict(format!(
-                "restore {id} cannot go from {} to {}",
-                r.status.as_str(),
-                status.as_str()
-            )));
+        if let Some(refused) = check_transition("restore", id, r.status, status) {
+            return refused;
         }
         r.status = status;
         r.updated_at = at;
