@@ -30,6 +30,8 @@ mod forming;
 mod nodes;
 #[path = "e2e/observability.rs"]
 mod observability;
+#[path = "e2e/openapi.rs"]
+mod openapi;
 #[path = "e2e/pause.rs"]
 mod pause;
 #[path = "e2e/quorum.rs"]

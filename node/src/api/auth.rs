@@ -6,15 +6,16 @@ use std::time::{Duration, Instant};
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
+use super::users::UserView;
 use super::{json, ApiJson, Authed};
 use crate::auth::{self, Claims};
 use crate::problem::Problem;
 use crate::runtime::SharedNode;
 
-#[derive(Deserialize)]
+/// Credentials.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Login {
     username: String,
@@ -75,6 +76,33 @@ impl Default for LoginLimiter {
     }
 }
 
+/// A session token and who it belongs to.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Session {
+    /// Send as `Authorization: Bearer <token>`.
+    token: String,
+    /// RFC 3339 UTC.
+    expires_at: String,
+    user: UserView,
+}
+
+/// The caller.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Me {
+    id: u64,
+    name: String,
+    groups: Vec<String>,
+}
+
+/// Log in. An unknown user, a wrong password and a disabled user get the same 401.
+#[utoipa::path(post, path = "/auth/login", tag = "auth", security(()),
+    request_body = Login,
+    responses(
+        (status = 200, description = "logged in", body = Session),
+        (status = 401, description = "unknown user, wrong password or disabled user", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "too many failed logins for this name or address (Retry-After)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the cluster is still forming", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn login(
     State(node): State<SharedNode>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -135,18 +163,25 @@ pub async fn login(
         .map_err(|m| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, m))?;
     Ok(json(
         StatusCode::OK,
-        &json!({
-            "token": token,
-            "expires_at": rfc3339(claims.exp),
-            "user": {"id": user.id, "name": user.name, "groups": user.groups, "enabled": user.enabled},
-        }),
+        &Session {
+            token,
+            expires_at: rfc3339(claims.exp),
+            user: UserView::of(&user),
+        },
     ))
 }
 
+/// The current user.
+#[utoipa::path(get, path = "/auth/me", tag = "auth",
+    responses((status = 200, description = "the caller", body = Me)))]
 pub async fn me(who: Authed) -> Response {
     json(
         StatusCode::OK,
-        &json!({"id": who.user_id, "name": who.name, "groups": who.groups}),
+        &Me {
+            id: who.user_id,
+            name: who.name,
+            groups: who.groups,
+        },
     )
 }
 

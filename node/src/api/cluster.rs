@@ -1,13 +1,51 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde_json::json;
+use serde::Serialize;
 
+use super::nodes::MemberView;
 use super::{consistent, json, ApiQuery, Authed, ReadParams};
 use crate::problem::Problem;
 use crate::runtime::SharedNode;
 use crate::service;
 
+/// The Raft group as this node sees it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ClusterView {
+    /// Set once when the cluster is formed; null while forming.
+    cluster_id: Option<String>,
+    leader_id: Option<u64>,
+    term: u64,
+    commit_index: u64,
+    last_applied: u64,
+    /// The last log index in this node's latest snapshot.
+    snapshot_index: Option<u64>,
+    /// The node that answered.
+    this_node_id: u64,
+    backup_manager: Option<BackupManagerView>,
+    members: Vec<MemberView>,
+}
+
+/// Which node holds the backup-manager role, and its fencing epoch.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct BackupManagerView {
+    node_id: u64,
+    /// Grows every time the role moves.
+    epoch: u64,
+    /// Unix milliseconds.
+    since_ms: u64,
+}
+
+/// The index of the snapshot taken.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SnapshotTaken {
+    snapshot_index: u64,
+}
+
+/// Leader, term, commit index, the backup manager and every member. Permission
+/// `cluster.read`.
+#[utoipa::path(get, path = "/cluster", tag = "cluster", params(ReadParams),
+    responses((status = 200, description = "the cluster", body = ClusterView)))]
 pub async fn get_cluster(
     State(node): State<SharedNode>,
     who: Authed,
@@ -29,25 +67,37 @@ pub async fn get_cluster(
         .unwrap_or(0);
     Ok(json(
         StatusCode::OK,
-        &json!({
-            "cluster_id": cluster_id,
-            "leader_id": m.current_leader,
-            "term": m.current_term,
-            "commit_index": commit_index,
-            "last_applied": m.last_applied.map(|l| l.index).unwrap_or(0),
-            "snapshot_index": m.snapshot.map(|l| l.index),
-            "this_node_id": node.cfg.id,
-            "backup_manager": bm.map(|b| json!({"node_id": b.node_id, "epoch": b.epoch, "since_ms": b.since})),
-            "members": members,
-        }),
+        &ClusterView {
+            cluster_id,
+            leader_id: m.current_leader,
+            term: m.current_term,
+            commit_index,
+            last_applied: m.last_applied.map(|l| l.index).unwrap_or(0),
+            snapshot_index: m.snapshot.map(|l| l.index),
+            this_node_id: node.cfg.id,
+            backup_manager: bm.map(|b| BackupManagerView {
+                node_id: b.node_id,
+                epoch: b.epoch,
+                since_ms: b.since,
+            }),
+            members,
+        },
     ))
 }
 
+/// Take a snapshot on the leader now. Permission `cluster.write`.
+#[utoipa::path(post, path = "/cluster/snapshot", tag = "cluster",
+    responses((status = 200, description = "taken", body = SnapshotTaken)))]
 pub async fn take_snapshot(
     State(node): State<SharedNode>,
     who: Authed,
 ) -> Result<Response, Problem> {
     who.require("cluster.write")?;
     let index = service::snapshot(&node).await?;
-    Ok(json(StatusCode::OK, &json!({"snapshot_index": index})))
+    Ok(json(
+        StatusCode::OK,
+        &SnapshotTaken {
+            snapshot_index: index,
+        },
+    ))
 }

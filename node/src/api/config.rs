@@ -2,11 +2,12 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bcm_raft_store::{Command, ConfigEntry, Response as Applied};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::{
-    consistent, list_page, not_found, rejection, unexpected, ApiJson, ApiQuery, Authed, ReadParams,
+    consistent, list_page, not_found, rejection, unexpected, ApiJson, ApiQuery, Authed, Page,
+    ReadParams,
 };
 use crate::problem::Problem;
 use crate::runtime::{now_ms, SharedNode};
@@ -38,9 +39,30 @@ fn config_result(resp: Applied) -> Result<Response, Problem> {
     }
 }
 
-fn view(e: &ConfigEntry) -> Value {
-    let value: Value = serde_json::from_str(&e.value_json).unwrap_or(Value::Null);
-    json!({"key": e.key, "value": value, "version": e.version})
+/// One setting.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ConfigView {
+    pub key: String,
+    /// Any JSON value.
+    pub value: Value,
+    /// Changes with every write; use it with `If-Match`. Also sent as `ETag`.
+    pub version: u64,
+}
+
+/// The body of a `PUT`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // parsed by hand in `put`, to name a stray field in the 422
+pub struct ConfigValue {
+    /// Any JSON value.
+    value: Value,
+}
+
+fn view(e: &ConfigEntry) -> ConfigView {
+    ConfigView {
+        key: e.key.clone(),
+        value: serde_json::from_str(&e.value_json).unwrap_or(Value::Null),
+        version: e.version,
+    }
 }
 
 fn entry_response(status: StatusCode, e: &ConfigEntry) -> Response {
@@ -51,15 +73,23 @@ fn entry_response(status: StatusCode, e: &ConfigEntry) -> Response {
     r
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// Part of the key.
     q: Option<String>,
+    /// At most this many items (default 100, at most 1000).
     limit: Option<usize>,
+    /// Skip this many items.
     offset: Option<usize>,
+    /// `local` (default) or `linearizable`.
     consistency: Option<String>,
 }
 
+/// Settings, by key. Permission `config.read`.
+#[utoipa::path(get, path = "/config", tag = "config", params(ListParams),
+    responses((status = 200, description = "one page of matching settings", body = Page<ConfigView>)))]
 pub async fn list(
     State(node): State<SharedNode>,
     who: Authed,
@@ -67,7 +97,7 @@ pub async fn list(
 ) -> Result<Response, Problem> {
     who.require("config.read")?;
     consistent(&node, p.consistency.as_deref()).await?;
-    let matching: Vec<Value> = node.state.read(|d| {
+    let matching: Vec<ConfigView> = node.state.read(|d| {
         d.state
             .config
             .values()
@@ -78,6 +108,17 @@ pub async fn list(
     Ok(list_page(matching.into_iter(), p.limit, p.offset))
 }
 
+/// One setting. Permission `config.read`.
+#[utoipa::path(get, path = "/config/{*key}", tag = "config",
+    params(
+        ("key" = String, Path, description = "1 to 256 letters, digits and `. _ - /`"),
+        ReadParams,
+    ),
+    responses(
+        (status = 200, description = "the setting", body = ConfigView),
+        (status = 404, description = "no such key", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "not a valid key", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn get_one(
     State(node): State<SharedNode>,
     who: Authed,
@@ -122,6 +163,19 @@ fn precondition(headers: &HeaderMap) -> Result<Option<u64>, Problem> {
     })
 }
 
+/// Set a value. With `If-Match: "<version>"` only if the version matches (0: only
+/// if absent); with `If-None-Match: *` only if absent. Permission `config.write`.
+#[utoipa::path(put, path = "/config/{*key}", tag = "config",
+    params(
+        ("key" = String, Path, description = "1 to 256 letters, digits and `. _ - /`"),
+        ("If-Match" = Option<String>, Header, description = "the expected version"),
+        ("If-None-Match" = Option<String>, Header, description = "`*`: create only"),
+    ),
+    request_body = ConfigValue,
+    responses(
+        (status = 200, description = "the setting as stored", body = ConfigView),
+        (status = 412, description = "the version did not match", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn put(
     State(node): State<SharedNode>,
     who: Authed,
@@ -162,6 +216,17 @@ pub async fn put(
     config_result(service::write(&node, command).await?)
 }
 
+/// Delete a setting (`If-Match` as for `PUT`). Permission `config.write`.
+#[utoipa::path(delete, path = "/config/{*key}", tag = "config",
+    params(
+        ("key" = String, Path, description = "the key"),
+        ("If-Match" = Option<String>, Header, description = "the expected version"),
+    ),
+    responses(
+        (status = 200, description = "the deleted setting", body = ConfigView),
+        (status = 404, description = "no such key", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "the version did not match", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn remove(
     State(node): State<SharedNode>,
     who: Authed,

@@ -11,7 +11,11 @@ use super::Authed;
 use crate::problem::Problem;
 use crate::runtime::SharedNode;
 
-/// Server-Sent Events: one event per change, named by its kind, with a JSON body.
+/// Server-Sent Events: one event per change (leader changes, members up and down,
+/// role assignments, user, group, node, config, plan, backup and restore changes),
+/// named by its kind, with a JSON body carrying `type`. Permission `events.read`.
+#[utoipa::path(get, path = "/events", tag = "events",
+    responses((status = 200, description = "an endless event stream", body = String, content_type = "text/event-stream")))]
 pub async fn stream(
     State(node): State<SharedNode>,
     who: Authed,

@@ -7,17 +7,29 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use bcm_raft_store::{Command, Group, Response as Applied, PERMISSIONS};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 use super::users::check_name;
-use super::{json, list_page, not_found, rejection, unexpected, ApiJson, ApiQuery, Authed};
+use super::{json, list_page, not_found, rejection, unexpected, ApiJson, ApiQuery, Authed, Page};
 use crate::problem::Problem;
 use crate::runtime::SharedNode;
 use crate::service;
 
-fn view(g: &Group) -> Value {
-    json!({"name": g.name, "permissions": g.permissions, "builtin": g.builtin})
+/// A group and the permissions it grants.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct GroupView {
+    pub name: String,
+    pub permissions: BTreeSet<String>,
+    /// `admin`, `operator` and `viewer`: cannot be deleted.
+    pub builtin: bool,
+}
+
+fn view(g: &Group) -> GroupView {
+    GroupView {
+        name: g.name.clone(),
+        permissions: g.permissions.clone(),
+        builtin: g.builtin,
+    }
 }
 
 fn group_result(resp: Applied, status: StatusCode) -> Result<Response, Problem> {
@@ -42,21 +54,28 @@ fn check_permissions(perms: &BTreeSet<String>) -> Result<(), Problem> {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// Part of the name.
     q: Option<String>,
+    /// At most this many items (default 100, at most 1000).
     limit: Option<usize>,
+    /// Skip this many items.
     offset: Option<usize>,
 }
 
+/// Groups. Permission `groups.read`.
+#[utoipa::path(get, path = "/groups", tag = "groups", params(ListParams),
+    responses((status = 200, description = "one page of matching groups", body = Page<GroupView>)))]
 pub async fn list(
     State(node): State<SharedNode>,
     who: Authed,
     ApiQuery(p): ApiQuery<ListParams>,
 ) -> Result<Response, Problem> {
     who.require("groups.read")?;
-    let matching: Vec<Value> = node.state.read(|d| {
+    let matching: Vec<GroupView> = node.state.read(|d| {
         d.state
             .groups
             .values()
@@ -67,6 +86,13 @@ pub async fn list(
     Ok(list_page(matching.into_iter(), p.limit, p.offset))
 }
 
+/// One group. Permission `groups.read`.
+#[utoipa::path(get, path = "/groups/{name}", tag = "groups",
+    params(("name" = String, Path, description = "group name")),
+    responses(
+        (status = 200, description = "the group", body = GroupView),
+        (status = 404, description = "no such group", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn get_one(
     State(node): State<SharedNode>,
     who: Authed,
@@ -79,14 +105,24 @@ pub async fn get_one(
         .ok_or_else(|| not_found("group", format!("{name:?}")))
 }
 
-#[derive(Debug, Deserialize)]
+/// A custom group.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewGroup {
+    /// 1 to 64 letters, digits and `. _ -`.
     name: String,
+    /// Named permissions, e.g. `users.read`, `backups.write`.
     #[serde(default)]
     permissions: BTreeSet<String>,
 }
 
+/// Create a custom group. Permission `groups.write`.
+#[utoipa::path(post, path = "/groups", tag = "groups", request_body = NewGroup,
+    responses(
+        (status = 201, description = "created", body = GroupView),
+        (status = 409, description = "a group of that name exists", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "bad name or unknown permission", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn create(
     State(node): State<SharedNode>,
     who: Authed,
@@ -103,12 +139,21 @@ pub async fn create(
     group_result(service::write(&node, cmd).await?, StatusCode::CREATED)
 }
 
-#[derive(Debug, Deserialize)]
+/// The group's new set of permissions.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GroupPatch {
     permissions: BTreeSet<String>,
 }
 
+/// Replace a group's permissions. Permission `groups.write`.
+#[utoipa::path(patch, path = "/groups/{name}", tag = "groups",
+    params(("name" = String, Path, description = "group name")), request_body = GroupPatch,
+    responses(
+        (status = 200, description = "the group as changed", body = GroupView),
+        (status = 404, description = "no such group", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "a predefined group cannot change", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn update(
     State(node): State<SharedNode>,
     who: Authed,
@@ -125,6 +170,14 @@ pub async fn update(
     group_result(service::write(&node, cmd).await?, StatusCode::OK)
 }
 
+/// Delete a custom group. Permission `groups.write`.
+#[utoipa::path(delete, path = "/groups/{name}", tag = "groups",
+    params(("name" = String, Path, description = "group name")),
+    responses(
+        (status = 200, description = "the deleted group", body = GroupView),
+        (status = 404, description = "no such group", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "predefined, or still some user's group", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn remove(
     State(node): State<SharedNode>,
     who: Authed,

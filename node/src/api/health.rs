@@ -1,29 +1,63 @@
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::problem::Problem;
 use crate::runtime::SharedNode;
 use crate::service;
 
-pub async fn healthz() -> Response {
-    (StatusCode::OK, axum::Json(json!({"status": "ok"}))).into_response()
+/// The answer of `/healthz` and `/readyz`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok` (healthz) or `ready` (readyz).
+    status: &'static str,
 }
 
+/// Who leads, as this node knows it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LeaderView {
+    leader_id: Option<u64>,
+    term: u64,
+    /// The node that answered.
+    node_id: u64,
+}
+
+/// 200 while the process serves.
+#[utoipa::path(get, path = "/healthz", tag = "health", security(()),
+    responses((status = 200, description = "the process serves", body = Health)))]
+pub async fn healthz() -> Response {
+    (StatusCode::OK, axum::Json(Health { status: "ok" })).into_response()
+}
+
+/// 200 when the node knows the leader and has applied up to the leader's commit at
+/// last contact.
+#[utoipa::path(get, path = "/readyz", tag = "health", security(()),
+    responses(
+        (status = 200, description = "ready to serve reads and forward writes", body = Health),
+        (status = 503, description = "not ready, and why", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn readyz(State(node): State<SharedNode>) -> Response {
     match service::is_ready(&node).await {
-        Ok(()) => (StatusCode::OK, axum::Json(json!({"status": "ready"}))).into_response(),
+        Ok(()) => (StatusCode::OK, axum::Json(Health { status: "ready" })).into_response(),
         Err(why) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}"))
             .into_response(),
     }
 }
 
-/// 200 on the leader, 503 elsewhere (HAProxy `httpchk`).
+/// 200 on the leader, 503 elsewhere (for HAProxy `httpchk`).
+#[utoipa::path(get, path = "/leader", tag = "health", security(()),
+    responses(
+        (status = 200, description = "this node leads", body = LeaderView),
+        (status = 503, description = "this node does not lead", body = LeaderView),
+    ))]
 pub async fn leader(State(node): State<SharedNode>) -> Response {
     let m = node.raft_metrics();
-    let body =
-        json!({"leader_id": m.current_leader, "term": m.current_term, "node_id": node.cfg.id});
+    let body = LeaderView {
+        leader_id: m.current_leader,
+        term: m.current_term,
+        node_id: node.cfg.id,
+    };
     let status = if node.is_leader() {
         StatusCode::OK
     } else {
@@ -32,6 +66,9 @@ pub async fn leader(State(node): State<SharedNode>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "health", security(()),
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(node): State<SharedNode>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -12,6 +12,7 @@ mod events;
 mod groups;
 mod health;
 mod nodes;
+mod openapi;
 mod users;
 
 use std::time::Instant;
@@ -21,11 +22,13 @@ use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use bcm_raft_store::Rejection;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::problem::Problem;
 use crate::runtime::SharedNode;
@@ -35,63 +38,17 @@ use crate::service::ServiceError;
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
 pub fn router(node: SharedNode) -> Router {
-    let api = Router::new()
-        .route("/auth/login", post(auth::login))
-        .route("/auth/me", get(auth::me))
-        .route("/cluster", get(cluster::get_cluster))
-        .route("/cluster/snapshot", post(cluster::take_snapshot))
-        .route("/nodes", get(nodes::list).post(nodes::add))
-        .route(
-            "/nodes/{id}",
-            get(nodes::get_one)
-                .patch(nodes::update)
-                .delete(nodes::remove),
-        )
-        .route("/config", get(config::list))
-        .route(
-            "/config/{*key}",
-            get(config::get_one).put(config::put).delete(config::remove),
-        )
-        .route("/events", get(events::stream))
-        .route("/users", get(users::list).post(users::create))
-        .route(
-            "/users/{id}",
-            get(users::get_one)
-                .patch(users::update)
-                .delete(users::remove),
-        )
-        .route("/plans", get(plans::list).post(plans::create))
-        .route(
-            "/plans/{id}",
-            get(plans::get_one)
-                .patch(plans::update)
-                .delete(plans::remove),
-        )
-        .route("/backups", get(backups::list).post(backups::create))
-        .route(
-            "/backups/{id}",
-            get(backups::get_one).delete(backups::remove),
-        )
-        .route("/backups/{id}/restore", post(backups::restore))
-        .route("/restores", get(backups::list_restores))
-        .route("/restores/{id}", get(backups::get_restore))
-        .route("/groups", get(groups::list).post(groups::create))
-        .route(
-            "/groups/{name}",
-            get(groups::get_one)
-                .patch(groups::update)
-                .delete(groups::remove),
-        )
-        .layer(middleware::from_fn_with_state(
-            node.clone(),
-            refuse_if_excluded,
-        ));
+    let (api, doc) = documented_routes(&node).split_for_parts();
+    let doc = std::sync::Arc::new(openapi::finish(doc));
     Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/leader", get(health::leader))
-        .route("/metrics", get(health::metrics))
-        .nest("/api/v1", api)
+        .merge(api)
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { Json(doc.as_ref().clone()) }
+            }),
+        )
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
             Problem::new(
@@ -102,6 +59,42 @@ pub fn router(node: SharedNode) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn_with_state(node.clone(), observe))
         .with_state(node)
+}
+
+/// Every route with its OpenAPI description: registering a handler here documents
+/// it, so the document at `/api/v1/openapi.json` cannot miss a route.
+fn documented_routes(node: &SharedNode) -> OpenApiRouter<SharedNode> {
+    let api = OpenApiRouter::new()
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::me))
+        .routes(routes!(cluster::get_cluster))
+        .routes(routes!(cluster::take_snapshot))
+        .routes(routes!(nodes::list, nodes::add))
+        .routes(routes!(nodes::get_one, nodes::update, nodes::remove))
+        .routes(routes!(config::list))
+        .routes(routes!(config::get_one, config::put, config::remove))
+        .routes(routes!(events::stream))
+        .routes(routes!(users::list, users::create))
+        .routes(routes!(users::get_one, users::update, users::remove))
+        .routes(routes!(groups::list, groups::create))
+        .routes(routes!(groups::get_one, groups::update, groups::remove))
+        .routes(routes!(plans::list, plans::create))
+        .routes(routes!(plans::get_one, plans::update, plans::remove))
+        .routes(routes!(backups::list, backups::create))
+        .routes(routes!(backups::get_one, backups::remove))
+        .routes(routes!(backups::restore))
+        .routes(routes!(backups::list_restores))
+        .routes(routes!(backups::get_restore))
+        .layer(middleware::from_fn_with_state(
+            node.clone(),
+            refuse_if_excluded,
+        ));
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::leader))
+        .routes(routes!(health::metrics))
+        .nest("/api/v1", api)
 }
 
 /// A decommissioned node's state is frozen: it answers no API request.
@@ -320,9 +313,11 @@ impl FromRequestParts<SharedNode> for Authed {
 }
 
 /// `?consistency=linearizable` on reads.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ReadParams {
+    /// `local` (default: this node's state) or `linearizable` (ask the leader first).
     #[serde(default)]
     pub consistency: Option<String>,
 }
@@ -356,6 +351,14 @@ pub async fn consistent(node: &SharedNode, consistency: Option<&str>) -> Result<
     }
 }
 
+/// One page of a list.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// How many match, over all pages.
+    pub total: usize,
+}
+
 /// One page of a list: `{items, total}`, `offset` items skipped, at most `limit`
 /// (default 100, capped at 1000) returned; `total` counts every match.
 pub fn list_page<T: serde::Serialize>(
@@ -368,10 +371,7 @@ pub fn list_page<T: serde::Serialize>(
         .skip(offset.unwrap_or(0))
         .take(limit.unwrap_or(100).min(1000))
         .collect();
-    json(
-        StatusCode::OK,
-        &serde_json::json!({"items": items, "total": total}),
-    )
+    json(StatusCode::OK, &Page { items, total })
 }
 
 pub fn json<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {

@@ -8,26 +8,58 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     consistent, json, list_page, not_found, path_id, rejection, unexpected, ApiJson, ApiQuery,
-    Authed,
+    Authed, Page,
 };
 use crate::problem::Problem;
 use crate::runtime::{now_ms, SharedNode};
 use crate::service;
 
 /// One member as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MemberView {
+    pub id: u64,
+    pub name: String,
+    /// Where clients reach its HTTP API.
+    pub api_addr: String,
+    /// Where peers reach it (Raft).
+    pub rpc_addr: String,
+    /// A Raft voter (role `manager`) or a learner.
+    pub voter: bool,
+    /// Any of `manager`, `backup-manager`, `storage`.
+    #[schema(value_type = Vec<String>)]
+    pub roles: Vec<Role>,
+    /// `up`, `down`, `joining` or `removed`.
+    pub status: &'static str,
+    pub enabled: bool,
+    pub labels: BTreeMap<String, String>,
+    /// Milliseconds since the leader last heard from it (null unless asked of the
+    /// leader, or never heard).
+    pub last_contact_ms: Option<u64>,
+    /// The last log index the leader knows it holds.
+    pub matched_index: Option<u64>,
+}
+
+/// A node registry record.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct NodeView {
     pub id: u64,
     pub name: String,
     pub api_addr: String,
     pub rpc_addr: String,
-    pub voter: bool,
+    #[schema(value_type = Vec<String>)]
     pub roles: Vec<Role>,
-    pub status: &'static str,
     pub enabled: bool,
     pub labels: BTreeMap<String, String>,
-    pub last_contact_ms: Option<u64>,
-    pub matched_index: Option<u64>,
+    /// `up`, `down`, `joining` or `removed`.
+    pub status: &'static str,
+}
+
+/// A decommissioned node.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Removed {
+    pub id: u64,
+    /// Always `removed`.
+    pub status: &'static str,
 }
 
 /// Registry records joined with the Raft membership and the leader's live view.
@@ -86,18 +118,31 @@ pub async fn member_views(node: &SharedNode) -> Vec<MemberView> {
     nodes.into_values().collect()
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// Part of the name (any case), or the exact id.
     q: Option<String>,
+    /// `manager`, `backup-manager` or `storage`.
     role: Option<String>,
+    /// `up`, `down`, `joining` or `removed`.
     status: Option<String>,
     enabled: Option<bool>,
+    /// At most this many items (default 100, at most 1000).
     limit: Option<usize>,
+    /// Skip this many items.
     offset: Option<usize>,
+    /// `local` (default) or `linearizable`.
     consistency: Option<String>,
 }
 
+/// The node registry joined with the Raft membership. Permission `nodes.read`.
+#[utoipa::path(get, path = "/nodes", tag = "nodes", params(ListParams),
+    responses(
+        (status = 200, description = "one page of matching nodes", body = Page<MemberView>),
+        (status = 400, description = "unknown role", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn list(
     State(node): State<SharedNode>,
     who: Authed,
@@ -126,6 +171,14 @@ pub async fn list(
     Ok(list_page(all.into_iter(), p.limit, p.offset))
 }
 
+/// One node. Permission `nodes.read`.
+#[utoipa::path(get, path = "/nodes/{id}", tag = "nodes",
+    params(("id" = u64, Path, description = "node id")),
+    responses(
+        (status = 200, description = "the node", body = MemberView),
+        (status = 400, description = "the id is not a positive integer", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such node", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn get_one(
     State(node): State<SharedNode>,
     who: Authed,
@@ -141,13 +194,19 @@ pub async fn get_one(
         .ok_or_else(|| not_found("node", id))
 }
 
-#[derive(Debug, Deserialize)]
+/// A node to pre-register; it joins when it starts with this id.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewNode {
+    /// Unique, positive.
     id: u64,
+    /// Defaults to `node-<id>`.
     name: Option<String>,
+    /// An http(s) URL.
     api_addr: String,
+    /// An http(s) URL.
     rpc_addr: String,
+    /// At least one of `manager`, `backup-manager`, `storage`.
     #[serde(default)]
     roles: Vec<String>,
 }
@@ -192,16 +251,28 @@ fn applied(resp: Applied) -> Result<Response, Problem> {
     match resp {
         Applied::Node(rec) => Ok(json(
             StatusCode::OK,
-            &serde_json::json!({
-                "id": rec.id, "name": rec.name, "api_addr": rec.api_addr, "rpc_addr": rec.rpc_addr,
-                "roles": rec.roles, "enabled": rec.enabled, "labels": rec.labels, "status": rec.status.as_str(),
-            }),
+            &NodeView {
+                id: rec.id,
+                name: rec.name,
+                api_addr: rec.api_addr,
+                rpc_addr: rec.rpc_addr,
+                roles: rec.roles,
+                enabled: rec.enabled,
+                labels: rec.labels,
+                status: rec.status.as_str(),
+            },
         )),
         Applied::Rejected(r) => Err(rejection(r)),
         other => Err(unexpected(&other)),
     }
 }
 
+/// Pre-register a node (or re-admit a decommissioned one). Permission `nodes.write`.
+#[utoipa::path(post, path = "/nodes", tag = "nodes", request_body = NewNode,
+    responses(
+        (status = 201, description = "registered", body = NodeView),
+        (status = 409, description = "the id is taken", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn add(
     State(node): State<SharedNode>,
     who: Authed,
@@ -256,14 +327,24 @@ pub async fn add(
     Ok(r)
 }
 
-#[derive(Debug, Deserialize)]
+/// Changes to a node; absent fields stay as they are.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateNode {
+    /// At least one of `manager`, `backup-manager`, `storage`.
     roles: Option<Vec<String>>,
     enabled: Option<bool>,
+    /// Replaces all labels: at most 64, keys 1 to 64 characters, values up to 256.
     labels: Option<BTreeMap<String, String>>,
 }
 
+/// Configure a node. Permission `nodes.write`.
+#[utoipa::path(patch, path = "/nodes/{id}", tag = "nodes",
+    params(("id" = u64, Path, description = "node id")), request_body = UpdateNode,
+    responses(
+        (status = 200, description = "the node as changed", body = NodeView),
+        (status = 404, description = "no such node", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn update(
     State(node): State<SharedNode>,
     who: Authed,
@@ -297,6 +378,15 @@ pub async fn update(
     applied(service::write(&node, Command::UpdateNode { id, patch }).await?)
 }
 
+/// Decommission a node: it leaves the Raft membership and stops serving. Permission
+/// `nodes.write`.
+#[utoipa::path(delete, path = "/nodes/{id}", tag = "nodes",
+    params(("id" = u64, Path, description = "node id")),
+    responses(
+        (status = 200, description = "removed", body = Removed),
+        (status = 404, description = "no such node", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "removing it would leave no quorum", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn remove(
     State(node): State<SharedNode>,
     who: Authed,
@@ -307,6 +397,9 @@ pub async fn remove(
     service::decommission(&node, id).await?;
     Ok(json(
         StatusCode::OK,
-        &serde_json::json!({"id": id, "status": "removed"}),
+        &Removed {
+            id,
+            status: "removed",
+        },
     ))
 }

@@ -4,24 +4,48 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use bcm_raft_store::{Command, Plan, PlanSpec, Response as Applied};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 use super::users::check_name;
 use super::{
     consistent, json, list_page, not_found, path_id, rejection, unexpected, ApiJson, ApiQuery,
-    Authed,
+    Authed, Page,
 };
 use crate::problem::Problem;
 use crate::runtime::{now_ms, SharedNode};
 use crate::service;
 
-pub fn view(p: &Plan) -> Value {
-    json!({
-        "id": p.id, "name": p.name, "source_node": p.source_node, "paths": p.paths,
-        "schedule": p.schedule, "keep_last": p.keep_last, "replicas": p.replicas,
-        "enabled": p.enabled, "created_at_ms": p.created_at,
-    })
+/// A backup plan.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PlanView {
+    pub id: u64,
+    pub name: String,
+    /// The node whose paths are backed up.
+    pub source_node: u64,
+    pub paths: Vec<String>,
+    /// A cron expression, or null for on demand only.
+    pub schedule: Option<String>,
+    /// How many backups to keep.
+    pub keep_last: u32,
+    /// On how many storage nodes each backup is kept.
+    pub replicas: u32,
+    pub enabled: bool,
+    /// Unix milliseconds.
+    pub created_at_ms: u64,
+}
+
+pub fn view(p: &Plan) -> PlanView {
+    PlanView {
+        id: p.id,
+        name: p.name.clone(),
+        source_node: p.source_node,
+        paths: p.paths.clone(),
+        schedule: p.schedule.clone(),
+        keep_last: p.keep_last,
+        replicas: p.replicas,
+        enabled: p.enabled,
+        created_at_ms: p.created_at,
+    }
 }
 
 fn invalid(field: &str, detail: impl Into<String>) -> Problem {
@@ -66,19 +90,29 @@ fn check_schedule(schedule: Option<&str>) -> Result<(), Problem> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// A new plan.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlanBody {
+    /// 1 to 64 letters, digits and `. _ -`.
     name: String,
+    /// A registered node.
     source_node: u64,
+    /// 1 to 64 absolute paths.
     paths: Vec<String>,
+    /// A cron expression (e.g. `0 3 * * *`), or null for on demand only.
     #[serde(default)]
     schedule: Option<String>,
+    /// 1 to 1000 (default 7).
     #[serde(default = "default_keep_last")]
+    #[schema(default = 7)]
     keep_last: u32,
+    /// 1 to 7 (default 1).
     #[serde(default = "default_replicas")]
+    #[schema(default = 1)]
     replicas: u32,
     #[serde(default = "default_enabled")]
+    #[schema(default = true)]
     enabled: bool,
 }
 
@@ -122,17 +156,26 @@ fn plan_result(resp: Applied, status: StatusCode) -> Result<Response, Problem> {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// Part of the name (any case), or the exact id.
     q: Option<String>,
+    /// Only plans backing up this node.
     node: Option<u64>,
     enabled: Option<bool>,
+    /// At most this many items (default 100, at most 1000).
     limit: Option<usize>,
+    /// Skip this many items.
     offset: Option<usize>,
+    /// `local` (default) or `linearizable`.
     consistency: Option<String>,
 }
 
+/// Plans, searched and filtered. Permission `plans.read`.
+#[utoipa::path(get, path = "/plans", tag = "plans", params(ListParams),
+    responses((status = 200, description = "one page of matching plans", body = Page<PlanView>)))]
 pub async fn list(
     State(node): State<SharedNode>,
     who: Authed,
@@ -141,7 +184,7 @@ pub async fn list(
     who.require("plans.read")?;
     consistent(&node, p.consistency.as_deref()).await?;
     let q = p.q.as_deref().map(str::to_lowercase);
-    let matching: Vec<Value> = node.state.read(|d| {
+    let matching: Vec<PlanView> = node.state.read(|d| {
         d.state
             .plans
             .values()
@@ -157,6 +200,14 @@ pub async fn list(
     Ok(list_page(matching.into_iter(), p.limit, p.offset))
 }
 
+/// One plan. Permission `plans.read`.
+#[utoipa::path(get, path = "/plans/{id}", tag = "plans",
+    params(("id" = u64, Path, description = "plan id")),
+    responses(
+        (status = 200, description = "the plan", body = PlanView),
+        (status = 400, description = "the id is not a positive integer", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such plan", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn get_one(
     State(node): State<SharedNode>,
     who: Authed,
@@ -170,6 +221,12 @@ pub async fn get_one(
         .ok_or_else(|| not_found("plan", id))
 }
 
+/// Create a plan. Permission `plans.write`.
+#[utoipa::path(post, path = "/plans", tag = "plans", request_body = PlanBody,
+    responses(
+        (status = 201, description = "created", body = PlanView),
+        (status = 409, description = "a plan of that name exists", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn create(
     State(node): State<SharedNode>,
     who: Authed,
@@ -184,13 +241,15 @@ pub async fn create(
 }
 
 /// PATCH takes any subset of the fields; the result is validated as a whole.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlanPatch {
     name: Option<String>,
     source_node: Option<u64>,
     paths: Option<Vec<String>>,
+    /// A cron expression; null removes the schedule.
     #[serde(default, with = "serde_with_double_option")]
+    #[schema(value_type = Option<String>)]
     schedule: Option<Option<String>>,
     keep_last: Option<u32>,
     replicas: Option<u32>,
@@ -208,6 +267,14 @@ mod serde_with_double_option {
     }
 }
 
+/// Change a plan. Permission `plans.write`.
+#[utoipa::path(patch, path = "/plans/{id}", tag = "plans",
+    params(("id" = u64, Path, description = "plan id")), request_body = PlanPatch,
+    responses(
+        (status = 200, description = "the plan as changed", body = PlanView),
+        (status = 404, description = "no such plan", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "another plan has that name", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn update(
     State(node): State<SharedNode>,
     who: Authed,
@@ -236,6 +303,13 @@ pub async fn update(
     )
 }
 
+/// Delete a plan (its backups stay in the catalog). Permission `plans.write`.
+#[utoipa::path(delete, path = "/plans/{id}", tag = "plans",
+    params(("id" = u64, Path, description = "plan id")),
+    responses(
+        (status = 200, description = "the deleted plan", body = PlanView),
+        (status = 404, description = "no such plan", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn remove(
     State(node): State<SharedNode>,
     who: Authed,

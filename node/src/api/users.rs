@@ -5,12 +5,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use bcm_raft_store::{Command, Response as Applied, User};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 use super::{
     consistent, json, list_page, not_found, path_id, rejection, unexpected, ApiJson, ApiQuery,
-    Authed,
+    Authed, Page,
 };
 use crate::problem::Problem;
 use crate::runtime::{now_ms, SharedNode};
@@ -86,8 +85,31 @@ pub fn check_password(name: &str, password: &str) -> Result<(), Problem> {
     Ok(())
 }
 
-pub fn view(u: &User) -> Value {
-    json!({"id": u.id, "name": u.name, "enabled": u.enabled, "groups": u.groups, "created_at_ms": u.created_at})
+/// A user as the API shows it (never its password hash).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct UserView {
+    pub id: u64,
+    pub name: String,
+    pub enabled: bool,
+    pub groups: Vec<String>,
+    /// Unix milliseconds.
+    pub created_at_ms: u64,
+}
+
+impl UserView {
+    pub fn of(u: &User) -> UserView {
+        UserView {
+            id: u.id,
+            name: u.name.clone(),
+            enabled: u.enabled,
+            groups: u.groups.clone(),
+            created_at_ms: u.created_at,
+        }
+    }
+}
+
+pub fn view(u: &User) -> UserView {
+    UserView::of(u)
 }
 
 fn user_result(resp: Applied, status: StatusCode) -> Result<Response, Problem> {
@@ -98,17 +120,26 @@ fn user_result(resp: Applied, status: StatusCode) -> Result<Response, Problem> {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// Part of the name (any case), or the exact id.
     q: Option<String>,
     enabled: Option<bool>,
+    /// Only members of this group.
     group: Option<String>,
+    /// At most this many items (default 100, at most 1000).
     limit: Option<usize>,
+    /// Skip this many items.
     offset: Option<usize>,
+    /// `local` (default) or `linearizable` (ask the leader first).
     consistency: Option<String>,
 }
 
+/// Users, searched and filtered. Permission `users.read`.
+#[utoipa::path(get, path = "/users", tag = "users", params(ListParams),
+    responses((status = 200, description = "one page of matching users", body = Page<UserView>)))]
 pub async fn list(
     State(node): State<SharedNode>,
     who: Authed,
@@ -117,7 +148,7 @@ pub async fn list(
     who.require("users.read")?;
     consistent(&node, p.consistency.as_deref()).await?;
     let q = p.q.as_deref().map(str::to_lowercase);
-    let matching: Vec<Value> = node.state.read(|d| {
+    let matching: Vec<UserView> = node.state.read(|d| {
         d.state
             .users
             .values()
@@ -133,6 +164,14 @@ pub async fn list(
     Ok(list_page(matching.into_iter(), p.limit, p.offset))
 }
 
+/// One user. Permission `users.read`.
+#[utoipa::path(get, path = "/users/{id}", tag = "users",
+    params(("id" = u64, Path, description = "user id")),
+    responses(
+        (status = 200, description = "the user", body = UserView),
+        (status = 400, description = "the id is not a positive integer", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such user", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn get_one(
     State(node): State<SharedNode>,
     who: Authed,
@@ -146,11 +185,16 @@ pub async fn get_one(
         .ok_or_else(|| not_found("user", id))
 }
 
-#[derive(Debug, Deserialize)]
+/// A new user.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
+    /// 1 to 64 letters, digits and `. _ -`, starting with a letter or digit;
+    /// unique regardless of case.
     name: String,
+    /// At least 12 characters, not a well-known weak one, not containing the name.
     password: String,
+    /// Existing groups (`admin`, `operator`, `viewer` or custom).
     #[serde(default)]
     groups: Vec<String>,
 }
@@ -168,6 +212,13 @@ fn check_groups(node: &SharedNode, groups: &[String]) -> Result<(), Problem> {
     }
 }
 
+/// Create a user. Permission `users.write`.
+#[utoipa::path(post, path = "/users", tag = "users", request_body = NewUser,
+    responses(
+        (status = 201, description = "created", body = UserView),
+        (status = 409, description = "a user of that name exists", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "bad name, weak password or unknown group (`field` names it)", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn create(
     State(node): State<SharedNode>,
     who: Authed,
@@ -200,7 +251,8 @@ pub async fn create(
     user_result(service::write(&node, cmd).await?, StatusCode::CREATED)
 }
 
-#[derive(Debug, Deserialize)]
+/// Changes to a user; absent fields stay as they are.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
     enabled: Option<bool>,
@@ -208,6 +260,16 @@ pub struct UserPatch {
     groups: Option<Vec<String>>,
 }
 
+/// Enable, disable, set the password or the groups. Disabling or a new password ends
+/// the user's existing tokens on every node. Permission `users.write`.
+#[utoipa::path(patch, path = "/users/{id}", tag = "users",
+    params(("id" = u64, Path, description = "user id")), request_body = UserPatch,
+    responses(
+        (status = 200, description = "the user as changed", body = UserView),
+        (status = 404, description = "no such user", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "it would leave no enabled admin", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "weak password or unknown group", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn update(
     State(node): State<SharedNode>,
     who: Authed,
@@ -243,6 +305,14 @@ pub async fn update(
     user_result(service::write(&node, cmd).await?, StatusCode::OK)
 }
 
+/// Delete a user; its tokens stop working on every node. Permission `users.write`.
+#[utoipa::path(delete, path = "/users/{id}", tag = "users",
+    params(("id" = u64, Path, description = "user id")),
+    responses(
+        (status = 200, description = "the deleted user", body = UserView),
+        (status = 404, description = "no such user", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "it is the last enabled admin", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn remove(
     State(node): State<SharedNode>,
     who: Authed,

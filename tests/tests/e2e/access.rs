@@ -124,11 +124,11 @@ fn login(c: &Cluster, node: u64, name: &str, password: &str) -> String {
 
 /// One `/api/v1` route, the permission it checks (`None`: any valid token will do)
 /// and a harmless request to it.
-struct Route {
-    method: Method,
-    path: String,
-    body: Option<Value>,
-    needs: Option<&'static str>,
+pub struct Route {
+    pub method: Method,
+    pub path: String,
+    pub body: Option<Value>,
+    pub needs: Option<&'static str>,
 }
 
 impl Route {
@@ -157,7 +157,7 @@ impl std::fmt::Display for Route {
 /// node, `user` a bystander user id, `group` a custom group that keeps its
 /// permissions. `tag` and `fresh_node` make what a request creates unique to one
 /// caller. Deleting ids nobody has is fine: the permission is checked first.
-fn routes(member: u64, user: u64, group: &str, tag: &str, fresh_node: u64) -> Vec<Route> {
+pub fn routes(member: u64, user: u64, group: &str, tag: &str, fresh_node: u64) -> Vec<Route> {
     use Method as M;
     vec![
         Route::new(M::GET, "/api/v1/auth/me", None),

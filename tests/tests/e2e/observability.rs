@@ -165,10 +165,10 @@ fn the_event_stream_reports_writes_made_elsewhere_and_a_new_leader() {
     ));
 }
 
-/// A dashboard following one node sees users, plans and backups change wherever
-/// they were changed.
+/// A dashboard following one node sees users, groups, plans and backups change
+/// wherever they were changed.
 #[test]
-fn the_event_stream_reports_user_plan_and_backup_changes() {
+fn the_event_stream_reports_user_group_plan_and_backup_changes() {
     use reqwest::Method;
 
     let c = Cluster::builder().name("events-catalog").voters(3).start();
@@ -189,6 +189,23 @@ fn the_event_stream_reports_user_plan_and_backup_changes() {
     events.wait_for(secs(10), "user_changed for eve", |e| {
         e.event == "user_changed" && e.json()["user_id"] == user_id
     });
+
+    for (method, path, body) in [
+        (
+            Method::POST,
+            "/api/v1/groups",
+            Some(json!({"name": "auditors", "permissions": ["events.read"]})),
+        ),
+        (Method::DELETE, "/api/v1/groups/auditors", None),
+    ] {
+        let r = c.call(other, method.clone(), path, body.as_ref()).unwrap();
+        assert!(r.is_success(), "{method} {path}: {r}");
+        events.wait_for(
+            secs(10),
+            &format!("group_changed after {method} {path}"),
+            |e| e.event == "group_changed" && e.json()["name"] == "auditors",
+        );
+    }
 
     let plan = c
         .call(

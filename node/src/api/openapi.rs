@@ -1,0 +1,150 @@
+//! The OpenAPI 3 document served at `/api/v1/openapi.json`.
+//!
+//! Each handler carries its own `#[utoipa::path]` description (route, parameters,
+//! body, its own answers), and `documented_routes` in `api/mod.rs` registers handler
+//! and description together. `finish` then adds what every route shares, the same
+//! way the code does: the bearer requirement with its 401 and 403, 503 when no
+//! leader is known, and the body errors of every route that takes JSON.
+
+use utoipa::openapi::path::{HttpMethod, Operation, OperationBuilder};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{Content, OpenApi, Ref, Response, ResponseBuilder};
+use utoipa::{Modify, OpenApi as _};
+
+use crate::problem::Problem;
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "bcm",
+        description = "The admin API of bcm, the Backup Cluster Manager. Every node \
+            serves it; writes and `?consistency=linearizable` reads are forwarded to \
+            the Raft leader. Errors are `application/problem+json` (RFC 9457).",
+    ),
+    components(schemas(Problem)),
+    security(("bearer" = [])),
+    modifiers(&BearerScheme),
+    tags(
+        (name = "health", description = "Unauthenticated probes for load balancers and monitoring"),
+        (name = "auth", description = "Logging in"),
+        (name = "cluster", description = "The Raft group, its leader and members"),
+        (name = "nodes", description = "The node registry and membership"),
+        (name = "config", description = "Cluster-wide settings"),
+        (name = "users", description = "User accounts"),
+        (name = "groups", description = "Groups and their permissions"),
+        (name = "plans", description = "Backup plans"),
+        (name = "backups", description = "Taken backups and restores"),
+        (name = "events", description = "Server-Sent Events"),
+    )
+)]
+struct Base;
+
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, doc: &mut OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("a token from POST /api/v1/auth/login"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The document's frame: info, tags, the `Problem` schema, the bearer scheme.
+pub fn base() -> OpenApi {
+    Base::openapi()
+}
+
+/// Whether an operation opted out of the bearer requirement (`security(())`).
+fn is_public(op: &Operation) -> bool {
+    op.security
+        .as_ref()
+        .is_some_and(|s| s.iter().all(|r| *r == SecurityRequirement::default()))
+}
+
+fn problem(description: &str) -> Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/problem+json",
+            Content::new(Some(Ref::from_schema_name("Problem"))),
+        )
+        .build()
+}
+
+fn add_if_absent(op: &mut Operation, status: &str, description: &str) {
+    op.responses
+        .responses
+        .entry(status.to_string())
+        .or_insert_with(|| problem(description).into());
+}
+
+/// Adds the answers every route shares and turns axum's wildcard `{*key}` into an
+/// OpenAPI path parameter `{key}`.
+pub fn finish(mut doc: OpenApi) -> OpenApi {
+    doc.paths.add_path_operation(
+        "/api/v1/openapi.json",
+        vec![HttpMethod::Get],
+        OperationBuilder::new()
+            .summary(Some("This document"))
+            .tag("health")
+            .securities(Some([SecurityRequirement::default()]))
+            .response(
+                "200",
+                ResponseBuilder::new()
+                    .description("the OpenAPI 3 document of every route")
+                    .content("application/json", Content::new(None::<Ref>))
+                    .build(),
+            )
+            .build(),
+    );
+    let paths = std::mem::take(&mut doc.paths.paths);
+    for (path, mut item) in paths {
+        let api = path.starts_with("/api/v1/");
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if !is_public(op) {
+                add_if_absent(
+                    op,
+                    "401",
+                    "no token, a bad or expired one, or its user is disabled",
+                );
+                add_if_absent(op, "403", "the user's groups lack this route's permission");
+            }
+            if api {
+                add_if_absent(
+                    op,
+                    "503",
+                    "no leader known within a few seconds, or the node left the cluster (Retry-After)",
+                );
+            }
+            if op.request_body.is_some() {
+                add_if_absent(op, "400", "the body is not JSON");
+                add_if_absent(op, "413", "the body is larger than 1 MiB");
+                add_if_absent(op, "415", "the content type is not application/json");
+                add_if_absent(
+                    op,
+                    "422",
+                    "a field is missing, unknown or invalid (`field` names it)",
+                );
+            }
+        }
+        doc.paths.paths.insert(path.replace("{*", "{"), item);
+    }
+    doc
+}
