@@ -513,6 +513,7 @@ fn new_record(info: &NodeInfo, status: NodeStatus, at: Millis) -> NodeRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::JobStatus;
     use proptest::prelude::*;
 
     fn info(id: u64, roles: Vec<Role>) -> NodeInfo {
@@ -545,6 +546,79 @@ mod tests {
             Response::Rejected(Rejection::AlreadyInitialized)
         );
         assert_eq!(s, before);
+    }
+
+    #[test]
+    fn a_restore_reports_each_status_change_as_an_event() {
+        let mut s = ClusterState::default();
+        s.apply(1, &init());
+        s.apply(
+            2,
+            &Command::RegisterNode {
+                info: info(1, vec![Role::Storage]),
+                at: 2,
+            },
+        );
+        s.apply(
+            3,
+            &Command::CreateBackup {
+                plan: None,
+                source_node: Some(1),
+                paths: vec!["/etc".into()],
+                at: 3,
+            },
+        );
+        for (i, status) in [JobStatus::Running, JobStatus::Succeeded]
+            .into_iter()
+            .enumerate()
+        {
+            s.apply(
+                4 + i as u64,
+                &Command::SetBackupStatus {
+                    id: 1,
+                    status,
+                    size_bytes: Some(10),
+                    storage_nodes: Some(vec![1]),
+                    error: None,
+                    at: 4,
+                },
+            );
+        }
+        let created = s.apply(
+            6,
+            &Command::CreateRestore {
+                backup: 1,
+                target_node: 1,
+                target_path: "/restore".into(),
+                at: 6,
+            },
+        );
+        let Response::Restore(r) = created.response else {
+            panic!("{:?}", created.response)
+        };
+        assert_eq!(
+            created.events,
+            vec![StateEvent::RestoreChanged {
+                restore_id: r.id,
+                status: JobStatus::Pending
+            }]
+        );
+        let running = s.apply(
+            7,
+            &Command::SetRestoreStatus {
+                id: r.id,
+                status: JobStatus::Running,
+                error: None,
+                at: 7,
+            },
+        );
+        assert_eq!(
+            running.events,
+            vec![StateEvent::RestoreChanged {
+                restore_id: r.id,
+                status: JobStatus::Running
+            }]
+        );
     }
 
     #[test]
