@@ -11,8 +11,26 @@ cd "$(dirname "$0")/.."
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-# The suites so far need nothing beyond the Rust toolchain. Suites that need Debian
-# packages (chromium, etcd, postgresql) install them here when they are missing.
+# Debian packages the suites need are installed here when they are missing (as
+# root, which CI is; elsewhere the missing package is named and the run stops).
+apt_updated=false
+need_package() { # need_package <probe-command> <package>...
+  if ! eval "$1" >/dev/null 2>&1; then
+    shift
+    if [ "$(id -u)" != 0 ]; then
+      echo "missing: $* (install it: apt-get install $*)" >&2
+      exit 1
+    fi
+    echo "== installing $*"
+    if [ "$apt_updated" = false ]; then
+      apt-get update -qq
+      apt_updated=true
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  fi
+}
+# The Postgres tests start their own server from these binaries.
+need_package "ls /usr/lib/postgresql/*/bin/initdb" postgresql
 
 if [ "${CI:-}" = "true" ]; then
   echo "== cargo fmt --check"

@@ -176,10 +176,36 @@ impl Default for AuthSection {
     }
 }
 
+/// `[postgres]`: the snapshot export (optional).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresSection {
+    /// `postgres://user:password@host:5432/database` (or `url_file`).
+    #[serde(default)]
+    pub url: Option<Secret>,
+    #[serde(default)]
+    pub url_file: Option<PathBuf>,
+    /// Export at least this often (seconds) when something changed.
+    #[serde(default = "default_export_interval", alias = "export_interval")]
+    pub export_interval_secs: u64,
+    /// How many exported snapshots to keep in the `snapshots` table.
+    #[serde(default = "default_keep_snapshots")]
+    pub keep_snapshots: u32,
+}
+
+fn default_export_interval() -> u64 {
+    30
+}
+fn default_keep_snapshots() -> u32 {
+    10
+}
+
+/// The resolved `[postgres]` section.
+#[derive(Debug, Clone)]
+pub struct PostgresConfig {
     pub url: Secret,
+    pub export_interval: std::time::Duration,
+    pub keep_snapshots: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -225,6 +251,7 @@ pub struct NodeConfig {
     pub admin_password: Option<Secret>,
     pub token_ttl_secs: u64,
     pub log: LogSection,
+    pub postgres: Option<PostgresConfig>,
 }
 
 /// Loads the layered configuration.
@@ -366,6 +393,41 @@ fn resolve(c: Config) -> Result<NodeConfig, ConfigError> {
             ));
         }
     }
+    let postgres = match c.postgres {
+        None => None,
+        Some(pg) => {
+            let url = match (pg.url, pg.url_file) {
+                (Some(u), _) if !u.is_empty() => u,
+                (_, Some(path)) => read_secret_file("postgres.url_file", &path)?,
+                _ => {
+                    return Err(invalid(
+                        "postgres.url",
+                        "set postgres.url or postgres.url_file",
+                    ))
+                }
+            };
+            let scheme_ok = ["postgres://", "postgresql://"]
+                .iter()
+                .any(|s| url.expose().starts_with(s));
+            if !scheme_ok {
+                return Err(invalid(
+                    "postgres.url",
+                    "must start with postgres:// or postgresql://",
+                ));
+            }
+            if pg.export_interval_secs == 0 {
+                return Err(invalid("postgres.export_interval_secs", "must be positive"));
+            }
+            if pg.keep_snapshots == 0 {
+                return Err(invalid("postgres.keep_snapshots", "must be at least 1"));
+            }
+            Some(PostgresConfig {
+                url,
+                export_interval: std::time::Duration::from_secs(pg.export_interval_secs),
+                keep_snapshots: pg.keep_snapshots,
+            })
+        }
+    };
     if c.log.format != "human" && c.log.format != "json" {
         return Err(invalid("log.format", "must be \"human\" or \"json\""));
     }
@@ -388,6 +450,7 @@ fn resolve(c: Config) -> Result<NodeConfig, ConfigError> {
         admin_password,
         token_ttl_secs: c.auth.token_ttl_secs,
         log: c.log,
+        postgres,
     })
 }
 
@@ -443,6 +506,27 @@ bootstrap = ["http://127.0.0.1:9080/"]
         let short = BASE.replace("0123456789abcdef", "short");
         let e = load(Some(&write(d.path(), &short)), Overrides::default()).unwrap_err();
         assert!(e.to_string().contains("cluster.secret"), "{e}");
+    }
+
+    #[test]
+    fn postgres_section() {
+        let d = tempfile::tempdir().unwrap();
+        let c = load(Some(&write(d.path(), BASE)), Overrides::default()).unwrap();
+        assert!(c.postgres.is_none());
+        let pg = format!("{BASE}[postgres]\nurl = \"postgres://u:p@h/db\"\n");
+        let c = load(Some(&write(d.path(), &pg)), Overrides::default()).unwrap();
+        let p = c.postgres.unwrap();
+        assert_eq!(p.export_interval.as_secs(), 30);
+        assert_eq!(p.keep_snapshots, 10);
+        let alias = format!("{pg}export_interval = 5\n");
+        let c = load(Some(&write(d.path(), &alias)), Overrides::default()).unwrap();
+        assert_eq!(c.postgres.unwrap().export_interval.as_secs(), 5);
+        let bad = format!("{BASE}[postgres]\nurl = \"mysql://h/db\"\n");
+        let e = load(Some(&write(d.path(), &bad)), Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("postgres.url"), "{e}");
+        let none = format!("{BASE}[postgres]\nkeep_snapshots = 3\n");
+        let e = load(Some(&write(d.path(), &none)), Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("postgres.url"), "{e}");
     }
 
     #[test]

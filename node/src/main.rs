@@ -9,6 +9,7 @@ mod cli_resources;
 mod config;
 mod dev;
 mod events;
+mod export;
 mod manager;
 mod membership;
 mod metrics;
@@ -75,6 +76,11 @@ struct NodeArgs {
     /// Overrides node.rpc_listen.
     #[arg(long)]
     rpc_listen: Option<String>,
+    /// Disaster recovery: fill the (empty) data directory from the newest snapshot
+    /// in PostgreSQL ([postgres] url) and start as a one-voter cluster; the other
+    /// members, started with empty data directories, join it.
+    #[arg(long)]
+    restore_from_postgres: bool,
 }
 
 fn main() -> ExitCode {
@@ -163,6 +169,9 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let api_listener = tokio::net::TcpListener::bind(cfg.api_listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on node.api_listen {}: {e}", cfg.api_listen))?;
+    if args.restore_from_postgres {
+        export::restore_from_postgres(&cfg).await?;
+    }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tracing::info!(
@@ -196,6 +205,9 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         .await
     });
     tokio::spawn(manager::run(node.clone()));
+    if let Some(pg) = node.cfg.postgres.clone() {
+        tokio::spawn(export::run(node.clone(), pg));
+    }
 
     wait_for_signal().await;
     tracing::info!("shutting down");

@@ -81,6 +81,34 @@ pub fn render(node: &Node) -> String {
         );
     };
     gauge("bcm_raft_term", "Current Raft term.", m.current_term as f64);
+    if node.cfg.postgres.is_some() {
+        let ex = node.export.get();
+        let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
+        gauge(
+            "bcm_snapshot_export_lag_entries",
+            "On the leader: applied entries not yet exported to PostgreSQL (0 elsewhere).",
+            if node.is_leader() {
+                applied.saturating_sub(ex.last_index.unwrap_or(0)) as f64
+            } else {
+                0.0
+            },
+        );
+        gauge(
+            "bcm_snapshot_export_last_success_seconds",
+            "Unix time of this node's last successful export (0: none).",
+            ex.last_at_ms.unwrap_or(0) as f64 / 1000.0,
+        );
+        gauge(
+            "bcm_snapshot_export_failures",
+            "Failed export attempts by this node since it started.",
+            ex.failures as f64,
+        );
+        gauge(
+            "bcm_snapshot_export_healthy",
+            "0 while this node's last export attempt failed, else 1.",
+            if ex.last_error.is_some() { 0.0 } else { 1.0 },
+        );
+    }
     gauge(
         "bcm_raft_leader_id",
         "Id of the current leader (0 when none is known).",

@@ -97,6 +97,8 @@ pub enum LeaderOp {
     Decommission(NodeId),
     Snapshot,
     Health,
+    /// The leader's Postgres export status.
+    ExportStatus,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -107,6 +109,7 @@ pub enum OpResult {
     Done,
     Snapshot(u64),
     Health(Vec<MemberHealth>),
+    ExportStatus(crate::export::ExportStatus),
 }
 
 /// A failure to talk to a peer.

@@ -39,6 +39,8 @@ pub struct Node {
     leader_since: Mutex<Option<Instant>>,
     /// Nodes the leader is currently adding, so a join is handled once at a time.
     pub(crate) joining: Mutex<BTreeMap<NodeId, Instant>>,
+    /// The Postgres snapshot export's status (see export.rs).
+    pub export: crate::export::ExportState,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -216,6 +218,7 @@ pub async fn start(cfg: NodeConfig, shutdown: watch::Receiver<bool>) -> anyhow::
         refused: Mutex::new(None),
         leader_since: Mutex::new(None),
         joining: Mutex::new(BTreeMap::new()),
+        export: Default::default(),
         shutdown,
     });
     tracing::info!(

@@ -105,6 +105,14 @@ pub async fn member_health(node: &SharedNode) -> Option<Vec<MemberHealth>> {
     }
 }
 
+/// The leader's Postgres export status, or None when it cannot be had quickly.
+pub async fn export_status(node: &SharedNode) -> Option<crate::export::ExportStatus> {
+    match leader_op(node, LeaderOp::ExportStatus, Duration::from_millis(1500)).await {
+        Ok(OpResult::ExportStatus(s)) => Some(s),
+        _ => None,
+    }
+}
+
 fn not_leader(node: &Node) -> LeaderReply<OpResult> {
     let leader = node.leader();
     LeaderReply::NotLeader {
@@ -191,6 +199,7 @@ pub async fn execute_locally(
             }
         }
         LeaderOp::Health => LeaderReply::Ok(OpResult::Health(leader_health(node))),
+        LeaderOp::ExportStatus => LeaderReply::Ok(OpResult::ExportStatus(node.export.get())),
     }
 }
 

@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod codec;
 pub mod command;
 pub mod engine;
+pub mod pg;
 pub mod state;
 pub mod store;
 pub mod types;
@@ -16,5 +17,5 @@ pub use command::{Command, Millis, NodeInfo, NodePatch, Rejection, Response};
 pub use state::{
     BackupManager, ClusterState, ConfigEntry, NodeRecord, NodeStatus, Role, StateEvent, User,
 };
-pub use store::{LogStore, StateHandle, StateMachineData, StateMachineStore};
+pub use store::{seed_from_export, LogStore, StateHandle, StateMachineData, StateMachineStore};
 pub use types::*;

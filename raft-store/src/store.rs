@@ -286,6 +286,11 @@ impl StateHandle {
         let _ = rx.wait_for(|applied| *applied >= index).await;
     }
 
+    /// A consistent copy of the applied state with its position, for export.
+    pub fn copy(&self) -> StateMachineData {
+        self.read(|d| d.clone())
+    }
+
     /// A stream of state changes as they are applied on this node.
     pub fn subscribe(&self) -> broadcast::Receiver<StateEvent> {
         self.inner.events.subscribe()
@@ -447,6 +452,52 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             snapshot: Box::new(Cursor::new(data)),
         })
     }
+}
+
+/// Seeds an empty data directory with a state exported earlier (disaster recovery).
+///
+/// `state_data` (an encoded [`ClusterState`], as in a snapshot) becomes this node's
+/// snapshot at log index `index`, with this node as the only voter; the vote is set
+/// to `term` so the node's first election starts above the exported history. Other
+/// members then join it empty and receive the snapshot. Refuses a directory that
+/// already holds Raft data.
+pub async fn seed_from_export(
+    dir: &std::path::Path,
+    state_data: Vec<u8>,
+    term: u64,
+    index: u64,
+    id: crate::types::NodeId,
+    me: crate::types::BcmNode,
+) -> Result<(), StorageError> {
+    codec::decode::<ClusterState>(&state_data)
+        .map_err(|e| read_err(format!("the exported state does not decode: {e}")))?;
+    let engine = Engine::open(dir).map_err(read_err)?;
+    if !engine.is_empty() {
+        return Err(write_err(format!(
+            "{} already holds Raft data; restore only into an empty data directory",
+            dir.display()
+        )));
+    }
+    let log_id = LogId::new(openraft::CommittedLeaderId::new(term, id), index);
+    let membership = openraft::Membership::new(
+        vec![std::collections::BTreeSet::from([id])],
+        std::collections::BTreeMap::from([(id, me)]),
+    );
+    let meta = SnapshotMeta {
+        last_log_id: Some(log_id),
+        last_membership: StoredMembership::new(Some(log_id), membership),
+        snapshot_id: format!("restored-{term}-{index}-{}", unique_suffix()),
+    };
+    let vote = codec::encode(&Vote::new(term, id)).map_err(write_err)?;
+    let meta = codec::encode(&meta).map_err(write_err)?;
+    engine
+        .meta_put_all(vec![
+            (SNAPSHOT_DATA, state_data),
+            (SNAPSHOT_META, meta),
+            (VOTE, vote),
+        ])
+        .map_err(write_err)?;
+    engine.flush().await.map_err(write_err)
 }
 
 /// Snapshot ids must differ between builds at the same log position.

@@ -41,9 +41,11 @@ use serde_json::{json, Value};
 pub use serde_json;
 
 mod cli;
+mod pg;
 mod sse;
 
 pub use cli::{Bcm, CliOutput, DevCluster};
+pub use pg::Postgres;
 pub use sse::{EventStream, SseEvent};
 
 /// Default timeout of one HTTP request made by the harness.
@@ -821,9 +823,16 @@ pub struct ClusterBuilder {
     order: StartOrder,
     delay: Duration,
     name: String,
+    postgres: Option<(String, u64)>,
 }
 
 impl ClusterBuilder {
+    /// `[postgres] url` and `export_interval_secs`: the snapshot export.
+    pub fn postgres(mut self, url: &str, export_interval_secs: u64) -> Self {
+        self.postgres = Some((url.to_string(), export_interval_secs));
+        self
+    }
+
     /// Number of bootstrap voters (default 3).
     pub fn voters(mut self, n: usize) -> Self {
         self.voters = n;
@@ -910,6 +919,7 @@ impl ClusterBuilder {
             snapshot_every: self.snapshot_every,
             keep_logs: self.keep_logs_behind_snapshot,
             grace_ms: self.backup_manager_grace_ms,
+            postgres: self.postgres.clone(),
             api,
         };
         cluster.log(format!(
@@ -986,6 +996,7 @@ pub struct Cluster {
     snapshot_every: Option<u64>,
     keep_logs: Option<u64>,
     grace_ms: Option<u64>,
+    postgres: Option<(String, u64)>,
     api: Api,
 }
 
@@ -1008,6 +1019,7 @@ impl Cluster {
             order: StartOrder::Ascending,
             delay: Duration::ZERO,
             name: "cluster".to_string(),
+            postgres: None,
         }
     }
 
@@ -1112,6 +1124,12 @@ impl Cluster {
             let _ = writeln!(toml, "[manager]");
             let _ = writeln!(toml, "backup_manager_grace_ms = {ms}");
         }
+        if let Some((url, interval)) = &self.postgres {
+            let _ = writeln!(toml);
+            let _ = writeln!(toml, "[postgres]");
+            let _ = writeln!(toml, "url = {}", toml_str(url));
+            let _ = writeln!(toml, "export_interval_secs = {interval}");
+        }
         let _ = writeln!(toml);
         let _ = writeln!(toml, "[auth]");
         let _ = writeln!(toml, "admin_password = {}", toml_str(ADMIN_PASSWORD));
@@ -1119,6 +1137,10 @@ impl Cluster {
     }
 
     fn spawn(&self, id: u64) {
+        self.spawn_with(id, &[]);
+    }
+
+    fn spawn_with(&self, id: u64, extra_args: &[&str]) {
         let node = self.node(id);
         let mut slot = node.child.lock().unwrap();
         assert!(slot.is_none(), "node {id} is already running");
@@ -1140,6 +1162,7 @@ impl Cluster {
         cmd.arg("node")
             .arg("--config")
             .arg(&node.config_path)
+            .args(extra_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log handle"))
             .stderr(log)
@@ -1259,6 +1282,19 @@ impl Cluster {
     pub fn restart(&self, id: u64) {
         assert!(!self.is_running(id), "restart: node {id} is still running");
         self.spawn(id);
+    }
+
+    /// Starts a stopped node again with extra command-line arguments (e.g.
+    /// `--restore-from-postgres`).
+    pub fn restart_with(&self, id: u64, args: &[&str]) {
+        assert!(!self.is_running(id), "restart: node {id} is still running");
+        self.log(format!("restarting node {id} with {args:?}"));
+        self.spawn_with(id, args);
+    }
+
+    /// The path of a node's configuration file.
+    pub fn config_path(&self, id: u64) -> PathBuf {
+        self.node(id).config_path.clone()
     }
 
     /// Deletes the data dir of a stopped node (a lost disk).

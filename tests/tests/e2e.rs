@@ -34,6 +34,8 @@ mod observability;
 mod openapi;
 #[path = "e2e/pause.rs"]
 mod pause;
+#[path = "e2e/postgres.rs"]
+mod postgres;
 #[path = "e2e/quorum.rs"]
 mod quorum;
 #[path = "e2e/snapshots.rs"]

@@ -24,6 +24,22 @@ pub struct ClusterView {
     this_node_id: u64,
     backup_manager: Option<BackupManagerView>,
     members: Vec<MemberView>,
+    /// The leader's snapshot export to PostgreSQL; null when `[postgres]` is not
+    /// configured (or no leader answered).
+    snapshot_export: Option<SnapshotExportView>,
+}
+
+/// The leader's export to PostgreSQL.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SnapshotExportView {
+    /// The log index of the newest state Postgres holds (null: none exported yet).
+    last_index: Option<u64>,
+    /// When the last export succeeded (RFC 3339 UTC).
+    last_at: Option<String>,
+    /// Why the last attempt failed; null once an export succeeds.
+    last_error: Option<String>,
+    /// The leader's applied index minus `last_index`.
+    lag: u64,
 }
 
 /// Which node holds the backup-manager role, and its fencing epoch.
@@ -55,6 +71,18 @@ pub async fn get_cluster(
     consistent(&node, q.consistency.as_deref()).await?;
     let m = node.raft_metrics();
     let members = super::nodes::member_views(&node).await;
+    let snapshot_export = match node.cfg.postgres {
+        None => None,
+        Some(_) => service::export_status(&node).await.map(|s| {
+            let commit = m.last_applied.map(|l| l.index).unwrap_or(0);
+            SnapshotExportView {
+                lag: commit.saturating_sub(s.last_index.unwrap_or(0)),
+                last_index: s.last_index,
+                last_at: s.last_at_ms.map(|ms| super::auth::rfc3339(ms / 1000)),
+                last_error: s.last_error,
+            }
+        }),
+    };
     let (cluster_id, bm) = node
         .state
         .read(|d| (d.state.cluster_id.clone(), d.state.backup_manager));
@@ -81,6 +109,7 @@ pub async fn get_cluster(
                 since_ms: b.since,
             }),
             members,
+            snapshot_export,
         },
     ))
 }

@@ -1,0 +1,236 @@
+//! The snapshot export to PostgreSQL (`[postgres]`), run on every node.
+//!
+//! Every node applies the migrations at start-up (in the background: a node serves
+//! whether or not Postgres answers). Only the leader exports: after each snapshot,
+//! and at least every `export_interval` when something was applied since its last
+//! export. A failed export is retried with a doubling backoff (1 s to 30 s) and
+//! catches up by itself; the cluster keeps serving meanwhile. `GET /api/v1/cluster`
+//! shows the leader's export status and `/metrics` its lag.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bcm_raft_store::pg::{Exported, PgSink};
+use serde::{Deserialize, Serialize};
+
+use crate::config::PostgresConfig;
+use crate::runtime::{now_ms, SharedNode};
+
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What this node knows of its exports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportStatus {
+    /// The log index of the newest state Postgres holds, as far as this node knows.
+    pub last_index: Option<u64>,
+    /// Unix milliseconds of the last successful export.
+    pub last_at_ms: Option<u64>,
+    /// Why the last attempt failed; None once an export succeeds.
+    pub last_error: Option<String>,
+    /// Failed attempts since the process started.
+    pub failures: u64,
+    /// Successful exports since the process started.
+    pub exports: u64,
+}
+
+/// The export status shared between the exporter task, the API and `/metrics`.
+#[derive(Default)]
+pub struct ExportState {
+    status: Mutex<ExportStatus>,
+}
+
+impl ExportState {
+    pub fn get(&self) -> ExportStatus {
+        self.status.lock().expect("export status lock").clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut ExportStatus)) {
+        f(&mut self.status.lock().expect("export status lock"))
+    }
+}
+
+/// Connects and migrates, retrying with backoff until it works or the node stops.
+async fn connect(node: &SharedNode, pg: &PostgresConfig) -> Option<PgSink> {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let attempt = async {
+            let sink = PgSink::connect(pg.url.expose(), CONNECT_TIMEOUT).await?;
+            sink.migrate().await?;
+            Ok::<_, bcm_raft_store::pg::PgError>(sink)
+        };
+        match attempt.await {
+            Ok(sink) => {
+                tracing::info!("postgres: connected, schema up to date");
+                return Some(sink);
+            }
+            Err(e) => {
+                tracing::warn!("postgres: {e}; retrying in {}s", backoff.as_secs());
+                node.export.update(|s| {
+                    s.last_error = Some(e.to_string());
+                    s.failures += 1;
+                });
+            }
+        }
+        let mut stop = node.shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.wait_for(|s| *s) => return None,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// The exporter task.
+pub async fn run(node: SharedNode, pg: PostgresConfig) {
+    let Some(sink) = connect(&node, &pg).await else {
+        return;
+    };
+    let mut backoff = Duration::from_secs(1);
+    let mut failing = false;
+    let mut last_attempt: Option<Instant> = None;
+    let mut seen_snapshot = node.raft_metrics().snapshot;
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if *node.shutdown.borrow() {
+            return;
+        }
+        if !node.is_leader() {
+            continue;
+        }
+        let m = node.raft_metrics();
+        let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
+        let exported = node.export.get().last_index;
+        if exported.is_some_and(|e| e >= applied) {
+            seen_snapshot = m.snapshot;
+            continue;
+        }
+        let wait = if failing { backoff } else { pg.export_interval };
+        let due = last_attempt.is_none_or(|t| t.elapsed() >= wait);
+        let snapshotted = m.snapshot != seen_snapshot && !failing;
+        if !(due || snapshotted) {
+            continue;
+        }
+        last_attempt = Some(Instant::now());
+        let data = node.state.copy();
+        let Some(cluster_id) = data.state.cluster_id.clone() else {
+            continue;
+        };
+        let index = data.last_applied.map(|l| l.index).unwrap_or(0);
+        let started = Instant::now();
+        match sink
+            .export(&cluster_id, node.cfg.id, &data, pg.keep_snapshots)
+            .await
+        {
+            Ok(outcome) => {
+                let held = match outcome {
+                    Exported::Written { id } => {
+                        tracing::info!(
+                            index,
+                            snapshot_row = id,
+                            ms = started.elapsed().as_millis() as u64,
+                            "postgres: exported the state"
+                        );
+                        index
+                    }
+                    Exported::AlreadyNewer { index: newer } => {
+                        tracing::info!(index, newer, "postgres: already holds a newer export");
+                        newer
+                    }
+                };
+                node.export.update(|s| {
+                    s.last_index = Some(held.max(s.last_index.unwrap_or(0)));
+                    s.last_at_ms = Some(now_ms());
+                    s.last_error = None;
+                    s.exports += 1;
+                });
+                seen_snapshot = m.snapshot;
+                failing = false;
+                backoff = Duration::from_secs(1);
+            }
+            Err(e) => {
+                tracing::warn!(
+                    index,
+                    "postgres: export failed: {e}; retrying in {}s",
+                    backoff.as_secs()
+                );
+                node.export.update(|s| {
+                    s.last_error = Some(e.to_string());
+                    s.failures += 1;
+                });
+                if failing {
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                failing = true;
+            }
+        }
+    }
+}
+
+/// `bcm node --restore-from-postgres`: seeds this node's empty data directory with
+/// the newest snapshot in Postgres, so it starts as a one-voter cluster with the
+/// same cluster id, users, config, nodes and catalog; the other members, started
+/// empty, join it and catch up.
+pub async fn restore_from_postgres(cfg: &crate::config::NodeConfig) -> anyhow::Result<()> {
+    let pg = cfg.postgres.as_ref().ok_or_else(|| {
+        anyhow::anyhow!("--restore-from-postgres needs [postgres] url in the configuration")
+    })?;
+    if let Ok(mut entries) = std::fs::read_dir(&cfg.data_dir) {
+        if entries.next().is_some() {
+            anyhow::bail!(
+                "refusing to restore: the data directory {} is not empty. A restore only \
+                 fills an empty data directory; move the old one away first",
+                cfg.data_dir.display()
+            );
+        }
+    }
+    let sink = PgSink::connect(pg.url.expose(), Duration::from_secs(10))
+        .await
+        .map_err(|e| anyhow::anyhow!("restore: {e}"))?;
+    sink.migrate()
+        .await
+        .map_err(|e| anyhow::anyhow!("restore: {e}"))?;
+    let snap = sink
+        .latest(None)
+        .await
+        .map_err(|e| anyhow::anyhow!("restore: {e}"))?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "refusing to restore: PostgreSQL holds no bcm snapshot (the snapshots table \
+                 is empty); nothing to restore from"
+            )
+        })?;
+    let raft_dir = cfg.data_dir.join("raft");
+    std::fs::create_dir_all(&raft_dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", raft_dir.display()))?;
+    let me = bcm_raft_store::BcmNode {
+        api_addr: cfg.api_advertise.clone(),
+        rpc_addr: cfg.rpc_advertise.clone(),
+    };
+    if let Err(e) = bcm_raft_store::seed_from_export(
+        &raft_dir,
+        snap.data,
+        snap.term,
+        snap.last_log_index,
+        cfg.id,
+        me,
+    )
+    .await
+    {
+        // Leave nothing half-written behind: the directory was empty.
+        let _ = std::fs::remove_dir_all(&cfg.data_dir);
+        anyhow::bail!("restore: {e}");
+    }
+    tracing::info!(
+        cluster_id = %snap.cluster_id,
+        index = snap.last_log_index,
+        term = snap.term,
+        exported_by = snap.node_id,
+        exported_at = %snap.created_at,
+        "restored the cluster from PostgreSQL; this node is its only voter until the \
+         other members, started with empty data directories, join"
+    );
+    Ok(())
+}

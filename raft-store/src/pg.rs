@@ -1,0 +1,350 @@
+//! The Postgres snapshot sink: where operators find the cluster's state with SQL,
+//! and where a cluster that lost every disk comes back from.
+//!
+//! The leader exports the applied state in one transaction: a row in `snapshots`
+//! (the encoded state, as in a Raft snapshot) and the relational tables replaced to
+//! match it. Exports of one cluster are serialised by an advisory lock and never go
+//! backwards: a deposed leader that finishes late finds a newer export and writes
+//! nothing. The schema is in `migrations/`, applied at start-up under sqlx's
+//! advisory lock, so nodes starting together do not race.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{AssertSqlSafe, PgPool, Postgres, Row, Transaction};
+
+use crate::codec;
+use crate::store::StateMachineData;
+
+/// The schema migrations, embedded from `migrations/`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error("cannot reach PostgreSQL: {0}")]
+    Connect(String),
+    #[error("applying the schema migrations: {0}")]
+    Migrate(String),
+    #[error("PostgreSQL: {0}")]
+    Query(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn query_err(e: sqlx::Error) -> PgError {
+    PgError::Query(e.to_string())
+}
+
+/// A pool of connections to the database named by `[postgres] url`.
+#[derive(Clone)]
+pub struct PgSink {
+    pool: PgPool,
+}
+
+/// What an export did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exported {
+    /// A new snapshot row (its id) and the tables replaced.
+    Written { id: i64 },
+    /// Postgres already holds an export at this index or later: nothing written.
+    AlreadyNewer { index: u64 },
+}
+
+/// The newest exported snapshot.
+#[derive(Debug, Clone)]
+pub struct StoredExport {
+    pub id: i64,
+    pub cluster_id: String,
+    pub node_id: u64,
+    pub term: u64,
+    pub last_log_index: u64,
+    pub created_at: String,
+    /// The encoded [`crate::ClusterState`].
+    pub data: Vec<u8>,
+}
+
+impl PgSink {
+    /// Connects (one attempt, bounded by `timeout`).
+    pub async fn connect(url: &str, timeout: Duration) -> Result<PgSink, PgError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(timeout)
+            .connect(url)
+            .await
+            .map_err(|e| PgError::Connect(e.to_string()))?;
+        Ok(PgSink { pool })
+    }
+
+    /// Applies the migrations not applied yet (idempotent; safe when several nodes
+    /// start at once: sqlx holds an advisory lock while migrating).
+    pub async fn migrate(&self) -> Result<(), PgError> {
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(|e| PgError::Migrate(e.to_string()))
+    }
+
+    /// Writes `state` as cluster `cluster_id`'s newest snapshot, exported by node
+    /// `node_id`, and keeps the newest `keep` snapshot rows.
+    pub async fn export(
+        &self,
+        cluster_id: &str,
+        node_id: u64,
+        state: &StateMachineData,
+        keep: u32,
+    ) -> Result<Exported, PgError> {
+        let last = state
+            .last_applied
+            .ok_or_else(|| PgError::Invalid("nothing applied yet: nothing to export".into()))?;
+        let data = codec::encode(&state.state).map_err(|e| PgError::Invalid(e.to_string()))?;
+        let membership = serde_json::to_string(&state.last_membership)
+            .map_err(|e| PgError::Invalid(e.to_string()))?;
+
+        let mut tx = self.pool.begin().await.map_err(query_err)?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('bcm-export/' || $1, 0))")
+            .bind(cluster_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err)?;
+        let newest: Option<i64> =
+            sqlx::query("SELECT MAX(last_log_index) FROM snapshots WHERE cluster_id = $1")
+                .bind(cluster_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(query_err)?
+                .try_get(0)
+                .map_err(query_err)?;
+        if let Some(newest) = newest.filter(|n| *n >= last.index as i64) {
+            tx.rollback().await.map_err(query_err)?;
+            return Ok(Exported::AlreadyNewer {
+                index: newest as u64,
+            });
+        }
+        let id: i64 = sqlx::query(
+            "INSERT INTO snapshots (cluster_id, node_id, term, last_log_index, membership, data) \
+             VALUES ($1, $2, $3, $4, $5::jsonb, $6) RETURNING id",
+        )
+        .bind(cluster_id)
+        .bind(node_id as i64)
+        .bind(last.leader_id.term as i64)
+        .bind(last.index as i64)
+        .bind(membership)
+        .bind(data)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(query_err)?
+        .try_get(0)
+        .map_err(query_err)?;
+        replace_tables(&mut tx, cluster_id, state).await?;
+        sqlx::query(
+            "DELETE FROM snapshots WHERE cluster_id = $1 AND id NOT IN \
+             (SELECT id FROM snapshots WHERE cluster_id = $1 \
+              ORDER BY last_log_index DESC, id DESC LIMIT $2)",
+        )
+        .bind(cluster_id)
+        .bind(i64::from(keep.max(1)))
+        .execute(&mut *tx)
+        .await
+        .map_err(query_err)?;
+        tx.commit().await.map_err(query_err)?;
+        Ok(Exported::Written { id })
+    }
+
+    /// The newest exported snapshot (of `cluster_id`, or of any cluster).
+    pub async fn latest(&self, cluster_id: Option<&str>) -> Result<Option<StoredExport>, PgError> {
+        let row = sqlx::query(
+            "SELECT id, cluster_id, node_id, term, last_log_index, created_at::text, data \
+             FROM snapshots WHERE $1::text IS NULL OR cluster_id = $1 \
+             ORDER BY created_at DESC, id DESC LIMIT 1",
+        )
+        .bind(cluster_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query_err)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let get_u64 = |name: &str| -> Result<u64, PgError> {
+            row.try_get::<i64, _>(name)
+                .map(|v| v as u64)
+                .map_err(query_err)
+        };
+        Ok(Some(StoredExport {
+            id: row.try_get("id").map_err(query_err)?,
+            cluster_id: row.try_get("cluster_id").map_err(query_err)?,
+            node_id: get_u64("node_id")?,
+            term: get_u64("term")?,
+            last_log_index: get_u64("last_log_index")?,
+            created_at: row.try_get("created_at").map_err(query_err)?,
+            data: row.try_get("data").map_err(query_err)?,
+        }))
+    }
+}
+
+/// Replaces one cluster's rows in every relational table. Each table is loaded
+/// with one statement from a JSON array (`jsonb_to_recordset`).
+async fn replace_tables(
+    tx: &mut Transaction<'_, Postgres>,
+    cluster_id: &str,
+    data: &StateMachineData,
+) -> Result<(), PgError> {
+    let s = &data.state;
+    let users: Vec<Value> = s
+        .users
+        .values()
+        .map(|u| {
+            json!({"id": u.id, "name": u.name, "enabled": u.enabled, "groups": u.groups,
+                   "password_hash": u.password_hash, "created_at_ms": u.created_at})
+        })
+        .collect();
+    let groups: Vec<Value> = s
+        .groups
+        .values()
+        .map(|g| json!({"name": g.name, "permissions": g.permissions, "builtin": g.builtin}))
+        .collect();
+    let nodes: Vec<Value> = s
+        .nodes
+        .values()
+        .map(|n| {
+            json!({"id": n.id, "name": n.name, "api_addr": n.api_addr, "rpc_addr": n.rpc_addr,
+                   "roles": n.roles, "enabled": n.enabled, "labels": n.labels,
+                   "status": n.status.as_str(), "registered_at_ms": n.registered_at})
+        })
+        .collect();
+    let config: Vec<Value> = s
+        .config
+        .values()
+        .map(|e| {
+            let value: Value = serde_json::from_str(&e.value_json).unwrap_or(Value::Null);
+            json!({"key": e.key, "value": value, "version": e.version, "updated_at_ms": e.updated_at})
+        })
+        .collect();
+    let plans: Vec<Value> = s
+        .plans
+        .values()
+        .map(|p| {
+            json!({"id": p.id, "name": p.name, "source_node": p.source_node, "paths": p.paths,
+                   "schedule": p.schedule, "keep_last": p.keep_last, "replicas": p.replicas,
+                   "enabled": p.enabled, "created_at_ms": p.created_at})
+        })
+        .collect();
+    let backups: Vec<Value> = s
+        .backups
+        .values()
+        .map(|b| {
+            json!({"id": b.id, "plan": b.plan, "plan_name": b.plan_name,
+                   "source_node": b.source_node, "paths": b.paths, "status": b.status.as_str(),
+                   "size_bytes": b.size_bytes, "storage_nodes": b.storage_nodes,
+                   "error": b.error, "created_at_ms": b.created_at, "updated_at_ms": b.updated_at})
+        })
+        .collect();
+    let restores: Vec<Value> = s
+        .restores
+        .values()
+        .map(|r| {
+            json!({"id": r.id, "backup": r.backup, "target_node": r.target_node,
+                   "target_path": r.target_path, "status": r.status.as_str(), "error": r.error,
+                   "created_at_ms": r.created_at, "updated_at_ms": r.updated_at})
+        })
+        .collect();
+
+    const MS: &str = "to_timestamp(r.{} / 1000.0)";
+    let ts = |col: &str| MS.replace("{}", col);
+    let tables: [(&str, &str, String, &str, Vec<Value>); 7] = [
+        (
+            "users",
+            "id, name, enabled, groups, password_hash, created_at",
+            format!("r.id, r.name, r.enabled, r.groups, r.password_hash, {}", ts("created_at_ms")),
+            "id bigint, name text, enabled boolean, groups text[], password_hash text, created_at_ms bigint",
+            users,
+        ),
+        (
+            "groups",
+            "name, permissions, builtin",
+            "r.name, r.permissions, r.builtin".into(),
+            "name text, permissions text[], builtin boolean",
+            groups,
+        ),
+        (
+            "nodes",
+            "id, name, api_addr, rpc_addr, roles, enabled, labels, status, registered_at",
+            format!(
+                "r.id, r.name, r.api_addr, r.rpc_addr, r.roles, r.enabled, r.labels, r.status, {}",
+                ts("registered_at_ms")
+            ),
+            "id bigint, name text, api_addr text, rpc_addr text, roles text[], enabled boolean, \
+             labels jsonb, status text, registered_at_ms bigint",
+            nodes,
+        ),
+        (
+            "config",
+            "key, value, version, updated_at",
+            format!("r.key, r.value, r.version, {}", ts("updated_at_ms")),
+            "key text, value jsonb, version bigint, updated_at_ms bigint",
+            config,
+        ),
+        (
+            "plans",
+            "id, name, source_node, paths, schedule, keep_last, replicas, enabled, created_at",
+            format!(
+                "r.id, r.name, r.source_node, r.paths, r.schedule, r.keep_last, r.replicas, r.enabled, {}",
+                ts("created_at_ms")
+            ),
+            "id bigint, name text, source_node bigint, paths text[], schedule text, \
+             keep_last integer, replicas integer, enabled boolean, created_at_ms bigint",
+            plans,
+        ),
+        (
+            "backups",
+            "id, plan, plan_name, source_node, paths, status, size_bytes, storage_nodes, error, \
+             created_at, updated_at",
+            format!(
+                "r.id, r.plan, r.plan_name, r.source_node, r.paths, r.status, r.size_bytes, \
+                 r.storage_nodes, r.error, {}, {}",
+                ts("created_at_ms"),
+                ts("updated_at_ms")
+            ),
+            "id bigint, plan bigint, plan_name text, source_node bigint, paths text[], status text, \
+             size_bytes bigint, storage_nodes bigint[], error text, created_at_ms bigint, \
+             updated_at_ms bigint",
+            backups,
+        ),
+        (
+            "restores",
+            "id, backup, target_node, target_path, status, error, created_at, updated_at",
+            format!(
+                "r.id, r.backup, r.target_node, r.target_path, r.status, r.error, {}, {}",
+                ts("created_at_ms"),
+                ts("updated_at_ms")
+            ),
+            "id bigint, backup bigint, target_node bigint, target_path text, status text, \
+             error text, created_at_ms bigint, updated_at_ms bigint",
+            restores,
+        ),
+    ];
+    // The statements are built from the constants above only; data goes in binds.
+    for (table, columns, select, record, rows) in tables {
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE cluster_id = $1"
+        )))
+        .bind(cluster_id)
+        .execute(&mut **tx)
+        .await
+        .map_err(query_err)?;
+        if rows.is_empty() {
+            continue;
+        }
+        let rows = Value::Array(rows).to_string();
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {table} (cluster_id, {columns}) \
+             SELECT $1, {select} FROM jsonb_to_recordset($2::jsonb) AS r({record})"
+        )))
+        .bind(cluster_id)
+        .bind(rows)
+        .execute(&mut **tx)
+        .await
+        .map_err(query_err)?;
+    }
+    Ok(())
+}

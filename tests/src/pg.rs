@@ -1,0 +1,255 @@
+//! A real PostgreSQL server for the tests: `initdb` into a temp dir, started on a
+//! free loopback port with `pg_ctl`, stopped and started again at will. As root the
+//! server runs as the `postgres` user (PostgreSQL refuses to run as root).
+//!
+//! The binaries come from `$BCM_PG_BIN`, else the newest `/usr/lib/postgresql/*/bin`
+//! (Debian's packages; `scripts/test.sh` installs them when missing).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::{free_port, wait_until};
+
+/// One PostgreSQL server with a database `bcm` owned by the user `bcm` (trust
+/// authentication on loopback).
+pub struct Postgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+    running: bool,
+}
+
+fn pg_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("BCM_PG_BIN") {
+        return PathBuf::from(p);
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+                .filter(|p| p.join("initdb").exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found.pop().unwrap_or_else(|| {
+        panic!(
+            "no PostgreSQL server binaries (initdb, pg_ctl) in /usr/lib/postgresql/*/bin: \
+             install Debian's postgresql package (scripts/test.sh does) or set BCM_PG_BIN"
+        )
+    })
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+impl Postgres {
+    /// Creates and starts a new server; waits until it accepts connections.
+    pub fn start(name: &str) -> Postgres {
+        let bin = pg_bin();
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("bcm-pg-{name}-"))
+            .tempdir()
+            .expect("create a temp dir for PostgreSQL");
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .expect("run chown");
+            assert!(status.success(), "chown the PostgreSQL dir to postgres");
+        }
+        let pg = Postgres {
+            dir,
+            bin,
+            port: free_port(),
+            running: false,
+        };
+        pg.run_as_server_user(
+            "initdb",
+            &[
+                "-D",
+                &pg.data().to_string_lossy(),
+                "-U",
+                "bcm",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        let mut pg = pg;
+        pg.resume();
+        pg.psql_on("postgres", "CREATE DATABASE bcm OWNER bcm")
+            .expect("create database bcm");
+        pg
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn run_as_server_user(&self, tool: &str, args: &[&str]) {
+        let exe = self.bin.join(tool);
+        let mut cmd = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        let out = cmd
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("run {}: {e}", exe.display()));
+        assert!(
+            out.status.success(),
+            "{tool} {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `postgres://bcm@127.0.0.1:<port>/bcm`.
+    pub fn url(&self) -> String {
+        self.url_of("bcm")
+    }
+
+    /// The URL of another database on this server.
+    pub fn url_of(&self, database: &str) -> String {
+        format!("postgres://bcm@127.0.0.1:{}/{database}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server (fast shutdown: open transactions are rolled back).
+    pub fn stop(&mut self) {
+        if self.running {
+            self.run_as_server_user(
+                "pg_ctl",
+                &[
+                    "-D",
+                    &self.data().to_string_lossy(),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "stop",
+                ],
+            );
+            self.running = false;
+        }
+    }
+
+    /// Starts the (stopped) server again on the same port with the same data.
+    pub fn resume(&mut self) {
+        assert!(!self.running, "PostgreSQL is already running");
+        let opts = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=50",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("server.log");
+        self.run_as_server_user(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data().to_string_lossy(),
+                "-o",
+                &opts,
+                "-l",
+                &log.to_string_lossy(),
+                "-w",
+                "start",
+            ],
+        );
+        self.running = true;
+        wait_until(
+            Duration::from_secs(20),
+            "PostgreSQL to accept connections",
+            || self.psql_on("postgres", "SELECT 1").map(|_| ()),
+        );
+    }
+
+    /// Runs `sql` in database `bcm` with psql; its unaligned output.
+    pub fn psql(&self, sql: &str) -> Result<String, String> {
+        self.psql_on("bcm", sql)
+    }
+
+    fn psql_on(&self, database: &str, sql: &str) -> Result<String, String> {
+        let psql = self.bin.join("psql");
+        let out = Command::new(&psql)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "bcm",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+            ])
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg("-d")
+            .arg(database)
+            .arg("-c")
+            .arg(sql)
+            .output()
+            .map_err(|e| format!("run {}: {e}", psql.display()))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(format!(
+                "psql {sql:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    /// The rows of `query` as a JSON array of objects.
+    pub fn rows(&self, query: &str) -> Result<Vec<Value>, String> {
+        let text = self.psql(&format!(
+            "SELECT COALESCE(json_agg(t), '[]'::json) FROM ({query}) t"
+        ))?;
+        match serde_json::from_str(&text) {
+            Ok(Value::Array(rows)) => Ok(rows),
+            Ok(other) => Err(format!("not an array: {other}")),
+            Err(e) => Err(format!("{e}: {text}")),
+        }
+    }
+
+    /// The server's own log, for failure messages.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if self.running {
+            let exe = self.bin.join("pg_ctl");
+            let data = self.data();
+            let mut cmd = if is_root() {
+                let mut c = Command::new("runuser");
+                c.args(["-u", "postgres", "--"]).arg(&exe);
+                c
+            } else {
+                Command::new(&exe)
+            };
+            let _ = cmd
+                .arg("-D")
+                .arg(&data)
+                .args(["-m", "immediate", "-w", "stop"])
+                .output();
+        }
+    }
+}
