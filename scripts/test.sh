@@ -11,8 +11,22 @@ cd "$(dirname "$0")/.."
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-# The suites so far need nothing beyond the Rust toolchain. Suites that need Debian
-# packages (chromium, etcd, postgresql) install them here when they are missing.
+# Suites that need Debian packages (chromium, etcd, postgresql) install them here
+# when they are missing.
+
+# The compose test runs where a Docker engine answers; it builds its images from
+# local parts, the first time with debootstrap (scripts/local-images.sh).
+run_compose=false
+if [ $# -eq 0 ] || [[ "$*" == *compose* ]]; then
+  if docker info >/dev/null 2>&1; then
+    run_compose=true
+    if ! command -v debootstrap >/dev/null && [ "$(id -u)" = 0 ]; then
+      echo "== apt-get install debootstrap (for the compose test's base image)"
+      apt-get install -y -qq debootstrap >/dev/null 2>&1 ||
+        { apt-get update -qq && apt-get install -y -qq debootstrap >/dev/null; }
+    fi
+  fi
+fi
 
 if [ "${CI:-}" = "true" ]; then
   echo "== cargo fmt --check"
@@ -33,6 +47,15 @@ cargo test --workspace --exclude bcm-tests 2>&1 | tee -a "$log"
 echo "== end-to-end tests (real bcm processes on loopback)"
 # One at a time: each test runs a whole cluster on a 2-core machine.
 cargo test -p bcm-tests --lib --test e2e -- --test-threads=1 "$@" 2>&1 | tee -a "$log"
+
+echo "== docker compose stack (docker-compose.yml in containers, the failover demo's cluster)"
+if [ "$run_compose" = true ]; then
+  cargo test -p bcm-tests --test compose -- --test-threads=1 "$@" 2>&1 | tee -a "$log"
+elif [ $# -gt 0 ] && [[ "$*" != *compose* ]]; then
+  echo "skipped: only the end-to-end tests matching '$*' were asked for"
+else
+  echo "skipped: no Docker engine answers here (docker info failed)"
+fi
 
 # One closing line for the whole run.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "summary: %d passed, %d failed\n", p, f }' "$log"
