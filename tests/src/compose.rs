@@ -80,6 +80,23 @@ pub fn build_local_images(binary: &Path) {
     );
 }
 
+/// Variables docker-compose.yml (or Compose itself) reads from the environment.
+const COMPOSE_VARIABLES: &[&str] = &[
+    "COMPOSE_PROJECT_NAME",
+    "COMPOSE_FILE",
+    "COMPOSE_PROFILES",
+    "BCM_CLUSTER_SECRET",
+    "BCM_ADMIN_PASSWORD",
+    "POSTGRES_PASSWORD",
+    "BCM_IMAGE",
+    "BCM_PUBLISH_ADDR",
+    "BCM_PORT",
+    "BCM1_PORT",
+    "BCM2_PORT",
+    "BCM3_PORT",
+    "BCM4_PORT",
+];
+
 /// The named volumes of compose project `project` that exist now.
 pub fn project_volumes(project: &str) -> Vec<String> {
     let out = Command::new("docker")
@@ -202,6 +219,10 @@ impl ComposeStack {
             .args(args)
             .current_dir(&ws)
             .stdin(Stdio::null());
+        // The shell's environment would win over the env file: keep only ours.
+        for var in COMPOSE_VARIABLES {
+            cmd.env_remove(var);
+        }
         cmd
     }
 
