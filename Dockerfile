@@ -13,6 +13,9 @@ ARG BASE_IMAGE=debian:bookworm-slim
 
 # ---- what every bcm image has: a non-root user, a data volume, a health check ----
 FROM ${BASE_IMAGE} AS runtime-base
+LABEL org.opencontainers.image.title="bcm" \
+      org.opencontainers.image.description="Backup Cluster Manager: one node of a bcm cluster" \
+      org.opencontainers.image.licenses="Apache-2.0"
 RUN groupadd --system --gid 10001 bcm \
  && useradd --system --uid 10001 --gid bcm --home-dir /var/lib/bcm --shell /usr/sbin/nologin bcm \
  && mkdir -p /var/lib/bcm /etc/bcm \

@@ -92,4 +92,6 @@ mkdir -p target/docker
 strip --strip-debug -o target/docker/bcm "$binary"
 build --target prebuilt --build-arg BASE_IMAGE="$base" \
   --build-arg BCM_BINARY=target/docker/bcm -t bcm-local/bcm:latest .
+# Each new binary leaves the previous bcm image untagged: remove those.
+docker image prune --force --filter label=org.opencontainers.image.title=bcm >/dev/null
 say "local images ready"
