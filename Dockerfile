@@ -39,7 +39,17 @@ CMD ["node", "--config", "/etc/bcm/bcm.toml"]
 #      target never needs the rust image) ----
 FROM runtime-base AS prebuilt
 ARG BCM_BINARY=target/release/bcm
-COPY ${BCM_BINARY} /usr/local/bin/bcm
+USER root
+# The classic builder (Docker without BuildKit, docker-compose v1) builds every
+# stage before the one it is asked for, so this stage must also build when there
+# is no host binary: the trailing * lets the pattern match nothing, and Cargo.lock
+# (always there) keeps COPY from having no source at all.
+COPY Cargo.lock ${BCM_BINARY}* /tmp/prebuilt/
+RUN bin=$(find /tmp/prebuilt -type f ! -name Cargo.lock | head -n 1); \
+    if [ -n "$bin" ]; then install -m 0755 "$bin" /usr/local/bin/bcm; \
+    else echo "no ${BCM_BINARY} in the build context: this stage has no bcm binary"; fi; \
+    rm -rf /tmp/prebuilt
+USER bcm
 
 # ---- the source build ----
 FROM ${RUST_IMAGE} AS build
