@@ -32,6 +32,16 @@ need_package() { # need_package <probe-command> <package>...
 # The Postgres tests start their own server from these binaries.
 need_package "ls /usr/lib/postgresql/*/bin/initdb" postgresql
 
+# The compose test runs where a Docker engine answers; it builds its images from
+# local parts, the first time with debootstrap (scripts/local-images.sh).
+run_compose=false
+if [ $# -eq 0 ] || [[ "$*" == *compose* ]]; then
+  if docker info >/dev/null 2>&1; then
+    run_compose=true
+    need_package "command -v debootstrap" debootstrap
+  fi
+fi
+
 if [ "${CI:-}" = "true" ]; then
   echo "== cargo fmt --check"
   cargo fmt --all -- --check
@@ -51,6 +61,15 @@ cargo test --workspace --exclude bcm-tests 2>&1 | tee -a "$log"
 echo "== end-to-end tests (real bcm processes on loopback)"
 # One at a time: each test runs a whole cluster on a 2-core machine.
 cargo test -p bcm-tests --lib --test e2e -- --test-threads=1 "$@" 2>&1 | tee -a "$log"
+
+echo "== docker compose stack (docker-compose.yml in containers, the failover demo's cluster)"
+if [ "$run_compose" = true ]; then
+  cargo test -p bcm-tests --test compose -- --test-threads=1 "$@" 2>&1 | tee -a "$log"
+elif [ $# -gt 0 ] && [[ "$*" != *compose* ]]; then
+  echo "skipped: only the end-to-end tests matching '$*' were asked for"
+else
+  echo "skipped: no Docker engine answers here (docker info failed)"
+fi
 
 # One closing line for the whole run.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "summary: %d passed, %d failed\n", p, f }' "$log"

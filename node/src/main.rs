@@ -10,6 +10,7 @@ mod config;
 mod dev;
 mod events;
 mod export;
+mod healthcheck;
 mod manager;
 mod membership;
 mod metrics;
@@ -57,6 +58,8 @@ enum Cmd {
     Restores(cli_resources::RestoresArgs),
     /// Load a cluster (bcm, or etcd for comparison) and report throughput and latency.
     Bench(bench::BenchArgs),
+    /// Ask a node's health endpoint once; exit 0 on 200 (for container health checks).
+    Healthcheck(healthcheck::HealthcheckArgs),
 }
 
 #[derive(clap::Args)]
@@ -97,6 +100,7 @@ fn main() -> ExitCode {
             Cmd::Login(args) => cli::login(args).await,
             Cmd::Status(args) => cli::status(args).await,
             Cmd::Bench(args) => bench::run(args).await,
+            Cmd::Healthcheck(args) => healthcheck::run(args).await,
             Cmd::Users(args) => cli_resources::users(args).await,
             Cmd::Groups(args) => cli_resources::groups(args).await,
             Cmd::Nodes(args) => cli_resources::nodes(args).await,

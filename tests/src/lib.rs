@@ -41,6 +41,7 @@ use serde_json::{json, Value};
 pub use serde_json;
 
 mod cli;
+pub mod compose;
 mod pg;
 mod sse;
 

@@ -1,0 +1,226 @@
+//! The compose stack users start with `docker compose up`: PostgreSQL, three bcm
+//! nodes and HAProxy in containers (docker-compose.yml as shipped; the images are
+//! built from local parts by scripts/local-images.sh, since nothing can be pulled
+//! here). Skipped, with a message, where no Docker engine answers.
+//!
+//! `cargo build --bin bcm && cargo test -p bcm-tests --test compose`
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bcm_tests::compose::{self, Ack, ComposeStack, Writer};
+use bcm_tests::serde_json::Value;
+use bcm_tests::{bcm_bin, wait_until};
+
+/// How long after `docker kill` of the leader writes through HAProxy must succeed.
+const FAILOVER_BUDGET: Duration = Duration::from_secs(5);
+const NODES: [&str; 3] = ["bcm1", "bcm2", "bcm3"];
+const STACK: [&str; 5] = ["postgres", "bcm1", "bcm2", "bcm3", "haproxy"];
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// Waits until the writer has `n` more acknowledged writes than now.
+fn wait_for_progress(writer: &Writer, n: usize, timeout: Duration) {
+    let have = writer.acks().len();
+    wait_until(timeout, &format!("{n} more acknowledged writes"), || {
+        let now = writer.acks().len();
+        if now >= have + n {
+            Ok(())
+        } else {
+            Err(format!("{} more so far", now - have))
+        }
+    });
+}
+
+/// Every acknowledged write, with its value, is served by `base`.
+fn check_all_present(stack: &ComposeStack, base: &str, acks: &[Ack], linearizable: bool) {
+    let expected: BTreeMap<&str, &Value> =
+        acks.iter().map(|a| (a.key.as_str(), &a.value)).collect();
+    wait_until(
+        secs(30),
+        &format!("{base} to serve all {} acknowledged writes", expected.len()),
+        || {
+            let have = stack.settings(base, "w-", linearizable)?;
+            let missing: Vec<String> = expected
+                .iter()
+                .filter(|(k, v)| have.get(**k) != Some(**v))
+                .map(|(k, v)| format!("{k}={v} (has {:?})", have.get(*k)))
+                .take(5)
+                .collect();
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("missing or wrong: {}", missing.join(", ")))
+            }
+        },
+    );
+}
+
+#[test]
+fn compose_stack_survives_killing_the_leader_container() {
+    if let Err(why) = compose::docker_available() {
+        eprintln!("skipped: no Docker engine ({why})");
+        return;
+    }
+    if let Err(why) = compose::compose_command() {
+        eprintln!("skipped: no Docker Compose ({why})");
+        return;
+    }
+    compose::build_local_images(&bcm_bin());
+
+    // Up from a clean state: a fresh project, fresh volumes.
+    let stack = Arc::new(ComposeStack::prepare());
+    let start = Instant::now();
+    stack.up(&[]);
+    stack.wait_healthy(&STACK, secs(120));
+    stack.log(format!(
+        "the stack is up and healthy {:.1}s after `up`",
+        start.elapsed().as_secs_f64()
+    ));
+    stack.login();
+
+    // Writes through HAProxy, all along.
+    let writer = Writer::start(&stack, "w-");
+    wait_for_progress(&writer, 20, secs(30));
+
+    // Kill the leader's container.
+    let old = stack
+        .leader_via_proxy()
+        .expect("HAProxy routes to a leader");
+    let old_service = format!("bcm{old}");
+    stack.log(format!("killing the leader's container, {old_service}"));
+    // Timed from before `docker kill` runs; counted from the first write sent after
+    // it returned: the measure errs on the slow side.
+    let kill_started = Instant::now();
+    stack.kill(&old_service);
+    let killed_at = Instant::now();
+    let first = wait_until(
+        secs(30),
+        "a write sent after the kill to be acknowledged",
+        || {
+            writer
+                .acks()
+                .into_iter()
+                .find(|a| a.sent >= killed_at)
+                .ok_or_else(|| "none yet".to_string())
+        },
+    );
+    let took = first.acked - kill_started;
+    let new = wait_until(secs(10), "HAProxy to route to a new leader", || match stack
+        .leader_via_proxy()?
+    {
+        n if n != old => Ok(n),
+        n => Err(format!("still {n}")),
+    });
+    stack.log(format!(
+        "writes through HAProxy succeed again {:.2}s after `docker kill`; bcm{new} leads now",
+        took.as_secs_f64()
+    ));
+    assert!(
+        took < FAILOVER_BUDGET,
+        "the first write after killing the leader's container took {:.2}s (budget {FAILOVER_BUDGET:?})",
+        took.as_secs_f64()
+    );
+    assert_eq!(
+        stack.health(&old_service),
+        "exited",
+        "a killed container stays down"
+    );
+
+    // Start it again: it rejoins and catches up.
+    wait_for_progress(&writer, 20, secs(30));
+    stack.start_container(&old_service);
+    stack.wait_healthy(&[old_service.as_str()], secs(60));
+    let rejoined = stack.node_url(old);
+    wait_until(
+        secs(30),
+        &format!("{old_service} to see every member up"),
+        || {
+            let c = stack.cluster(&rejoined)?;
+            let members = c["members"].as_array().cloned().unwrap_or_default();
+            let up = members.iter().filter(|m| m["status"] == "up").count();
+            if members.len() == 3 && up == 3 && c["leader_id"] == new {
+                Ok(())
+            } else {
+                Err(format!(
+                    "leader {} members {}",
+                    c["leader_id"], c["members"]
+                ))
+            }
+        },
+    );
+    check_all_present(&stack, &rejoined, &writer.acks(), false);
+    stack.log(format!(
+        "{old_service} rejoined and serves every acknowledged write"
+    ));
+
+    // Restarting PostgreSQL does not disturb the cluster.
+    let before = writer.acks().len();
+    stack.compose_ok(&["restart", "postgres"]);
+    stack.wait_healthy(&["postgres"], secs(60));
+    wait_for_progress(&writer, 20, secs(30));
+    stack.wait_healthy(&NODES, secs(30));
+    stack.log(format!(
+        "PostgreSQL restarted; {} writes acknowledged meanwhile",
+        writer.acks().len() - before
+    ));
+
+    let (attempts, acks) = writer.stop();
+    stack.log(format!(
+        "writer: {} of {attempts} writes acknowledged",
+        acks.len()
+    ));
+    check_all_present(&stack, &stack.proxy_url(), &acks, true);
+
+    // `down` and `up` again: the volumes keep everything.
+    stack.compose_ok(&["down", "--timeout", "10"]);
+    assert!(!stack.volumes().is_empty(), "`down` keeps the volumes");
+    stack.up(&[]);
+    stack.wait_healthy(&STACK, secs(120));
+    stack.login();
+    check_all_present(&stack, &stack.proxy_url(), &acks, true);
+    for n in 1..=3 {
+        check_all_present(&stack, &stack.node_url(n), &acks, false);
+    }
+    stack.log("after `down` and `up` every acknowledged write is still there");
+
+    // The `scale` profile adds a storage-only node, which joins by itself as a learner.
+    stack.up(&["--profile", "scale"]);
+    stack.wait_healthy(&["bcm4"], secs(60));
+    wait_until(secs(30), "bcm4 to be a member that is up", || {
+        let c = stack.cluster(&stack.proxy_url())?;
+        let m = c["members"]
+            .as_array()
+            .and_then(|ms| ms.iter().find(|m| m["id"] == 4).cloned())
+            .ok_or("bcm4 is not a member yet")?;
+        if m["status"] == "up" && m["voter"] == false {
+            Ok(())
+        } else {
+            Err(format!("bcm4: {m}"))
+        }
+    });
+    check_all_present(&stack, &stack.node_url(4), &acks, false);
+    stack.log("bcm4 (profile scale) joined as a learner and serves every acknowledged write");
+
+    // Dropping the stack tears it down, volumes too; check that here.
+    let stack = Arc::try_unwrap(stack).unwrap_or_else(|_| panic!("the stack is still shared"));
+    let probe = ComposeProbe::of(&stack);
+    drop(stack);
+    assert!(probe.volumes_gone(), "`down --volumes` left volumes behind");
+}
+
+/// Looks at a project's volumes after the stack itself is gone.
+struct ComposeProbe(String);
+
+impl ComposeProbe {
+    fn of(stack: &ComposeStack) -> ComposeProbe {
+        ComposeProbe(stack.project().to_string())
+    }
+
+    fn volumes_gone(&self) -> bool {
+        compose::project_volumes(&self.0).is_empty()
+    }
+}
