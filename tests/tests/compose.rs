@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use bcm_tests::compose::{self, Ack, ComposeStack, Writer};
 use bcm_tests::serde_json::Value;
 use bcm_tests::{bcm_bin, wait_until};
+use reqwest::Method;
 
 /// How long after `docker kill` of the leader writes through HAProxy must succeed.
 const FAILOVER_BUDGET: Duration = Duration::from_secs(5);
@@ -174,6 +175,23 @@ fn compose_stack_survives_killing_the_leader_container() {
         acks.len()
     ));
     check_all_present(&stack, &stack.proxy_url(), &acks, true);
+
+    // The snapshot export reaches the restarted PostgreSQL: a snapshot now is
+    // exported, with no error left.
+    let snap_url = format!("{}/api/v1/cluster/snapshot", stack.proxy_url());
+    let (status, snap) = stack.send(Method::POST, &snap_url, None, secs(30)).unwrap();
+    assert_eq!(status, 200, "POST /api/v1/cluster/snapshot: {snap}");
+    let index = snap["snapshot_index"].as_u64().unwrap();
+    wait_until(secs(60), "the export to PostgreSQL to catch up", || {
+        let ex = stack.cluster(&stack.proxy_url())?["snapshot_export"].clone();
+        match ex["last_index"].as_u64() {
+            Some(i) if i >= index && ex["last_error"].is_null() => Ok(()),
+            _ => Err(ex.to_string()),
+        }
+    });
+    stack.log(format!(
+        "PostgreSQL holds the state at index {index} or later"
+    ));
 
     // `down` and `up` again: the volumes keep everything.
     stack.compose_ok(&["down", "--timeout", "10"]);
