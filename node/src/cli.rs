@@ -325,6 +325,19 @@ pub fn render_status(c: &Value) -> String {
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
+    let ex = &c["snapshot_export"];
+    if ex.is_object() {
+        out.push_str(&format!(
+            "\npostgres export: index {} at {}, {} entries behind",
+            s(&ex["last_index"]),
+            s(&ex["last_at"]),
+            s(&ex["lag"])
+        ));
+        if !ex["last_error"].is_null() {
+            out.push_str(&format!("; FAILING: {}", s(&ex["last_error"])));
+        }
+        out.push('\n');
+    }
     out
 }
 
@@ -347,10 +360,18 @@ mod tests {
             line1.contains("cluster-manager") && line1.contains("voter"),
             "{line1}"
         );
+        assert!(!t.contains("postgres export"), "{t}");
         let line2 = t.lines().find(|l| l.starts_with("2 ")).unwrap();
         assert!(
             line2.contains("backup-manager") && line2.contains("learner") && line2.contains("down"),
             "{line2}"
+        );
+        let mut c = c;
+        c["snapshot_export"] = serde_json::json!({"last_index": 9, "last_at": "2026-11-25T10:00:00Z", "last_error": "cannot reach PostgreSQL", "lag": 1});
+        let t = super::render_status(&c);
+        assert!(
+            t.contains("postgres export: index 9 at 2026-11-25T10:00:00Z, 1 entries behind; FAILING: cannot reach PostgreSQL"),
+            "{t}"
         );
     }
 }
