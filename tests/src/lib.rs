@@ -40,9 +40,11 @@ use serde_json::{json, Value};
 
 pub use serde_json;
 
+mod browser;
 mod cli;
 mod sse;
 
+pub use browser::{screenshot_dir, Browser};
 pub use cli::{Bcm, CliOutput, DevCluster};
 pub use sse::{EventStream, SseEvent};
 

@@ -8,6 +8,7 @@
   var conn = document.getElementById('conn');
   var source = null;
   var moving = false;
+  var connectedOnce = false;
 
   function say(text, lost) {
     if (!conn) { return; }
@@ -70,8 +71,10 @@
     source = new EventSource('/ui/events');
     source.addEventListener('hello', function () {
       say('live');
-      // Anything missed while disconnected: redraw once.
-      regions().forEach(function (region, i) { refresh(region, i); });
+      // Anything missed while disconnected: redraw once (not on the first connect:
+      // the page was just rendered).
+      if (connectedOnce) { regions().forEach(function (region, i) { refresh(region, i); }); }
+      connectedOnce = true;
     });
     KINDS.forEach(function (kind) {
       source.addEventListener(kind, function (e) {
