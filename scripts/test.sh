@@ -11,8 +11,18 @@ cd "$(dirname "$0")/.."
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-# The suites so far need nothing beyond the Rust toolchain. Suites that need Debian
-# packages (chromium, etcd, postgresql) install them here when they are missing.
+# Suites that need Debian packages install them here when they are missing.
+# The web UI tests (e2e::ui) drive Debian's Chromium through chromedriver.
+if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ]; then
+    echo "== installing chromium and chromium-driver (for the web UI tests)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "the web UI tests need chromium and chromium-driver: sudo apt-get install chromium chromium-driver" >&2
+    exit 1
+  fi
+fi
 
 if [ "${CI:-}" = "true" ]; then
   echo "== cargo fmt --check"
