@@ -215,8 +215,19 @@ impl Browser {
 
     /// The page's URL, heading and message, for failure messages.
     pub fn where_now(&self) -> String {
+        let code = if self.on_error_page() {
+            self.exec(
+                "return (document.body.innerText.match(/ERR_[A-Z_]+/) || [''])[0]",
+                json!([]),
+            )
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+        } else {
+            String::new()
+        };
         format!(
-            "at {}: heading {:?}, message {:?}",
+            "at {}: heading {:?}, message {:?} {code}",
             self.url(),
             self.text("h1").unwrap_or_default(),
             self.text("#flash").unwrap_or_default()
@@ -261,23 +272,29 @@ impl Browser {
         done: impl Fn(&Browser) -> Result<T, String>,
     ) -> T {
         let form_page = self.url();
-        for _ in 0..4 {
+        let mut last = String::new();
+        for _ in 0..8 {
             self.click(css);
-            let outcome = wait_until(Duration::from_secs(15), what, || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(15);
+            loop {
                 if self.on_error_page() {
-                    return Ok(None);
+                    break;
                 }
-                done(self)
-                    .map(Some)
-                    .map_err(|e| format!("{e} ({})", self.where_now()))
-            });
-            match outcome {
-                Some(v) => return v,
-                None => {
-                    self.goto(&form_page);
-                    retry(self);
+                match done(self) {
+                    Ok(v) => return v,
+                    Err(e) => last = format!("{e} ({})", self.where_now()),
                 }
+                if std::time::Instant::now() > deadline {
+                    panic!("timed out waiting for {what}; last seen: {last}");
+                }
+                std::thread::sleep(Duration::from_millis(50));
             }
+            eprintln!(
+                "browser: {what}: the submission was lost: {}",
+                self.where_now()
+            );
+            self.goto(&form_page);
+            retry(self);
         }
         panic!("{what}: every submission was lost to network changes");
     }
@@ -305,6 +322,13 @@ impl Browser {
         let id = self.find(css)?;
         self.cmd("GET", &format!("/element/{id}/attribute/{name}"), None)
             .map(|v| v.as_str().map(str::to_string))
+    }
+
+    /// The value of the cookie `name` (HttpOnly ones included: WebDriver sees them).
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.cmd("GET", &format!("/cookie/{name}"), None)
+            .ok()
+            .and_then(|v| v["value"].as_str().map(str::to_string))
     }
 
     /// Runs a script in the page and returns its value.

@@ -136,5 +136,15 @@
     })();
   }
 
+  // Leaving the page closes its stream: a page kept in the back/forward cache must
+  // not hold one of the browser's few connections to this node. Coming back
+  // reconnects (and redraws what changed meanwhile).
+  window.addEventListener('pagehide', function () {
+    if (source) { source.close(); source = null; }
+  });
+  window.addEventListener('pageshow', function (e) {
+    if (e.persisted && !source && !moving) { connect(); }
+  });
+
   connect();
 })();

@@ -245,6 +245,22 @@ fn ui_users_through_a_follower_with_permissions_and_csrf() {
         .attr("form.logout input[name=csrf]", "value")
         .unwrap()
         .unwrap();
+    // The same form posted from outside the browser with the viewer's session: the
+    // server refuses it whatever the client.
+    let r = reqwest::blocking::Client::new()
+        .post(format!("{base}/users"))
+        .header(
+            "cookie",
+            format!("bcm_session={}", b.cookie("bcm_session").unwrap()),
+        )
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("name", "eve-ui"),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
     let (status, body) = post_from_page(
         &b,
         "/users",
@@ -298,6 +314,7 @@ fn ui_dashboard_follows_nodes_dying_and_moves_off_a_dead_node() {
         "ui: node {other} shown down {:.1}s after kill",
         killed.elapsed().as_secs_f64()
     ));
+    b.screenshot(&screenshot_dir().join("dashboard-node-down.png"));
     // And the cluster itself said so: the page shows what the API says.
     let api_status = c.cluster(serving).unwrap()["members"]
         .as_array()
