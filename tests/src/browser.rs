@@ -272,8 +272,8 @@ impl Browser {
         done: impl Fn(&Browser) -> Result<T, String>,
     ) -> T {
         let form_page = self.url();
-        let mut last = String::new();
         for _ in 0..8 {
+            let mut last: String;
             self.click(css);
             let deadline = std::time::Instant::now() + Duration::from_secs(15);
             loop {
