@@ -766,6 +766,19 @@ mod tests {
         assert!(html.contains("disk full on node 3"));
         assert!(html.contains("node 1, node 3"));
         assert!(html.contains("Restore #5"));
+        assert!(
+            html.contains("id=\"restore-note\""),
+            "a failed backup cannot be restored"
+        );
+        let html = BackupPage {
+            chrome: chrome(ADMIN),
+            backup: backup("succeeded"),
+            restores: vec![],
+            nodes: nodes(),
+            draft: Draft::default(),
+        }
+        .render()
+        .unwrap();
         assert!(html.contains("name=\"target_path\""));
         let html = BackupPage {
             chrome: chrome(VIEWER),

@@ -395,3 +395,135 @@ fn ui_dashboard_follows_nodes_dying_and_moves_off_a_dead_node() {
     b.goto(&format!("{}/users", c.api_url(moved_to)));
     b.wait_for("tr[data-user='admin']", secs(10));
 }
+
+/// The flash message of the page, once it contains `want`.
+fn flash_with(b: &Browser, want: &str) -> Result<String, String> {
+    let t = b.text("#flash").unwrap_or_default();
+    if t.contains(want) {
+        Ok(t)
+    } else {
+        Err(format!("flash {t:?}"))
+    }
+}
+
+#[test]
+fn ui_config_plans_backups_restores_nodes_and_groups_through_forms() {
+    let c = Cluster::builder().name("ui-forms").voters(3).start();
+    let follower = c.followers()[0];
+    let base = c.api_url(follower);
+    let b = Browser::start();
+    b.log_in(&base, "admin", ADMIN_PASSWORD);
+
+    // Config: set a key, then edit it (compare-and-set on the version shown).
+    b.goto(&format!("{base}/config"));
+    let fill = |b: &Browser| {
+        b.type_into("#c-key", "retention.days");
+        b.type_into("#c-value", "30");
+    };
+    fill(&b);
+    b.submit(
+        "form[method=post][action='/config'] button[type=submit]",
+        "the key saved",
+        fill,
+        |b| flash_with(b, "retention.days saved"),
+    );
+    assert_eq!(
+        c.config_value(follower, "retention.days").unwrap(),
+        Some(json!(30))
+    );
+    let fill = |b: &Browser| b.type_into("#c-value", "31");
+    fill(&b);
+    b.submit("button[name=op][value=save]", "the key edited", fill, |b| {
+        flash_with(b, "retention.days saved")
+    });
+    assert_eq!(
+        c.config_value(follower, "retention.days").unwrap(),
+        Some(json!(31))
+    );
+
+    // Plans: create one.
+    b.goto(&format!("{base}/plans"));
+    let fill = |b: &Browser| {
+        b.type_into("#p-name", "etc-nightly");
+        b.click("#p-node option[value='1']");
+        b.type_into("#p-paths", "/etc\n/var/lib/app");
+        b.type_into("#p-schedule", "0 3 * * *");
+    };
+    fill(&b);
+    b.submit(
+        "form[method=post][action='/plans'] button[type=submit]",
+        "the plan created",
+        fill,
+        |b| flash_with(b, "etc-nightly created"),
+    );
+    let plans = c.get_json(follower, "/api/v1/plans?q=etc-nightly").unwrap();
+    assert_eq!(plans["items"][0]["paths"], json!(["/etc", "/var/lib/app"]));
+    assert_eq!(plans["items"][0]["schedule"], json!("0 3 * * *"));
+
+    // Back up now from the plan's page; the backup's page shows it pending.
+    b.submit(
+        "form[action='/backups'] button[type=submit]",
+        "the backup started",
+        |_| {},
+        |b| flash_with(b, "started"),
+    );
+    assert_eq!(b.text("#backup-status").unwrap(), "pending");
+    let backup_url = b.url();
+    assert!(backup_url.contains("/backups/"));
+
+    // A pending backup cannot be restored: no restore form, and a restore posted
+    // anyway is refused (409) in plain words, on the page.
+    assert!(!b.exists("#r-path"));
+    assert!(b.text("#restore-note").unwrap().contains("pending"));
+    let csrf = b
+        .attr("form.logout input[name=csrf]", "value")
+        .unwrap()
+        .unwrap();
+    let path = backup_url.trim_start_matches(&base).to_string();
+    let (status, body) = post_from_page(
+        &b,
+        &path,
+        json!({"csrf": csrf, "op": "restore", "target_node": "1", "target_path": "/restore/etc"}),
+    );
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body.contains("only a succeeded backup can be restored"),
+        "{body}"
+    );
+    let restores = c.get_json(follower, "/api/v1/restores").unwrap();
+    assert_eq!(restores["total"], json!(0));
+
+    // Backups filter by status, with the API's parameters.
+    b.goto(&format!("{base}/backups?status=pending"));
+    b.wait_for("tr[data-backup][data-status=pending]", secs(10));
+    b.goto(&format!("{base}/backups?status=failed"));
+    b.wait_for("table caption", secs(10));
+    assert!(!b.exists("tr[data-backup]"), "no failed backup");
+    assert!(b.text("table caption").unwrap().starts_with("0 backups"));
+
+    // Nodes: configure a node's labels.
+    b.goto(&format!("{base}/nodes/2"));
+    let fill = |b: &Browser| b.type_into("#n-labels", "rack=b");
+    fill(&b);
+    b.submit("button[type=submit].primary", "the node saved", fill, |b| {
+        flash_with(b, "configuration saved")
+    });
+    let n2 = c.get_json(follower, "/api/v1/nodes/2").unwrap();
+    assert_eq!(n2["labels"], json!({"rack": "b"}));
+
+    // Groups: a custom group with one permission.
+    b.goto(&format!("{base}/groups"));
+    let fill = |b: &Browser| {
+        b.type_into("#g-name", "night-shift");
+        b.click("input[name=permissions][value='backups.read']");
+    };
+    fill(&b);
+    b.submit(
+        "form[method=post][action='/groups'] button[type=submit]",
+        "the group created",
+        fill,
+        |b| flash_with(b, "night-shift created"),
+    );
+    let g = c.get_json(follower, "/api/v1/groups/night-shift").unwrap();
+    assert_eq!(g["permissions"], json!(["backups.read"]));
+}
