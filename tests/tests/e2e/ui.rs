@@ -234,9 +234,21 @@ fn ui_users_through_a_follower_with_permissions_and_csrf() {
         |_| {},
         |b| b.find("#username").map(|_| ()),
     );
-    b.log_in(&base, "victor-ui", PASSWORD);
-    b.goto(&format!("{base}/users"));
-    b.wait_for("tr[data-user='admin']", secs(10));
+    // A shared link opened without a session leads through the login page and back;
+    // the form works with the keyboard alone (Enter submits).
+    b.goto(&format!("{base}/users?enabled=true"));
+    b.wait_for("#username", secs(10));
+    assert!(b.url().contains("/login?next="), "{}", b.url());
+    b.type_into("#username", "victor-ui");
+    b.type_into("#password", &format!("{PASSWORD}\u{E007}"));
+    wait_until(secs(15), "the shared link after logging in", || {
+        if b.url().ends_with("/users?enabled=true") && b.exists("tr[data-user='admin']") {
+            Ok(())
+        } else {
+            Err(b.where_now())
+        }
+    });
+    assert!(!b.exists("tr[data-user='alice-ui']"), "the filter holds");
     assert!(!b.exists("#u-name"), "no create form for a viewer");
     b.goto(&format!("{base}/users/1"));
     b.wait_for("#user-state", secs(10));
