@@ -41,6 +41,8 @@ if [ $# -eq 0 ] || [[ "$*" == *compose* ]]; then
     need_package "command -v debootstrap" debootstrap
   fi
 fi
+# The web UI tests (e2e::ui) drive Debian's Chromium through chromedriver.
+need_package "command -v chromedriver && command -v chromium" chromium chromium-driver
 
 if [ "${CI:-}" = "true" ]; then
   echo "== cargo fmt --check"

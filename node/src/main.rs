@@ -19,6 +19,7 @@ mod rpc;
 mod rpc_server;
 mod runtime;
 mod service;
+mod ui;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -188,7 +189,8 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let node = runtime::start(cfg, stop_rx.clone()).await?;
 
     let rpc_app = rpc_server::router(node.clone());
-    let api_app = api::router(node.clone());
+    // The web UI shares the API listener: its pages at the top level, the API under /api/v1.
+    let api_app = api::router(node.clone()).merge(ui::router(node.clone()));
     let mut s1 = stop_rx.clone();
     let rpc_task = tokio::spawn(async move {
         axum::serve(rpc_listener, rpc_app)

@@ -40,11 +40,13 @@ use serde_json::{json, Value};
 
 pub use serde_json;
 
+mod browser;
 mod cli;
 pub mod compose;
 mod pg;
 mod sse;
 
+pub use browser::{screenshot_dir, Browser};
 pub use cli::{Bcm, CliOutput, DevCluster};
 pub use pg::Postgres;
 pub use sse::{EventStream, SseEvent};
