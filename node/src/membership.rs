@@ -226,12 +226,26 @@ fn spawn_admission(node: SharedNode, id: NodeId, api_addr: String, rpc_addr: Str
         joining.insert(id, Instant::now());
     }
     tokio::spawn(async move {
-        let result = admit(&node, id, BcmNode { api_addr, rpc_addr }, voter).await;
-        if let Err(e) = result {
-            tracing::warn!(
-                node_id = id,
-                "admitting node failed (it will ask again): {e}"
-            );
+        // The node was told to proceed and does not ask again: keep trying while
+        // this node leads (another change in progress, e.g. two nodes joining at
+        // once, refuses a membership change for a moment).
+        let bn = BcmNode { api_addr, rpc_addr };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match admit(&node, id, bn.clone(), voter).await {
+                Ok(()) => break,
+                Err(e) if Instant::now() < deadline && node.is_leader() => {
+                    tracing::info!(node_id = id, "admitting node: {e}; trying again");
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        node_id = id,
+                        "admitting node failed: {e}; it is admitted when it registers again"
+                    );
+                    break;
+                }
+            }
         }
         node.joining.lock().expect("joining lock").remove(&id);
     });

@@ -415,16 +415,21 @@ fn a_cluster_that_lost_every_disk_comes_back_from_postgres() {
         let r = c.login_with(id, "admin", ADMIN_PASSWORD).unwrap();
         assert_eq!(r.status, 200, "admin logs in on node {id}: {r}");
     }
-    let cl = c.cluster(1).unwrap();
-    let voters = cl["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["voter"] == true)
-        .count();
-    assert_eq!(
-        voters, 3,
-        "the members joined the restored node as voters: {cl}"
+    wait_until(
+        secs(30),
+        "the members to join the restored node as voters",
+        || {
+            let cl = c.cluster(1)?;
+            let voters = cl["members"]
+                .as_array()
+                .map(|m| m.iter().filter(|m| m["voter"] == true).count())
+                .unwrap_or(0);
+            if voters == 3 {
+                Ok(())
+            } else {
+                Err(cl["members"].to_string())
+            }
+        },
     );
     // And the cluster takes new writes.
     let r = c.put_config(2, "after/restore", &json!(true)).unwrap();
