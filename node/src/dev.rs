@@ -93,7 +93,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()?;
-    let ready = wait_ready(&client, &args).await;
+    let ready = wait_ready(&client, &args, &mut children).await?;
+    // The nodes read BCM_* variables too: a password given that way wins over the
+    // one written into their configs.
+    let password = match std::env::var("BCM_AUTH__ADMIN_PASSWORD") {
+        Ok(p) if !p.is_empty() => p,
+        _ => password,
+    };
     for i in 1..=args.nodes {
         println!(
             "  node {i}: http://127.0.0.1:{}   (log: {}/node{i}.log)",
@@ -146,9 +152,26 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_ready(client: &reqwest::Client, args: &DevArgs) -> bool {
+/// Waits until every node answers `/readyz` 200 (false after 30 s). Fails at once
+/// when a node exits: whatever answers on its port is not our node.
+async fn wait_ready(
+    client: &reqwest::Client,
+    args: &DevArgs,
+    children: &mut [tokio::process::Child],
+) -> anyhow::Result<bool> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while tokio::time::Instant::now() < deadline {
+        for (i, c) in children.iter_mut().enumerate() {
+            if let Ok(Some(status)) = c.try_wait() {
+                anyhow::bail!(
+                    "node {} exited at start ({status}); its log ({}/node{}.log) says why \
+                     (a port in use? try --base-port)",
+                    i + 1,
+                    args.data_dir.display(),
+                    i + 1
+                );
+            }
+        }
         let mut all = true;
         for i in 1..=args.nodes {
             let url = format!("http://127.0.0.1:{}/readyz", args.base_port + i - 1);
@@ -156,9 +179,9 @@ async fn wait_ready(client: &reqwest::Client, args: &DevArgs) -> bool {
             all &= ok;
         }
         if all {
-            return true;
+            return Ok(true);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    false
+    Ok(false)
 }

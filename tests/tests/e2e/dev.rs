@@ -81,3 +81,25 @@ fn bcm_dev_starts_a_working_cluster_and_ctrl_c_stops_every_node() {
         dev.pgid()
     );
 }
+
+/// A port already taken by another program: `bcm dev` says which node could not
+/// start and exits non-zero, instead of reporting the other program as its cluster.
+#[test]
+fn bcm_dev_fails_clearly_when_a_port_is_taken() {
+    let base = bcm_tests::free_base_port(&[0, 1, 2, 1000, 1001, 1002]);
+    // Something else answers on node 2's API port.
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", base + 1)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(bcm_tests::bcm_bin())
+        .args(["dev", "--base-port", &base.to_string(), "--data-dir"])
+        .arg(dir.path().join("dev"))
+        .env_remove("BCM_AUTH__ADMIN_PASSWORD")
+        .output()
+        .unwrap();
+    drop(squatter);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("node 2 exited at start"), "{text}");
+    assert!(!text.contains("the cluster is ready"), "{text}");
+}
