@@ -35,17 +35,9 @@ async fn render_list(
     mut status: StatusCode,
 ) -> Response {
     let q = ListQuery::parse(query);
-    let list = match ui
-        .get::<List<Backup>>(s, &q.api_uri("/api/v1/backups"))
-        .await
-    {
-        Ok(l) => l,
-        Err(e) => {
-            status = e.status;
-            flash = Some(e.flash());
-            List::default()
-        }
-    };
+    let list: List<Backup> = ui
+        .list(s, &q, "/api/v1/backups", &mut status, &mut flash)
+        .await;
     let t = BackupsPage {
         chrome: chrome_with(ui, s, "Backups", "/backups", flash),
         pager: q.pager("/backups", list.items.len(), list.total),
@@ -186,17 +178,9 @@ pub async fn restores(State(ui): State<UiState>, s: Session, RawQuery(raw): RawQ
     let q = ListQuery::parse(raw.as_deref());
     let mut status = StatusCode::OK;
     let mut flash = None;
-    let list = match ui
-        .get::<List<Restore>>(&s, &q.api_uri("/api/v1/restores"))
-        .await
-    {
-        Ok(l) => l,
-        Err(e) => {
-            status = e.status;
-            flash = Some(e.flash());
-            List::default()
-        }
-    };
+    let list: List<Restore> = ui
+        .list(&s, &q, "/api/v1/restores", &mut status, &mut flash)
+        .await;
     let t = RestoresPage {
         chrome: chrome_with(&ui, &s, "Restores", "/restores", flash),
         pager: q.pager("/restores", list.items.len(), list.total),

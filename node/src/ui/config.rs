@@ -31,17 +31,9 @@ async fn render_list(
     mut status: StatusCode,
 ) -> Response {
     let q = ListQuery::parse(query);
-    let list = match ui
-        .get::<List<ConfigEntry>>(s, &q.api_uri("/api/v1/config"))
-        .await
-    {
-        Ok(l) => l,
-        Err(e) => {
-            status = e.status;
-            flash = Some(e.flash());
-            List::default()
-        }
-    };
+    let list: List<ConfigEntry> = ui
+        .list(s, &q, "/api/v1/config", &mut status, &mut flash)
+        .await;
     let t = ConfigPage {
         chrome: chrome_with(ui, s, "Configuration", "/config", flash),
         pager: q.pager("/config", list.items.len(), list.total),

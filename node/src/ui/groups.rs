@@ -25,14 +25,9 @@ async fn render_list(
     mut status: StatusCode,
 ) -> Response {
     let q = ListQuery::parse(query);
-    let list = match ui.get::<List<Group>>(s, &q.api_uri("/api/v1/groups")).await {
-        Ok(l) => l,
-        Err(e) => {
-            status = e.status;
-            flash = Some(e.flash());
-            List::default()
-        }
-    };
+    let list: List<Group> = ui
+        .list(s, &q, "/api/v1/groups", &mut status, &mut flash)
+        .await;
     let t = GroupsPage {
         chrome: chrome_with(ui, s, "Groups", "/groups", flash),
         pager: q.pager("/groups", list.items.len(), list.total),

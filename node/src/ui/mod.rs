@@ -199,6 +199,29 @@ impl Ui {
         })
     }
 
+    /// One page of the API list at `path` with the page's query. On an error the
+    /// page shows an empty list, the error's status and its message.
+    pub async fn list<T>(
+        &self,
+        s: &Session,
+        q: &ListQuery,
+        path: &str,
+        status: &mut StatusCode,
+        flash: &mut Option<bcm_web_ui::Flash>,
+    ) -> bcm_web_ui::model::List<T>
+    where
+        bcm_web_ui::model::List<T>: DeserializeOwned + Default,
+    {
+        match self.get(s, &q.api_uri(path)).await {
+            Ok(l) => l,
+            Err(e) => {
+                *status = e.status;
+                *flash = Some(e.flash());
+                Default::default()
+            }
+        }
+    }
+
     pub async fn send(
         &self,
         s: &Session,

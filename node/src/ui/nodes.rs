@@ -24,14 +24,9 @@ async fn render_list(
     mut status: StatusCode,
 ) -> Response {
     let q = ListQuery::parse(query);
-    let list = match ui.get::<List<Member>>(s, &q.api_uri("/api/v1/nodes")).await {
-        Ok(l) => l,
-        Err(e) => {
-            status = e.status;
-            flash = Some(e.flash());
-            List::default()
-        }
-    };
+    let list: List<Member> = ui
+        .list(s, &q, "/api/v1/nodes", &mut status, &mut flash)
+        .await;
     let t = NodesPage {
         chrome: chrome_with(ui, s, "Nodes", "/nodes", flash),
         pager: q.pager("/nodes", list.items.len(), list.total),

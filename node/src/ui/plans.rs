@@ -37,14 +37,9 @@ async fn render_list(
     mut status: StatusCode,
 ) -> Response {
     let q = ListQuery::parse(query);
-    let list = match ui.get::<List<Plan>>(s, &q.api_uri("/api/v1/plans")).await {
-        Ok(l) => l,
-        Err(e) => {
-            status = e.status;
-            flash = Some(e.flash());
-            List::default()
-        }
-    };
+    let list: List<Plan> = ui
+        .list(s, &q, "/api/v1/plans", &mut status, &mut flash)
+        .await;
     let t = PlansPage {
         chrome: chrome_with(ui, s, "Plans", "/plans", flash),
         pager: q.pager("/plans", list.items.len(), list.total),

@@ -29,14 +29,9 @@ async fn render_list(
 ) -> Response {
     let q = ListQuery::parse(query);
     let mut flash = flash;
-    let list = match ui.get::<List<User>>(s, &q.api_uri("/api/v1/users")).await {
-        Ok(l) => l,
-        Err(e) => {
-            status = e.status;
-            flash = Some(e.flash());
-            List::default()
-        }
-    };
+    let list: List<User> = ui
+        .list(s, &q, "/api/v1/users", &mut status, &mut flash)
+        .await;
     let t = UsersPage {
         chrome: chrome_with(ui, s, "Users", "/users", flash),
         pager: q.pager("/users", list.items.len(), list.total),
