@@ -30,8 +30,6 @@ pub struct ExportStatus {
     pub last_error: Option<String>,
     /// Failed attempts since the process started.
     pub failures: u64,
-    /// Successful exports since the process started.
-    pub exports: u64,
 }
 
 /// The export status shared between the exporter task, the API and `/metrics`.
@@ -144,7 +142,6 @@ pub async fn run(node: SharedNode, pg: PostgresConfig) {
                     s.last_index = Some(held.max(s.last_index.unwrap_or(0)));
                     s.last_at_ms = Some(now_ms());
                     s.last_error = None;
-                    s.exports += 1;
                 });
                 seen_snapshot = m.snapshot;
                 failing = false;

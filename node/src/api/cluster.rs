@@ -38,7 +38,7 @@ pub struct SnapshotExportView {
     last_at: Option<String>,
     /// Why the last attempt failed; null once an export succeeds.
     last_error: Option<String>,
-    /// The leader's applied index minus `last_index`.
+    /// This node's applied index minus `last_index`.
     lag: u64,
 }
 
