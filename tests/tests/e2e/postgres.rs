@@ -62,6 +62,20 @@ fn after_a_snapshot_the_tables_hold_exactly_the_clusters_state() {
         .postgres(&pg.url(), 1)
         .start();
     let f = c.followers()[0];
+    // The cluster manager writes on its own (members joining -> up, the
+    // backup-manager assignment). Let it settle first, or those writes can land
+    // after the snapshot below and make the API newer than the tables.
+    wait_until(secs(30), "every member up and a backup manager", || {
+        let cl = c.cluster(f)?;
+        let nodes = c.get_json(f, "/api/v1/nodes?limit=100")?;
+        let items = nodes["items"].as_array().cloned().unwrap_or_default();
+        let all_up = items.len() == 3 && items.iter().all(|n| n["status"] == "up");
+        if all_up && cl["backup_manager"]["node_id"].is_u64() {
+            Ok(())
+        } else {
+            Err(format!("{nodes} {}", cl["backup_manager"]))
+        }
+    });
 
     // Something of every kind, written through a follower.
     call_ok(
