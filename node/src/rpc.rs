@@ -99,6 +99,9 @@ pub enum LeaderOp {
     Health,
     /// The leader's Postgres export status.
     ExportStatus,
+    /// Several writes at once (see forward.rs); answered with `OpResult::Batch`,
+    /// one answer per write, in order.
+    WriteBatch(Vec<Command>),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -110,10 +113,11 @@ pub enum OpResult {
     Snapshot(u64),
     Health(Vec<MemberHealth>),
     ExportStatus(crate::export::ExportStatus),
+    Batch(Vec<LeaderReply<OpResult>>),
 }
 
 /// A failure to talk to a peer.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PeerError {
     #[error("{addr} is unreachable: {message}")]
     Unreachable { addr: String, message: String },

@@ -42,6 +42,10 @@ pub struct Node {
     /// The Postgres snapshot export's status (see export.rs).
     pub export: crate::export::ExportState,
     pub shutdown: watch::Receiver<bool>,
+    /// Batches the writes this node forwards to the leader (see forward.rs).
+    pub forwarder: crate::forward::Forwarder,
+    /// Batches the writes this node proposes while it leads (see propose.rs).
+    pub proposer: crate::propose::Proposer,
 }
 
 pub type SharedNode = Arc<Node>;
@@ -206,9 +210,9 @@ pub async fn start(cfg: NodeConfig, shutdown: watch::Receiver<bool>) -> anyhow::
 
     let node = Arc::new(Node {
         cfg,
-        raft,
+        raft: raft.clone(),
         state,
-        peers,
+        peers: peers.clone(),
         metrics: Metrics::default(),
         events: broadcast::channel(1024).0,
         raft_open: AtomicBool::new(!pristine),
@@ -220,6 +224,8 @@ pub async fn start(cfg: NodeConfig, shutdown: watch::Receiver<bool>) -> anyhow::
         joining: Mutex::new(BTreeMap::new()),
         export: Default::default(),
         shutdown,
+        forwarder: crate::forward::Forwarder::start(peers.clone()),
+        proposer: crate::propose::Proposer::start(raft.clone()),
     });
     tracing::info!(
         node_id = node.cfg.id,

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use bcm_raft_store::{Command, NodeId, Response};
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::RaftError;
 use openraft::ServerState;
 
 use crate::membership;
@@ -132,33 +132,12 @@ pub async fn execute_locally(
     }
     let left = deadline.saturating_duration_since(Instant::now());
     match op {
-        LeaderOp::Write(command) => {
-            // A leader cut off from a majority answers at once instead of appending
-            // an entry that cannot commit.
-            let m = node.raft_metrics();
-            let lost_after = node.cfg.raft.election_timeout_max_ms * 2;
-            if let Some(ms) = m.millis_since_quorum_ack {
-                if ms > lost_after
-                    && node
-                        .leader_for()
-                        .is_some_and(|d| d.as_millis() as u64 > lost_after)
-                {
-                    return LeaderReply::Unavailable(format!(
-                        "the leader has not heard from a majority of voters for {ms} ms"
-                    ));
-                }
-            }
-            match tokio::time::timeout(left, node.raft.client_write(command)).await {
-                Ok(Ok(resp)) => LeaderReply::Ok(OpResult::Written(resp.data, resp.log_id.index)),
-                Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => LeaderReply::NotLeader {
-                    leader_id: f.leader_id,
-                    leader_rpc: f.leader_node.map(|n| n.rpc_addr),
-                },
-                Ok(Err(e)) => LeaderReply::Unavailable(format!("the write failed: {e}")),
-                Err(_) => LeaderReply::Unavailable(format!(
-                    "the write was not committed within {left:?} (is a majority of voters up?); it may still be applied later"
-                )),
-            }
+        LeaderOp::Write(command) => write_here(node, command, left).await,
+        LeaderOp::WriteBatch(commands) => {
+            // Each joins the leader's proposal queue (propose.rs); the answers come
+            // back in order.
+            let each = commands.into_iter().map(|c| write_here(node, c, left));
+            LeaderReply::Ok(OpResult::Batch(futures_util::future::join_all(each).await))
         }
         LeaderOp::ReadIndex => {
             match tokio::time::timeout(left, node.raft.ensure_linearizable()).await {
@@ -201,6 +180,26 @@ pub async fn execute_locally(
         LeaderOp::Health => LeaderReply::Ok(OpResult::Health(leader_health(node))),
         LeaderOp::ExportStatus => LeaderReply::Ok(OpResult::ExportStatus(node.export.get())),
     }
+}
+
+/// Proposes one write on this node, the leader, and waits up to `left` for it.
+async fn write_here(node: &Node, command: Command, left: Duration) -> LeaderReply<OpResult> {
+    // A leader cut off from a majority answers at once instead of appending
+    // an entry that cannot commit.
+    let lost_after = node.cfg.raft.election_timeout_max_ms * 2;
+    let quorum_ack = node.raft.metrics().borrow().millis_since_quorum_ack;
+    if let Some(ms) = quorum_ack {
+        if ms > lost_after
+            && node
+                .leader_for()
+                .is_some_and(|d| d.as_millis() as u64 > lost_after)
+        {
+            return LeaderReply::Unavailable(format!(
+                "the leader has not heard from a majority of voters for {ms} ms"
+            ));
+        }
+    }
+    node.proposer.propose(command, left).await
 }
 
 /// Each member's last contact and matched index, as the leader sees them.
@@ -269,11 +268,24 @@ pub async fn leader_op(
         let reply = match node.leader() {
             Some((id, _)) if id == node.cfg.id => execute_locally(node, op.clone(), deadline).await,
             Some((id, leader)) => {
-                match node
-                    .peers
-                    .call::<_, LeaderReply<OpResult>>(&leader.rpc_addr, rpc::PATH_LEADER, &op, left)
-                    .await
-                {
+                let answer = match &op {
+                    LeaderOp::Write(command) => {
+                        node.forwarder
+                            .write(&leader.rpc_addr, command.clone(), left)
+                            .await
+                    }
+                    _ => {
+                        node.peers
+                            .call::<_, LeaderReply<OpResult>>(
+                                &leader.rpc_addr,
+                                rpc::PATH_LEADER,
+                                &op,
+                                left,
+                            )
+                            .await
+                    }
+                };
+                match answer {
                     Ok(r) => r,
                     // Nothing was delivered: safe to try again.
                     Err(e @ PeerError::Unreachable { .. }) | Err(e @ PeerError::Status { .. }) => {

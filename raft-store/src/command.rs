@@ -153,6 +153,23 @@ pub enum Command {
         error: Option<String>,
         at: Millis,
     },
+    /// Several commands in one log entry, applied in order, each as if alone
+    /// (answered with [`Response::Batch`], one response each). The leader batches
+    /// the writes that arrive while its log is busy, so one append and one fsync
+    /// carry many. Commands that write the same config key never share a batch:
+    /// a key's version is the log index of its last write (a second one is refused
+    /// with [`Rejection::Conflict`]). A batch inside a batch is refused.
+    Batch(Vec<Command>),
+}
+
+impl Command {
+    /// The config key this command writes, if it writes one.
+    pub fn config_key(&self) -> Option<&str> {
+        match self {
+            Command::PutConfig { key, .. } | Command::DeleteConfig { key, .. } => Some(key),
+            _ => None,
+        }
+    }
 }
 
 /// Why a command changed nothing. Part of the replicated result, so it is the same on
@@ -194,4 +211,6 @@ pub enum Response {
     Backup(Backup),
     Restore(Restore),
     Rejected(Rejection),
+    /// The responses to a [`Command::Batch`], in order.
+    Batch(Vec<Response>),
 }

@@ -3,7 +3,7 @@
 //! `ClusterState::apply` is pure: no clocks, randomness, I/O or hashing. Given the
 //! same sequence of `(index, command)` it produces the same state and responses.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -224,6 +224,7 @@ impl ClusterState {
     /// Applies the command at log `index`. Refused commands change nothing.
     pub fn apply(&mut self, index: u64, command: &Command) -> Applied {
         match command {
+            Command::Batch(commands) => self.apply_batch(index, commands),
             Command::InitCluster {
                 cluster_id,
                 token_key,
@@ -341,6 +342,29 @@ impl ClusterState {
                 cluster_id: cluster_id.to_string(),
             }],
         )
+    }
+
+    fn apply_batch(&mut self, index: u64, commands: &[Command]) -> Applied {
+        let mut written: BTreeSet<&str> = BTreeSet::new();
+        let mut responses = Vec::with_capacity(commands.len());
+        let mut events = Vec::new();
+        for command in commands {
+            let applied = match command {
+                Command::Batch(_) => {
+                    Applied::rejected(Rejection::Invalid("a batch inside a batch".into()))
+                }
+                c if c.config_key().is_some_and(|k| !written.insert(k)) => {
+                    Applied::rejected(Rejection::Conflict(format!(
+                        "config key `{}` is written twice in one batch",
+                        c.config_key().unwrap_or_default()
+                    )))
+                }
+                c => self.apply(index, c),
+            };
+            responses.push(applied.response);
+            events.extend(applied.events);
+        }
+        Applied::ok(Response::Batch(responses), events)
     }
 
     fn register_node(&mut self, info: &NodeInfo, at: Millis) -> Applied {

@@ -1,0 +1,140 @@
+//! Writes a follower forwards to the leader travel in batches: one cluster-internal
+//! request carries every write that arrived while the previous request was being
+//! prepared, instead of one HTTP request each. Under load this divides the
+//! follower's and the leader's HTTP work per write by the batch size; with one
+//! client a batch holds one write and costs what a single forward did.
+//!
+//! A batch is delivered whole or not at all: when the request fails before the
+//! leader answers, every write in it gets the same error, and the caller decides
+//! (as for a single forward) whether it is safe to try again.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bcm_raft_store::Command;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::rpc::{self, LeaderOp, LeaderReply, OpResult, PeerError, Peers};
+
+/// At most this many writes in one request.
+const MAX_BATCH: usize = 512;
+
+type Answer = Result<LeaderReply<OpResult>, PeerError>;
+
+struct Pending {
+    leader_rpc: String,
+    command: Command,
+    deadline: Instant,
+    reply: oneshot::Sender<Answer>,
+}
+
+/// The sending side, held by the node.
+pub struct Forwarder {
+    tx: mpsc::UnboundedSender<Pending>,
+}
+
+impl Forwarder {
+    /// Starts the batching task; it ends when the node (the last `Forwarder`) goes.
+    pub fn start(peers: Peers) -> Forwarder {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(batcher(peers, rx));
+        Forwarder { tx }
+    }
+
+    /// Sends `command` to the leader at `leader_rpc` (in a batch with others) and
+    /// waits at most `timeout` for its answer.
+    pub async fn write(&self, leader_rpc: &str, command: Command, timeout: Duration) -> Answer {
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending {
+            leader_rpc: leader_rpc.to_string(),
+            command,
+            deadline: Instant::now() + timeout,
+            reply,
+        };
+        let unreachable = |message: &str| PeerError::Unreachable {
+            addr: leader_rpc.to_string(),
+            message: message.to_string(),
+        };
+        if self.tx.send(pending).is_err() {
+            return Err(unreachable("this node is shutting down"));
+        }
+        match tokio::time::timeout(timeout, answer).await {
+            Ok(Ok(a)) => a,
+            Ok(Err(_)) => Err(unreachable("this node is shutting down")),
+            Err(_) => Err(PeerError::Timeout {
+                addr: leader_rpc.to_string(),
+                timeout,
+            }),
+        }
+    }
+}
+
+async fn batcher(peers: Peers, mut rx: mpsc::UnboundedReceiver<Pending>) {
+    while let Some(first) = rx.recv().await {
+        // Everything already waiting goes with the first. Batches to different
+        // addresses (a leader change in between) go separately.
+        let mut by_leader: BTreeMap<String, Vec<Pending>> = BTreeMap::new();
+        let mut n = 1;
+        by_leader
+            .entry(first.leader_rpc.clone())
+            .or_default()
+            .push(first);
+        while n < MAX_BATCH {
+            let Ok(p) = rx.try_recv() else { break };
+            by_leader.entry(p.leader_rpc.clone()).or_default().push(p);
+            n += 1;
+        }
+        for (addr, batch) in by_leader {
+            // Several batches may be in flight at once: a batch never waits for
+            // the previous one's commit.
+            tokio::spawn(send(peers.clone(), addr, batch));
+        }
+    }
+}
+
+async fn send(peers: Peers, addr: String, mut batch: Vec<Pending>) {
+    let now = Instant::now();
+    batch.retain(|p| !p.reply.is_closed() && p.deadline > now);
+    if batch.is_empty() {
+        return;
+    }
+    // The longest wait any of them allows; each caller stops at its own deadline.
+    let timeout = batch
+        .iter()
+        .map(|p| p.deadline.saturating_duration_since(now))
+        .max()
+        .unwrap_or_default();
+    let (commands, replies): (Vec<Command>, Vec<_>) =
+        batch.into_iter().map(|p| (p.command, p.reply)).unzip();
+    let n = commands.len();
+    let op = if n == 1 {
+        LeaderOp::Write(commands.into_iter().next().expect("one command"))
+    } else {
+        LeaderOp::WriteBatch(commands)
+    };
+    let answer = peers
+        .call::<_, LeaderReply<OpResult>>(&addr, rpc::PATH_LEADER, &op, timeout)
+        .await;
+    match answer {
+        Ok(LeaderReply::Ok(OpResult::Batch(each))) if each.len() == n => {
+            for (reply, a) in replies.into_iter().zip(each) {
+                let _ = reply.send(Ok(a));
+            }
+        }
+        Ok(LeaderReply::Ok(OpResult::Batch(each))) => {
+            let e = PeerError::Decode {
+                addr,
+                message: format!("{} answers to a batch of {n} writes", each.len()),
+            };
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+        other => {
+            // One answer (a single write, or a refusal of the whole batch) for all.
+            for reply in replies {
+                let _ = reply.send(other.clone());
+            }
+        }
+    }
+}
