@@ -157,6 +157,15 @@ pub fn render(node: &Node) -> String {
         "# HELP bcm_raft_leader_changes_total Leader changes seen by this node.\n# TYPE bcm_raft_leader_changes_total counter\nbcm_raft_leader_changes_total {}",
         node.metrics.leader_changes.get()
     );
+    let (proposals, writes) = node.proposer.counts();
+    let _ = writeln!(
+        out,
+        "# HELP bcm_raft_proposals_total Log entries this node proposed as leader for client writes (a batch is one).\n# TYPE bcm_raft_proposals_total counter\nbcm_raft_proposals_total {proposals}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP bcm_raft_proposed_writes_total Client writes in those entries (divided by bcm_raft_proposals_total: the mean batch size).\n# TYPE bcm_raft_proposed_writes_total counter\nbcm_raft_proposed_writes_total {writes}"
+    );
     let _ = writeln!(
         out,
         "# HELP bcm_http_request_duration_seconds HTTP request latency by route.\n# TYPE bcm_http_request_duration_seconds histogram"

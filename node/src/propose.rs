@@ -11,6 +11,7 @@
 //! log index of its last write): the second waits for the next proposal.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,13 +39,30 @@ struct Proposal {
 /// The queue's sending side, held by the node.
 pub struct Proposer {
     tx: mpsc::UnboundedSender<Proposal>,
+    counts: Arc<Counts>,
+}
+
+/// Entries proposed and the writes they carried, for `/metrics`.
+#[derive(Default)]
+struct Counts {
+    proposals: AtomicU64,
+    writes: AtomicU64,
 }
 
 impl Proposer {
     pub fn start(raft: Raft) -> Proposer {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(raft, rx));
-        Proposer { tx }
+        let counts = Arc::new(Counts::default());
+        tokio::spawn(run(raft, rx, counts.clone()));
+        Proposer { tx, counts }
+    }
+
+    /// (entries proposed, writes they carried) since the process started.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.counts.proposals.load(Ordering::Relaxed),
+            self.counts.writes.load(Ordering::Relaxed),
+        )
     }
 
     /// Proposes `command` (with whatever else is waiting) and waits up to `left`
@@ -73,7 +91,7 @@ fn not_committed(left: Duration) -> LeaderReply<OpResult> {
     ))
 }
 
-async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>) {
+async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>, counts: Arc<Counts>) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut carried: Option<Proposal> = None;
     loop {
@@ -105,14 +123,15 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>) {
             batch.push(p);
         }
         let raft = raft.clone();
+        let counts = counts.clone();
         tokio::spawn(async move {
-            submit(&raft, batch).await;
+            submit(&raft, batch, &counts).await;
             drop(slot);
         });
     }
 }
 
-async fn submit(raft: &Raft, mut batch: Vec<Proposal>) {
+async fn submit(raft: &Raft, mut batch: Vec<Proposal>, counts: &Counts) {
     let now = Instant::now();
     // A caller that gave up is not proposed for.
     batch.retain(|p| !p.reply.is_closed() && p.deadline > now);
@@ -127,6 +146,8 @@ async fn submit(raft: &Raft, mut batch: Vec<Proposal>) {
     let (mut commands, replies): (Vec<Command>, Vec<_>) =
         batch.into_iter().map(|p| (p.command, p.reply)).unzip();
     let n = commands.len();
+    counts.proposals.fetch_add(1, Ordering::Relaxed);
+    counts.writes.fetch_add(n as u64, Ordering::Relaxed);
     let command = if n == 1 {
         commands.pop().expect("one command")
     } else {

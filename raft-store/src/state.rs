@@ -952,7 +952,78 @@ mod tests {
         ]
     }
 
+    #[test]
+    fn a_batch_refuses_a_second_write_of_one_key_and_a_nested_batch() {
+        let mut s = ClusterState::default();
+        s.apply(1, &init());
+        let put = |key: &str, v: &str| Command::PutConfig {
+            key: key.into(),
+            value_json: v.into(),
+            if_version: None,
+            at: 2,
+        };
+        let batch = Command::Batch(vec![
+            put("a", "1"),
+            put("b", "2"),
+            Command::DeleteConfig {
+                key: "a".into(),
+                if_version: None,
+            },
+            Command::Batch(vec![put("c", "3")]),
+            put("d", "4"),
+        ]);
+        let applied = s.apply(
+            5,
+            &crate::codec::decode(&crate::codec::encode(&batch).unwrap()).unwrap(),
+        );
+        let Response::Batch(each) = applied.response else {
+            panic!("not a batch answer: {:?}", applied.response)
+        };
+        assert_eq!(each.len(), 5);
+        assert!(matches!(&each[0], Response::Config(e) if e.key == "a" && e.version == 5));
+        assert!(matches!(&each[1], Response::Config(e) if e.key == "b" && e.version == 5));
+        assert!(
+            matches!(&each[2], Response::Rejected(Rejection::Conflict(_))),
+            "{:?}",
+            each[2]
+        );
+        assert!(
+            matches!(&each[3], Response::Rejected(Rejection::Invalid(_))),
+            "{:?}",
+            each[3]
+        );
+        assert!(matches!(&each[4], Response::Config(e) if e.key == "d"));
+        assert_eq!(s.config["a"].value_json, "1");
+        assert!(!s.config.contains_key("c"));
+        // One event per write that took effect.
+        assert_eq!(applied.events.len(), 3);
+    }
+
     proptest! {
+        #[test]
+        fn a_batch_applies_like_its_commands_one_by_one(cmds in proptest::collection::vec(arb_command(), 0..40)) {
+            // Writes of one config key never share a batch: keep the first of each.
+            let mut keys = BTreeSet::new();
+            let cmds: Vec<Command> = cmds
+                .into_iter()
+                .filter(|c| c.config_key().is_none_or(|k| keys.insert(k.to_string())))
+                .collect();
+            let mut alone = ClusterState::default();
+            alone.apply(1, &init());
+            let mut batched = alone.clone();
+            let mut responses = Vec::new();
+            let mut events = Vec::new();
+            for c in &cmds {
+                let a = alone.apply(2, c);
+                responses.push(a.response);
+                events.extend(a.events);
+            }
+            let b = batched.apply(2, &Command::Batch(cmds.clone()));
+            prop_assert_eq!(b.response, Response::Batch(responses));
+            prop_assert_eq!(b.events, events);
+            prop_assert_eq!(alone, batched);
+        }
+
         #[test]
         fn two_replicas_applying_the_same_log_agree(cmds in proptest::collection::vec(arb_command(), 0..60)) {
             let mut a = ClusterState::default();

@@ -10,6 +10,8 @@ mod access;
 mod backup_manager;
 #[path = "e2e/bad_input.rs"]
 mod bad_input;
+#[path = "e2e/batching.rs"]
+mod batching;
 #[path = "e2e/bench.rs"]
 mod bench;
 #[path = "e2e/catalog.rs"]
