@@ -5,7 +5,8 @@ Both clusters have three members on loopback, fsync every write (bcm: sled flush
 before an append is acknowledged; etcd: its WAL), and keep their shipped timing.
 The same load generator (`bcm bench`) drives both: bcm through its config API,
 etcd through its v3 JSON gateway. Environment knobs: DURATION (seconds per load
-point, default 10), CLIENTS (default "1 16 64"), FAILOVERS (default 5),
+point, default 10), CLIENTS (default "1 16 64"), SOAK (seconds of the full-load
+run that counts leader changes, default 60; 0 skips it), FAILOVERS (default 5),
 FILL_KEYS (default 100000), BASE_PORT (default 17100).
 """
 
@@ -29,6 +30,7 @@ DURATION = float(os.environ.get("DURATION", "10"))
 CLIENTS = [int(c) for c in os.environ.get("CLIENTS", "1 16 64").split()]
 FAILOVERS = int(os.environ.get("FAILOVERS", "5"))
 FILL_KEYS = int(os.environ.get("FILL_KEYS", "100000"))
+SOAK = float(os.environ.get("SOAK", "60"))
 BASE = int(os.environ.get("BASE_PORT", "17100"))
 PASSWORD = "bench-admin-password"
 SECRET = "bench-cluster-secret-0123456789"
@@ -320,6 +322,14 @@ def main():
                 log(f"{c.name} put clients={n}: {r['throughput']:.0f} ops/s p50 {r['p50_ms']:.2f} ms errors {r['errors']}")
                 results.append(r)
             extra[c.name] = {"leader_changes_under_load": c.leader_changes() - before}
+            if SOAK > 0:
+                before = c.leader_changes()
+                r = bench(c, "put", max(CLIENTS), SOAK)
+                extra[c.name]["soak_ops"] = r["throughput"]
+                extra[c.name]["soak_errors"] = r["errors"]
+                extra[c.name]["leader_changes_soak"] = c.leader_changes() - before
+                log(f"{c.name} put clients={max(CLIENTS)} for {SOAK:.0f} s: {r['throughput']:.0f} ops/s, "
+                    f"{extra[c.name]['leader_changes_soak']} leader changes")
             r = bench(c, "get-linearizable", max(CLIENTS), DURATION)
             log(f"{c.name} get-linearizable clients={max(CLIENTS)}: {r['throughput']:.0f} ops/s")
             results.append(r)
@@ -349,6 +359,11 @@ def main():
     rows.append((f"linearizable get, {n} clients, ops/s", f"{b:.0f}", f"{e:.0f}", ratio(b, e)))
     fb, fe = statistics.median(extra["bcm"]["failover_s"]), statistics.median(extra["etcd"]["failover_s"])
     rows.append((f"failover, median of {FAILOVERS}, ms", f"{fb * 1000:.0f}", f"{fe * 1000:.0f}", ratio(fb, fe)))
+    if SOAK > 0:
+        b, e = extra["bcm"]["soak_ops"], extra["etcd"]["soak_ops"]
+        rows.append((f"put, {n} clients, {SOAK:.0f} s run, ops/s", f"{b:.0f}", f"{e:.0f}", ratio(b, e)))
+        b, e = extra["bcm"]["leader_changes_soak"], extra["etcd"]["leader_changes_soak"]
+        rows.append((f"leader changes during that run", f"{b}", f"{e}", "-"))
     for key, label in (("leader_changes_under_load", "leader changes during the put runs"),
                        ("rss_idle_mib", "RSS idle, MiB"), ("rss_full_mib", f"RSS with {FILL_KEYS} keys, MiB"),
                        ("startup_s", f"restart to ready with {FILL_KEYS} keys, s")):

@@ -122,7 +122,8 @@ pub struct RaftSection {
     pub heartbeat_ms: u64,
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
-    /// Take a snapshot after this many entries applied since the last one.
+    /// Take a snapshot after this many writes applied since the last one (a batched
+    /// entry counts each write it carries; openraft also snapshots by entries).
     pub snapshot_every: u64,
     /// Log entries kept behind a snapshot for followers that lag a little.
     pub keep_logs_behind_snapshot: u64,

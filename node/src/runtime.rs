@@ -236,6 +236,7 @@ pub async fn start(cfg: NodeConfig, shutdown: watch::Receiver<bool>) -> anyhow::
     tokio::spawn(election_timer(node.clone()));
     tokio::spawn(watch_leadership(node.clone()));
     tokio::spawn(forward_state_events(node.clone()));
+    tokio::spawn(snapshot_by_writes(node.clone()));
     tokio::spawn(enter_cluster(node.clone(), pristine));
     Ok(node)
 }
@@ -345,6 +346,38 @@ async fn pre_vote_granted(node: &SharedNode, others: &[(NodeId, String)]) -> boo
 
 /// Turns Raft metrics into leader-change events, the `became leader` log line and
 /// the leader-since clock.
+/// Snapshots after `raft.snapshot_every` applied writes. openraft's own policy counts
+/// log entries, and a batched entry carries many writes: counted by entries, a
+/// busy node would keep a log many times longer than `snapshot_every` writes
+/// (in memory in sled's cache, and replayed at restart).
+async fn snapshot_by_writes(node: SharedNode) {
+    let every = node.cfg.raft.snapshot_every;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_snapshot = node.raft.metrics().borrow().snapshot;
+    let mut baseline = node.state.writes_applied();
+    loop {
+        tick.tick().await;
+        if *node.shutdown.borrow() {
+            return;
+        }
+        let snapshot = node.raft.metrics().borrow().snapshot;
+        let writes = node.state.writes_applied();
+        if snapshot != last_snapshot {
+            // A snapshot was taken (by openraft's policy, an operator or us).
+            last_snapshot = snapshot;
+            baseline = writes;
+            continue;
+        }
+        if writes.saturating_sub(baseline) >= every {
+            baseline = writes;
+            if let Err(e) = node.raft.trigger().snapshot().await {
+                tracing::warn!("cannot start a snapshot: {e}");
+            }
+        }
+    }
+}
+
 async fn watch_leadership(node: SharedNode) {
     let mut rx = node.raft.metrics();
     let mut shutdown = node.shutdown.clone();

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
 use crate::codec;
-use crate::command::Response;
+use crate::command::{Command, Response};
 use crate::engine::Engine;
 use crate::state::{ClusterState, StateEvent};
 use crate::types::{
@@ -265,6 +265,8 @@ pub struct StateHandle {
 struct Shared {
     data: RwLock<StateMachineData>,
     applied: watch::Sender<u64>,
+    /// Commands applied since the process started (a batch counts each of its).
+    writes: std::sync::atomic::AtomicU64,
     events: broadcast::Sender<StateEvent>,
 }
 
@@ -277,6 +279,12 @@ impl StateHandle {
     /// The index of the last applied log entry (0 when none).
     pub fn applied_index(&self) -> u64 {
         *self.inner.applied.borrow()
+    }
+
+    /// Commands applied here since the process started; a batch entry counts each
+    /// command it carries (the node snapshots by this count, see runtime.rs).
+    pub fn writes_applied(&self) -> u64 {
+        self.inner.writes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Waits until the entry at `index` has been applied here.
@@ -316,6 +324,7 @@ impl StateMachineStore {
             inner: Arc::new(Shared {
                 data: RwLock::new(data),
                 applied: watch::Sender::new(applied),
+                writes: Default::default(),
                 events: broadcast::channel(1024).0,
             }),
         };
@@ -343,6 +352,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     {
         let mut responses = Vec::new();
         let mut events = Vec::new();
+        let mut writes = 0u64;
         let last = {
             let mut data = self.handle.inner.data.write().expect("state lock poisoned");
             for entry in entries {
@@ -350,6 +360,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 let response = match entry.payload {
                     EntryPayload::Blank => Response::Done,
                     EntryPayload::Normal(command) => {
+                        writes += match &command {
+                            Command::Batch(each) => each.len() as u64,
+                            _ => 1,
+                        };
                         let applied = data.state.apply(entry.log_id.index, &command);
                         events.extend(applied.events);
                         applied.response
@@ -367,6 +381,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             // No subscriber is fine.
             let _ = self.handle.inner.events.send(event);
         }
+        self.handle
+            .inner
+            .writes
+            .fetch_add(writes, std::sync::atomic::Ordering::Relaxed);
         self.handle.inner.applied.send_replace(last);
         Ok(responses)
     }
