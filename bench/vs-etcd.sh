@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bcm against etcd 3.4, side by side, in one run on this machine.
 #
-#   bench/vs-etcd.sh                  # the full run (about 6 minutes)
+#   bench/vs-etcd.sh                  # the full run (about 7 minutes)
 #   DURATION=3 FAILOVERS=2 bench/vs-etcd.sh   # a quicker one
 #
 # Builds bcm (release), installs etcd from Debian when it is missing, starts a
