@@ -45,10 +45,11 @@ impl Forwarder {
     /// waits at most `timeout` for its answer.
     pub async fn write(&self, leader_rpc: &str, command: Command, timeout: Duration) -> Answer {
         let (reply, answer) = oneshot::channel();
+        let deadline = Instant::now() + timeout;
         let pending = Pending {
             leader_rpc: leader_rpc.to_string(),
             command,
-            deadline: Instant::now() + timeout,
+            deadline,
             reply,
         };
         let unreachable = |message: &str| PeerError::Unreachable {
@@ -60,6 +61,11 @@ impl Forwarder {
         }
         match tokio::time::timeout(timeout, answer).await {
             Ok(Ok(a)) => a,
+            // Dropped unsent (nothing was delivered): its deadline passed in the
+            // queue, or the node stops.
+            Ok(Err(_)) if Instant::now() >= deadline => Err(unreachable(
+                "the write waited past its deadline in this node's queue; it was not sent",
+            )),
             Ok(Err(_)) => Err(unreachable("this node is shutting down")),
             Err(_) => Err(PeerError::Timeout {
                 addr: leader_rpc.to_string(),

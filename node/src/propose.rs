@@ -69,9 +69,10 @@ impl Proposer {
     /// for it to be committed and applied here.
     pub async fn propose(&self, command: Command, left: Duration) -> LeaderReply<OpResult> {
         let (reply, answer) = oneshot::channel();
+        let deadline = Instant::now() + left;
         let proposal = Proposal {
             command,
-            deadline: Instant::now() + left,
+            deadline,
             reply,
         };
         if self.tx.send(proposal).is_err() {
@@ -79,6 +80,8 @@ impl Proposer {
         }
         match tokio::time::timeout(left, answer).await {
             Ok(Ok(a)) => a,
+            // Dropped unproposed: its deadline passed in the queue, or the node stops.
+            Ok(Err(_)) if Instant::now() >= deadline => not_committed(left),
             Ok(Err(_)) => LeaderReply::Unavailable("this node is shutting down".into()),
             Err(_) => not_committed(left),
         }
