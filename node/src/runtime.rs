@@ -349,7 +349,7 @@ async fn pre_vote_granted(node: &SharedNode, others: &[(NodeId, String)]) -> boo
 /// Snapshots after `raft.snapshot_every` applied writes. openraft's own policy counts
 /// log entries, and a batched entry carries many writes: counted by entries, a
 /// busy node would keep a log many times longer than `snapshot_every` writes
-/// (in memory in sled's cache, and replayed at restart).
+/// (on disk, and replayed at restart).
 async fn snapshot_by_writes(node: SharedNode) {
     let every = node.cfg.raft.snapshot_every;
     let mut tick = tokio::time::interval(Duration::from_millis(500));

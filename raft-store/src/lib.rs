@@ -1,5 +1,6 @@
 //! bcm's replicated state: the commands, the deterministic state machine, and the
-//! Raft log and snapshot storage on sled. Knows nothing of HTTP.
+//! Raft storage (an append-only log file, sled for the vote and snapshots). Knows
+//! nothing of HTTP.
 
 pub mod access;
 pub mod catalog;
@@ -10,6 +11,7 @@ pub mod pg;
 pub mod state;
 pub mod store;
 pub mod types;
+pub mod wal;
 
 pub use access::{Group, BUILTIN_GROUPS, PERMISSIONS};
 pub use catalog::{Backup, JobStatus, Plan, PlanSpec, Restore};

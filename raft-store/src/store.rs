@@ -1,8 +1,9 @@
 //! openraft's storage traits (v2) on top of [`Engine`].
 //!
 //! Durability rules: a log append is reported flushed to openraft only after the
-//! engine's fsync returned; a vote is saved only after fsync; `last_purged` is made
-//! durable before any record is removed; a snapshot is durable before it is reported.
+//! log's fdatasync returned; a vote is saved only after fsync; `last_purged` is made
+//! durable before any record is removed; a truncation is durable before it returns;
+//! a snapshot is durable before it is reported.
 
 // openraft's trait methods return its large StorageError; our helpers return the same type.
 #![allow(clippy::result_large_err)]
@@ -31,10 +32,6 @@ use crate::types::{
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const LAST_PURGED: &str = "last_purged";
-// The snapshot's metadata and its data, written together in one batch; the data
-// is kept as encoded so it is never copied into another envelope.
-const SNAPSHOT_META: &str = "snapshot_meta";
-const SNAPSHOT_DATA: &str = "snapshot_data";
 
 fn io_err(subject: ErrorSubject<u64>, verb: ErrorVerb, e: impl ToString) -> StorageError {
     StorageIOError::new(subject, verb, AnyError::error(e.to_string())).into()
@@ -60,8 +57,12 @@ pub struct Opened {
 pub fn open(dir: &std::path::Path) -> Result<Opened, StorageError> {
     let engine = Arc::new(Engine::open(dir).map_err(read_err)?);
     let pristine = engine.is_empty();
-    let (flush_tx, flush_rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(group_commit(engine.clone(), flush_rx));
+    let (flush_tx, flush_rx) = std::sync::mpsc::channel();
+    let flusher = engine.clone();
+    std::thread::Builder::new()
+        .name("bcm-log-sync".into())
+        .spawn(move || group_commit(&flusher, flush_rx))
+        .map_err(write_err)?;
     let log = LogStore {
         engine: engine.clone(),
         flush_tx,
@@ -81,25 +82,25 @@ pub fn open(dir: &std::path::Path) -> Result<Opened, StorageError> {
 pub struct LogStore {
     engine: Arc<Engine>,
     /// Appended entries waiting for the next fsync (see `group_commit`).
-    flush_tx: tokio::sync::mpsc::UnboundedSender<LogFlushed<TypeConfig>>,
+    flush_tx: std::sync::mpsc::Sender<LogFlushed<TypeConfig>>,
 }
 
-/// Group commit: appends return as soon as their entries are readable, and one
-/// fsync then covers every append that arrived while the previous one ran. Each
-/// append's callback (which lets openraft acknowledge it) fires only after an fsync
-/// that started after its entries were written, and callbacks fire in append order.
-async fn group_commit(
-    engine: Arc<Engine>,
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<LogFlushed<TypeConfig>>,
-) {
-    while let Some(first) = rx.recv().await {
+/// Group commit, on a thread of its own: appends return as soon as their entries
+/// are written (readable), and one fdatasync then covers every append that arrived
+/// while the previous one ran. Each append's callback (which lets openraft
+/// acknowledge it) fires only after an fdatasync that started after its entries
+/// were written, and callbacks fire in append order. The thread ends with the last
+/// `LogStore`.
+fn group_commit(engine: &Engine, rx: std::sync::mpsc::Receiver<LogFlushed<TypeConfig>>) {
+    while let Ok(first) = rx.recv() {
         let mut waiting = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            waiting.push(more);
+        waiting.extend(rx.try_iter());
+        let synced = engine.log_sync().map_err(|e| e.to_string());
+        if let Err(e) = &synced {
+            tracing::error!(error = %e, "cannot make the Raft log durable");
         }
-        let flushed = engine.flush().await.map_err(|e| e.to_string());
         for callback in waiting {
-            callback.log_io_completed(flushed.clone().map_err(std::io::Error::other));
+            callback.log_io_completed(synced.clone().map_err(std::io::Error::other));
         }
     }
 }
@@ -171,7 +172,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        Ok(self.meta::<Option<LogId>>(COMMITTED)?.flatten())
+        let committed = self.meta::<Option<LogId>>(COMMITTED)?.flatten();
+        // The committed index and the log sync separately: after a power loss the
+        // index may name entries that never reached the disk here. It only lets a
+        // restarted node re-apply early, so never past its own log.
+        let last = self.get_log_state().await?.last_log_id;
+        Ok(match (committed, last) {
+            (Some(c), Some(l)) if c.index > l.index => Some(l),
+            (Some(_), None) => None,
+            (c, _) => c,
+        })
     }
 
     async fn append<I>(
@@ -188,29 +198,31 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map(|e| Ok((e.log_id.index, codec::encode(&e).map_err(write_err)?)))
             .collect::<Result<Vec<_>, StorageError>>()?;
         self.engine.log_append(records).map_err(write_err)?;
-        // Entries are readable now; they are acknowledged once flushed.
-        if let Err(tokio::sync::mpsc::error::SendError(callback)) = self.flush_tx.send(callback) {
-            // The flusher is gone (runtime shutting down): flush here instead.
-            let flushed = self.engine.flush().await;
-            callback.log_io_completed(flushed.map_err(std::io::Error::other));
+        // Entries are readable now; they are acknowledged once synced.
+        if let Err(std::sync::mpsc::SendError(callback)) = self.flush_tx.send(callback) {
+            // The sync thread is gone (it could not start, or panicked): sync here.
+            let synced = self.engine.log_sync();
+            callback.log_io_completed(synced.map_err(std::io::Error::other));
         }
         Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.engine
-            .log_remove_from(log_id.index)
-            .map_err(write_err)?;
-        self.engine.flush().await.map_err(write_err)
+        // Durable when it returns (it deletes and syncs: off the async threads).
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || engine.log_remove_from(log_id.index))
+            .await
+            .map_err(write_err)?
+            .map_err(write_err)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        // last_purged first and durable: a crash between the two steps must leave a
-        // log that still starts right after last_purged.
+        // last_purged is made durable with the engine's own bound, before any record
+        // goes: a crash between the two steps leaves a log that starts right after it.
         self.put_meta(LAST_PURGED, &log_id)?;
-        self.engine.flush().await.map_err(write_err)?;
         self.engine
             .log_remove_through(log_id.index)
+            .await
             .map_err(write_err)
     }
 }
@@ -231,29 +243,23 @@ struct StoredSnapshot {
 }
 
 fn read_snapshot(engine: &Engine) -> Result<Option<StoredSnapshot>, StorageError> {
-    let Some(meta) = engine.meta_get(SNAPSHOT_META).map_err(read_err)? else {
+    let Some((meta, data)) = engine.snapshot_get().map_err(read_err)? else {
         return Ok(None);
     };
-    let data = engine
-        .meta_get(SNAPSHOT_DATA)
-        .map_err(read_err)?
-        .ok_or_else(|| read_err("snapshot metadata without snapshot data"))?;
     Ok(Some(StoredSnapshot {
         meta: codec::decode(&meta).map_err(read_err)?,
         data,
     }))
 }
 
+/// Saves the snapshot durably; hands the data back.
 async fn write_snapshot(
     engine: &Engine,
     meta: &SnapshotMeta,
     data: Vec<u8>,
-) -> Result<(), StorageError> {
+) -> Result<Vec<u8>, StorageError> {
     let meta = codec::encode(meta).map_err(write_err)?;
-    engine
-        .meta_put_all(vec![(SNAPSHOT_DATA, data), (SNAPSHOT_META, meta)])
-        .map_err(write_err)?;
-    engine.flush().await.map_err(write_err)
+    engine.snapshot_put(meta, data).await.map_err(write_err)
 }
 
 /// A read handle on the applied state, shared with the node's service layer.
@@ -464,7 +470,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership,
             snapshot_id,
         };
-        write_snapshot(&self.engine, &meta, data.clone()).await?;
+        let data = write_snapshot(&self.engine, &meta, data).await?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -506,15 +512,9 @@ pub async fn seed_from_export(
         last_membership: StoredMembership::new(Some(log_id), membership),
         snapshot_id: format!("restored-{term}-{index}-{}", unique_suffix()),
     };
+    write_snapshot(&engine, &meta, state_data).await?;
     let vote = codec::encode(&Vote::new(term, id)).map_err(write_err)?;
-    let meta = codec::encode(&meta).map_err(write_err)?;
-    engine
-        .meta_put_all(vec![
-            (SNAPSHOT_DATA, state_data),
-            (SNAPSHOT_META, meta),
-            (VOTE, vote),
-        ])
-        .map_err(write_err)?;
+    engine.meta_put(VOTE, vote).map_err(write_err)?;
     engine.flush().await.map_err(write_err)
 }
 

@@ -1,12 +1,12 @@
-//! openraft's own storage conformance suite, run against our sled store.
+//! openraft's own storage conformance suite, run against our store (WAL + sled).
 
 use bcm_raft_store::store::{self, LogStore, StateMachineStore};
 use bcm_raft_store::{StorageError, TypeConfig};
 use openraft::testing::{StoreBuilder, Suite};
 
-struct SledBuilder;
+struct BcmStoreBuilder;
 
-impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for SledBuilder {
+impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for BcmStoreBuilder {
     async fn build(
         &self,
     ) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError> {
@@ -18,7 +18,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> fo
 
 #[test]
 fn openraft_storage_suite() {
-    if let Err(e) = Suite::test_all(SledBuilder) {
+    if let Err(e) = Suite::test_all(BcmStoreBuilder) {
         panic!("openraft storage suite failed: {e}");
     }
 }
