@@ -82,9 +82,12 @@ pub fn issue(key: &[u8], claims: &Claims) -> Result<String, String> {
     .map_err(|e| format!("signing a token: {e}"))
 }
 
+/// Seconds of clock difference tolerated on a token's expiry.
+const LEEWAY_SECS: u64 = 5;
+
 pub fn verify(key: &[u8], cluster_id: &str, token: &str) -> Result<Claims, String> {
     let mut v = Validation::new(Algorithm::HS256);
-    v.leeway = 5;
+    v.leeway = LEEWAY_SECS;
     v.set_required_spec_claims(&["exp", "sub"]);
     let data =
         jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(key), &v).map_err(|e| {
@@ -107,6 +110,72 @@ pub fn verify(key: &[u8], cluster_id: &str, token: &str) -> Result<Claims, Strin
 impl Claims {
     pub fn user_id(&self) -> u64 {
         self.sub.parse().unwrap_or(0)
+    }
+}
+
+/// What a verified token says, as far as each request needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenOf {
+    pub user_id: u64,
+    pub generation: u64,
+    exp: u64,
+}
+
+/// Tokens already verified on this node, so that a client's every request does not
+/// pay for decoding and checking the signature again (the hot path of every API
+/// call). Entries are only good for the key and cluster they were verified with,
+/// and only until the token expires.
+#[derive(Default)]
+pub struct TokenCache {
+    inner: std::sync::Mutex<TokenCacheInner>,
+}
+
+#[derive(Default)]
+struct TokenCacheInner {
+    key: Vec<u8>,
+    cluster_id: String,
+    tokens: std::collections::HashMap<String, TokenOf>,
+}
+
+/// Verified tokens kept at most; the cache starts over when it is full.
+const TOKEN_CACHE_MAX: usize = 10_000;
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl TokenCache {
+    /// The token, if it was verified with this key and cluster and has not expired.
+    pub fn get(&self, key: &[u8], cluster_id: &str, token: &str) -> Option<TokenOf> {
+        let inner = self.inner.lock().expect("token cache lock");
+        if inner.key != key || inner.cluster_id != cluster_id {
+            return None;
+        }
+        let t = *inner.tokens.get(token)?;
+        (now_secs() <= t.exp.saturating_add(LEEWAY_SECS)).then_some(t)
+    }
+
+    /// Remembers a token `verify` accepted with this key and cluster.
+    pub fn insert(&self, key: &[u8], cluster_id: &str, token: &str, claims: &Claims) -> TokenOf {
+        let t = TokenOf {
+            user_id: claims.user_id(),
+            generation: claims.gen,
+            exp: claims.exp,
+        };
+        let mut inner = self.inner.lock().expect("token cache lock");
+        if inner.key != key || inner.cluster_id != cluster_id {
+            inner.key = key.to_vec();
+            inner.cluster_id = cluster_id.to_string();
+            inner.tokens.clear();
+        }
+        if inner.tokens.len() >= TOKEN_CACHE_MAX {
+            inner.tokens.clear();
+        }
+        inner.tokens.insert(token.to_string(), t);
+        t
     }
 }
 
@@ -151,5 +220,30 @@ mod tests {
         let t = issue(&key, &expired).unwrap();
         assert!(verify(&key, "c1", &t).unwrap_err().contains("expired"));
         assert!(verify(&key, "c1", "garbage").is_err());
+    }
+
+    #[test]
+    fn a_cached_token_is_good_only_for_its_key_and_cluster_and_until_it_expires() {
+        let cache = TokenCache::default();
+        let now = now_secs();
+        let claims = |exp| Claims {
+            sub: "7".into(),
+            name: "alice".into(),
+            cid: "c1".into(),
+            gen: 3,
+            iat: now,
+            exp,
+        };
+        let t = cache.insert(b"k1", "c1", "tok", &claims(now + 60));
+        assert_eq!((t.user_id, t.generation), (7, 3));
+        assert_eq!(cache.get(b"k1", "c1", "tok"), Some(t));
+        assert_eq!(cache.get(b"k1", "c1", "other"), None);
+        assert_eq!(cache.get(b"k2", "c1", "tok"), None, "another key");
+        assert_eq!(cache.get(b"k1", "c2", "tok"), None, "another cluster");
+        cache.insert(b"k1", "c1", "old", &claims(now - LEEWAY_SECS - 1));
+        assert_eq!(cache.get(b"k1", "c1", "old"), None, "expired");
+        // A new key empties the cache.
+        cache.insert(b"k2", "c1", "tok2", &claims(now + 60));
+        assert_eq!(cache.get(b"k1", "c1", "tok"), None);
     }
 }

@@ -33,6 +33,8 @@ pub struct Node {
     leader_contact: Mutex<Instant>,
     /// Failed logins on this node (per user name and client address).
     pub login_limiter: crate::api::LoginLimiter,
+    /// Bearer tokens this node has verified (see auth.rs).
+    pub tokens: crate::auth::TokenCache,
     /// Why the cluster manager refused this node, when it did.
     refused: Mutex<Option<String>>,
     /// When this node last became leader (None when it is not the leader).
@@ -219,6 +221,7 @@ pub async fn start(cfg: NodeConfig, shutdown: watch::Receiver<bool>) -> anyhow::
         log,
         leader_contact: Mutex::new(Instant::now()),
         login_limiter: crate::api::LoginLimiter::new(),
+        tokens: crate::auth::TokenCache::default(),
         refused: Mutex::new(None),
         leader_since: Mutex::new(None),
         joining: Mutex::new(BTreeMap::new()),

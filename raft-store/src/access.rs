@@ -28,6 +28,38 @@ pub const PERMISSIONS: &[&str] = &[
     "restores.write",
 ];
 
+const _: () = assert!(
+    PERMISSIONS.len() <= 32,
+    "PermissionSet holds 32 permissions"
+);
+
+/// A set of [`PERMISSIONS`] as bits: what every request checks, so it is computed
+/// without allocating.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PermissionSet(u32);
+
+impl PermissionSet {
+    fn bit(permission: &str) -> Option<u32> {
+        PERMISSIONS
+            .iter()
+            .position(|p| *p == permission)
+            .map(|i| 1 << i)
+    }
+
+    pub fn contains(&self, permission: &str) -> bool {
+        Self::bit(permission).is_some_and(|b| self.0 & b != 0)
+    }
+
+    /// The permissions by name.
+    pub fn names(&self) -> BTreeSet<String> {
+        PERMISSIONS
+            .iter()
+            .filter(|p| self.contains(p))
+            .map(|p| p.to_string())
+            .collect()
+    }
+}
+
 /// The predefined groups, which cannot be deleted or changed.
 pub const BUILTIN_GROUPS: &[&str] = &["admin", "operator", "viewer"];
 
@@ -79,12 +111,15 @@ impl ClusterState {
     }
 
     /// The permissions a user holds through its groups.
-    pub fn permissions_of(&self, user: &User) -> BTreeSet<String> {
-        user.groups
+    pub fn permissions_of(&self, user: &User) -> PermissionSet {
+        let bits = user
+            .groups
             .iter()
             .filter_map(|g| self.groups.get(g))
-            .flat_map(|g| g.permissions.iter().cloned())
-            .collect()
+            .flat_map(|g| g.permissions.iter())
+            .filter_map(|p| PermissionSet::bit(p))
+            .fold(0, |acc, b| acc | b);
+        PermissionSet(bits)
     }
 
     fn enabled_admins(&self) -> usize {

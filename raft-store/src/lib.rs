@@ -13,7 +13,7 @@ pub mod store;
 pub mod types;
 pub mod wal;
 
-pub use access::{Group, BUILTIN_GROUPS, PERMISSIONS};
+pub use access::{Group, PermissionSet, BUILTIN_GROUPS, PERMISSIONS};
 pub use catalog::{Backup, JobStatus, Plan, PlanSpec, Restore};
 pub use command::{Command, Millis, NodeInfo, NodePatch, Rejection, Response};
 pub use state::{

@@ -238,7 +238,7 @@ pub struct Authed {
     pub user_id: u64,
     pub name: String,
     pub groups: Vec<String>,
-    pub permissions: std::collections::BTreeSet<String>,
+    pub permissions: bcm_raft_store::PermissionSet,
 }
 
 impl Authed {
@@ -270,43 +270,63 @@ impl FromRequestParts<SharedNode> for Authed {
                     "missing bearer token: log in with POST /api/v1/auth/login",
                 )
             })?;
-        let (key, cluster_id) = node
-            .state
-            .read(|d| (d.state.token_key.clone(), d.state.cluster_id.clone()));
-        let Some(cluster_id) = cluster_id else {
-            return Err(Problem::new(
+        let forming = || {
+            Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the cluster is still forming",
             )
-            .retry_after(1));
+            .retry_after(1)
         };
-        let claims = crate::auth::verify(&key, &cluster_id, token)
-            .map_err(|m| Problem::new(StatusCode::UNAUTHORIZED, m))?;
-        let (user, permissions) = node
-            .state
-            .read(|d| {
-                d.state
-                    .users
-                    .get(&claims.user_id())
-                    .map(|u| (u.clone(), d.state.permissions_of(u)))
-            })
-            .filter(|(u, _)| u.enabled)
-            .ok_or_else(|| {
-                Problem::new(
-                    StatusCode::UNAUTHORIZED,
-                    "the user of this token is disabled or deleted",
-                )
-            })?;
-        if user.token_generation != claims.gen {
+        // A token verified before (same key, same cluster) is not verified again:
+        // only its expiry is checked. Everything that can revoke it (the user's
+        // state and token generation) is checked below on every request.
+        let cached = node.state.read(|d| {
+            let cluster_id = d.state.cluster_id.as_deref()?;
+            Some(node.tokens.get(&d.state.token_key, cluster_id, token))
+        });
+        let token_of = match cached {
+            None => return Err(forming()),
+            Some(Some(t)) => t,
+            Some(None) => {
+                let (key, cluster_id) = node
+                    .state
+                    .read(|d| (d.state.token_key.clone(), d.state.cluster_id.clone()));
+                let cluster_id = cluster_id.ok_or_else(forming)?;
+                let claims = crate::auth::verify(&key, &cluster_id, token)
+                    .map_err(|m| Problem::new(StatusCode::UNAUTHORIZED, m))?;
+                node.tokens.insert(&key, &cluster_id, token, &claims)
+            }
+        };
+        let user = node.state.read(|d| {
+            d.state
+                .users
+                .get(&token_of.user_id)
+                .filter(|u| u.enabled)
+                .map(|u| {
+                    (
+                        u.token_generation,
+                        u.name.clone(),
+                        u.groups.clone(),
+                        d.state.permissions_of(u),
+                    )
+                })
+        });
+        let Some((generation, name, groups, permissions)) = user else {
+            return Err(Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "the user of this token is disabled or deleted",
+            ));
+        };
+        if generation != token_of.generation {
             return Err(Problem::new(
                 StatusCode::UNAUTHORIZED,
                 "this token was issued before the password changed or the user was disabled; log in again",
             ));
         }
         Ok(Authed {
-            user_id: user.id,
-            name: user.name,
-            groups: user.groups,
+            user_id: token_of.user_id,
+            name,
+            groups,
             permissions,
         })
     }

@@ -251,7 +251,7 @@ impl Ui {
             viewer: s.map(|s| Viewer {
                 name: s.who.name.clone(),
                 groups: s.who.groups.clone(),
-                permissions: s.who.permissions.clone(),
+                permissions: s.who.permissions.names(),
             }),
             csrf: s.map(|s| s.csrf.clone()).unwrap_or_default(),
             serving_id: node.cfg.id,
