@@ -346,6 +346,12 @@ fn resolve(c: Config) -> Result<NodeConfig, ConfigError> {
     if secret.expose().len() < 16 {
         return Err(invalid("cluster.secret", "must be at least 16 characters"));
     }
+    if !secret.expose().bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid(
+            "cluster.secret",
+            "must be printable ASCII without spaces (it travels in an HTTP header)",
+        ));
+    }
     let bootstrap = c
         .cluster
         .bootstrap
@@ -507,6 +513,9 @@ bootstrap = ["http://127.0.0.1:9080/"]
         let short = BASE.replace("0123456789abcdef", "short");
         let e = load(Some(&write(d.path(), &short)), Overrides::default()).unwrap_err();
         assert!(e.to_string().contains("cluster.secret"), "{e}");
+        let spaced = BASE.replace("0123456789abcdef", "0123456789 abcdef");
+        let e = load(Some(&write(d.path(), &spaced)), Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("printable ASCII"), "{e}");
     }
 
     #[test]

@@ -158,7 +158,11 @@ impl Contacts {
 #[derive(Clone)]
 pub struct Peers {
     client: reqwest::Client,
-    secret: Secret,
+    /// `Bearer <cluster secret>`, built once.
+    auth: reqwest::header::HeaderValue,
+    /// Parsed URLs by path and peer address: parsing one (with its IDNA pass) cost
+    /// more than the rest of a small call.
+    urls: Arc<Mutex<HashMap<&'static str, HashMap<String, reqwest::Url>>>>,
     pub contacts: Contacts,
 }
 
@@ -171,18 +175,38 @@ impl Peers {
             .connect_timeout(Duration::from_millis(500))
             .build()
             .expect("building the HTTP client");
+        let mut auth =
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", secret.expose()))
+                .expect("config validation keeps the cluster secret printable");
+        auth.set_sensitive(true);
         Peers {
             client,
-            secret,
+            auth,
+            urls: Arc::default(),
             contacts: Contacts::default(),
         }
+    }
+
+    fn url(&self, addr: &str, path: &'static str) -> Result<reqwest::Url, String> {
+        let mut urls = self.urls.lock().expect("urls lock");
+        let by_addr = urls.entry(path).or_default();
+        if let Some(url) = by_addr.get(addr) {
+            return Ok(url.clone());
+        }
+        let url = reqwest::Url::parse(&format!("{addr}{path}")).map_err(|e| e.to_string())?;
+        if by_addr.len() >= 64 {
+            // Addresses of members long gone; rebuilt on demand.
+            by_addr.clear();
+        }
+        by_addr.insert(addr.to_string(), url.clone());
+        Ok(url)
     }
 
     /// POSTs `req` to `addr + path` and decodes the answer.
     pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         addr: &str,
-        path: &str,
+        path: &'static str,
         req: &Req,
         timeout: Duration,
     ) -> Result<Resp, PeerError> {
@@ -190,11 +214,16 @@ impl Peers {
             addr: addr.to_string(),
             message: e.to_string(),
         })?;
-        let url = format!("{addr}{path}");
+        let url = self
+            .url(addr, path)
+            .map_err(|message| PeerError::Unreachable {
+                addr: addr.to_string(),
+                message: format!("not a valid address: {message}"),
+            })?;
         let sent = self
             .client
-            .post(&url)
-            .bearer_auth(self.secret.expose())
+            .post(url)
+            .header(reqwest::header::AUTHORIZATION, self.auth.clone())
             .header("content-type", "application/octet-stream")
             .body(body)
             .timeout(timeout)
@@ -273,7 +302,7 @@ pub struct PeerConnection {
 impl PeerConnection {
     async fn raft_call<Req, Resp, E>(
         &self,
-        path: &str,
+        path: &'static str,
         req: &Req,
         timeout: Duration,
     ) -> Result<Resp, RPCError<NodeId, BcmNode, RaftError<NodeId, E>>>
