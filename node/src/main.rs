@@ -17,6 +17,7 @@ mod membership;
 mod metrics;
 mod problem;
 mod propose;
+mod rounds;
 mod rpc;
 mod rpc_server;
 mod runtime;

@@ -48,6 +48,10 @@ pub struct Node {
     pub forwarder: crate::forward::Forwarder,
     /// Batches the writes this node proposes while it leads (see propose.rs).
     pub proposer: crate::propose::Proposer,
+    /// Linearizable reads on this node share ReadIndex requests (service.rs).
+    pub read_rounds: crate::rounds::Rounds<Result<u64, crate::service::ServiceError>>,
+    /// While leading: ReadIndex requests share leadership confirmations.
+    pub leader_read_rounds: crate::rounds::Rounds<LeaderReply<crate::rpc::OpResult>>,
 }
 
 pub type SharedNode = Arc<Node>;
@@ -229,6 +233,8 @@ pub async fn start(cfg: NodeConfig, shutdown: watch::Receiver<bool>) -> anyhow::
         shutdown,
         forwarder: crate::forward::Forwarder::start(peers.clone()),
         proposer: crate::propose::Proposer::start(raft.clone()),
+        read_rounds: Default::default(),
+        leader_read_rounds: Default::default(),
     });
     tracing::info!(
         node_id = node.cfg.id,

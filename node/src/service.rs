@@ -12,7 +12,7 @@ use crate::rpc::{self, LeaderOp, LeaderReply, MemberHealth, OpResult, PeerError}
 use crate::runtime::{Node, SharedNode, REQUEST_DEADLINE};
 
 /// What can go wrong in a service call; the API maps each to one HTTP status.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ServiceError {
     #[error("{0}")]
     NoLeader(String),
@@ -64,17 +64,22 @@ pub async fn write(node: &SharedNode, command: Command) -> Result<Response, Serv
 }
 
 /// Waits until this node's state reflects everything committed before the call:
-/// after it returns, a local read is linearizable.
+/// after it returns, a local read is linearizable. Concurrent reads on this node
+/// share ReadIndex rounds (see rounds.rs): one request to the leader serves every
+/// read that arrived before it was sent.
 pub async fn read_barrier(node: &SharedNode) -> Result<(), ServiceError> {
     let started = Instant::now();
-    let index = match leader_op(node, LeaderOp::ReadIndex, REQUEST_DEADLINE).await? {
-        OpResult::ReadIndex(i) => i,
-        other => {
-            return Err(ServiceError::Internal(format!(
-                "unexpected result {other:?}"
-            )))
-        }
-    };
+    let index = node
+        .read_rounds
+        .run(|| async {
+            match leader_op(node, LeaderOp::ReadIndex, REQUEST_DEADLINE).await? {
+                OpResult::ReadIndex(i) => Ok(i),
+                other => Err(ServiceError::Internal(format!(
+                    "unexpected result {other:?}"
+                ))),
+            }
+        })
+        .await?;
     let left = REQUEST_DEADLINE.saturating_sub(started.elapsed());
     tokio::time::timeout(left, node.state.wait_applied(index))
         .await
@@ -139,19 +144,26 @@ pub async fn execute_locally(
             let each = commands.into_iter().map(|c| write_here(node, c, left));
             LeaderReply::Ok(OpResult::Batch(futures_util::future::join_all(each).await))
         }
+        // One leadership confirmation serves every ReadIndex request (local reads
+        // and followers' batches) that arrived before it began.
         LeaderOp::ReadIndex => {
-            match tokio::time::timeout(left, node.raft.ensure_linearizable()).await {
-                Ok(Ok(read_log_id)) => LeaderReply::Ok(OpResult::ReadIndex(
-                    read_log_id.map(|l| l.index).unwrap_or(0),
-                )),
-                Ok(Err(RaftError::APIError(
-                    openraft::error::CheckIsLeaderError::ForwardToLeader(_),
-                ))) => not_leader(node),
-                Ok(Err(e)) => LeaderReply::Unavailable(format!("cannot confirm leadership: {e}")),
-                Err(_) => LeaderReply::Unavailable(
-                    "a majority of voters did not confirm the leader in time".into(),
-                ),
-            }
+            let round = || async {
+                match tokio::time::timeout(left, node.raft.ensure_linearizable()).await {
+                    Ok(Ok(read_log_id)) => LeaderReply::Ok(OpResult::ReadIndex(
+                        read_log_id.map(|l| l.index).unwrap_or(0),
+                    )),
+                    Ok(Err(RaftError::APIError(
+                        openraft::error::CheckIsLeaderError::ForwardToLeader(_),
+                    ))) => not_leader(node),
+                    Ok(Err(e)) => {
+                        LeaderReply::Unavailable(format!("cannot confirm leadership: {e}"))
+                    }
+                    Err(_) => LeaderReply::Unavailable(
+                        "a majority of voters did not confirm the leader in time".into(),
+                    ),
+                }
+            };
+            node.leader_read_rounds.run(round).await
         }
         LeaderOp::Decommission(id) => {
             match Box::pin(membership::decommission_on_leader(node, id)).await {
