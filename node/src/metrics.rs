@@ -45,22 +45,36 @@ impl Histogram {
     }
 }
 
+/// Latency histograms of one route, by (method, status class: 2 for 2xx).
+type RouteHistograms = Vec<(String, u16, Histogram)>;
+
 #[derive(Default)]
 pub struct Metrics {
     pub leader_changes: Counter,
-    /// (method, route, status class) -> latency histogram.
-    requests: Mutex<BTreeMap<(String, String, String), Histogram>>,
+    /// By route. Looked up by borrowed strings: observing a request allocates only
+    /// the first time its route, method and class are seen.
+    requests: Mutex<BTreeMap<String, RouteHistograms>>,
 }
 
 impl Metrics {
     pub fn observe_request(&self, method: &str, route: &str, status: u16, took: Duration) {
-        let class = format!("{}xx", status / 100);
-        self.requests
-            .lock()
-            .expect("metrics lock")
-            .entry((method.to_string(), route.to_string(), class))
-            .or_default()
-            .observe(took.as_secs_f64());
+        let class = status / 100;
+        let mut requests = self.requests.lock().expect("metrics lock");
+        if !requests.contains_key(route) {
+            requests.insert(route.to_string(), Vec::new());
+        }
+        let by_route = requests.get_mut(route).expect("inserted");
+        let at = match by_route
+            .iter()
+            .position(|(m, c, _)| *c == class && m == method)
+        {
+            Some(i) => i,
+            None => {
+                by_route.push((method.to_string(), class, Histogram::default()));
+                by_route.len() - 1
+            }
+        };
+        by_route[at].2.observe(took.as_secs_f64());
     }
 }
 
@@ -170,13 +184,18 @@ pub fn render(node: &Node) -> String {
         out,
         "# HELP bcm_http_request_duration_seconds HTTP request latency by route.\n# TYPE bcm_http_request_duration_seconds histogram"
     );
-    let requests = node.metrics.requests.lock().expect("metrics lock").clone();
-    for ((method, route, status), h) in requests {
+    let mut requests: Vec<(String, String, u16, Histogram)> = Vec::new();
+    for (route, by_route) in node.metrics.requests.lock().expect("metrics lock").iter() {
+        for (method, class, h) in by_route {
+            requests.push((method.clone(), route.clone(), *class, h.clone()));
+        }
+    }
+    requests.sort_by(|a, b| (&a.0, &a.1, a.2).cmp(&(&b.0, &b.1, b.2)));
+    for (method, route, class, h) in requests {
         let labels = format!(
-            "method=\"{}\",route=\"{}\",status=\"{}\"",
+            "method=\"{}\",route=\"{}\",status=\"{class}xx\"",
             escape(&method),
             escape(&route),
-            escape(&status)
         );
         for (i, b) in BUCKETS.iter().enumerate() {
             let _ = writeln!(
@@ -207,6 +226,28 @@ pub fn render(node: &Node) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_are_kept_by_method_route_and_status_class() {
+        let m = Metrics::default();
+        let ms = Duration::from_millis;
+        m.observe_request("PUT", "/api/v1/config/{*key}", 200, ms(3));
+        m.observe_request("PUT", "/api/v1/config/{*key}", 201, ms(300));
+        m.observe_request("PUT", "/api/v1/config/{*key}", 412, ms(1));
+        m.observe_request("GET", "/api/v1/config/{*key}", 200, ms(1));
+        let r = m.requests.lock().unwrap();
+        let by_route = &r["/api/v1/config/{*key}"];
+        let count = |method: &str, class: u16| {
+            by_route
+                .iter()
+                .find(|(m, c, _)| m == method && *c == class)
+                .map(|(_, _, h)| h.count)
+        };
+        assert_eq!(count("PUT", 2), Some(2));
+        assert_eq!(count("PUT", 4), Some(1));
+        assert_eq!(count("GET", 2), Some(1));
+        assert_eq!(count("GET", 4), None);
+    }
 
     #[test]
     fn histogram_buckets_are_cumulative() {

@@ -112,15 +112,16 @@ async fn refuse_if_excluded(State(node): State<SharedNode>, req: Request, next: 
 /// Records request latency per route for `/metrics`.
 async fn observe(State(node): State<SharedNode>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().to_string();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
+    // Clones of these are cheap (a known method, a shared string).
+    let method = req.method().clone();
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let resp = next.run(req).await;
-    node.metrics
-        .observe_request(&method, &route, resp.status().as_u16(), started.elapsed());
+    node.metrics.observe_request(
+        method.as_str(),
+        route.as_ref().map_or("unmatched", |p| p.as_str()),
+        resp.status().as_u16(),
+        started.elapsed(),
+    );
     resp
 }
 
