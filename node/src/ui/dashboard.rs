@@ -14,7 +14,7 @@ async fn live(ui: &Ui, s: &Session) -> (DashboardLive, StatusCode) {
         .lock()
         .expect("recent lock")
         .iter()
-        .cloned()
+        .map(|(at_ms, e)| super::live::recent_event(*at_ms, e))
         .collect();
     match ui.get::<Cluster>(s, "/api/v1/cluster").await {
         Ok(c) => (DashboardLive::new(Some(c), None, recent), StatusCode::OK),

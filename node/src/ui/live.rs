@@ -26,7 +26,18 @@ fn body_of(event: &ClusterEvent) -> serde_json::Value {
     data
 }
 
-/// Keeps the last events this node saw, for the dashboard.
+/// The dashboard's line for an event seen at `at_ms`.
+pub fn recent_event(at_ms: u64, event: &ClusterEvent) -> RecentEvent {
+    let kind = event.kind();
+    RecentEvent {
+        at_ms,
+        kind: kind.to_string(),
+        text: describe(kind, &body_of(event)),
+    }
+}
+
+/// Keeps the last events this node saw, for the dashboard: as they are (every
+/// write is an event: they are described only when a dashboard is drawn).
 pub async fn keep_recent(ui: UiState) {
     let mut rx = ui.node.events.subscribe();
     let mut stop = ui.node.shutdown.clone();
@@ -40,14 +51,8 @@ pub async fn keep_recent(ui: UiState) {
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
             Err(_) => return,
         };
-        let kind = event.kind();
-        let text = describe(kind, &body_of(&event));
         let mut recent = ui.recent.lock().expect("recent lock");
-        recent.push_front(RecentEvent {
-            at_ms: now_ms(),
-            kind: kind.to_string(),
-            text,
-        });
+        recent.push_front((now_ms(), event));
         recent.truncate(RECENT_EVENTS);
     }
 }

@@ -29,7 +29,6 @@ use axum::http::{header, HeaderValue, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use bcm_web_ui::events::RecentEvent;
 use bcm_web_ui::{Chrome, Draft, Flash, Pager, Template, Viewer, DEFAULT_PAGE};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -45,7 +44,8 @@ pub struct Ui {
     node: SharedNode,
     /// The JSON API, called in process.
     api: Router,
-    recent: Mutex<VecDeque<RecentEvent>>,
+    /// The last events, newest first, with when they were seen.
+    recent: Mutex<VecDeque<(u64, crate::events::ClusterEvent)>>,
 }
 
 pub type UiState = Arc<Ui>;
