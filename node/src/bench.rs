@@ -73,44 +73,133 @@ enum Op {
 #[derive(Clone)]
 struct Target {
     etcd: bool,
-    token: Option<String>,
+    /// `Bearer <token>` (bcm).
+    auth: Option<reqwest::header::HeaderValue>,
     value: String,
 }
 
+/// One request, ready to send: built before the clock starts where the key space
+/// allows, so that the load generator (which shares the machine with the servers)
+/// spends little on each request, and the same for both targets.
+#[derive(Clone)]
+struct Prepared {
+    method: reqwest::Method,
+    url: reqwest::Url,
+    body: Option<axum::body::Bytes>,
+}
+
+/// Requests are prepared ahead for key spaces up to this size.
+const PREPARE_MAX_KEYS: usize = 20_000;
+
 impl Target {
+    fn prepare(&self, server: &str, op: Op, key: usize) -> anyhow::Result<Prepared> {
+        let key = format!("bench-{key}");
+        let (method, url, body) = if self.etcd {
+            let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+            let (path, body) = match op {
+                Op::Put => (
+                    "/v3/kv/put",
+                    json!({"key": b64(&key), "value": b64(&self.value)}),
+                ),
+                Op::Get => (
+                    "/v3/kv/range",
+                    json!({"key": b64(&key), "serializable": true}),
+                ),
+                Op::GetLinearizable => ("/v3/kv/range", json!({"key": b64(&key)})),
+            };
+            (reqwest::Method::POST, path.to_string(), Some(body))
+        } else {
+            let path = format!("/api/v1/config/{key}");
+            match op {
+                Op::Put => (
+                    reqwest::Method::PUT,
+                    path,
+                    Some(json!({"value": self.value})),
+                ),
+                Op::Get => (reqwest::Method::GET, path, None),
+                Op::GetLinearizable => (
+                    reqwest::Method::GET,
+                    format!("{path}?consistency=linearizable"),
+                    None,
+                ),
+            }
+        };
+        Ok(Prepared {
+            method,
+            url: reqwest::Url::parse(&format!("{server}{url}"))
+                .with_context(|| format!("{server} is not a URL"))?,
+            body: body.map(|b| axum::body::Bytes::from(b.to_string())),
+        })
+    }
+
+    fn send(&self, client: &reqwest::Client, p: &Prepared) -> reqwest::RequestBuilder {
+        let mut req = client.request(p.method.clone(), p.url.clone());
+        if let Some(body) = &p.body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone());
+        }
+        match &self.auth {
+            Some(a) => req.header(reqwest::header::AUTHORIZATION, a.clone()),
+            None => req,
+        }
+    }
+}
+
+/// Requests prepared per (server, op, key), or built on demand for big key spaces.
+struct Requests {
+    target: Target,
+    servers: Vec<String>,
+    ops: Vec<Op>,
+    /// [server][op index][key]
+    ready: Vec<Vec<Vec<Prepared>>>,
+}
+
+impl Requests {
+    fn new(
+        target: Target,
+        servers: Vec<String>,
+        ops: Vec<Op>,
+        keys: usize,
+    ) -> anyhow::Result<Requests> {
+        let mut ready = Vec::new();
+        if keys <= PREPARE_MAX_KEYS {
+            for s in &servers {
+                let mut by_op = Vec::new();
+                for op in &ops {
+                    by_op.push(
+                        (0..keys)
+                            .map(|k| target.prepare(s, *op, k))
+                            .collect::<anyhow::Result<Vec<_>>>()?,
+                    );
+                }
+                ready.push(by_op);
+            }
+        }
+        Ok(Requests {
+            target,
+            servers,
+            ops,
+            ready,
+        })
+    }
+
     fn request(
         &self,
         client: &reqwest::Client,
-        server: &str,
-        op: Op,
+        server: usize,
+        op: usize,
         key: usize,
-    ) -> reqwest::RequestBuilder {
-        let key = format!("bench-{key}");
-        if self.etcd {
-            let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-            match op {
-                Op::Put => client
-                    .post(format!("{server}/v3/kv/put"))
-                    .json(&json!({"key": b64(&key), "value": b64(&self.value)})),
-                Op::Get => client
-                    .post(format!("{server}/v3/kv/range"))
-                    .json(&json!({"key": b64(&key), "serializable": true})),
-                Op::GetLinearizable => client
-                    .post(format!("{server}/v3/kv/range"))
-                    .json(&json!({"key": b64(&key)})),
+    ) -> anyhow::Result<reqwest::RequestBuilder> {
+        Ok(match self.ready.get(server) {
+            Some(by_op) => self.target.send(client, &by_op[op][key]),
+            None => {
+                let p = self
+                    .target
+                    .prepare(&self.servers[server], self.ops[op], key)?;
+                self.target.send(client, &p)
             }
-        } else {
-            let url = format!("{server}/api/v1/config/{key}");
-            let req = match op {
-                Op::Put => client.put(url).json(&json!({"value": self.value})),
-                Op::Get => client.get(url),
-                Op::GetLinearizable => client.get(format!("{url}?consistency=linearizable")),
-            };
-            match &self.token {
-                Some(t) => req.bearer_auth(t),
-                None => req,
-            }
-        }
+        })
     }
 }
 
@@ -189,22 +278,31 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Report> {
     } else {
         Some(login(&http, &servers[0]).await?)
     };
+    let auth = match token {
+        Some(t) => Some(
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
+                .context("the token is not a valid header value")?,
+        ),
+        None => None,
+    };
     let target = Target {
         etcd,
-        token,
+        auth,
         value: "v".repeat(args.value_size),
     };
-    let ops: Vec<Op> = match args.op.as_str() {
-        "put" | "fill" => vec![Op::Put],
-        "get" => vec![Op::Get],
-        "get-linearizable" => vec![Op::GetLinearizable],
-        _ => vec![Op::Put, Op::Get, Op::Get, Op::Get, Op::Get],
+    // The kinds of request, and the order a client cycles through them (indexes).
+    let (kinds, pattern): (Vec<Op>, Vec<usize>) = match args.op.as_str() {
+        "put" | "fill" => (vec![Op::Put], vec![0]),
+        "get" => (vec![Op::Get], vec![0]),
+        "get-linearizable" => (vec![Op::GetLinearizable], vec![0]),
+        _ => (vec![Op::Put, Op::Get], vec![0, 1, 1, 1, 1]),
     };
-    if ops.contains(&Op::Get) || ops.contains(&Op::GetLinearizable) {
+    if kinds.contains(&Op::Get) || kinds.contains(&Op::GetLinearizable) {
         // Reads need something to read.
         for k in 0..args.keys {
+            let p = target.prepare(&servers[k % servers.len()], Op::Put, k)?;
             let resp = target
-                .request(&http, &servers[k % servers.len()], Op::Put, k)
+                .send(&http, &p)
                 .send()
                 .await
                 .with_context(|| format!("preloading key {k}"))?;
@@ -213,6 +311,7 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Report> {
             }
         }
     }
+    let requests = Arc::new(Requests::new(target, servers.clone(), kinds, args.keys)?);
 
     let fill = args.op == "fill";
     let next_key = Arc::new(AtomicU64::new(0));
@@ -222,8 +321,8 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Report> {
     let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
     let mut tasks = Vec::new();
     for c in 0..args.clients {
-        let (http, target, servers, ops) =
-            (http.clone(), target.clone(), servers.clone(), ops.clone());
+        let (http, requests, pattern) = (http.clone(), requests.clone(), pattern.clone());
+        let server = c % servers.len();
         let (measuring, stop, errors, first_error) = (
             measuring.clone(),
             stop.clone(),
@@ -235,10 +334,9 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Report> {
         tasks.push(tokio::spawn(async move {
             let mut hist =
                 Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
-            let server = &servers[c % servers.len()];
             let mut i: usize = c;
             while !stop.load(Ordering::Relaxed) {
-                let op = ops[i % ops.len()];
+                let op = pattern[i % pattern.len()];
                 let key = if fill {
                     let k = next_key.fetch_add(1, Ordering::Relaxed) as usize;
                     if k >= keys {
@@ -250,7 +348,18 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Report> {
                 };
                 i = i.wrapping_add(args_stride(c));
                 let started = Instant::now();
-                let outcome = match target.request(&http, server, op, key).send().await {
+                let request = match requests.request(&http, server, op, key) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        first_error
+                            .lock()
+                            .expect("error lock")
+                            .get_or_insert(e.to_string());
+                        break;
+                    }
+                };
+                let outcome = match request.send().await {
                     Ok(r) if r.status().is_success() => {
                         r.bytes().await.map(|_| ()).map_err(|e| e.to_string())
                     }
@@ -319,4 +428,78 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<Report> {
 /// Clients walk the key space with different strides so they rarely collide.
 fn args_stride(client: usize) -> usize {
     2 * client + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(etcd: bool) -> Target {
+        Target {
+            etcd,
+            auth: (!etcd).then(|| reqwest::header::HeaderValue::from_static("Bearer t0k")),
+            value: "vvv".into(),
+        }
+    }
+
+    fn built(reqs: &Requests, server: usize, op: usize, key: usize) -> reqwest::Request {
+        reqs.request(&reqwest::Client::new(), server, op, key)
+            .unwrap()
+            .build()
+            .unwrap()
+    }
+
+    fn body(r: &reqwest::Request) -> Value {
+        serde_json::from_slice(r.body().and_then(|b| b.as_bytes()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn bcm_requests_name_the_key_and_carry_the_token() {
+        let servers = vec!["http://a:1".to_string(), "http://b:2".to_string()];
+        let kinds = vec![Op::Put, Op::Get, Op::GetLinearizable];
+        // Prepared ahead, and built on demand for a big key space: the same requests.
+        for keys in [10, PREPARE_MAX_KEYS + 1] {
+            let reqs = Requests::new(target(false), servers.clone(), kinds.clone(), keys).unwrap();
+            let put = built(&reqs, 1, 0, 7);
+            assert_eq!(put.method(), reqwest::Method::PUT);
+            assert_eq!(put.url().as_str(), "http://b:2/api/v1/config/bench-7");
+            assert_eq!(put.headers()["authorization"], "Bearer t0k");
+            assert_eq!(body(&put), json!({"value": "vvv"}));
+            let get = built(&reqs, 0, 1, 3);
+            assert_eq!(
+                (get.method(), get.url().as_str()),
+                (&reqwest::Method::GET, "http://a:1/api/v1/config/bench-3")
+            );
+            let lin = built(&reqs, 0, 2, 3);
+            assert_eq!(
+                lin.url().as_str(),
+                "http://a:1/api/v1/config/bench-3?consistency=linearizable"
+            );
+        }
+    }
+
+    #[test]
+    fn etcd_requests_use_the_json_gateway_with_base64_keys() {
+        let reqs = Requests::new(
+            target(true),
+            vec!["http://e:1".into()],
+            vec![Op::Put, Op::Get],
+            5,
+        )
+        .unwrap();
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let put = built(&reqs, 0, 0, 4);
+        assert_eq!(put.url().as_str(), "http://e:1/v3/kv/put");
+        assert!(put.headers().get("authorization").is_none());
+        assert_eq!(
+            body(&put),
+            json!({"key": b64("bench-4"), "value": b64("vvv")})
+        );
+        let get = built(&reqs, 0, 1, 4);
+        assert_eq!(get.url().as_str(), "http://e:1/v3/kv/range");
+        assert_eq!(
+            body(&get),
+            json!({"key": b64("bench-4"), "serializable": true})
+        );
+    }
 }
