@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """bcm against etcd 3.4 on one machine, in one run. Started by bench/vs-etcd.sh.
 
-Both clusters have three members on loopback, fsync every write (bcm: sled flush
-before an append is acknowledged; etcd: its WAL), and keep their shipped timing.
-The same load generator (`bcm bench`) drives both: bcm through its config API,
-etcd through its v3 JSON gateway. Environment knobs: DURATION (seconds per load
-point, default 10), CLIENTS (default "1 16 64"), SOAK (seconds of the full-load
-run that counts leader changes, default 60; 0 skips it), FAILOVERS (default 5),
-FILL_KEYS (default 100000), BASE_PORT (default 17100).
+Both clusters have three members on loopback, fsync every write (bcm: its Raft
+log's fdatasync before an append is acknowledged; etcd: its WAL's), and keep their
+shipped timing. The same load generator (`bcm bench`) drives both: bcm through its
+config API, etcd through its v3 JSON gateway. One client writes through the leader
+and then through a follower; more clients are spread over the members. Environment
+knobs: DURATION (seconds per load point, default 10), CLIENTS (default "1 16 64"),
+SOAK (seconds of the full-load run that counts leader changes, default 60; 0 skips
+it), FAILOVERS (default 5), FILL_KEYS (default 100000), BASE_PORT (default 17100),
+BENCH_DIR (where the servers' data goes; default the system's temp directory).
 """
 
 import base64
@@ -15,10 +17,12 @@ import json
 import os
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -216,15 +220,67 @@ def stop_all(c):
             p.wait()
 
 
-def bench(c, op, clients, duration, keys=1000, extra=()):
+def bench(c, op, clients, duration, keys=1000, extra=(), servers=None):
     env = dict(os.environ, **c.bench_env())
     args = [
-        BCM, "bench", "--target", c.name, "--servers", ",".join(c.api),
+        BCM, "bench", "--target", c.name, "--servers", ",".join(servers or c.api),
         "--clients", str(clients), "--duration", str(duration), "--op", op,
         "--value-size", "256", "--keys", str(keys), "--output", "json", *extra,
     ]
     out = subprocess.run(args, env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
+
+
+def fsync_latency(work, n=2000):
+    """Median and p99 (ms) of a 256-byte append plus fdatasync to a preallocated file
+    in the directory the servers write to: the disk's part of every write."""
+    path = os.path.join(work, "fsync-probe")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
+    try:
+        os.posix_fallocate(fd, 0, n * 256)
+        os.fsync(fd)
+        times = []
+        for i in range(n):
+            t = time.perf_counter()
+            os.pwrite(fd, b"x" * 256, i * 256)
+            os.fdatasync(fd)
+            times.append(time.perf_counter() - t)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    times.sort()
+    return times[len(times) // 2] * 1000, times[int(len(times) * 0.99)] * 1000
+
+
+def loopback_rtt(n=5000):
+    """Median round trip (ms) of a small message over a loopback TCP connection."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def echo():
+        conn, _ = server.accept()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        while True:
+            data = conn.recv(64)
+            if not data:
+                break
+            conn.sendall(data)
+        conn.close()
+
+    threading.Thread(target=echo, daemon=True).start()
+    client = socket.create_connection(server.getsockname())
+    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        client.sendall(b"ping")
+        client.recv(64)
+        times.append(time.perf_counter() - t)
+    client.close()
+    server.close()
+    times.sort()
+    return times[len(times) // 2] * 1000
 
 
 def failover(c, rounds):
@@ -272,7 +328,8 @@ def memory_and_startup(c):
 def svg(results, path):
     """p50 put latency against clients, one line per system."""
     w, h, pad = 640, 360, 50
-    pts = {s: [(r["clients"], r["p50_ms"]) for r in results if r["target"] == s and r["op"] == "put"]
+    pts = {s: [(r["clients"], r["p50_ms"]) for r in results
+               if r["target"] == s and r["op"] == "put" and r.get("via") != "follower"]
            for s in ("bcm", "etcd")}
     all_x = [x for p in pts.values() for x, _ in p] or [1]
     all_y = [y for p in pts.values() for _, y in p] or [1]
@@ -309,15 +366,28 @@ def ratio(a, b):
 
 def main():
     os.makedirs(OUT, exist_ok=True)
-    work = tempfile.mkdtemp(prefix="bcm-bench-")
+    work = tempfile.mkdtemp(prefix="bcm-bench-", dir=os.environ.get("BENCH_DIR"))
     systems = [Bcm(work), Etcd(work)]
     results, extra = [], {}
+    fsync_p50, fsync_p99 = fsync_latency(work)
+    rtt = loopback_rtt()
+    log(f"this disk: append + fdatasync p50 {fsync_p50:.3f} ms, p99 {fsync_p99:.3f} ms; loopback TCP round trip p50 {rtt:.3f} ms")
     try:
         for c in systems:
             log(f"starting 3-node {c.name}")
             start_all(c)
             before = c.leader_changes()
             for n in CLIENTS:
+                if n == 1:
+                    # One client shows the latency of the write path itself: through
+                    # the leader, and through a follower (which forwards to it).
+                    leader = c.leader()
+                    for via, i in (("leader", leader), ("follower", (leader + 1) % 3)):
+                        r = bench(c, "put", 1, DURATION, servers=[c.api[i]])
+                        r["via"] = via
+                        log(f"{c.name} put clients=1 via the {via}: {r['throughput']:.0f} ops/s p50 {r['p50_ms']:.2f} ms errors {r['errors']}")
+                        results.append(r)
+                    continue
                 r = bench(c, "put", n, DURATION)
                 log(f"{c.name} put clients={n}: {r['throughput']:.0f} ops/s p50 {r['p50_ms']:.2f} ms errors {r['errors']}")
                 results.append(r)
@@ -342,18 +412,22 @@ def main():
             stop_all(c)
         shutil.rmtree(work, ignore_errors=True)
 
-    def get(target, op, clients, field):
+    def get(target, op, clients, field, via=None):
         for r in results:
-            if r["target"] == target and r["op"] == op and r["clients"] == clients:
+            if (r["target"] == target and r["op"] == op and r["clients"] == clients
+                    and r.get("via") == via):
                 return r[field]
         return float("nan")
 
     rows = []
     for n in CLIENTS:
-        for field, label in (("throughput", "ops/s"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms")):
-            b, e = get("bcm", "put", n, field), get("etcd", "put", n, field)
-            rows.append((f"put, {n} clients, {label}", f"{b:.2f}" if "ms" in label else f"{b:.0f}",
-                         f"{e:.2f}" if "ms" in label else f"{e:.0f}", ratio(b, e)))
+        for via in (("leader", "follower") if n == 1 else (None,)):
+            who = {"leader": "1 client via the leader", "follower": "1 client via a follower",
+                   None: f"{n} clients"}[via]
+            for field, label in (("throughput", "ops/s"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms")):
+                b, e = get("bcm", "put", n, field, via), get("etcd", "put", n, field, via)
+                rows.append((f"put, {who}, {label}", f"{b:.2f}" if "ms" in label else f"{b:.0f}",
+                             f"{e:.2f}" if "ms" in label else f"{e:.0f}", ratio(b, e)))
     n = max(CLIENTS)
     b, e = get("bcm", "get-linearizable", n, "throughput"), get("etcd", "get-linearizable", n, "throughput")
     rows.append((f"linearizable get, {n} clients, ops/s", f"{b:.0f}", f"{e:.0f}", ratio(b, e)))
@@ -371,15 +445,24 @@ def main():
         fmt = (lambda v: f"{v}") if isinstance(b, int) else (lambda v: f"{v:.1f}")
         rows.append((label, fmt(b), fmt(e), ratio(b, e)))
 
+    floor = fsync_p50 + rtt
+    if 1 in CLIENTS:
+        b = get("bcm", "put", 1, "p50_ms", "leader")
+        e = get("etcd", "put", 1, "p50_ms", "leader")
+        rows.append(("floor: one fsync + one round trip, ms", f"{floor:.2f}", f"{floor:.2f}", "-"))
+        rows.append(("1-client p50 via the leader / floor", f"{b / floor:.1f}", f"{e / floor:.1f}", "-"))
     widths = [max(len(r[i]) for r in rows + [("figure", "bcm", "etcd", "bcm/etcd")]) for i in range(4)]
     line = lambda r: "  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r))
     print(f"bcm vs etcd {subprocess.run(['etcd', '--version'], capture_output=True, text=True).stdout.split()[2]}"
           f" - 3 members each on loopback, 256-byte values, {DURATION:.0f} s per point, {os.cpu_count()} cores")
+    print(f"disk: append + fdatasync p50 {fsync_p50:.3f} ms (p99 {fsync_p99:.3f}); loopback TCP round trip p50 {rtt:.3f} ms")
     print(line(("figure", "bcm", "etcd", "bcm/etcd")))
     for r in rows:
         print(line(r))
     with open(os.path.join(OUT, "results.json"), "w") as f:
-        json.dump({"runs": results, "extra": extra}, f, indent=2)
+        json.dump({"runs": results, "extra": extra,
+                   "machine": {"fsync_p50_ms": fsync_p50, "fsync_p99_ms": fsync_p99,
+                               "loopback_rtt_ms": rtt, "cores": os.cpu_count()}}, f, indent=2)
     svg(results, os.path.join(OUT, "latency.svg"))
     print(f"(details in {OUT}/results.json, chart in {OUT}/latency.svg)")
 
