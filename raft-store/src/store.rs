@@ -89,8 +89,10 @@ pub struct LogStore {
 /// are written (readable), and one fdatasync then covers every append that arrived
 /// while the previous one ran. Each append's callback (which lets openraft
 /// acknowledge it) fires only after an fdatasync that started after its entries
-/// were written, and callbacks fire in append order. The thread ends with the last
-/// `LogStore`.
+/// were written, and callbacks fire in append order. (openraft 0.9's core waits for
+/// each append's callback before its next append, so today one sync covers one
+/// append per node; the leader batches client writes into entries instead, see
+/// node/src/propose.rs.) The thread ends with the last `LogStore`.
 fn group_commit(engine: &Engine, rx: std::sync::mpsc::Receiver<LogFlushed<TypeConfig>>) {
     while let Ok(first) = rx.recv() {
         let mut waiting = vec![first];
