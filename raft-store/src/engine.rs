@@ -67,8 +67,7 @@ impl Engine {
         let db = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
-            // sled caches up to 1 GiB by default; it now holds only the metadata and
-            // the latest snapshot, which the state machine also has in memory.
+            // sled caches up to 1 GiB by default; it holds only a few small records.
             .cache_capacity(16 * 1024 * 1024)
             .open()
             .map_err(err("open the database"))?;
@@ -76,10 +75,15 @@ impl Engine {
         let data_file = std::fs::File::open(dir.join("db"))
             .map(Arc::new)
             .map_err(io("open the data file for fsync"))?;
-        let purged = meta
-            .get(LOG_PURGED_THROUGH)
-            .map_err(err("read metadata"))?
-            .map(|v| u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])));
+        let purged = match meta.get(LOG_PURGED_THROUGH).map_err(err("read metadata"))? {
+            None => None,
+            Some(v) => Some(u64::from_be_bytes(v.as_ref().try_into().map_err(|_| {
+                io("read the log's purge bound")(std::io::Error::other(format!(
+                    "{LOG_PURGED_THROUGH} holds {} bytes, not 8",
+                    v.len()
+                )))
+            })?)),
+        };
         let wal_dir = dir.join("wal");
         migrate_sled_log(&db, dir, &wal_dir)?;
         migrate_sled_snapshot(&db, &meta, dir)?;
