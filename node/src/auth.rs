@@ -141,10 +141,7 @@ struct TokenCacheInner {
 const TOKEN_CACHE_MAX: usize = 10_000;
 
 fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    crate::runtime::now_ms() / 1000
 }
 
 impl TokenCache {
