@@ -112,33 +112,45 @@ mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Arc;
     use std::time::Duration;
+    use tokio::sync::Semaphore;
+
+    // These tests run on tokio's current-thread runtime (the default of
+    // #[tokio::test]): `yield_now` lets every spawned task run to its next await,
+    // so "it is waiting" is a fact here, not a guess.
+    async fn settle() {
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+    }
 
     #[tokio::test]
     async fn callers_that_arrive_during_a_round_share_the_next_one() {
         let rounds = Arc::new(Rounds::<u64>::default());
         let runs = Arc::new(AtomicU64::new(0));
-        let round = |runs: Arc<AtomicU64>| {
-            move || {
-                let runs = runs.clone();
-                async move {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    runs.fetch_add(1, Ordering::SeqCst) + 1
-                }
-            }
-        };
-        let first = tokio::spawn({
-            let (rounds, runs) = (rounds.clone(), runs.clone());
-            async move { rounds.run(round(runs)).await }
-        });
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        // Ten callers arrive while round 1 runs: none may take round 1's answer.
-        let later: Vec<_> = (0..10)
-            .map(|_| {
-                let (rounds, runs) = (rounds.clone(), runs.clone());
-                tokio::spawn(async move { rounds.run(round(runs)).await })
+        // Each round ends when the test releases it.
+        let gate = Arc::new(Semaphore::new(0));
+        let caller = || {
+            let (rounds, runs, gate) = (rounds.clone(), runs.clone(), gate.clone());
+            tokio::spawn(async move {
+                rounds
+                    .run(|| async {
+                        gate.acquire().await.expect("open").forget();
+                        runs.fetch_add(1, Ordering::SeqCst) + 1
+                    })
+                    .await
             })
-            .collect();
+        };
+        let first = caller();
+        settle().await;
+        assert!(rounds.lock().running, "round 1 runs");
+        // Ten callers arrive while round 1 runs: none may take round 1's answer.
+        let later: Vec<_> = (0..10).map(|_| caller()).collect();
+        settle().await;
+        gate.add_permits(1);
         assert_eq!(first.await.unwrap(), 1);
+        settle().await;
+        assert_eq!(rounds.lock().started, 2, "one of them started round 2");
+        gate.add_permits(1);
         for h in later {
             assert_eq!(h.await.unwrap(), 2, "they share round 2");
         }
@@ -148,23 +160,25 @@ mod tests {
     #[tokio::test]
     async fn an_abandoned_round_is_replaced_for_those_waiting() {
         let rounds = Arc::new(Rounds::<&'static str>::default());
+        let never = Arc::new(Semaphore::new(0));
         let slow = tokio::spawn({
-            let rounds = rounds.clone();
+            let (rounds, never) = (rounds.clone(), never.clone());
             async move {
                 rounds
                     .run(|| async {
-                        tokio::time::sleep(Duration::from_secs(60)).await;
+                        let _ = never.acquire().await;
                         "never"
                     })
                     .await
             }
         });
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        settle().await;
         let waiting = tokio::spawn({
             let rounds = rounds.clone();
             async move { rounds.run(|| async { "fresh" }).await }
         });
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        settle().await;
+        assert!(!waiting.is_finished(), "it waits for the running round");
         slow.abort();
         let answer = tokio::time::timeout(Duration::from_secs(5), waiting)
             .await
