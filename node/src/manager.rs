@@ -18,6 +18,8 @@ pub async fn run(node: SharedNode) {
     let mut shutdown = node.shutdown.clone();
     let mut down_since: HashMap<NodeId, Instant> = HashMap::new();
     let mut joint_seen = None;
+    // Why a wanted voter change waits, logged when it changes (not every tick).
+    let mut voters_waiting: Option<String> = None;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
@@ -25,10 +27,24 @@ pub async fn run(node: SharedNode) {
         }
         if !node.is_leader() {
             down_since.clear();
+            voters_waiting = None;
+            continue;
+        }
+        if node.handing_over.load(std::sync::atomic::Ordering::SeqCst) {
+            // Stepping aside (membership.rs `hand_over`): the next leader manages.
             continue;
         }
         if let Err(e) = crate::membership::finish_joint_change(&node, &mut joint_seen).await {
             tracing::warn!("{e}");
+        }
+        match crate::membership::reconcile_voters(&node).await {
+            Ok(()) => voters_waiting = None,
+            Err(e) => {
+                if voters_waiting.as_ref() != Some(&e) {
+                    tracing::warn!("{e}");
+                }
+                voters_waiting = Some(e);
+            }
         }
         if let Err(e) = tick(&node, &mut down_since).await {
             tracing::debug!("cluster manager tick: {e}");

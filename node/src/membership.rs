@@ -2,6 +2,7 @@
 //! nodes whose disk was lost, and decommissioning.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bcm_raft_store::{BcmNode, Command, NodeId, NodeStatus, Response, Role};
@@ -14,14 +15,16 @@ use crate::service::{self, ServiceError};
 /// Runs a membership change in its own task. openraft 0.9 makes a change in two
 /// steps (joint, then final) inside `change_membership`; a caller that gave up
 /// half-way would leave the cluster in the joint configuration. The task always
-/// runs to the end; the caller waits at most `wait`.
+/// runs to the end; the caller waits at most `wait`. Voters the change drops leave
+/// the membership, or stay as learners with `retain`.
 pub async fn change_membership(
     node: &crate::runtime::Node,
     change: ChangeMembers<NodeId, BcmNode>,
+    retain: bool,
     wait: Duration,
 ) -> Result<(), String> {
     let raft = node.raft.clone();
-    let task = tokio::spawn(async move { raft.change_membership(change, false).await });
+    let task = tokio::spawn(async move { raft.change_membership(change, retain).await });
     match tokio::time::timeout(wait, task).await {
         Ok(Ok(Ok(_))) => Ok(()),
         Ok(Ok(Err(e))) => Err(e.to_string()),
@@ -60,10 +63,21 @@ pub async fn finish_joint_change(
     let Some(last) = mem.get_joint_config().last().cloned() else {
         return Ok(());
     };
-    tracing::info!(voters = ?last, "finishing a membership change left half-way");
+    // The registry tells what the change was for: a voter that lost role `manager`
+    // was being demoted and stays a learner; one being decommissioned leaves.
+    let retain = node.state.read(|d| {
+        mem.voter_ids().filter(|id| !last.contains(id)).any(|id| {
+            d.state
+                .nodes
+                .get(&id)
+                .is_some_and(|r| r.status != NodeStatus::Removed && !r.has_role(Role::Manager))
+        })
+    });
+    tracing::info!(voters = ?last, retain, "finishing a membership change left half-way");
     change_membership(
         node,
         ChangeMembers::ReplaceAllVoters(last),
+        retain,
         Duration::from_secs(10),
     )
     .await
@@ -100,6 +114,170 @@ async fn alive_now(node: &crate::runtime::Node, ids: &BTreeSet<NodeId>) -> BTree
         .into_iter()
         .flatten()
         .collect()
+}
+
+/// Whether the voters could lose `id` now: some voter remains, and both the current
+/// and the new configuration have a majority up (a change passes through both).
+/// Probed now: the registry's status lags by member_down_after_ms, the last
+/// heartbeat by up to one interval. The error completes "removing node N ...".
+async fn quorum_without(
+    node: &crate::runtime::Node,
+    voters: &BTreeSet<NodeId>,
+    id: NodeId,
+) -> Result<(), String> {
+    let remaining = voters.len() - usize::from(voters.contains(&id));
+    if remaining == 0 {
+        return Err("would leave the cluster without voters".into());
+    }
+    let alive = alive_now(node, voters).await;
+    let up_remaining = voters
+        .iter()
+        .filter(|v| **v != id && alive.contains(v))
+        .count();
+    if up_remaining < remaining / 2 + 1 || alive.len() < voters.len() / 2 + 1 {
+        return Err(format!(
+            "would leave no quorum: {up_remaining} of the remaining {remaining} voters are up"
+        ));
+    }
+    Ok(())
+}
+
+/// How far behind the leader's log a learner may be and still be promoted: the
+/// joint configuration it enters must commit with it counted.
+const PROMOTE_WITHIN_ENTRIES: u64 = 64;
+
+/// Keeps the Raft voters in step with the registry's roles, one change per call
+/// (the cluster manager calls it every tick while it leads): a learner with role
+/// `manager` that is up and has caught up becomes a voter; a voter without it
+/// becomes a learner once the voters left and up still form a majority. A voter
+/// not in the registry yet (a bootstrap member before it registered) is left alone.
+/// The error says why a wanted change waits.
+pub async fn reconcile_voters(node: &SharedNode) -> Result<(), String> {
+    if node.handing_over.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+    let m = node.raft_metrics();
+    let mem = m.membership_config.membership();
+    if mem.get_joint_config().len() > 1 || !node.joining.lock().expect("joining lock").is_empty() {
+        // A change is under way (finish_joint_change and admissions see to it).
+        return Ok(());
+    }
+    let (voters, all) = membership_sets(node);
+    let records = node.state.read(|d| {
+        all.iter()
+            .filter_map(|id| d.state.nodes.get(id).cloned())
+            .filter(|r| r.status != NodeStatus::Removed)
+            .collect::<Vec<_>>()
+    });
+    let matched = |id: NodeId| -> Option<u64> {
+        let repl = m.replication.as_ref()?;
+        repl.get(&id)?.as_ref().map(|l| l.index)
+    };
+    let last = m.last_log_index.unwrap_or(0);
+
+    // Why wanted changes wait; one that can go ahead is made at once.
+    let mut waiting = Vec::new();
+    for rec in records
+        .iter()
+        .filter(|r| r.has_role(Role::Manager) && !voters.contains(&r.id))
+    {
+        let caught_up = matched(rec.id).is_some_and(|i| i + PROMOTE_WITHIN_ENTRIES >= last);
+        if !caught_up || alive_now(node, &BTreeSet::from([rec.id])).await.is_empty() {
+            waiting.push(format!(
+                "node {} has role manager and becomes a voter once it is up and has caught up with the leader's log",
+                rec.id
+            ));
+            continue;
+        }
+        tracing::info!(
+            node_id = rec.id,
+            "promoting node to voter: it has role manager"
+        );
+        return change_membership(
+            node,
+            ChangeMembers::AddVoterIds(BTreeSet::from([rec.id])),
+            false,
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|e| format!("promoting node {}: {e}", rec.id));
+    }
+
+    for rec in records
+        .iter()
+        .filter(|r| !r.has_role(Role::Manager) && voters.contains(&r.id))
+    {
+        if let Err(e) = quorum_without(node, &voters, rec.id).await {
+            waiting.push(format!(
+                "node {} lost role manager and stays a voter for now: removing it {e}",
+                rec.id
+            ));
+            continue;
+        }
+        if rec.id == node.cfg.id {
+            // openraft 0.9 lets a learner go on leading: step aside first, and the
+            // next leader demotes this node.
+            hand_over(node);
+            return Ok(());
+        }
+        tracing::info!(
+            node_id = rec.id,
+            "demoting node to learner: it lost role manager"
+        );
+        return change_membership(
+            node,
+            ChangeMembers::RemoveVoters(BTreeSet::from([rec.id])),
+            true,
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|e| format!("demoting node {}: {e}", rec.id));
+    }
+    if waiting.is_empty() {
+        Ok(())
+    } else {
+        Err(waiting.join("; "))
+    }
+}
+
+/// How long a leader that steps aside waits for another voter to take over before
+/// it leads on (an election takes the lease plus 300-500 ms), and how long it then
+/// leads before it tries again: the cluster serves nothing while it steps aside.
+const HAND_OVER_MAX: Duration = Duration::from_secs(5);
+const HAND_OVER_RETRY: Duration = Duration::from_secs(60);
+
+/// Makes this leader step aside: it stops its heartbeats and answers every request
+/// as a node that does not lead (callers wait for the next leader), so the other
+/// voters elect a leader once the lease has passed, as after a crash but with
+/// nothing lost. openraft 0.9 has no leadership transfer.
+fn hand_over(node: &SharedNode) {
+    let failed = *node.hand_over_failed.lock().expect("hand_over_failed lock");
+    if failed.is_some_and(|t| t.elapsed() < HAND_OVER_RETRY)
+        || node.handing_over.swap(true, Ordering::SeqCst)
+    {
+        return;
+    }
+    tracing::info!("this leader lost role manager: stepping aside for another voter");
+    node.raft.runtime_config().heartbeat(false);
+    let node = node.clone();
+    tokio::spawn(async move {
+        let me = node.cfg.id;
+        let mut rx = node.raft.metrics();
+        let stepped_down =
+            tokio::time::timeout(HAND_OVER_MAX, rx.wait_for(|m| m.current_leader != Some(me)))
+                .await
+                .is_ok_and(|r| r.is_ok());
+        node.raft.runtime_config().heartbeat(true);
+        node.handing_over.store(false, Ordering::SeqCst);
+        if stepped_down {
+            tracing::info!("another voter leads now");
+        } else {
+            *node.hand_over_failed.lock().expect("hand_over_failed lock") = Some(Instant::now());
+            tracing::warn!(
+                "no other voter took over within {HAND_OVER_MAX:?}; leading on, trying again in {HAND_OVER_RETRY:?}"
+            );
+        }
+    });
 }
 
 fn membership_sets(node: &crate::runtime::Node) -> (BTreeSet<NodeId>, BTreeSet<NodeId>) {
@@ -167,6 +345,7 @@ pub async fn handle_join(node: &SharedNode, req: JoinRequest) -> LeaderReply<Joi
             if let Err(e) = change_membership(
                 node,
                 ChangeMembers::RemoveNodes(BTreeSet::from([id])),
+                false,
                 Duration::from_secs(8),
             )
             .await
@@ -280,6 +459,7 @@ async fn admit(node: &SharedNode, id: NodeId, bn: BcmNode, voter: bool) -> Resul
             change_membership(
                 node,
                 ChangeMembers::AddVoterIds(BTreeSet::from([id])),
+                false,
                 Duration::from_secs(30),
             )
             .await?;
@@ -304,29 +484,13 @@ pub async fn decommission_on_leader(
     }
     let (voters, all) = membership_sets(node);
     if voters.contains(&id) {
-        let remaining = voters.len() - 1;
-        if remaining == 0 {
-            return Err(ServiceError::Conflict(format!(
-                "removing node {id} would leave the cluster without voters"
-            )));
-        }
-        // Both the old and the new configuration must reach a majority during the
-        // change: probe the voters now (the registry's status lags by
-        // member_down_after_ms, the last heartbeat by up to one interval).
-        let alive = alive_now(node, &voters).await;
-        let up_remaining = voters
-            .iter()
-            .filter(|v| **v != id && alive.contains(v))
-            .count();
-        let up_now = alive.len();
-        if up_remaining < remaining / 2 + 1 || up_now < voters.len() / 2 + 1 {
-            return Err(ServiceError::Conflict(format!(
-                "removing node {id} would leave no quorum: {up_remaining} of the remaining {remaining} voters are up"
-            )));
-        }
+        quorum_without(node, &voters, id)
+            .await
+            .map_err(|e| ServiceError::Conflict(format!("removing node {id} {e}")))?;
         change_membership(
             node,
             ChangeMembers::RemoveVoters(BTreeSet::from([id])),
+            false,
             Duration::from_secs(5),
         )
         .await
@@ -337,6 +501,7 @@ pub async fn decommission_on_leader(
         change_membership(
             node,
             ChangeMembers::RemoveNodes(BTreeSet::from([id])),
+            false,
             Duration::from_secs(5),
         )
         .await

@@ -52,6 +52,11 @@ pub struct Node {
     pub read_rounds: crate::rounds::Rounds<Result<u64, crate::service::ServiceError>>,
     /// While leading: ReadIndex requests share leadership confirmations.
     pub leader_read_rounds: crate::rounds::Rounds<LeaderReply<crate::rpc::OpResult>>,
+    /// Set while this leader steps aside for another voter (membership.rs
+    /// `hand_over`): it then serves nothing as leader.
+    pub handing_over: AtomicBool,
+    /// When stepping aside last failed (no voter took over): not tried again soon.
+    pub hand_over_failed: Mutex<Option<Instant>>,
 }
 
 pub type SharedNode = Arc<Node>;
@@ -114,10 +119,11 @@ impl Node {
         state.last_log_id.map(|l| (l.leader_id.term, l.index))
     }
 
-    /// Answers a pre-vote: grant when this node is not the leader, has not heard from
-    /// a leader for the leader lease, and the candidate's log is at least as new.
+    /// Answers a pre-vote: grant when this node is not the leader (or is a leader
+    /// stepping aside), has not heard from a leader for the leader lease, and the
+    /// candidate's log is at least as new.
     pub async fn pre_vote(&self, req: &crate::rpc::PreVoteRequest) -> bool {
-        if self.is_leader() {
+        if self.is_leader() && !self.handing_over.load(Ordering::SeqCst) {
             return false;
         }
         let lease = Duration::from_millis(self.cfg.raft.election_timeout_max_ms);
@@ -235,6 +241,8 @@ pub async fn start(cfg: NodeConfig, shutdown: watch::Receiver<bool>) -> anyhow::
         proposer: crate::propose::Proposer::start(raft.clone()),
         read_rounds: Default::default(),
         leader_read_rounds: Default::default(),
+        handing_over: AtomicBool::new(false),
+        hand_over_failed: Mutex::new(None),
     });
     tracing::info!(
         node_id = node.cfg.id,

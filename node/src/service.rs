@@ -132,7 +132,8 @@ pub async fn execute_locally(
     op: LeaderOp,
     deadline: Instant,
 ) -> LeaderReply<OpResult> {
-    if !node.is_leader() {
+    if !node.is_leader() || node.handing_over.load(std::sync::atomic::Ordering::SeqCst) {
+        // Callers wait for a leader change and try again.
         return not_leader(node);
     }
     let left = deadline.saturating_duration_since(Instant::now());

@@ -338,12 +338,15 @@ pub struct UpdateNode {
     labels: Option<BTreeMap<String, String>>,
 }
 
-/// Configure a node. Permission `nodes.write`.
+/// Configure a node. Permission `nodes.write`. Raft voters follow role `manager`:
+/// the cluster manager promotes a learner that gains it once it has caught up, and
+/// demotes a voter that loses it to learner once the voters left can form a majority.
 #[utoipa::path(patch, path = "/nodes/{id}", tag = "nodes",
     params(("id" = u64, Path, description = "node id")), request_body = UpdateNode,
     responses(
         (status = 200, description = "the node as changed", body = NodeView),
         (status = 404, description = "no such node", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "it would take role manager from the last node that has it", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update(
     State(node): State<SharedNode>,
@@ -357,6 +360,25 @@ pub async fn update(
         Some(r) => Some(parse_roles(r)?),
         None => None,
     };
+    if roles.as_ref().is_some_and(|r| !r.contains(&Role::Manager)) {
+        // Voters follow role `manager` (membership.rs `reconcile_voters`): the
+        // cluster must keep at least one node that may vote.
+        let others = node.state.read(|d| {
+            d.state
+                .nodes
+                .values()
+                .any(|n| n.id != id && n.status != NodeStatus::Removed && n.has_role(Role::Manager))
+        });
+        if !others {
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "roles: node {id} is the last node with role manager, and the voters follow that role; give another node role manager first"
+                ),
+            )
+            .with_field("roles"));
+        }
+    }
     if let Some(labels) = &body.labels {
         if labels.len() > 64
             || labels

@@ -7,7 +7,7 @@ use crate::{millis, secs};
 
 /// Waits until every running node's `/api/v1/cluster` lists exactly `expected`
 /// (id -> voter) with status `up`, all under one cluster id and one leader.
-fn wait_for_membership(c: &Cluster, expected: &[(u64, bool)]) -> Vec<Value> {
+pub(crate) fn wait_for_membership(c: &Cluster, expected: &[(u64, bool)]) -> Vec<Value> {
     wait_until(
         secs(30),
         &format!("every node to list members {expected:?} (id, voter) as up"),

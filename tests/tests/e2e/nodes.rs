@@ -391,3 +391,155 @@ fn deleting_a_voter_right_after_another_died_is_refused_and_leaves_the_cluster_w
          but a write via the leader got {r}"
     );
 }
+
+/// PATCHes `id`'s roles through `via` and expects 200 with those roles.
+fn set_roles(c: &Cluster, via: u64, id: u64, roles: &[&str]) {
+    let r = c
+        .call(
+            via,
+            Method::PATCH,
+            &format!("/api/v1/nodes/{id}"),
+            Some(&json!({ "roles": roles })),
+        )
+        .unwrap();
+    assert_eq!(
+        r.status, 200,
+        "PATCH node {id} roles {roles:?} via node {via}: {r}"
+    );
+    assert_eq!(r.json()["roles"], json!(roles), "{r}");
+}
+
+#[test]
+fn roles_set_through_the_api_move_nodes_between_voters_and_learners() {
+    use crate::forming::wait_for_membership;
+
+    let c = Cluster::builder()
+        .name("nodes-roles-voters")
+        .voters(3)
+        .joiner(&["storage"])
+        .start();
+    wait_for_membership(&c, &[(1, true), (2, true), (3, true), (4, false)]);
+    let leader = c.wait_for_leader();
+    let f = c.followers()[0];
+    let g = (1..=3).find(|n| *n != leader && *n != f).unwrap();
+
+    // Storage node 4 gains role manager: once caught up it becomes a voter.
+    set_roles(&c, f, 4, &["manager", "storage"]);
+    wait_for_membership(&c, &[(1, true), (2, true), (3, true), (4, true)]);
+
+    // Follower f loses it: it becomes a learner, stays up and keeps serving.
+    set_roles(&c, 4, f, &["storage"]);
+    wait_for_membership(
+        &c,
+        &[(1, true), (2, true), (3, true), (4, true)].map(|(id, v)| (id, v && id != f)),
+    );
+    let ack = c.put_config(f, "after-demotion", &json!(f)).unwrap();
+    assert!(ack.is_success(), "a write through the learner {f}: {ack}");
+    assert_eq!(c.config_value(f, "after-demotion").unwrap(), Some(json!(f)));
+
+    // The leader loses it: it steps aside, a voter takes over, it stays a learner.
+    set_roles(&c, f, leader, &["backup-manager", "storage"]);
+    wait_for_membership(&c, &[(leader, false), (f, false), (g, true), (4, true)]);
+    let next = agreed_leader_among(&c, &[g, 4]);
+
+    // Twice over, with two voters left: the new leader loses it too and steps aside
+    // for the one voter left.
+    let last = if next == g { 4 } else { g };
+    let roles_of_last = c.get_json(f, &format!("/api/v1/nodes/{last}")).unwrap()["roles"].clone();
+    set_roles(&c, last, next, &["storage"]);
+    let expected = [(leader, false), (f, false), (next, false), (last, true)];
+    wait_for_membership(&c, &expected);
+    assert_eq!(agreed_leader_among(&c, &[last]), last);
+
+    // Taking manager from the last node that has it is refused and changes nothing.
+    let r = c
+        .call(
+            f,
+            Method::PATCH,
+            &format!("/api/v1/nodes/{last}"),
+            Some(&json!({ "roles": ["storage"] })),
+        )
+        .unwrap();
+    assert_eq!(
+        r.status, 409,
+        "taking manager from the last node with it: {r}"
+    );
+    r.check_problem().unwrap();
+    assert_eq!(r.json()["field"], "roles", "{r}");
+    let view = c.get_json(f, &format!("/api/v1/nodes/{last}")).unwrap();
+    assert_eq!(view["roles"], roles_of_last, "{view}");
+    assert_eq!(view["voter"], true, "{view}");
+
+    // The one voter leads and every write still lands, through any node.
+    for n in [leader, f, g, 4] {
+        let ack = c
+            .put_config(n, &format!("one-voter-{n}"), &json!(n))
+            .unwrap();
+        assert!(ack.is_success(), "a write through node {n}: {ack}");
+        assert_eq!(
+            c.config_value(n, &format!("one-voter-{n}")).unwrap(),
+            Some(json!(n))
+        );
+    }
+    wait_for_membership(&c, &expected);
+}
+
+/// Waits until every node names the same leader, one of `among`, and returns it.
+fn agreed_leader_among(c: &Cluster, among: &[u64]) -> u64 {
+    wait_until(
+        secs(10),
+        &format!("every node to agree on a leader among {among:?}"),
+        || {
+            let mut seen = BTreeSet::new();
+            for n in c.running_nodes() {
+                seen.insert(c.cluster(n)?["leader_id"].as_u64());
+            }
+            match seen.iter().collect::<Vec<_>>()[..] {
+                [Some(l)] if among.contains(l) => Ok(*l),
+                _ => Err(format!("leader ids seen: {seen:?}")),
+            }
+        },
+    )
+}
+
+#[test]
+fn a_demotion_that_would_leave_no_quorum_waits_until_it_is_safe() {
+    use crate::forming::wait_for_membership;
+
+    let c = Cluster::builder()
+        .name("nodes-roles-quorum")
+        .voters(3)
+        .start();
+    let leader = c.wait_for_leader();
+    let followers = c.followers();
+    let (down, f) = (followers[0], followers[1]);
+    c.kill(down);
+
+    // With `down` dead, losing f would leave the leader alone among two voters.
+    set_roles(&c, leader, f, &["storage"]);
+    wait_until(secs(10), "the leader to log why f stays a voter", || {
+        let log = std::fs::read_to_string(c.log_path(leader)).unwrap_or_default();
+        let why = format!("node {f} lost role manager and stays a voter for now");
+        if log.contains(&why) {
+            Ok(())
+        } else {
+            Err(c.log_tail(leader, 5))
+        }
+    });
+    let view = c.cluster(leader).unwrap();
+    assert_eq!(member(&view, f).unwrap()["voter"], true, "{view}");
+    let ack = c.put_config(f, "while-waiting", &json!(1)).unwrap();
+    assert!(ack.is_success(), "the two voters up still commit: {ack}");
+
+    // Once the third voter is back, f becomes a learner.
+    c.restart(down);
+    wait_for_membership(&c, &[(leader, true), (down, true), (f, false)]);
+    wait_until(
+        secs(10),
+        "the restarted voter to serve the write made without it",
+        || match c.config_value(down, "while-waiting")? {
+            Some(v) if v == json!(1) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+}
