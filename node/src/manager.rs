@@ -98,7 +98,7 @@ async fn init_cluster(node: &Node) -> Result<(), service::ServiceError> {
 }
 
 /// Is `id` alive as far as this leader can tell? (None: too early to say.)
-fn observed_up(node: &Node, id: NodeId) -> Option<bool> {
+pub(crate) fn observed_up(node: &Node, id: NodeId) -> Option<bool> {
     if id == node.cfg.id {
         return Some(true);
     }

@@ -125,16 +125,25 @@ async fn quorum_without(
     voters: &BTreeSet<NodeId>,
     id: NodeId,
 ) -> Result<(), String> {
+    quorum_left(voters, &alive_now(node, voters).await, id)
+}
+
+/// The arithmetic of [`quorum_without`], given the voters that are up.
+fn quorum_left(
+    voters: &BTreeSet<NodeId>,
+    alive: &BTreeSet<NodeId>,
+    id: NodeId,
+) -> Result<(), String> {
     let remaining = voters.len() - usize::from(voters.contains(&id));
     if remaining == 0 {
         return Err("would leave the cluster without voters".into());
     }
-    let alive = alive_now(node, voters).await;
     let up_remaining = voters
         .iter()
         .filter(|v| **v != id && alive.contains(v))
         .count();
-    if up_remaining < remaining / 2 + 1 || alive.len() < voters.len() / 2 + 1 {
+    let up_now = voters.iter().filter(|v| alive.contains(v)).count();
+    if up_remaining < remaining / 2 + 1 || up_now < voters.len() / 2 + 1 {
         return Err(format!(
             "would leave no quorum: {up_remaining} of the remaining {remaining} voters are up"
         ));
@@ -182,7 +191,7 @@ pub async fn reconcile_voters(node: &SharedNode) -> Result<(), String> {
         .filter(|r| r.has_role(Role::Manager) && !voters.contains(&r.id))
     {
         let caught_up = matched(rec.id).is_some_and(|i| i + PROMOTE_WITHIN_ENTRIES >= last);
-        if !caught_up || alive_now(node, &BTreeSet::from([rec.id])).await.is_empty() {
+        if !caught_up || crate::manager::observed_up(node, rec.id) != Some(true) {
             waiting.push(format!(
                 "node {} has role manager and becomes a voter once it is up and has caught up with the leader's log",
                 rec.id
@@ -207,7 +216,18 @@ pub async fn reconcile_voters(node: &SharedNode) -> Result<(), String> {
         .iter()
         .filter(|r| !r.has_role(Role::Manager) && voters.contains(&r.id))
     {
-        if let Err(e) = quorum_without(node, &voters, rec.id).await {
+        // The leader's last contacts first (no probe every tick while a voter is
+        // down), then a probe of the voters right now.
+        let by_contact: BTreeSet<NodeId> = voters
+            .iter()
+            .copied()
+            .filter(|v| crate::manager::observed_up(node, *v) == Some(true))
+            .collect();
+        let quorum = match quorum_left(&voters, &by_contact, rec.id) {
+            Ok(()) => quorum_without(node, &voters, rec.id).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = quorum {
             waiting.push(format!(
                 "node {} lost role manager and stays a voter for now: removing it {e}",
                 rec.id
@@ -517,4 +537,34 @@ pub async fn decommission_on_leader(
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(ids: &[NodeId]) -> BTreeSet<NodeId> {
+        ids.iter().copied().collect()
+    }
+
+    #[test]
+    fn a_voter_may_go_only_when_both_configurations_keep_a_majority_up() {
+        let three = set(&[1, 2, 3]);
+        assert!(quorum_left(&three, &three, 3).is_ok());
+        // One down: losing another voter leaves one of two up.
+        assert!(quorum_left(&three, &set(&[1, 2]), 2).is_err());
+        // Losing the one that is down leaves two of two up.
+        assert!(quorum_left(&three, &set(&[1, 2]), 3).is_ok());
+        let two = set(&[1, 2]);
+        assert!(quorum_left(&two, &two, 2).is_ok());
+        assert!(quorum_left(&two, &set(&[1]), 1).is_err());
+        let one = set(&[1]);
+        let e = quorum_left(&one, &one, 1).unwrap_err();
+        assert!(e.contains("without voters"), "{e}");
+        // Five voters, two down: removing an up one leaves two of four up.
+        let five = set(&[1, 2, 3, 4, 5]);
+        let e = quorum_left(&five, &set(&[1, 2, 3]), 1).unwrap_err();
+        assert!(e.contains("2 of the remaining 4"), "{e}");
+        assert!(quorum_left(&five, &set(&[1, 2, 3]), 5).is_ok());
+    }
 }
