@@ -375,16 +375,28 @@ pub async fn handle_join(node: &SharedNode, req: JoinRequest) -> LeaderReply<Joi
         }
     }
 
-    // Keep the registry in step with what the node says about itself.
+    // Keep the registry in step with what the node says about itself, except its
+    // roles: the config file's seed them at the first registration, and after that
+    // the registry's stay, so that roles changed through the API survive restarts
+    // (as kubelet's --node-labels only seed a node's labels).
+    let mut info = req.info.clone();
+    if let Some(rec) = &existing {
+        if rec.roles != info.roles {
+            tracing::info!(
+                node_id = id,
+                config = ?info.roles,
+                registry = ?rec.roles,
+                "node announces other roles than the registry's; the registry's stay"
+            );
+            info.roles = rec.roles.clone();
+        }
+    }
     let needs_update = existing.as_ref().is_none_or(|r| {
-        r.name != req.info.name
-            || r.api_addr != req.info.api_addr
-            || r.rpc_addr != req.info.rpc_addr
-            || r.roles != req.info.roles
+        r.name != info.name || r.api_addr != info.api_addr || r.rpc_addr != info.rpc_addr
     });
     if needs_update {
         let cmd = Command::RegisterNode {
-            info: req.info.clone(),
+            info: info.clone(),
             at: now_ms(),
         };
         match service::write_local(node, cmd).await {
@@ -395,20 +407,14 @@ pub async fn handle_join(node: &SharedNode, req: JoinRequest) -> LeaderReply<Joi
     }
 
     let (voters, all) = membership_sets(node);
-    let wants_vote = req.info.roles.contains(&Role::Manager);
+    let wants_vote = info.roles.contains(&Role::Manager);
     let admitted = if wants_vote {
         voters.contains(&id)
     } else {
         all.contains(&id)
     };
     if !admitted {
-        spawn_admission(
-            node.clone(),
-            req.info.id,
-            req.info.api_addr,
-            req.info.rpc_addr,
-            wants_vote,
-        );
+        spawn_admission(node.clone(), id, info.api_addr, info.rpc_addr, wants_vote);
     }
     LeaderReply::Ok(JoinReply::Proceed)
 }

@@ -564,6 +564,7 @@ async fn try_join(node: &SharedNode, fresh: bool) -> anyhow::Result<bool> {
             *node.refused.lock().expect("refused lock") = None;
             node.open_raft();
             tracing::info!(leader = %leader_rpc, "registered with the cluster manager");
+            warn_if_roles_differ(node.clone());
             Ok(true)
         }
         LeaderReply::NotLeader { .. } | LeaderReply::Unavailable(_) => Ok(false),
@@ -572,6 +573,45 @@ async fn try_join(node: &SharedNode, fresh: bool) -> anyhow::Result<bool> {
             anyhow::bail!("the cluster manager refused this node: {why}")
         }
     }
+}
+
+/// Once this node has applied its own registry record, says so when the roles in
+/// its config file are not the registry's: the registry's apply (they seed the
+/// record at the first registration only; see membership.rs `handle_join`).
+fn warn_if_roles_differ(node: SharedNode) {
+    tokio::spawn(async move {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut shutdown = node.shutdown.clone();
+        while Instant::now() < deadline {
+            let registered = node
+                .state
+                .read(|d| d.state.nodes.get(&node.cfg.id).map(|r| r.roles.clone()));
+            if let Some(roles) = registered {
+                if roles != node.cfg.roles {
+                    let names = |rs: &[bcm_raft_store::Role]| {
+                        rs.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+                    };
+                    let flags: String = node
+                        .cfg
+                        .roles
+                        .iter()
+                        .map(|r| format!(" --role {}", r.as_str()))
+                        .collect();
+                    tracing::warn!(
+                        "node.roles in the config file ({}) are not the cluster registry's ({}), which apply: the config file's only seed them when a node first registers; to apply the config file's, run `bcm nodes update {}{flags}`",
+                        names(&node.cfg.roles),
+                        names(&roles),
+                        node.cfg.id,
+                    );
+                }
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    });
 }
 
 /// Asks each address for the leader's rpc address.

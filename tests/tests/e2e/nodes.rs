@@ -433,6 +433,29 @@ fn roles_set_through_the_api_move_nodes_between_voters_and_learners() {
         &c,
         &[(1, true), (2, true), (3, true), (4, true)].map(|(id, v)| (id, v && id != f)),
     );
+    // A restart does not undo it, though f's config file still lists manager: the
+    // config file's roles only seed the registry's, and f says so in its log.
+    c.kill(f);
+    c.restart(f);
+    c.wait_ready(f, secs(30));
+    wait_until(
+        secs(10),
+        "the restarted node to warn that its config file's roles do not apply",
+        || {
+            let log = std::fs::read_to_string(c.log_path(f)).unwrap_or_default();
+            if log.contains("are not the cluster registry's") {
+                Ok(())
+            } else {
+                Err(c.log_tail(f, 5))
+            }
+        },
+    );
+    let view = c.get_json(leader, &format!("/api/v1/nodes/{f}")).unwrap();
+    assert_eq!(view["roles"], json!(["storage"]), "{view}");
+    wait_for_membership(
+        &c,
+        &[(1, true), (2, true), (3, true), (4, true)].map(|(id, v)| (id, v && id != f)),
+    );
     let ack = c.put_config(f, "after-demotion", &json!(f)).unwrap();
     assert!(ack.is_success(), "a write through the learner {f}: {ack}");
     assert_eq!(c.config_value(f, "after-demotion").unwrap(), Some(json!(f)));
