@@ -35,6 +35,38 @@ fn io(action: &'static str) -> impl FnOnce(std::io::Error) -> EngineError {
     move |e| err(action)(sled::Error::Io(e))
 }
 
+/// How long [`open_sled`] waits for sled's lock on the data file.
+const SLED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Opens sled in `dir`. sled locks its data file and releases the lock when its
+/// last handle drops, but its flusher thread holds one for up to a flush interval
+/// after the `Db` itself is dropped: reopening in the same process (a restore from
+/// PostgreSQL, then serving) can find the lock still held for a moment. Another
+/// process holding it past [`SLED_LOCK_WAIT`] is an error that says so.
+fn open_sled(dir: &Path) -> Result<sled::Db, EngineError> {
+    let deadline = std::time::Instant::now() + SLED_LOCK_WAIT;
+    loop {
+        let opened = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            // sled caches up to 1 GiB by default; it holds only a few small records.
+            .cache_capacity(16 * 1024 * 1024)
+            .open();
+        match opened {
+            // sled reports it as an io::Error of kind Other with this text.
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(err(
+                        "open the database (is another bcm process using this data directory?)",
+                    )(sled::Error::Io(e)));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other.map_err(err("open the database")),
+        }
+    }
+}
+
 /// The metadata record that bounds the log from below: records up to this index
 /// were purged (big-endian u64).
 const LOG_PURGED_THROUGH: &str = "log_purged_through";
@@ -64,13 +96,7 @@ pub struct Engine {
 impl Engine {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Engine, EngineError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::HighThroughput)
-            // sled caches up to 1 GiB by default; it holds only a few small records.
-            .cache_capacity(16 * 1024 * 1024)
-            .open()
-            .map_err(err("open the database"))?;
+        let db = open_sled(dir)?;
         let meta = db.open_tree("meta").map_err(err("open the meta tree"))?;
         let data_file = std::fs::File::open(dir.join("db"))
             .map(Arc::new)
@@ -370,6 +396,22 @@ mod tests {
             assert!(!engine.is_empty());
             assert!(engine.meta_get(LEGACY_SNAPSHOT_DATA).unwrap().is_none());
             assert!(!engine.db.tree_names().iter().any(|n| n.as_ref() == b"log"));
+        }
+    }
+
+    #[test]
+    fn a_data_directory_in_use_is_refused_and_free_again_once_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Engine::open(dir.path()).unwrap();
+        let e = Engine::open(dir.path())
+            .err()
+            .expect("a second open must fail");
+        assert!(e.to_string().contains("another bcm process"), "{e}");
+        drop(first);
+        // Reopened at once, as a restore from PostgreSQL does before serving.
+        for _ in 0..3 {
+            let engine = Engine::open(dir.path()).unwrap();
+            assert!(engine.is_empty());
         }
     }
 
