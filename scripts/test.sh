@@ -31,6 +31,8 @@ need_package() { # need_package <probe-command> <package>...
 }
 # The Postgres tests start their own server from these binaries.
 need_package "ls /usr/lib/postgresql/*/bin/initdb" postgresql
+# ... and the TLS test makes its certificates with openssl.
+need_package "command -v openssl" openssl
 
 # The compose test runs where a Docker engine answers; it builds its images from
 # local parts, the first time with debootstrap (scripts/local-images.sh).

@@ -50,6 +50,17 @@ fn is_root() -> bool {
 impl Postgres {
     /// Creates and starts a new server; waits until it accepts connections.
     pub fn start(name: &str) -> Postgres {
+        Postgres::create(name, false)
+    }
+
+    /// Like [`Postgres::start`], but the server only accepts TLS connections, with a
+    /// certificate for 127.0.0.1 signed by a CA of its own ([`Postgres::ca_cert`]);
+    /// [`Postgres::other_ca_cert`] is a CA that did not sign it.
+    pub fn start_tls(name: &str) -> Postgres {
+        Postgres::create(name, true)
+    }
+
+    fn create(name: &str, tls: bool) -> Postgres {
         let bin = pg_bin();
         let dir = tempfile::Builder::new()
             .prefix(&format!("bcm-pg-{name}-"))
@@ -82,6 +93,9 @@ impl Postgres {
                 "--no-sync",
             ],
         );
+        if tls {
+            pg.enable_tls();
+        }
         let mut pg = pg;
         pg.resume();
         pg.psql_on("postgres", "CREATE DATABASE bcm OWNER bcm")
@@ -91,6 +105,117 @@ impl Postgres {
 
     fn data(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    /// The CA that signed the server's certificate (servers from `start_tls`).
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.path().join("tls").join("ca.pem")
+    }
+
+    /// A CA that signed nothing of this server's.
+    pub fn other_ca_cert(&self) -> PathBuf {
+        self.dir.path().join("tls").join("other-ca.pem")
+    }
+
+    /// Makes a CA and a server certificate with openssl, turns `ssl` on and
+    /// rejects connections without TLS in pg_hba.conf.
+    fn enable_tls(&self) {
+        let tls = self.dir.path().join("tls");
+        std::fs::create_dir_all(&tls).expect("create the tls dir");
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&tls)
+                .output()
+                .expect("run openssl (Debian's openssl package)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        for ca in ["ca", "other-ca"] {
+            openssl(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN=bcm test {ca}"),
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.pem"),
+            ]);
+        }
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ]);
+        std::fs::write(
+            tls.join("san.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+        .expect("write san.ext");
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        ]);
+        let data = self.data();
+        for f in ["server.pem", "server.key"] {
+            std::fs::copy(tls.join(f), data.join(f)).expect("copy the server's certificate");
+        }
+        let mut conf = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
+        conf.push_str("\nssl = on\nssl_cert_file = 'server.pem'\nssl_key_file = 'server.key'\n");
+        std::fs::write(data.join("postgresql.conf"), conf).unwrap();
+        // pg_hba.conf is first match: no TCP connection without TLS.
+        let hba = std::fs::read_to_string(data.join("pg_hba.conf")).unwrap();
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            format!("hostnossl all all 0.0.0.0/0 reject\nhostnossl all all ::/0 reject\n{hba}"),
+        )
+        .unwrap();
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&data)
+                .status()
+                .expect("run chown");
+            assert!(
+                status.success(),
+                "chown the PostgreSQL data dir to postgres"
+            );
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            data.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .expect("chmod the server's key");
     }
 
     fn run_as_server_user(&self, tool: &str, args: &[&str]) {

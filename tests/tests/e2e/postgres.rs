@@ -572,3 +572,91 @@ fn a_leader_killed_during_an_export_leaves_postgres_consistent() {
         .unwrap();
     assert!((1..=10).contains(&kept), "{kept} snapshot rows kept");
 }
+
+#[test]
+fn the_export_goes_over_tls_and_checks_the_servers_certificate() {
+    // This server refuses every connection without TLS.
+    let pg = Postgres::start_tls("tls");
+    let url = |mode: &str, ca: &std::path::Path| {
+        format!("{}?sslmode={mode}&sslrootcert={}", pg.url(), ca.display())
+    };
+
+    // Verified against the CA that signed the server's certificate: the export
+    // lands, over encrypted connections.
+    let c = Cluster::builder()
+        .name("pg-tls")
+        .voters(1)
+        .postgres(&url("verify-full", &pg.ca_cert()), 1)
+        .start();
+    let w = call_ok(
+        &c,
+        1,
+        Method::PUT,
+        "/api/v1/config/over-tls",
+        json!({"value": 7}),
+    );
+    wait_exported(&c, 1, w["version"].as_u64().unwrap());
+    assert_eq!(
+        pg.psql("SELECT value FROM config WHERE key = 'over-tls'")
+            .unwrap(),
+        "7"
+    );
+    let encrypted = pg
+        .psql(
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.usename = 'bcm' AND s.ssl AND a.application_name <> 'psql'",
+        )
+        .unwrap();
+    assert_ne!(encrypted, "0", "bcm's connections use TLS");
+
+    // A certificate the configured CA did not sign is refused, and so is a
+    // connection without TLS; the export reports why and writes nothing.
+    for (name, mode, ca, why) in [
+        (
+            "pg-tls-wrong-ca",
+            "verify-full",
+            pg.other_ca_cert(),
+            "certificate",
+        ),
+        ("pg-tls-disabled", "disable", pg.ca_cert(), "no encryption"),
+    ] {
+        let c = Cluster::builder()
+            .name(name)
+            .voters(1)
+            .postgres(&url(mode, &ca), 1)
+            .start();
+        let w = call_ok(
+            &c,
+            1,
+            Method::PUT,
+            "/api/v1/config/refused",
+            json!({"value": 1}),
+        );
+        assert!(
+            w["version"].is_u64(),
+            "writes go on without the export: {w}"
+        );
+        let ex = wait_until(
+            secs(20),
+            &format!("{name}: the export error to show"),
+            || {
+                let ex = c.cluster(1)?["snapshot_export"].clone();
+                match ex["last_error"].as_str() {
+                    Some(e) if e.contains(why) => Ok(ex.clone()),
+                    _ => Err(ex.to_string()),
+                }
+            },
+        );
+        assert!(ex["last_index"].is_null(), "{name}: nothing exported: {ex}");
+        let cluster_id = c.cluster(1).unwrap()["cluster_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let rows = pg
+            .psql(&format!(
+                "SELECT count(*) FROM snapshots WHERE cluster_id = '{cluster_id}'"
+            ))
+            .unwrap();
+        assert_eq!(rows, "0", "{name}: no snapshot row");
+    }
+}
