@@ -94,8 +94,12 @@ async fn append(State(node): State<SharedNode>, body: Bytes) -> Response {
     };
     match node.raft.append_entries(req).await {
         Ok(resp) => {
-            if !matches!(resp, openraft::raft::AppendEntriesResponse::HigherVote(_)) {
+            use openraft::raft::AppendEntriesResponse as R;
+            if !matches!(resp, R::HigherVote(_)) {
                 node.heard_from_leader();
+            }
+            if matches!(resp, R::Success | R::PartialSuccess(_)) {
+                node.synced_with_leader();
             }
             encode(&resp)
         }
@@ -133,6 +137,7 @@ async fn snapshot(State(node): State<SharedNode>, body: Bytes) -> Response {
     match node.raft.install_snapshot(req).await {
         Ok(resp) => {
             node.heard_from_leader();
+            node.synced_with_leader();
             encode(&resp)
         }
         Err(e) => raft_failed(e),

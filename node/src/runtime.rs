@@ -31,6 +31,10 @@ pub struct Node {
     log: LogStore,
     /// Last sign of a live leader (see `election_timer`).
     leader_contact: Mutex<Instant>,
+    /// Set once a leader's AppendEntries (or snapshot) was taken since this process
+    /// started: only then does this node know the commit index (the one it saved
+    /// before a crash may be behind what it had applied).
+    synced_with_leader: AtomicBool,
     /// Failed logins on this node (per user name and client address).
     pub login_limiter: crate::api::LoginLimiter,
     /// Bearer tokens this node has verified (see auth.rs).
@@ -138,6 +142,16 @@ impl Node {
         *self.leader_contact.lock().expect("leader_contact lock") = Instant::now();
     }
 
+    /// Records that a leader's entries or snapshot were taken (see `synced_with_leader`).
+    pub fn synced_with_leader(&self) {
+        self.synced_with_leader.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a leader's entries or snapshot were taken since this process started.
+    pub fn has_synced_with_leader(&self) -> bool {
+        self.synced_with_leader.load(Ordering::Relaxed)
+    }
+
     fn since_leader_contact(&self) -> Duration {
         self.leader_contact
             .lock()
@@ -230,6 +244,7 @@ pub async fn start(cfg: NodeConfig, shutdown: watch::Receiver<bool>) -> anyhow::
         raft_open: AtomicBool::new(!pristine),
         log,
         leader_contact: Mutex::new(Instant::now()),
+        synced_with_leader: AtomicBool::new(false),
         login_limiter: crate::api::LoginLimiter::new(),
         tokens: crate::auth::TokenCache::default(),
         refused: Mutex::new(None),

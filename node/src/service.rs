@@ -368,6 +368,11 @@ pub async fn is_ready(node: &Node) -> Result<(), String> {
     {
         return Err(format!("raft state {:?}", m.state));
     }
+    if m.state != ServerState::Leader && !node.has_synced_with_leader() {
+        // The commit index saved before a restart can be behind what this node had
+        // applied and served: wait for the leader's, which comes with its entries.
+        return Err("waiting for the leader's first entries since start".into());
+    }
     let committed = node
         .raft
         .with_raft_state(|s| s.committed.map(|l| l.index))

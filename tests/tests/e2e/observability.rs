@@ -236,3 +236,48 @@ fn the_event_stream_reports_user_group_plan_and_backup_changes() {
     });
     assert_eq!(ev.json()["status"], "pending", "{ev}");
 }
+
+#[test]
+fn a_restarted_node_is_not_ready_until_the_leader_has_sent_it_entries() {
+    // Frequent snapshots: f restarts from one, with the cluster formed in it.
+    let c = Cluster::builder()
+        .name("observability-restart-ready")
+        .voters(3)
+        .snapshot_every(3)
+        .start();
+    let leader = c.wait_for_agreed_leader(secs(10));
+    let f = c.followers()[0];
+    let g = c.followers()[1];
+    for i in 0..10 {
+        let put = c.put_config(f, &format!("filler-{i}"), &json!(i)).unwrap();
+        assert!(put.is_success(), "{put}");
+    }
+    let put = c.put_config(f, "before-restart", &json!(1)).unwrap();
+    assert!(put.is_success(), "{put}");
+
+    // f comes back while no other member can answer: it knows the last leader from
+    // its vote, but not the commit index, so it must not say it is ready.
+    c.kill(f);
+    c.pause(leader);
+    c.pause(g);
+    c.restart(f);
+    let r = bcm_tests::wait_until(secs(20), "node f to serve /readyz", || {
+        let r = c.get(f, "/readyz")?;
+        if c.get(f, "/healthz")?.status == 200 {
+            Ok(r)
+        } else {
+            Err(r.to_string())
+        }
+    });
+    assert_eq!(
+        r.status, 503,
+        "/readyz on a restarted node cut off from the others: {r}"
+    );
+    assert!(r.body.contains("first entries"), "{r}");
+
+    // Once the others answer again, it catches up and is ready.
+    c.resume(leader);
+    c.resume(g);
+    c.wait_ready(f, secs(20));
+    assert_eq!(c.config_value(f, "before-restart").unwrap(), Some(json!(1)));
+}
