@@ -590,17 +590,22 @@ async fn try_join(node: &SharedNode, fresh: bool) -> anyhow::Result<bool> {
     }
 }
 
-/// Once this node has applied its own registry record, says so when the roles in
-/// its config file are not the registry's: the registry's apply (they seed the
+/// Once this node is ready and has its own registry record, says so when the roles
+/// in its config file are not the registry's: the registry's apply (they seed the
 /// record at the first registration only; see membership.rs `handle_join`).
 fn warn_if_roles_differ(node: SharedNode) {
     tokio::spawn(async move {
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut shutdown = node.shutdown.clone();
         while Instant::now() < deadline {
-            let registered = node
-                .state
-                .read(|d| d.state.nodes.get(&node.cfg.id).map(|r| r.roles.clone()));
+            // Ready: it has applied what the leader had committed, its own record
+            // as it is now included (before, a restarted node may replay older roles).
+            let registered = match crate::service::is_ready(&node).await {
+                Ok(()) => node
+                    .state
+                    .read(|d| d.state.nodes.get(&node.cfg.id).map(|r| r.roles.clone())),
+                Err(_) => None,
+            };
             if let Some(roles) = registered {
                 if roles != node.cfg.roles {
                     let names = |rs: &[bcm_raft_store::Role]| {
