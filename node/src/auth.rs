@@ -71,6 +71,16 @@ pub struct Claims {
     pub gen: u64,
     pub iat: u64,
     pub exp: u64,
+    /// A random id: two logins in the same second get different tokens, so that
+    /// logging one out (revocation by signature) leaves the other alone.
+    #[serde(default)]
+    pub jti: String,
+}
+
+/// A fresh random token id (128 bits, hex).
+pub fn new_token_id() -> String {
+    let bytes: [u8; 16] = rand::thread_rng().gen();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub fn issue(key: &[u8], claims: &Claims) -> Result<String, String> {
@@ -105,6 +115,12 @@ pub fn verify(key: &[u8], cluster_id: &str, token: &str) -> Result<Claims, Strin
         return Err("the token is not valid".into());
     }
     Ok(data.claims)
+}
+
+/// A token's id for revocation: its signature (the part after the last dot), unique
+/// to the token and no secret (it proves nothing without the rest).
+pub fn token_id(token: &str) -> &str {
+    token.rsplit('.').next().unwrap_or(token)
 }
 
 impl Claims {
@@ -200,6 +216,7 @@ mod tests {
             gen: 0,
             iat: now - 10,
             exp: now + 3600,
+            jti: new_token_id(),
         };
         let mut c_valid = c.clone();
         let real_now = std::time::SystemTime::now()
@@ -220,6 +237,25 @@ mod tests {
     }
 
     #[test]
+    fn two_logins_in_one_second_get_two_tokens() {
+        let now = now_secs();
+        let claims = || Claims {
+            sub: "1".into(),
+            name: "admin".into(),
+            cid: "c1".into(),
+            gen: 0,
+            iat: now,
+            exp: now + 60,
+            jti: new_token_id(),
+        };
+        let (a, b) = (
+            issue(&[1; 32], &claims()).unwrap(),
+            issue(&[1; 32], &claims()).unwrap(),
+        );
+        assert_ne!(token_id(&a), token_id(&b));
+    }
+
+    #[test]
     fn a_cached_token_is_good_only_for_its_key_and_cluster_and_until_it_expires() {
         let cache = TokenCache::default();
         let now = now_secs();
@@ -230,6 +266,7 @@ mod tests {
             gen: 3,
             iat: now,
             exp,
+            jti: String::new(),
         };
         let t = cache.insert(b"k1", "c1", "tok", &claims(now + 60));
         assert_eq!((t.user_id, t.generation), (7, 3));

@@ -32,6 +32,12 @@ pub struct LoginArgs {
 }
 
 #[derive(clap::Args)]
+pub struct LogoutArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(clap::Args)]
 pub struct StatusArgs {
     #[command(flatten)]
     pub server: ServerArgs,
@@ -184,6 +190,50 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
             .unwrap_or("?")
     );
     Ok(())
+}
+
+/// Revokes the token `bcm login` kept (on every node) and forgets it.
+pub async fn logout(args: LogoutArgs) -> anyhow::Result<()> {
+    let path = token_path();
+    let text = match std::fs::read(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            println!("not logged in (no token in {})", path.display());
+            return Ok(());
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let stored: StoredToken =
+        serde_json::from_slice(&text).with_context(|| format!("reading {}", path.display()))?;
+    let servers = servers(&args.server);
+    let revoked = call(
+        &servers,
+        reqwest::Method::POST,
+        "/api/v1/auth/logout",
+        Some(&stored.token),
+        None,
+    )
+    .await;
+    match revoked {
+        Ok(_) => {
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            println!(
+                "logged out: the token is revoked on every node and removed from {}",
+                path.display()
+            );
+            Ok(())
+        }
+        // Refused as a token: it was revoked, expired or belongs elsewhere already.
+        Err(e) if e.to_string().contains("(HTTP 401)") => {
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            println!(
+                "logged out: the token was no longer valid ({e}); removed it from {}",
+                path.display()
+            );
+            Ok(())
+        }
+        Err(e) => Err(e.context("the token could not be revoked and is kept; try again")),
+    }
 }
 
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {

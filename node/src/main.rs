@@ -44,6 +44,8 @@ enum Cmd {
     Dev(dev::DevArgs),
     /// Log in and keep the token for later commands.
     Login(cli::LoginArgs),
+    /// Revoke the kept token on every node and forget it.
+    Logout(cli::LogoutArgs),
     /// Show the cluster: leader, term, members and their health.
     Status(cli::StatusArgs),
     /// Users: list, get, create, update, delete.
@@ -102,6 +104,7 @@ fn main() -> ExitCode {
             Cmd::Node(args) => run_node(args).await,
             Cmd::Dev(args) => dev::run(args).await,
             Cmd::Login(args) => cli::login(args).await,
+            Cmd::Logout(args) => cli::logout(args).await,
             Cmd::Status(args) => cli::status(args).await,
             Cmd::Bench(args) => bench::run(args).await,
             Cmd::Healthcheck(args) => healthcheck::run(args).await,

@@ -160,6 +160,15 @@ pub enum Command {
     /// a key's version is the log index of its last write (a second one is refused
     /// with [`Rejection::Conflict`]). A batch inside a batch is refused.
     Batch(Vec<Command>),
+    /// Logging out: the bearer token whose signature is `token_id` is refused from
+    /// now on, until it would have expired anyway (`expires_at`, Unix seconds).
+    /// Revocations that expired by `at` are forgotten. (Appended last: a command's
+    /// position is its encoding.)
+    RevokeToken {
+        token_id: String,
+        expires_at: u64,
+        at: Millis,
+    },
 }
 
 impl Command {

@@ -184,7 +184,58 @@ pub struct ClusterState {
     pub nodes: BTreeMap<u64, NodeRecord>,
     pub config: BTreeMap<String, ConfigEntry>,
     pub backup_manager: Option<BackupManager>,
+    /// Tokens logged out before they expired: signature -> expiry (Unix seconds).
+    pub revoked_tokens: BTreeMap<String, u64>,
 }
+
+/// [`ClusterState`] as encoded before `revoked_tokens` existed: snapshots (on disk
+/// and in PostgreSQL) written by earlier versions decode through it. postcard
+/// encodes fields in order without names, so a new field is a new layout.
+#[derive(Deserialize)]
+struct ClusterStateV1 {
+    cluster_id: Option<String>,
+    initialized_at: Millis,
+    token_key: Vec<u8>,
+    users: BTreeMap<u64, User>,
+    groups: BTreeMap<String, crate::access::Group>,
+    plans: BTreeMap<u64, crate::catalog::Plan>,
+    next_plan_id: u64,
+    backups: BTreeMap<u64, crate::catalog::Backup>,
+    next_backup_id: u64,
+    restores: BTreeMap<u64, crate::catalog::Restore>,
+    next_restore_id: u64,
+    next_user_id: u64,
+    nodes: BTreeMap<u64, NodeRecord>,
+    config: BTreeMap<String, ConfigEntry>,
+    backup_manager: Option<BackupManager>,
+}
+
+impl From<ClusterStateV1> for ClusterState {
+    fn from(v: ClusterStateV1) -> ClusterState {
+        ClusterState {
+            cluster_id: v.cluster_id,
+            initialized_at: v.initialized_at,
+            token_key: v.token_key,
+            users: v.users,
+            groups: v.groups,
+            plans: v.plans,
+            next_plan_id: v.next_plan_id,
+            backups: v.backups,
+            next_backup_id: v.next_backup_id,
+            restores: v.restores,
+            next_restore_id: v.next_restore_id,
+            next_user_id: v.next_user_id,
+            nodes: v.nodes,
+            config: v.config,
+            backup_manager: v.backup_manager,
+            revoked_tokens: BTreeMap::new(),
+        }
+    }
+}
+
+/// Seconds a revoked token's entry outlives its expiry: tokens are accepted up to
+/// this much past it (clock skew between nodes).
+const REVOCATION_LEEWAY_SECS: u64 = 60;
 
 /// The outcome of applying one command.
 pub struct Applied {
@@ -301,7 +352,41 @@ impl ClusterState {
                 error,
                 at,
             } => self.set_restore_status(*id, *status, error.as_deref(), *at),
+            Command::RevokeToken {
+                token_id,
+                expires_at,
+                at,
+            } => self.revoke_token(token_id, *expires_at, *at),
         }
+    }
+
+    /// Decodes a state encoded by this version or an earlier one.
+    pub fn decode(bytes: &[u8]) -> Result<ClusterState, crate::codec::CodecError> {
+        crate::codec::decode::<ClusterState>(bytes).or_else(|e| {
+            crate::codec::decode::<ClusterStateV1>(bytes)
+                .map(ClusterState::from)
+                .map_err(|_| e)
+        })
+    }
+
+    /// Whether the token with this signature was logged out.
+    pub fn is_revoked(&self, token_id: &str) -> bool {
+        self.revoked_tokens.contains_key(token_id)
+    }
+
+    fn revoke_token(&mut self, token_id: &str, expires_at: u64, at: Millis) -> Applied {
+        if token_id.is_empty() || token_id.len() > 128 {
+            return Applied::rejected(Rejection::Invalid(
+                "a token id is 1 to 128 characters".into(),
+            ));
+        }
+        let now = at / 1000;
+        self.revoked_tokens
+            .retain(|_, exp| exp.saturating_add(REVOCATION_LEEWAY_SECS) >= now);
+        if expires_at.saturating_add(REVOCATION_LEEWAY_SECS) >= now {
+            self.revoked_tokens.insert(token_id.to_string(), expires_at);
+        }
+        Applied::ok(Response::Done, Vec::new())
     }
 
     fn init_cluster(
@@ -557,6 +642,67 @@ mod tests {
             admin_password_hash: "$argon2id$v=19$m=19456,t=2,p=1$x$y".into(),
             at: 1,
         }
+    }
+
+    fn revoke(token_id: &str, expires_at: u64, at_secs: u64) -> Command {
+        Command::RevokeToken {
+            token_id: token_id.into(),
+            expires_at,
+            at: at_secs * 1000,
+        }
+    }
+
+    #[test]
+    fn a_revoked_token_stays_refused_until_it_expires_then_is_forgotten() {
+        let mut s = ClusterState::default();
+        s.apply(1, &init());
+        assert_eq!(
+            s.apply(2, &revoke("sig-a", 1_000, 100)).response,
+            Response::Done
+        );
+        assert!(s.is_revoked("sig-a") && !s.is_revoked("sig-b"));
+        // One already past its expiry (and the leeway) is not kept.
+        s.apply(3, &revoke("sig-old", 10, 100));
+        assert!(!s.is_revoked("sig-old"));
+        // A later revocation forgets the ones that have expired since.
+        s.apply(
+            4,
+            &revoke("sig-b", 5_000, 1_000 + REVOCATION_LEEWAY_SECS + 1),
+        );
+        assert!(!s.is_revoked("sig-a") && s.is_revoked("sig-b"));
+        assert_eq!(s.revoked_tokens.len(), 1);
+        for bad in ["", &"x".repeat(129)] {
+            let before = s.clone();
+            let r = s.apply(5, &revoke(bad, 9_000, 1_000)).response;
+            assert!(
+                matches!(r, Response::Rejected(Rejection::Invalid(_))),
+                "{r:?}"
+            );
+            assert_eq!(s, before);
+        }
+    }
+
+    #[test]
+    fn a_state_from_before_revocations_still_decodes() {
+        let mut s = ClusterState::default();
+        s.apply(1, &init());
+        s.apply(
+            2,
+            &Command::PutConfig {
+                key: "a".into(),
+                value_json: "1".into(),
+                if_version: None,
+                at: 2,
+            },
+        );
+        let bytes = crate::codec::encode(&s).unwrap();
+        // The earlier layout is this one without the (empty) map at the end: a
+        // postcard map starts with its length, one byte 0 when empty.
+        assert_eq!(bytes.last(), Some(&0));
+        let old = &bytes[..bytes.len() - 1];
+        assert_eq!(ClusterState::decode(old).unwrap(), s);
+        assert_eq!(ClusterState::decode(&bytes).unwrap(), s);
+        assert!(ClusterState::decode(&bytes[..bytes.len() / 2]).is_err());
     }
 
     #[test]
@@ -864,6 +1010,13 @@ mod tests {
                 }),
             group_name().prop_map(|name| Command::DeleteGroup { name }),
             catalog_command(),
+            ("[a-z]{0,3}", 0u64..200, 0u64..200_000).prop_map(|(token_id, expires_at, at)| {
+                Command::RevokeToken {
+                    token_id,
+                    expires_at,
+                    at,
+                }
+            }),
         ]
     }
 

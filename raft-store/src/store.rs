@@ -323,7 +323,7 @@ impl StateMachineStore {
     fn load(engine: Arc<Engine>) -> Result<StateMachineStore, StorageError> {
         let mut data = StateMachineData::default();
         if let Some(stored) = read_snapshot(&engine)? {
-            data.state = codec::decode(&stored.data).map_err(read_err)?;
+            data.state = ClusterState::decode(&stored.data).map_err(read_err)?;
             data.last_applied = stored.meta.last_log_id;
             data.last_membership = stored.meta.last_membership;
         }
@@ -414,7 +414,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let state: ClusterState = codec::decode(&data).map_err(|e| {
+        let state = ClusterState::decode(&data).map_err(|e| {
             io_err(
                 ErrorSubject::Snapshot(Some(meta.signature())),
                 ErrorVerb::Read,
@@ -495,7 +495,7 @@ pub async fn seed_from_export(
     id: crate::types::NodeId,
     me: crate::types::BcmNode,
 ) -> Result<(), StorageError> {
-    codec::decode::<ClusterState>(&state_data)
+    ClusterState::decode(&state_data)
         .map_err(|e| read_err(format!("the exported state does not decode: {e}")))?;
     let engine = Engine::open(dir).map_err(read_err)?;
     if !engine.is_empty() {

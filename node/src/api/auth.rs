@@ -4,8 +4,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, State};
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bcm_raft_store::{Command, Response as Applied};
 use serde::{Deserialize, Serialize};
 
 use super::users::UserView;
@@ -13,6 +14,7 @@ use super::{json, ApiJson, Authed};
 use crate::auth::{self, Claims};
 use crate::problem::Problem;
 use crate::runtime::SharedNode;
+use crate::service;
 
 /// Credentials.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -158,6 +160,7 @@ pub async fn login(
         gen: user.token_generation,
         iat: now,
         exp: now + node.cfg.token_ttl_secs,
+        jti: auth::new_token_id(),
     };
     let token = auth::issue(&key, &claims)
         .map_err(|m| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, m))?;
@@ -183,6 +186,41 @@ pub async fn me(who: Authed) -> Response {
             groups: who.groups,
         },
     )
+}
+
+/// Log out: the token of this request is refused from now on, on every node, until
+/// it would have expired; the user's other tokens stay valid.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth",
+    responses(
+        (status = 204, description = "logged out: this token is refused from now on"),
+        (status = 401, description = "no valid token (already logged out, expired, ...)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn logout(
+    State(node): State<SharedNode>,
+    _who: Authed,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    // Authed has checked the token; its expiry is read again here.
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(super::bearer_token)
+        .unwrap_or_default();
+    let (key, cluster_id) = node
+        .state
+        .read(|d| (d.state.token_key.clone(), d.state.cluster_id.clone()));
+    let claims = auth::verify(&key, cluster_id.as_deref().unwrap_or_default(), token)
+        .map_err(|m| Problem::new(StatusCode::UNAUTHORIZED, m))?;
+    let command = Command::RevokeToken {
+        token_id: auth::token_id(token).to_string(),
+        expires_at: claims.exp,
+        at: crate::runtime::now_ms(),
+    };
+    match service::write(&node, command).await? {
+        Applied::Done => Ok(StatusCode::NO_CONTENT.into_response()),
+        Applied::Rejected(r) => Err(super::rejection(r)),
+        other => Err(super::unexpected(&other)),
+    }
 }
 
 /// Unix seconds as an RFC 3339 UTC timestamp.

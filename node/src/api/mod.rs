@@ -67,6 +67,7 @@ fn documented_routes(node: &SharedNode) -> OpenApiRouter<SharedNode> {
     let api = OpenApiRouter::new()
         .routes(routes!(auth::login))
         .routes(routes!(auth::me))
+        .routes(routes!(auth::logout))
         .routes(routes!(cluster::get_cluster))
         .routes(routes!(cluster::take_snapshot))
         .routes(routes!(nodes::list, nodes::add))
@@ -226,7 +227,7 @@ fn field_of(text: &str) -> Option<String> {
 
 /// The token of an `Authorization: Bearer <token>` header (the scheme is
 /// case-insensitive, RFC 9110).
-fn bearer_token(value: &str) -> Option<&str> {
+pub(crate) fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -298,8 +299,9 @@ impl FromRequestParts<SharedNode> for Authed {
                 node.tokens.insert(&key, &cluster_id, token, &claims)
             }
         };
-        let user = node.state.read(|d| {
-            d.state
+        let (revoked, user) = node.state.read(|d| {
+            let user = d
+                .state
                 .users
                 .get(&token_of.user_id)
                 .filter(|u| u.enabled)
@@ -310,8 +312,15 @@ impl FromRequestParts<SharedNode> for Authed {
                         u.groups.clone(),
                         d.state.permissions_of(u),
                     )
-                })
+                });
+            (d.state.is_revoked(crate::auth::token_id(token)), user)
         });
+        if revoked {
+            return Err(Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "this token was logged out; log in again",
+            ));
+        }
         let Some((generation, name, groups, permissions)) = user else {
             return Err(Problem::new(
                 StatusCode::UNAUTHORIZED,

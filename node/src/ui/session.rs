@@ -328,10 +328,27 @@ pub async fn login(State(ui): State<UiState>, req: Request) -> Response {
     out
 }
 
-/// Ends the session in this browser. (The token itself stays valid until it expires,
-/// as API tokens do; changing the password or disabling the user ends them all.)
-pub async fn logout(_p: Posted) -> Response {
+/// Ends the session: its token is revoked on every node (`POST /api/v1/auth/logout`),
+/// and the cookie goes. When the cluster cannot take the revocation now, the cookie
+/// still goes and the login page says the token lives until it expires.
+pub async fn logout(State(ui): State<UiState>, p: Posted) -> Response {
+    let revoked = ui
+        .call(Some(&p.s), Method::POST, "/api/v1/auth/logout", None, &[])
+        .await;
     let mut out = (StatusCode::SEE_OTHER, [(header::LOCATION, "/login")]).into_response();
+    if let Err(e) = revoked {
+        tracing::warn!(
+            "logging out: the session's token was not revoked: {}",
+            e.detail
+        );
+        set_flash(
+            out.headers_mut(),
+            &format!(
+                "Logged out of this browser, but the session could not be ended on the cluster ({}); it ends when it expires.",
+                e.detail
+            ),
+        );
+    }
     set_cookie(
         out.headers_mut(),
         format!("{SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict"),

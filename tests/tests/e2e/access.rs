@@ -245,6 +245,8 @@ pub fn routes(member: u64, user: u64, group: &str, tag: &str, fresh_node: u64) -
         .body(json!({"target_node": 1, "target_path": "/restore"})),
         Route::new(M::GET, "/api/v1/restores", Some("restores.read")),
         Route::new(M::GET, "/api/v1/restores/4242", Some("restores.read")),
+        // Last: it ends the caller's token.
+        Route::new(M::POST, "/api/v1/auth/logout", None),
     ]
 }
 
@@ -290,11 +292,9 @@ fn each_group_gets_exactly_its_permissions_on_every_route_through_a_follower() {
     );
     assert_eq!(r.status, 201, "creating group {group}: {r}");
     let bystander = create_user(&c, f, "bystander", &["viewer"]);
-    let mut callers = vec![(
-        "admin".to_string(),
-        c.token(f).unwrap(),
-        predefined("admin"),
-    )];
+    // Each caller logs in for the matrix: its last route logs that token out.
+    let admin_token = c.login(f).unwrap();
+    let mut callers = vec![("admin".to_string(), admin_token, predefined("admin"))];
     for (name, grp) in [("op", "operator"), ("view", "viewer"), ("cust", group)] {
         let id = create_user(&c, f, name, &[grp]);
         wait_user_on(&c, f, id, "created", |r| r.status == 200);
@@ -1141,4 +1141,66 @@ fn users_and_groups_written_through_a_follower_survive_losing_the_leader() {
         let r = as_user(&c, leader, &token, Method::GET, "/api/v1/auth/me", None);
         assert_eq!(r.json()["name"], name, "{r}");
     }
+}
+
+#[test]
+fn logging_out_ends_that_token_on_every_node_and_no_other() {
+    let c = Cluster::builder().name("access-logout").voters(3).start();
+    let leader = c.wait_for_leader();
+    let f = c.followers()[0];
+    let id = create_user(&c, leader, "leaving", &["operator"]);
+    wait_user_on(&c, f, id, "created", |r| r.status == 200);
+    let laptop = login(&c, f, "leaving", PASSWORD);
+    let desktop = login(&c, leader, "leaving", PASSWORD);
+    let me = |n: u64, token: &str| as_user(&c, n, token, Method::GET, "/api/v1/auth/me", None);
+
+    // Logging out through a follower.
+    let r = as_user(&c, f, &laptop, Method::POST, "/api/v1/auth/logout", None);
+    assert_eq!(r.status, 204, "{r}");
+    for n in c.all_nodes() {
+        wait_until(
+            secs(10),
+            &format!("node {n} to refuse the logged-out token"),
+            || {
+                let r = me(n, &laptop);
+                if r.status == 401
+                    && r.json()["detail"]
+                        .as_str()
+                        .is_some_and(|d| d.contains("logged out"))
+                {
+                    Ok(())
+                } else {
+                    Err(r.to_string())
+                }
+            },
+        );
+        let r = me(n, &desktop);
+        assert_eq!(
+            r.status, 200,
+            "the user's other token still works on node {n}: {r}"
+        );
+    }
+    // Twice is refused like any invalid token, and changes nothing.
+    let r = as_user(
+        &c,
+        leader,
+        &laptop,
+        Method::POST,
+        "/api/v1/auth/logout",
+        None,
+    );
+    assert_eq!(r.status, 401, "{r}");
+    r.check_problem().unwrap();
+
+    // It survives a snapshot and a restart: a node rebuilt from its snapshot and log
+    // still refuses it.
+    let r = admin(&c, leader, Method::POST, "/api/v1/cluster/snapshot", None);
+    assert!(r.is_success(), "{r}");
+    c.kill(f);
+    c.restart(f);
+    c.wait_ready(f, secs(30));
+    let r = me(f, &laptop);
+    assert_eq!(r.status, 401, "{r}");
+    let r = me(f, &desktop);
+    assert_eq!(r.status, 200, "{r}");
 }

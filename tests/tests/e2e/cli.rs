@@ -176,6 +176,36 @@ fn bcm_login_keeps_a_private_token_that_later_commands_use() {
     let out = run(&home, &["status", "--server", &server], &[]);
     assert!(out.success(), "status with the stored token: {out}");
     assert_eq!(rows(&out.stdout).len(), 3, "{out}");
+
+    // `bcm logout` revokes it on every node and forgets it.
+    let out = run(&home, &["logout", "--server", &server], &[]);
+    assert!(out.success(), "{out}");
+    assert!(out.stdout.contains("revoked"), "{out}");
+    assert!(!path.exists(), "the token file is gone: {out}");
+    for n in c.all_nodes() {
+        wait_until(
+            secs(10),
+            &format!("node {n} to refuse the revoked token"),
+            || {
+                let r = c.send(
+                    c.request(n, reqwest::Method::GET, "/api/v1/auth/me")
+                        .bearer(token),
+                )?;
+                if r.status == 401 {
+                    Ok(())
+                } else {
+                    Err(r.to_string())
+                }
+            },
+        );
+    }
+    let out = run(&home, &["status", "--server", &server], &[]);
+    assert!(!out.success() && out.stderr.contains("bcm login"), "{out}");
+    let out = run(&home, &["logout", "--server", &server], &[]);
+    assert!(
+        out.success() && out.stdout.contains("not logged in"),
+        "{out}"
+    );
 }
 
 #[test]

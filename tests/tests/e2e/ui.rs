@@ -228,12 +228,21 @@ fn ui_users_through_a_follower_with_permissions_and_csrf() {
         )
         .unwrap();
     assert_eq!(r.status, 201, "{r}");
+    let session = b.cookie("bcm_session").unwrap();
     b.submit(
         "form.logout button",
         "the login page",
         |_| {},
         |b| b.find("#username").map(|_| ()),
     );
+    // Logging out ended the session's token on the cluster, not only in this browser.
+    let r = c
+        .send(
+            c.request(leader, Method::GET, "/api/v1/auth/me")
+                .bearer(&session),
+        )
+        .unwrap();
+    assert_eq!(r.status, 401, "the logged-out session's token: {r}");
     // A shared link opened without a session leads through the login page and back;
     // the form works with the keyboard alone (Enter submits).
     b.goto(&format!("{base}/users?enabled=true"));
