@@ -1428,6 +1428,21 @@ impl Cluster {
         leaders
     }
 
+    /// Waits until `node`'s log (of all its runs) contains `text`.
+    pub fn wait_for_log(&self, node: u64, text: &str, timeout: Duration) {
+        let path = self.log_path(node);
+        wait_until(timeout, &format!("node {node} to log {text:?}"), || {
+            if std::fs::read_to_string(&path)
+                .unwrap_or_default()
+                .contains(text)
+            {
+                Ok(())
+            } else {
+                Err(self.log_tail(node, 5))
+            }
+        });
+    }
+
     /// The last `n` lines of `node`'s log.
     pub fn log_tail(&self, node: u64, n: usize) -> String {
         tail(&self.node(node).log_path, n)

@@ -438,18 +438,7 @@ fn roles_set_through_the_api_move_nodes_between_voters_and_learners() {
     c.kill(f);
     c.restart(f);
     c.wait_ready(f, secs(30));
-    wait_until(
-        secs(10),
-        "the restarted node to warn that its config file's roles do not apply",
-        || {
-            let log = std::fs::read_to_string(c.log_path(f)).unwrap_or_default();
-            if log.contains("are not the cluster registry's") {
-                Ok(())
-            } else {
-                Err(c.log_tail(f, 5))
-            }
-        },
-    );
+    c.wait_for_log(f, "are not the cluster registry's", secs(10));
     let view = c.get_json(leader, &format!("/api/v1/nodes/{f}")).unwrap();
     assert_eq!(view["roles"], json!(["storage"]), "{view}");
     wait_for_membership(
@@ -540,15 +529,11 @@ fn a_demotion_that_would_leave_no_quorum_waits_until_it_is_safe() {
 
     // With `down` dead, losing f would leave the leader alone among two voters.
     set_roles(&c, leader, f, &["storage"]);
-    wait_until(secs(10), "the leader to log why f stays a voter", || {
-        let log = std::fs::read_to_string(c.log_path(leader)).unwrap_or_default();
-        let why = format!("node {f} lost role manager and stays a voter for now");
-        if log.contains(&why) {
-            Ok(())
-        } else {
-            Err(c.log_tail(leader, 5))
-        }
-    });
+    c.wait_for_log(
+        leader,
+        &format!("node {f} lost role manager and stays a voter for now"),
+        secs(10),
+    );
     let view = c.cluster(leader).unwrap();
     assert_eq!(member(&view, f).unwrap()["voter"], true, "{view}");
     let ack = c.put_config(f, "while-waiting", &json!(1)).unwrap();
