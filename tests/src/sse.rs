@@ -53,6 +53,11 @@ impl EventStream {
     /// has answered 200 with `text/event-stream`: from then on it delivers every event.
     pub fn connect(api: &Api, node: u64) -> Result<EventStream, String> {
         let token = api.token(node)?;
+        EventStream::connect_as(api, node, &token)
+    }
+
+    /// Like [`EventStream::connect`], with the given bearer token.
+    pub fn connect_as(api: &Api, node: u64, token: &str) -> Result<EventStream, String> {
         let client = Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .pool_max_idle_per_host(0)
@@ -65,7 +70,7 @@ impl EventStream {
         // each read of the body, not to the whole stream.
         let mut resp = client
             .get(&url)
-            .bearer_auth(&token)
+            .bearer_auth(token)
             .header("accept", "text/event-stream")
             .timeout(READ_SLICE)
             .send()
@@ -161,6 +166,32 @@ impl EventStream {
                     self.seen_text()
                 ),
             }
+        }
+    }
+
+    /// Waits until the server ends the stream; events meanwhile are kept.
+    pub fn wait_closed(&mut self, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        while self.ended.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(Ok(ev)) => self.seen.push(ev),
+                Ok(Err(why)) => self.ended = Some(why),
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.ended = Some("the reader thread ended".into())
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(format!(
+                        "node {}'s event stream still open after {timeout:?}; events seen: {}",
+                        self.node,
+                        self.seen_text()
+                    ))
+                }
+            }
+        }
+        match &self.ended {
+            Some(why) if why.contains("closed") => Ok(()),
+            other => Err(format!("the stream failed instead of ending: {other:?}")),
         }
     }
 

@@ -101,6 +101,16 @@
       .catch(function () { clearTimeout(t); return false; });
   }
 
+  // Whether this browser's session still opens pages here: the server ends the
+  // stream of a session that was logged out or whose user was disabled, and
+  // reopening it would fail again and again.
+  function sessionGood() {
+    return fetch(location.pathname + location.search,
+      { credentials: 'same-origin', redirect: 'manual', cache: 'no-store' })
+      .then(function (r) { return !(r.type === 'opaqueredirect' || r.status === 401 || r.status === 303); })
+      .catch(function () { return true; });
+  }
+
   // The node serving this page stopped answering: wait a moment for it, then move
   // the page to the next member that is ready. The session cookie goes along
   // (cookies are shared by every port of a host) and so does the path.
@@ -125,9 +135,12 @@
         probe(base, 1500).then(function (ok) {
           if (!ok) { next(); return; }
           if (base === here) {
-            moving = false;
-            say('reconnected');
-            connect();
+            sessionGood().then(function (good) {
+              if (!good) { location.href = '/login?next=' + encodeURIComponent(location.pathname + location.search); return; }
+              moving = false;
+              say('reconnected');
+              connect();
+            });
           } else {
             location.replace(base + location.pathname + location.search);
           }

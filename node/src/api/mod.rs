@@ -272,6 +272,30 @@ impl FromRequestParts<SharedNode> for Authed {
                     "missing bearer token: log in with POST /api/v1/auth/login",
                 )
             })?;
+        Authed::of_token(node, token)
+    }
+}
+
+/// Resolves once `token` no longer opens `permission`: logged out, expired, its user
+/// disabled, deleted or given a new password, or its groups changed. Ends a stream
+/// opened with it (checked every second; a check is a read of the local state).
+pub async fn until_refused(node: SharedNode, token: String, permission: &'static str) {
+    let mut stop = node.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        match Authed::of_token(&node, &token) {
+            Ok(who) if who.require(permission).is_ok() => {}
+            _ => return,
+        }
+    }
+}
+
+impl Authed {
+    /// Checks a bearer token as every request's is checked.
+    pub fn of_token(node: &SharedNode, token: &str) -> Result<Authed, Problem> {
         let forming = || {
             Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -59,6 +59,7 @@ pub async fn keep_recent(ui: UiState) {
 
 /// `GET /ui/events`: the API's event stream for a browser session. 401 (not a
 /// redirect) without a session: an EventSource cannot follow one to a login page.
+/// It ends when the session does (logout, the user disabled, ...).
 pub async fn events(State(ui): State<UiState>, parts: axum::http::request::Parts) -> Response {
     let s = match Session::of(&parts, &ui.node).await {
         Ok(s) => s,
@@ -80,7 +81,13 @@ pub async fn events(State(ui): State<UiState>, parts: axum::http::request::Parts
                 .data(body_of(&event).to_string()),
         ))
     });
-    let stream = futures_util::stream::once(async move { Ok(hello) }).chain(stream);
+    let stream = futures_util::stream::once(async move { Ok(hello) })
+        .chain(stream)
+        .take_until(crate::api::until_refused(
+            ui.node.clone(),
+            s.token.clone(),
+            "events.read",
+        ));
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(10)))
         .into_response()

@@ -1180,6 +1180,20 @@ fn logging_out_ends_that_token_on_every_node_and_no_other() {
             "the user's other token still works on node {n}: {r}"
         );
     }
+    // An event stream opened with the desktop token ends when that token is logged out.
+    let mut stream = bcm_tests::EventStream::connect_as(&c.api(), f, &desktop).unwrap();
+    let r = as_user(
+        &c,
+        leader,
+        &desktop,
+        Method::POST,
+        "/api/v1/auth/logout",
+        None,
+    );
+    assert_eq!(r.status, 204, "{r}");
+    stream.wait_closed(secs(10)).unwrap();
+    let desktop = login(&c, leader, "leaving", PASSWORD);
+
     // Twice is refused like any invalid token, and changes nothing.
     let r = as_user(
         &c,

@@ -296,6 +296,36 @@ fn ui_users_through_a_follower_with_permissions_and_csrf() {
     assert_eq!(status, 403);
     assert!(users_named(&c, "eve-ui").is_empty());
     assert_eq!(users_named(&c, "admin")[0]["enabled"], json!(true));
+
+    // An admin disables the viewer: its open page stops being live and goes to the
+    // login page (the server ends the session's event stream).
+    wait_until(secs(10), "the viewer's page to be live", || {
+        match b.text("#conn") {
+            Ok(t) if t == "live" || t == "reconnected" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    let victor = users_named(&c, "victor-ui")[0]["id"].as_u64().unwrap();
+    let r = c
+        .call(
+            leader,
+            Method::PATCH,
+            &format!("/api/v1/users/{victor}"),
+            Some(&json!({"enabled": false})),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{r}");
+    wait_until(
+        secs(15),
+        "the disabled viewer's page to go to the login page",
+        || {
+            if b.url().contains("/login") && b.exists("#username") {
+                Ok(())
+            } else {
+                Err(b.where_now())
+            }
+        },
+    );
 }
 
 fn member_status(b: &Browser, id: u64) -> Result<String, String> {
