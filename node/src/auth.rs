@@ -134,7 +134,8 @@ impl Claims {
 pub struct TokenOf {
     pub user_id: u64,
     pub generation: u64,
-    exp: u64,
+    /// Expiry, Unix seconds.
+    pub exp: u64,
 }
 
 /// Tokens already verified on this node, so that a client's every request does not

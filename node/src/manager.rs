@@ -30,8 +30,8 @@ pub async fn run(node: SharedNode) {
             voters_waiting = None;
             continue;
         }
-        if node.handing_over.load(std::sync::atomic::Ordering::SeqCst) {
-            // Stepping aside (membership.rs `hand_over`): the next leader manages.
+        if node.stepping_aside() {
+            // The next leader manages.
             continue;
         }
         if let Err(e) = crate::membership::finish_joint_change(&node, &mut joint_seen).await {

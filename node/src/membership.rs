@@ -162,9 +162,6 @@ const PROMOTE_WITHIN_ENTRIES: u64 = 64;
 /// not in the registry yet (a bootstrap member before it registered) is left alone.
 /// The error says why a wanted change waits.
 pub async fn reconcile_voters(node: &SharedNode) -> Result<(), String> {
-    if node.handing_over.load(Ordering::SeqCst) {
-        return Ok(());
-    }
     let m = node.raft_metrics();
     let mem = m.membership_config.membership();
     if mem.get_joint_config().len() > 1 || !node.joining.lock().expect("joining lock").is_empty() {
@@ -258,6 +255,17 @@ pub async fn reconcile_voters(node: &SharedNode) -> Result<(), String> {
     } else {
         Err(waiting.join("; "))
     }
+}
+
+/// Whether `id` is the last node (not removed) with role `manager`: taking the role
+/// from it would leave [`reconcile_voters`] no voter to keep.
+pub fn is_last_manager(node: &crate::runtime::Node, id: NodeId) -> bool {
+    node.state.read(|d| {
+        !d.state
+            .nodes
+            .values()
+            .any(|n| n.id != id && n.status != NodeStatus::Removed && n.has_role(Role::Manager))
+    })
 }
 
 /// How long a leader that steps aside waits for another voter to take over before

@@ -127,7 +127,7 @@ impl Node {
     /// stepping aside), has not heard from a leader for the leader lease, and the
     /// candidate's log is at least as new.
     pub async fn pre_vote(&self, req: &crate::rpc::PreVoteRequest) -> bool {
-        if self.is_leader() && !self.handing_over.load(Ordering::SeqCst) {
+        if self.is_leader() && !self.stepping_aside() {
             return false;
         }
         let lease = Duration::from_millis(self.cfg.raft.election_timeout_max_ms);
@@ -135,6 +135,12 @@ impl Node {
             return false;
         }
         req.last_log >= self.last_log().await
+    }
+
+    /// Whether this leader is stepping aside for another voter (membership.rs
+    /// `hand_over`): it then serves nothing as leader.
+    pub fn stepping_aside(&self) -> bool {
+        self.handing_over.load(Ordering::SeqCst)
     }
 
     /// Records a sign of a live leader (or of an election in progress).

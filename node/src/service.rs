@@ -132,7 +132,7 @@ pub async fn execute_locally(
     op: LeaderOp,
     deadline: Instant,
 ) -> LeaderReply<OpResult> {
-    if !node.is_leader() || node.handing_over.load(std::sync::atomic::Ordering::SeqCst) {
+    if !node.is_leader() || node.stepping_aside() {
         // Callers wait for a leader change and try again.
         return not_leader(node);
     }

@@ -4,7 +4,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bcm_raft_store::{Command, Response as Applied};
 use serde::{Deserialize, Serialize};
@@ -197,23 +197,14 @@ pub async fn me(who: Authed) -> Response {
     ))]
 pub async fn logout(
     State(node): State<SharedNode>,
-    _who: Authed,
+    who: Authed,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    // Authed has checked the token; its expiry is read again here.
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(super::bearer_token)
-        .unwrap_or_default();
-    let (key, cluster_id) = node
-        .state
-        .read(|d| (d.state.token_key.clone(), d.state.cluster_id.clone()));
-    let claims = auth::verify(&key, cluster_id.as_deref().unwrap_or_default(), token)
-        .map_err(|m| Problem::new(StatusCode::UNAUTHORIZED, m))?;
+    // Authed has found and checked the token.
+    let token = super::bearer_of(&headers).unwrap_or_default();
     let command = Command::RevokeToken {
         token_id: auth::token_id(token).to_string(),
-        expires_at: claims.exp,
+        expires_at: who.expires_at,
         at: crate::runtime::now_ms(),
     };
     match service::write(&node, command).await? {

@@ -2,7 +2,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream::Stream;
 use futures_util::StreamExt;
@@ -25,12 +25,7 @@ pub async fn stream(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
     who.require("events.read")?;
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(super::bearer_token)
-        .unwrap_or_default()
-        .to_string();
+    let token = super::bearer_of(&headers).unwrap_or_default().to_string();
     // The stream ends when its token would no longer be let in.
     let refused = super::until_refused(node.clone(), token, "events.read");
     let rx = node.events.subscribe();

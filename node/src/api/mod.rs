@@ -225,9 +225,17 @@ fn field_of(text: &str) -> Option<String> {
     (!path.is_empty() && !path.contains(' ')).then(|| path.to_string())
 }
 
+/// The bearer token of a request's `Authorization` header.
+pub(crate) fn bearer_of(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token)
+}
+
 /// The token of an `Authorization: Bearer <token>` header (the scheme is
 /// case-insensitive, RFC 9110).
-pub(crate) fn bearer_token(value: &str) -> Option<&str> {
+fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -241,6 +249,8 @@ pub struct Authed {
     pub name: String,
     pub groups: Vec<String>,
     pub permissions: bcm_raft_store::PermissionSet,
+    /// When the token expires (Unix seconds).
+    pub expires_at: u64,
 }
 
 impl Authed {
@@ -261,17 +271,12 @@ impl FromRequestParts<SharedNode> for Authed {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, node: &SharedNode) -> Result<Self, Problem> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer_token)
-            .ok_or_else(|| {
-                Problem::new(
-                    StatusCode::UNAUTHORIZED,
-                    "missing bearer token: log in with POST /api/v1/auth/login",
-                )
-            })?;
+        let token = bearer_of(&parts.headers).ok_or_else(|| {
+            Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "missing bearer token: log in with POST /api/v1/auth/login",
+            )
+        })?;
         Authed::of_token(node, token)
     }
 }
@@ -362,6 +367,7 @@ impl Authed {
             name,
             groups,
             permissions,
+            expires_at: token_of.exp,
         })
     }
 }

@@ -361,15 +361,8 @@ pub async fn update(
         None => None,
     };
     if roles.as_ref().is_some_and(|r| !r.contains(&Role::Manager)) {
-        // Voters follow role `manager` (membership.rs `reconcile_voters`): the
-        // cluster must keep at least one node that may vote.
-        let others = node.state.read(|d| {
-            d.state
-                .nodes
-                .values()
-                .any(|n| n.id != id && n.status != NodeStatus::Removed && n.has_role(Role::Manager))
-        });
-        if !others {
+        // Voters follow role `manager`: the cluster must keep a node that may vote.
+        if crate::membership::is_last_manager(&node, id) {
             return Err(Problem::new(
                 StatusCode::CONFLICT,
                 format!(
