@@ -9,45 +9,107 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+/// Why a password could not be hashed or checked.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HashError {
+    /// Too many are waiting already: try again shortly (503).
+    #[error("this node is busy checking passwords ({0} waiting); try again shortly")]
+    Busy(usize),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Bounds argon2: at most one computation per core at once, and at most
+/// `max_waiting` waiting for one. Each takes 19 MiB and a core for tens of
+/// milliseconds; unbounded, 300 concurrent logins took 300 of tokio's blocking
+/// threads (and 5.7 GiB) and starved everything else there.
+pub struct Hashing {
+    slots: tokio::sync::Semaphore,
+    waiting: std::sync::atomic::AtomicUsize,
+    max_waiting: usize,
+}
+
+/// At most this many wait for a slot; past it a login is answered 503 at once.
+pub const MAX_WAITING_HASHES: usize = 64;
+
+impl Hashing {
+    pub fn new(slots: usize, max_waiting: usize) -> Hashing {
+        Hashing {
+            slots: tokio::sync::Semaphore::new(slots),
+            waiting: Default::default(),
+            max_waiting,
+        }
+    }
+
+    /// The process's bounds: one slot per core.
+    fn global() -> &'static Hashing {
+        static GLOBAL: std::sync::OnceLock<Hashing> = std::sync::OnceLock::new();
+        GLOBAL.get_or_init(|| {
+            let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+            Hashing::new(cores, MAX_WAITING_HASHES)
+        })
+    }
+
+    /// Runs one computation once a slot is free, or refuses at once when too many
+    /// wait already.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, HashError> {
+        use std::sync::atomic::Ordering;
+        let waiting = self.waiting.fetch_add(1, Ordering::AcqRel);
+        if waiting >= self.max_waiting {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(HashError::Busy(waiting));
+        }
+        let slot = self.slots.acquire().await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        let _slot = slot.map_err(|e| HashError::Failed(e.to_string()))?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| HashError::Failed(e.to_string()))
+    }
+}
+
 /// argon2id with the library defaults (m = 19 MiB, t = 2, p = 1: OWASP's minimum).
-pub async fn hash_password(password: String) -> Result<String, String> {
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|e| format!("hashing a password: {e}"))
-    })
-    .await
-    .map_err(|e| e.to_string())?
+pub async fn hash_password(password: String) -> Result<String, HashError> {
+    Hashing::global()
+        .run(move || {
+            let salt = SaltString::generate(&mut OsRng);
+            Argon2::default()
+                .hash_password(password.as_bytes(), &salt)
+                .map(|h| h.to_string())
+                .map_err(|e| HashError::Failed(format!("hashing a password: {e}")))
+        })
+        .await?
 }
 
 /// A hash of a random password, verified against when the user does not exist so
 /// that an unknown user and a wrong password take the same time.
 static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
-pub async fn verify_password(password: String, hash: Option<String>) -> bool {
-    tokio::task::spawn_blocking(move || {
-        let hash = hash.unwrap_or_else(|| {
-            DUMMY_HASH
-                .get_or_init(|| {
-                    let salt = SaltString::generate(&mut OsRng);
-                    Argon2::default()
-                        .hash_password(generate_password().as_bytes(), &salt)
-                        .expect("hashing")
-                        .to_string()
-                })
-                .clone()
-        });
-        match PasswordHash::new(&hash) {
-            Ok(parsed) => Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok(),
-            Err(_) => false,
-        }
-    })
-    .await
-    .unwrap_or(false)
+pub async fn verify_password(password: String, hash: Option<String>) -> Result<bool, HashError> {
+    Hashing::global()
+        .run(move || {
+            let hash = hash.unwrap_or_else(|| {
+                DUMMY_HASH
+                    .get_or_init(|| {
+                        let salt = SaltString::generate(&mut OsRng);
+                        Argon2::default()
+                            .hash_password(generate_password().as_bytes(), &salt)
+                            .expect("hashing")
+                            .to_string()
+                    })
+                    .clone()
+            });
+            match PasswordHash::new(&hash) {
+                Ok(parsed) => Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok(),
+                Err(_) => false,
+            }
+        })
+        .await
 }
 
 /// A random password for the first admin: 20 characters from an unambiguous alphabet.
@@ -201,9 +263,40 @@ mod tests {
     async fn hash_and_verify() {
         let h = hash_password("correct horse battery".into()).await.unwrap();
         assert!(h.starts_with("$argon2id$"));
-        assert!(verify_password("correct horse battery".into(), Some(h.clone())).await);
-        assert!(!verify_password("wrong".into(), Some(h)).await);
-        assert!(!verify_password("anything".into(), None).await);
+        assert!(
+            verify_password("correct horse battery".into(), Some(h.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(!verify_password("wrong".into(), Some(h)).await.unwrap());
+        assert!(!verify_password("anything".into(), None).await.unwrap());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hashing_is_bounded_and_a_full_queue_answers_busy_at_once() {
+        let hashing = Hashing::new(2, 8);
+        let running = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let most = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let all = (0..20).map(|_| {
+            let (running, most) = (running.clone(), most.clone());
+            hashing.run(move || {
+                use std::sync::atomic::Ordering;
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                running.fetch_sub(1, Ordering::SeqCst);
+            })
+        });
+        let results = futures_util::future::join_all(all).await;
+        let busy = results
+            .iter()
+            .filter(|r| matches!(r, Err(HashError::Busy(_))))
+            .count();
+        // 2 run at once, 8 wait, the other 10 are refused without running.
+        assert_eq!(busy, 10, "{results:?}");
+        assert_eq!(most.load(std::sync::atomic::Ordering::SeqCst), 2);
+        // Once they are done, there is room again.
+        assert!(hashing.run(|| ()).await.is_ok());
     }
 
     #[test]

@@ -70,6 +70,40 @@ pub struct Config {
     pub postgres: Option<PostgresSection>,
     #[serde(default)]
     pub log: LogSection,
+    #[serde(default)]
+    pub http: HttpSection,
+}
+
+/// Bounds on both listeners (public API and cluster-internal), each on its own.
+/// See docs/OPERATIONS.md "Limits".
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    /// A request's headers must arrive within this; a kept-alive connection left
+    /// idle this long is closed.
+    pub header_timeout_ms: u64,
+    /// A request's body must arrive within this (from its headers).
+    pub body_timeout_ms: u64,
+    /// A request must be answered within this (408 otherwise). Event streams
+    /// count only until their first byte.
+    pub request_timeout_ms: u64,
+    /// Open connections per listener; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// Event streams (`/api/v1/events`, the UI's live pages) one user may hold
+    /// open on a node.
+    pub max_event_streams_per_user: usize,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+            request_timeout_ms: 60_000,
+            max_connections: 1024,
+            max_event_streams_per_user: 16,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -253,6 +287,7 @@ pub struct NodeConfig {
     pub token_ttl_secs: u64,
     pub log: LogSection,
     pub postgres: Option<PostgresConfig>,
+    pub http: HttpSection,
 }
 
 /// Loads the layered configuration.
@@ -435,6 +470,29 @@ fn resolve(c: Config) -> Result<NodeConfig, ConfigError> {
             })
         }
     };
+    let h = &c.http;
+    if h.header_timeout_ms < 100 {
+        return Err(invalid("http.header_timeout_ms", "must be at least 100"));
+    }
+    if h.body_timeout_ms < 100 {
+        return Err(invalid("http.body_timeout_ms", "must be at least 100"));
+    }
+    if h.request_timeout_ms < 35_000 {
+        // Decommissioning and snapshots may take their full 30 s budget.
+        return Err(invalid(
+            "http.request_timeout_ms",
+            "must be at least 35000 (some operations may take 30 s)",
+        ));
+    }
+    if h.max_connections < 16 {
+        return Err(invalid("http.max_connections", "must be at least 16"));
+    }
+    if h.max_event_streams_per_user == 0 {
+        return Err(invalid(
+            "http.max_event_streams_per_user",
+            "must be at least 1",
+        ));
+    }
     if c.log.format != "human" && c.log.format != "json" {
         return Err(invalid("log.format", "must be \"human\" or \"json\""));
     }
@@ -458,6 +516,7 @@ fn resolve(c: Config) -> Result<NodeConfig, ConfigError> {
         token_ttl_secs: c.auth.token_ttl_secs,
         log: c.log,
         postgres,
+        http: c.http,
     })
 }
 

@@ -9,21 +9,29 @@
 //! (as for a single forward) whether it is safe to try again.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bcm_raft_store::Command;
+use bcm_raft_store::{codec, limits, Command};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::rpc::{self, LeaderOp, LeaderReply, OpResult, PeerError, Peers};
 
-/// At most this many writes in one request.
+/// At most this many writes in one request (and at most `limits::FORWARD_BYTES`).
 const MAX_BATCH: usize = 512;
+/// Writes (and their bytes) waiting here or on their way to the leader; past
+/// either bound a write is answered "busy, retry" at once (503 with Retry-After).
+const IN_FLIGHT_WRITES: usize = 16 * 1024;
+const IN_FLIGHT_BYTES: usize = 64 * 1024 * 1024;
 
 type Answer = Result<LeaderReply<OpResult>, PeerError>;
 
 struct Pending {
     leader_rpc: String,
     command: Command,
+    /// The command's encoded length.
+    size: usize,
     deadline: Instant,
     reply: oneshot::Sender<Answer>,
 }
@@ -31,6 +39,14 @@ struct Pending {
 /// The sending side, held by the node.
 pub struct Forwarder {
     tx: mpsc::UnboundedSender<Pending>,
+    in_flight: Arc<InFlight>,
+}
+
+/// Writes this node has taken to forward and not yet answered.
+#[derive(Default)]
+struct InFlight {
+    writes: AtomicUsize,
+    bytes: AtomicUsize,
 }
 
 impl Forwarder {
@@ -38,17 +54,37 @@ impl Forwarder {
     pub fn start(peers: Peers) -> Forwarder {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(batcher(peers, rx));
-        Forwarder { tx }
+        Forwarder {
+            tx,
+            in_flight: Arc::default(),
+        }
     }
 
     /// Sends `command` to the leader at `leader_rpc` (in a batch with others) and
     /// waits at most `timeout` for its answer.
     pub async fn write(&self, leader_rpc: &str, command: Command, timeout: Duration) -> Answer {
+        let size = codec::encoded_len(&command).map_err(|e| PeerError::Decode {
+            addr: leader_rpc.to_string(),
+            message: e.to_string(),
+        })?;
+        let writes = self.in_flight.writes.fetch_add(1, Ordering::AcqRel);
+        let bytes = self.in_flight.bytes.fetch_add(size, Ordering::AcqRel);
+        let _taken = Taken {
+            in_flight: &self.in_flight,
+            size,
+        };
+        if writes >= IN_FLIGHT_WRITES || bytes + size > IN_FLIGHT_BYTES {
+            return Ok(LeaderReply::Unavailable(format!(
+                "this node is busy: {writes} writes ({} MiB) wait for the leader; try again shortly",
+                bytes >> 20
+            )));
+        }
         let (reply, answer) = oneshot::channel();
         let deadline = Instant::now() + timeout;
         let pending = Pending {
             leader_rpc: leader_rpc.to_string(),
             command,
+            size,
             deadline,
             reply,
         };
@@ -75,18 +111,45 @@ impl Forwarder {
     }
 }
 
+/// Gives back a write's room in the in-flight bounds when its caller is done.
+struct Taken<'a> {
+    in_flight: &'a InFlight,
+    size: usize,
+}
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        self.in_flight.writes.fetch_sub(1, Ordering::AcqRel);
+        self.in_flight.bytes.fetch_sub(self.size, Ordering::AcqRel);
+    }
+}
+
 async fn batcher(peers: Peers, mut rx: mpsc::UnboundedReceiver<Pending>) {
-    while let Some(first) = rx.recv().await {
-        // Everything already waiting goes with the first. Batches to different
-        // addresses (a leader change in between) go separately.
+    let mut carried: Option<Pending> = None;
+    loop {
+        let first = match carried.take() {
+            Some(p) => p,
+            None => match rx.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
+        // Everything already waiting goes with the first, up to the batch's bounds.
+        // Batches to different addresses (a leader change in between) go separately.
         let mut by_leader: BTreeMap<String, Vec<Pending>> = BTreeMap::new();
         let mut n = 1;
+        let mut bytes = first.size;
         by_leader
             .entry(first.leader_rpc.clone())
             .or_default()
             .push(first);
         while n < MAX_BATCH {
             let Ok(p) = rx.try_recv() else { break };
+            if bytes + p.size + FRAMING > limits::FORWARD_BYTES {
+                carried = Some(p);
+                break;
+            }
+            bytes += p.size;
             by_leader.entry(p.leader_rpc.clone()).or_default().push(p);
             n += 1;
         }
@@ -97,6 +160,9 @@ async fn batcher(peers: Peers, mut rx: mpsc::UnboundedReceiver<Pending>) {
         }
     }
 }
+
+/// Room for the framing of one more write in a batch request, counted generously.
+const FRAMING: usize = 16;
 
 async fn send(peers: Peers, addr: String, mut batch: Vec<Pending>) {
     let now = Instant::now();

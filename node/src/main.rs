@@ -21,6 +21,7 @@ mod rounds;
 mod rpc;
 mod rpc_server;
 mod runtime;
+mod serve;
 mod service;
 mod ui;
 
@@ -184,9 +185,10 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let cfg = config::load(args.config.as_deref(), overrides)?;
     init_logging(&cfg.log);
 
-    // Bind first: a taken port fails at once, before anything is written.
-    let rpc_listener = tokio::net::TcpListener::bind(cfg.rpc_listen)
-        .await
+    // Bind first: a taken port fails at once, before anything is written. (The
+    // rpc listener joins the Raft runtime below, as a std listener until then.)
+    let rpc_listener = std::net::TcpListener::bind(cfg.rpc_listen)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|e| anyhow::anyhow!("cannot listen on node.rpc_listen {}: {e}", cfg.rpc_listen))?;
     let api_listener = tokio::net::TcpListener::bind(cfg.api_listen)
         .await
@@ -203,30 +205,40 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         roles = ?cfg.roles,
         "starting bcm node"
     );
-    let node = runtime::start(cfg, stop_rx.clone()).await?;
+    // Raft (its core, replication, the election timer, proposing) and the
+    // cluster-internal listener run on a runtime of their own: a heartbeat or an
+    // append never waits behind client work (a handler parsing a 1 MiB body holds
+    // a worker thread of the API's runtime for a while).
+    let raft_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("bcm-raft")
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the Raft runtime: {e}"))?;
+    let node = raft_rt
+        .spawn(runtime::start(cfg, stop_rx.clone()))
+        .await??;
 
     let rpc_app = rpc_server::router(node.clone());
     // The web UI shares the API listener: its pages at the top level, the API under /api/v1.
     let api_app = api::router(node.clone()).merge(ui::router(node.clone()));
-    let mut s1 = stop_rx.clone();
-    let rpc_task = tokio::spawn(async move {
-        axum::serve(rpc_listener, rpc_app)
-            .with_graceful_shutdown(async move {
-                let _ = s1.wait_for(|s| *s).await;
-            })
-            .await
+    let limits = serve::Limits::of(&node.cfg.http);
+    let rpc_stats = node.metrics.rpc_listener.clone();
+    let rpc_stop = stop_rx.clone();
+    let rpc_task = raft_rt.spawn(async move {
+        match tokio::net::TcpListener::from_std(rpc_listener) {
+            Ok(l) => serve::serve("rpc", l, rpc_app, limits, rpc_stats, rpc_stop).await,
+            Err(e) => tracing::error!("cannot serve node.rpc_listen: {e}"),
+        }
     });
-    let mut s2 = stop_rx.clone();
-    let api_task = tokio::spawn(async move {
-        axum::serve(
-            api_listener,
-            api_app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = s2.wait_for(|s| *s).await;
-        })
-        .await
-    });
+    let api_task = tokio::spawn(serve::serve(
+        "api",
+        api_listener,
+        api_app,
+        limits,
+        node.metrics.api_listener.clone(),
+        stop_rx.clone(),
+    ));
     tokio::spawn(manager::run(node.clone()));
     if let Some(pg) = node.cfg.postgres.clone() {
         tokio::spawn(export::run(node.clone(), pg));
@@ -243,6 +255,8 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         let _ = api_task.await;
     })
     .await;
+    // Whatever still runs there (a task waiting on a peer) ends with the process.
+    raft_rt.shutdown_background();
     Ok(())
 }
 

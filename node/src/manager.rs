@@ -70,7 +70,7 @@ async fn init_cluster(node: &Node) -> Result<(), service::ServiceError> {
     };
     let hash = auth::hash_password(password.clone())
         .await
-        .map_err(service::ServiceError::Internal)?;
+        .map_err(|e| service::ServiceError::Internal(e.to_string()))?;
     let mut token_key = vec![0u8; 32];
     rand::thread_rng().fill_bytes(&mut token_key);
     let mut id = [0u8; 16];

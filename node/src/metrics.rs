@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::runtime::Node;
+use crate::serve::ListenerStats;
 
 #[derive(Default)]
 pub struct Counter(AtomicU64);
@@ -46,18 +47,37 @@ impl Histogram {
 }
 
 /// Latency histograms of one route, by (method, status class: 2 for 2xx).
-type RouteHistograms = Vec<(String, u16, Histogram)>;
+type RouteHistograms = Vec<(&'static str, u16, Histogram)>;
 
 #[derive(Default)]
 pub struct Metrics {
     pub leader_changes: Counter,
+    /// Connections of the public and the cluster-internal listener.
+    pub api_listener: std::sync::Arc<ListenerStats>,
+    pub rpc_listener: std::sync::Arc<ListenerStats>,
     /// By route. Looked up by borrowed strings: observing a request allocates only
     /// the first time its route, method and class are seen.
     requests: Mutex<BTreeMap<String, RouteHistograms>>,
 }
 
+/// The methods `/metrics` tells apart; any other is counted as `other`, so that
+/// made-up methods cannot grow the metrics (routes are a closed set already: the
+/// router's own patterns, or `unmatched`).
+const METHODS: [&str; 8] = [
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT",
+];
+
+fn method_label(method: &str) -> &'static str {
+    METHODS
+        .iter()
+        .find(|m| **m == method)
+        .copied()
+        .unwrap_or("other")
+}
+
 impl Metrics {
     pub fn observe_request(&self, method: &str, route: &str, status: u16, took: Duration) {
+        let method = method_label(method);
         let class = status / 100;
         let mut requests = self.requests.lock().expect("metrics lock");
         if !requests.contains_key(route) {
@@ -66,11 +86,11 @@ impl Metrics {
         let by_route = requests.get_mut(route).expect("inserted");
         let at = match by_route
             .iter()
-            .position(|(m, c, _)| *c == class && m == method)
+            .position(|(m, c, _)| *c == class && *m == method)
         {
             Some(i) => i,
             None => {
-                by_route.push((method.to_string(), class, Histogram::default()));
+                by_route.push((method, class, Histogram::default()));
                 by_route.len() - 1
             }
         };
@@ -180,21 +200,44 @@ pub fn render(node: &Node) -> String {
         out,
         "# HELP bcm_raft_proposed_writes_total Client writes in those entries (divided by bcm_raft_proposals_total: the mean batch size).\n# TYPE bcm_raft_proposed_writes_total counter\nbcm_raft_proposed_writes_total {writes}"
     );
+    let listeners = [
+        ("api", &node.metrics.api_listener),
+        ("rpc", &node.metrics.rpc_listener),
+    ];
+    for (name, kind, help, value) in [
+        (
+            "bcm_http_open_connections",
+            "gauge",
+            "Connections open on a listener (api: the public API and UI; rpc: cluster-internal).",
+            ListenerStats::open as fn(&ListenerStats) -> u64,
+        ),
+        (
+            "bcm_http_refused_connections_total",
+            "counter",
+            "Connections turned away at http.max_connections.",
+            ListenerStats::refused,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (listener, stats) in listeners {
+            let _ = writeln!(out, "{name}{{listener=\"{listener}\"}} {}", value(stats));
+        }
+    }
     let _ = writeln!(
         out,
         "# HELP bcm_http_request_duration_seconds HTTP request latency by route.\n# TYPE bcm_http_request_duration_seconds histogram"
     );
-    let mut requests: Vec<(String, String, u16, Histogram)> = Vec::new();
+    let mut requests: Vec<(&str, String, u16, Histogram)> = Vec::new();
     for (route, by_route) in node.metrics.requests.lock().expect("metrics lock").iter() {
         for (method, class, h) in by_route {
-            requests.push((method.clone(), route.clone(), *class, h.clone()));
+            requests.push((method, route.clone(), *class, h.clone()));
         }
     }
     requests.sort_by(|a, b| (&a.0, &a.1, a.2).cmp(&(&b.0, &b.1, b.2)));
     for (method, route, class, h) in requests {
         let labels = format!(
             "method=\"{}\",route=\"{}\",status=\"{class}xx\"",
-            escape(&method),
+            escape(method),
             escape(&route),
         );
         for (i, b) in BUCKETS.iter().enumerate() {
@@ -240,13 +283,25 @@ mod tests {
         let count = |method: &str, class: u16| {
             by_route
                 .iter()
-                .find(|(m, c, _)| m == method && *c == class)
+                .find(|(m, c, _)| *m == method && *c == class)
                 .map(|(_, _, h)| h.count)
         };
         assert_eq!(count("PUT", 2), Some(2));
         assert_eq!(count("PUT", 4), Some(1));
         assert_eq!(count("GET", 2), Some(1));
         assert_eq!(count("GET", 4), None);
+    }
+
+    #[test]
+    fn made_up_methods_share_one_label() {
+        let m = Metrics::default();
+        for i in 0..100 {
+            m.observe_request(&format!("FOO{i}"), "unmatched", 405, Duration::ZERO);
+        }
+        m.observe_request("GET", "unmatched", 404, Duration::ZERO);
+        let r = m.requests.lock().unwrap();
+        let methods: Vec<&str> = r["unmatched"].iter().map(|(m, _, _)| *m).collect();
+        assert_eq!(methods, ["other", "GET"]);
     }
 
     #[test]

@@ -11,21 +11,26 @@ pub struct Problem {
     #[serde(rename = "type")]
     pub kind: String,
     /// The status's reason phrase.
-    pub title: String,
+    pub title: &'static str,
     /// The HTTP status code.
     pub status: u16,
     /// What went wrong, in words a person can act on.
     pub detail: String,
     /// The request field at fault, for validation errors.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub field: Option<Box<str>>,
+    /// The quota that was reached, for 507 answers (e.g. `config.bytes`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub quota: Option<Box<str>>,
     #[serde(skip)]
     pub retry_after: Option<u64>,
 }
 
 impl Problem {
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Problem {
-        let title = status.canonical_reason().unwrap_or("Error").to_string();
+        let title = status.canonical_reason().unwrap_or("Error");
         let slug = title.to_lowercase().replace(' ', "-");
         Problem {
             kind: format!("https://bcm.dev/problems/{slug}"),
@@ -33,12 +38,13 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             field: None,
+            quota: None,
             retry_after: None,
         }
     }
 
     pub fn with_field(mut self, field: impl Into<String>) -> Problem {
-        self.field = Some(field.into());
+        self.field = Some(field.into().into_boxed_str());
         self
     }
 

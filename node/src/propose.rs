@@ -11,11 +11,11 @@
 //! log index of its last write): the second waits for the next proposal.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bcm_raft_store::{Command, Raft, Response};
+use bcm_raft_store::{codec, limits, Command, Raft, Response};
 use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
@@ -27,11 +27,18 @@ use crate::rpc::{LeaderReply, OpResult};
 /// or 4 (openraft's core is serial anyway: more proposals in flight only split
 /// the same appends into smaller ones).
 const IN_FLIGHT: usize = 1;
-/// At most this many commands in one entry.
+/// At most this many commands in one entry (and at most `limits::ENTRY_BYTES`).
 const MAX_BATCH: usize = 1024;
+/// The queue holds at most this many writes and bytes; past either, a write is
+/// answered "busy, retry" at once (503 with Retry-After) instead of waiting for
+/// a deadline it cannot meet, and the leader keeps committing what it took.
+const QUEUE_WRITES: usize = 16 * 1024;
+const QUEUE_BYTES: usize = 64 * 1024 * 1024;
 
 struct Proposal {
     command: Command,
+    /// The command's encoded length.
+    size: usize,
     deadline: Instant,
     reply: oneshot::Sender<LeaderReply<OpResult>>,
 }
@@ -39,7 +46,33 @@ struct Proposal {
 /// The queue's sending side, held by the node.
 pub struct Proposer {
     tx: mpsc::UnboundedSender<Proposal>,
+    queued: Arc<Queued>,
     counts: Arc<Counts>,
+}
+
+/// What waits in the queue, in writes and bytes.
+#[derive(Default)]
+struct Queued {
+    writes: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+impl Queued {
+    /// Takes room for one write of `size` bytes, unless the queue is full.
+    fn reserve(&self, size: usize) -> Result<(), (usize, usize)> {
+        let writes = self.writes.fetch_add(1, Ordering::AcqRel);
+        let bytes = self.bytes.fetch_add(size, Ordering::AcqRel);
+        if writes >= QUEUE_WRITES || bytes + size > QUEUE_BYTES {
+            self.release(size);
+            return Err((writes, bytes));
+        }
+        Ok(())
+    }
+
+    fn release(&self, size: usize) {
+        self.writes.fetch_sub(1, Ordering::AcqRel);
+        self.bytes.fetch_sub(size, Ordering::AcqRel);
+    }
 }
 
 /// Entries proposed and the writes they carried, for `/metrics`.
@@ -53,8 +86,9 @@ impl Proposer {
     pub fn start(raft: Raft) -> Proposer {
         let (tx, rx) = mpsc::unbounded_channel();
         let counts = Arc::new(Counts::default());
-        tokio::spawn(run(raft, rx, counts.clone()));
-        Proposer { tx, counts }
+        let queued = Arc::new(Queued::default());
+        tokio::spawn(run(raft, rx, queued.clone(), counts.clone()));
+        Proposer { tx, queued, counts }
     }
 
     /// (entries proposed, writes they carried) since the process started.
@@ -68,14 +102,26 @@ impl Proposer {
     /// Proposes `command` (with whatever else is waiting) and waits up to `left`
     /// for it to be committed and applied here.
     pub async fn propose(&self, command: Command, left: Duration) -> LeaderReply<OpResult> {
+        let size = match codec::encoded_len(&command) {
+            Ok(n) => n,
+            Err(e) => return LeaderReply::Unavailable(format!("the write does not encode: {e}")),
+        };
+        if let Err((writes, bytes)) = self.queued.reserve(size) {
+            return LeaderReply::Unavailable(format!(
+                "the leader is busy: {writes} writes ({} MiB) wait to be proposed; try again shortly",
+                bytes >> 20
+            ));
+        }
         let (reply, answer) = oneshot::channel();
         let deadline = Instant::now() + left;
         let proposal = Proposal {
             command,
+            size,
             deadline,
             reply,
         };
-        if self.tx.send(proposal).is_err() {
+        if let Err(mpsc::error::SendError(p)) = self.tx.send(proposal) {
+            self.queued.release(p.size);
             return LeaderReply::Unavailable("this node is shutting down".into());
         }
         match tokio::time::timeout(left, answer).await {
@@ -94,7 +140,12 @@ fn not_committed(left: Duration) -> LeaderReply<OpResult> {
     ))
 }
 
-async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>, counts: Arc<Counts>) {
+async fn run(
+    raft: Raft,
+    mut rx: mpsc::UnboundedReceiver<Proposal>,
+    queued: Arc<Queued>,
+    counts: Arc<Counts>,
+) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut carried: Option<Proposal> = None;
     loop {
@@ -104,7 +155,10 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>, counts: Arc<
         let first = match carried.take() {
             Some(p) => p,
             None => match rx.recv().await {
-                Some(p) => p,
+                Some(p) => {
+                    queued.release(p.size);
+                    p
+                }
                 None => return,
             },
         };
@@ -114,15 +168,20 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>, counts: Arc<
             .map(String::from)
             .into_iter()
             .collect();
+        let mut bytes = first.size;
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             let Ok(p) = rx.try_recv() else { break };
-            if let Some(k) = p.command.config_key() {
-                if !keys.insert(k.to_string()) {
-                    carried = Some(p);
-                    break;
-                }
+            queued.release(p.size);
+            let same_key = p
+                .command
+                .config_key()
+                .is_some_and(|k| !keys.insert(k.to_string()));
+            if same_key || !fits(bytes, p.size) {
+                carried = Some(p);
+                break;
             }
+            bytes += p.size;
             batch.push(p);
         }
         let raft = raft.clone();
@@ -133,6 +192,16 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>, counts: Arc<
         });
     }
 }
+
+/// Whether a command of `size` bytes still fits an entry that holds `bytes` of
+/// commands (with the batch's framing: a length per command).
+fn fits(bytes: usize, size: usize) -> bool {
+    bytes + size + 2 * BATCH_FRAMING <= limits::ENTRY_BYTES
+}
+
+/// Room for the framing postcard adds around each command in a batch, and the
+/// batch's own tag and length: a few bytes, counted generously.
+const BATCH_FRAMING: usize = 16;
 
 async fn submit(raft: &Raft, mut batch: Vec<Proposal>, counts: &Counts) {
     let now = Instant::now();
@@ -191,5 +260,44 @@ async fn submit(raft: &Raft, mut batch: Vec<Proposal>, counts: &Counts) {
             LeaderReply::Unavailable(format!("the write failed: {e}")),
         ),
         Err(_) => all(replies, not_committed(left)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_command_always_fits_an_entry_and_a_batch_stops_at_the_entry_limit() {
+        // The largest command alone, with the batch's framing, fits.
+        assert!(fits(0, limits::COMMAND_BYTES));
+        // Two of them do not.
+        assert!(!fits(limits::COMMAND_BYTES, limits::COMMAND_BYTES));
+        // A batch of small commands grows to just under the limit.
+        let small = 1000;
+        let mut bytes = 0;
+        let mut n = 0;
+        while fits(bytes, small) {
+            bytes += small;
+            n += 1;
+        }
+        assert!(
+            bytes <= limits::ENTRY_BYTES && bytes + small + 2 * BATCH_FRAMING > limits::ENTRY_BYTES
+        );
+        assert!(n > 1000);
+    }
+
+    #[test]
+    fn the_queue_refuses_past_its_bytes_and_gives_room_back() {
+        let q = Queued::default();
+        let mib = 1 << 20;
+        for _ in 0..QUEUE_BYTES / mib {
+            q.reserve(mib).unwrap();
+        }
+        assert!(q.reserve(mib).is_err());
+        assert!(q.reserve(1).is_err(), "full is full, whatever the size");
+        q.release(mib);
+        q.reserve(mib).unwrap();
+        assert_eq!(q.bytes.load(Ordering::SeqCst), QUEUE_BYTES);
     }
 }

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use bcm_raft_store::codec;
 use bcm_raft_store::{BcmNode, Command, NodeId, NodeInfo, Response, TypeConfig};
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -154,10 +156,21 @@ impl Contacts {
     }
 }
 
-/// The HTTP client for every node-to-node call. One connection pool, shared.
+fn client(idle: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_idle_timeout(idle)
+        .pool_max_idle_per_host(32)
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_millis(500))
+        .build()
+        .expect("building the HTTP client")
+}
+
+/// The HTTP client for node-to-node calls: one connection pool, shared by its clones.
 #[derive(Clone)]
 pub struct Peers {
     client: reqwest::Client,
+    idle: Duration,
     /// `Bearer <cluster secret>`, built once.
     auth: reqwest::header::HeaderValue,
     /// Parsed URLs by path and peer address: parsing one (with its IDNA pass) cost
@@ -167,23 +180,30 @@ pub struct Peers {
 }
 
 impl Peers {
-    pub fn new(secret: Secret) -> Peers {
-        let client = reqwest::Client::builder()
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(32)
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_millis(500))
-            .build()
-            .expect("building the HTTP client");
+    /// `idle` is how long a pooled connection may sit unused: shorter than the
+    /// peers' own idle limit (`http.header_timeout_ms`), so that this side never
+    /// reuses a connection the other is closing.
+    pub fn new(secret: Secret, idle: Duration) -> Peers {
         let mut auth =
             reqwest::header::HeaderValue::from_str(&format!("Bearer {}", secret.expose()))
                 .expect("config validation keeps the cluster secret printable");
         auth.set_sensitive(true);
         Peers {
-            client,
+            client: client(idle),
+            idle,
             auth,
             urls: Arc::default(),
             contacts: Contacts::default(),
+        }
+    }
+
+    /// The same peers over a connection pool of its own. A pooled connection is
+    /// driven by the runtime that opened it: the Raft network uses its own pool so
+    /// that its connections never depend on the runtime serving clients.
+    pub fn with_own_pool(&self) -> Peers {
+        Peers {
+            client: client(self.idle),
+            ..self.clone()
         }
     }
 
@@ -300,11 +320,14 @@ pub struct PeerConnection {
 }
 
 impl PeerConnection {
+    /// `entries` is the number of entries an AppendEntries carries: a 413 from
+    /// the peer then asks openraft to send half as many (`PayloadTooLarge`).
     async fn raft_call<Req, Resp, E>(
         &self,
         path: &'static str,
         req: &Req,
         timeout: Duration,
+        entries: Option<usize>,
     ) -> Result<Resp, RPCError<NodeId, BcmNode, RaftError<NodeId, E>>>
     where
         Req: Serialize,
@@ -327,6 +350,17 @@ impl PeerConnection {
             Err(e @ PeerError::Status { status: 401, .. }) => {
                 Err(RPCError::Unreachable(Unreachable::new(&e)))
             }
+            Err(e @ PeerError::Status { status: 413, .. }) if entries.is_some() => {
+                let hint = (entries.unwrap_or(1) / 2).max(1) as u64;
+                tracing::warn!(
+                    target_node = self.target,
+                    hint,
+                    "{e}; sending fewer entries"
+                );
+                Err(RPCError::PayloadTooLarge(
+                    PayloadTooLarge::new_entries_hint(hint).with_source_error(&e),
+                ))
+            }
             Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
         }
     }
@@ -338,8 +372,14 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BcmNode, RaftError<NodeId>>> {
-        self.raft_call::<_, _, openraft::error::Infallible>(PATH_APPEND, &rpc, option.hard_ttl())
-            .await
+        let entries = Some(rpc.entries.len());
+        self.raft_call::<_, _, openraft::error::Infallible>(
+            PATH_APPEND,
+            &rpc,
+            option.hard_ttl(),
+            entries,
+        )
+        .await
     }
 
     async fn install_snapshot(
@@ -350,7 +390,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, BcmNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        self.raft_call::<_, _, InstallSnapshotError>(PATH_SNAPSHOT, &rpc, option.hard_ttl())
+        self.raft_call::<_, _, InstallSnapshotError>(PATH_SNAPSHOT, &rpc, option.hard_ttl(), None)
             .await
     }
 
@@ -359,7 +399,12 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BcmNode, RaftError<NodeId>>> {
-        self.raft_call::<_, _, openraft::error::Infallible>(PATH_VOTE, &rpc, option.hard_ttl())
-            .await
+        self.raft_call::<_, _, openraft::error::Infallible>(
+            PATH_VOTE,
+            &rpc,
+            option.hard_ttl(),
+            None,
+        )
+        .await
     }
 }

@@ -34,7 +34,9 @@ pub fn router(node: SharedNode) -> Router {
         .fallback(|| async {
             Problem::new(StatusCode::NOT_FOUND, "no such cluster-internal route")
         })
-        .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
+        .layer(DefaultBodyLimit::max(
+            bcm_raft_store::limits::RPC_BODY_BYTES,
+        ))
         .layer(middleware::from_fn_with_state(node.clone(), require_secret))
         .with_state(node)
 }
@@ -92,6 +94,17 @@ async fn append(State(node): State<SharedNode>, body: Bytes) -> Response {
         Ok(r) => r,
         Err(resp) => return *resp,
     };
+    // The leader this node follows is alive: say so on arrival, not only once the
+    // entries are on disk. Under load an append can take longer than an election
+    // timeout; the leader sending it is not gone for that.
+    let known_leader = {
+        let m = node.raft.metrics();
+        let m = m.borrow();
+        req.vote.is_committed() && req.vote == m.vote
+    };
+    if known_leader {
+        node.heard_from_leader();
+    }
     match node.raft.append_entries(req).await {
         Ok(resp) => {
             use openraft::raft::AppendEntriesResponse as R;

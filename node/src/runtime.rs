@@ -22,8 +22,12 @@ pub struct Node {
     pub raft: Raft,
     pub state: StateHandle,
     pub peers: Peers,
+    /// The Raft network's peers (their own pool): also for pre-votes.
+    pub raft_peers: Peers,
     pub metrics: Metrics,
     pub events: broadcast::Sender<ClusterEvent>,
+    /// Event streams open per user (api/events.rs, ui/live.rs).
+    pub streams: Arc<crate::events::StreamCounts>,
     /// Closed while a node with a wiped disk waits to be removed from the membership:
     /// it must not answer Raft RPCs as its old self (openraft 0.9 #898).
     raft_open: AtomicBool,
@@ -224,17 +228,25 @@ pub async fn start(cfg: NodeConfig, shutdown: watch::Receiver<bool>) -> anyhow::
         election_timeout_min: cfg.raft.election_timeout_min_ms,
         election_timeout_max: cfg.raft.election_timeout_max_ms,
         install_snapshot_timeout: 5_000,
+        // Counts cap entries; bytes are capped by the log reader (limits.rs).
         max_payload_entries: 300,
+        snapshot_max_chunk_size: bcm_raft_store::limits::SNAPSHOT_CHUNK_BYTES as u64,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.raft.snapshot_every),
         max_in_snapshot_log_to_keep: cfg.raft.keep_logs_behind_snapshot,
         ..Default::default()
     };
     let raft_config = Arc::new(raft_config.validate()?);
-    let peers = Peers::new(cfg.secret.clone());
+    let peers = Peers::new(
+        cfg.secret.clone(),
+        Duration::from_millis(cfg.http.header_timeout_ms / 2),
+    );
+    // The Raft network's own pool: its connections are opened from, and driven by,
+    // the Raft runtime this runs on (see main.rs), whatever the API's load.
+    let raft_peers = peers.with_own_pool();
     let raft = Raft::new(
         cfg.id,
         raft_config,
-        peers.clone(),
+        raft_peers.clone(),
         opened.log,
         opened.state_machine,
     )
@@ -245,8 +257,10 @@ pub async fn start(cfg: NodeConfig, shutdown: watch::Receiver<bool>) -> anyhow::
         raft: raft.clone(),
         state,
         peers: peers.clone(),
+        raft_peers,
         metrics: Metrics::default(),
         events: broadcast::channel(1024).0,
+        streams: Arc::default(),
         raft_open: AtomicBool::new(!pristine),
         log,
         leader_contact: Mutex::new(Instant::now()),
@@ -367,7 +381,7 @@ async fn pre_vote_granted(node: &SharedNode, others: &[(NodeId, String)]) -> boo
     let asks = others.iter().map(|(_, addr)| {
         let req = &req;
         async move {
-            node.peers
+            node.raft_peers
                 .call::<_, bool>(addr, rpc::PATH_PRE_VOTE, req, timeout)
                 .await
                 .unwrap_or(false)

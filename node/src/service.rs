@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use bcm_raft_store::{Command, NodeId, Response};
+use bcm_raft_store::{limits, Command, NodeId, Response};
 use openraft::error::RaftError;
 use openraft::ServerState;
 
@@ -24,10 +24,29 @@ pub enum ServiceError {
     Conflict(String),
     #[error("{0}")]
     Internal(String),
+    /// The write is larger than one command may be (413).
+    #[error("{0}")]
+    TooLarge(String),
+}
+
+/// Refuses a command whose encoding would pass [`limits::COMMAND_BYTES`]: every
+/// write is checked here, before it can join a batch, so that no log entry, no
+/// AppendEntries and no forwarded batch can outgrow the limits after it.
+pub fn check_size(command: &Command) -> Result<(), ServiceError> {
+    let len = bcm_raft_store::codec::encoded_len(command)
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+    if len > limits::COMMAND_BYTES {
+        return Err(ServiceError::TooLarge(format!(
+            "the write is {len} bytes once encoded; at most {} are accepted",
+            limits::COMMAND_BYTES
+        )));
+    }
+    Ok(())
 }
 
 /// Proposes a command on this node, which must be the leader.
 pub async fn write_local(node: &Node, command: Command) -> Result<Response, ServiceError> {
+    check_size(&command)?;
     match execute_locally(
         node,
         LeaderOp::Write(command),
@@ -51,6 +70,7 @@ pub async fn write_local(node: &Node, command: Command) -> Result<Response, Serv
 /// node has applied the write too (or a second has passed): a client reads its own
 /// writes from the node it wrote through.
 pub async fn write(node: &SharedNode, command: Command) -> Result<Response, ServiceError> {
+    check_size(&command)?;
     match leader_op(node, LeaderOp::Write(command), REQUEST_DEADLINE).await? {
         OpResult::Written(r, index) => {
             let _ =

@@ -23,6 +23,17 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
     })
 }
 
+/// The length of `value`'s encoding, without encoding it.
+pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<usize, CodecError> {
+    postcard::serialize_with_flavor(value, postcard::ser_flavors::Size::default()).map_err(
+        |source| CodecError {
+            verb: "measure",
+            what: std::any::type_name::<T>(),
+            source,
+        },
+    )
+}
+
 /// Decodes a value encoded by [`encode`]. Trailing bytes are an error: a body is one value.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let (value, rest) = postcard::take_from_bytes(bytes).map_err(|source| CodecError {
@@ -57,6 +68,12 @@ mod tests {
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
             let _ = decode::<crate::Command>(&bytes);
         }
+    }
+
+    #[test]
+    fn encoded_len_is_the_length_of_the_encoding() {
+        let v = (String::from("key"), vec![7u8; 300], 1u64 << 40);
+        assert_eq!(encoded_len(&v).unwrap(), encode(&v).unwrap().len());
     }
 
     #[test]

@@ -204,6 +204,13 @@ pub enum Rejection {
     Invalid(String),
     #[error("{0}")]
     Conflict(String),
+    /// A quota on what the replicated state holds (see `limits::quota`).
+    #[error("quota {quota} reached: at most {limit} {detail}")]
+    QuotaExceeded {
+        quota: String,
+        limit: u64,
+        detail: String,
+    },
 }
 
 /// The result of applying one log entry.

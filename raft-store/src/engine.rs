@@ -10,7 +10,6 @@
 
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use crate::wal::{Wal, WalError};
 
@@ -86,11 +85,40 @@ pub type SavedSnapshot = (Vec<u8>, Vec<u8>);
 /// The node's on-disk store.
 pub struct Engine {
     dir: PathBuf,
+    /// The database (its trees hold handles too; the tests look at its tree names).
+    #[cfg_attr(not(test), allow(dead_code))]
     db: sled::Db,
-    /// sled's data file, for the fdatasync that follows sled's own flush.
-    data_file: Arc<std::fs::File>,
     meta: sled::Tree,
     log: Wal,
+    /// Asks the metadata sync thread for a flush (see [`meta_sync`]).
+    sync_tx: std::sync::mpsc::Sender<tokio::sync::oneshot::Sender<Result<(), String>>>,
+}
+
+/// Makes metadata durable on a thread of its own (`bcm-meta-sync`): sled's flush,
+/// then an fdatasync of sled's data file. One round covers every request that
+/// arrived while the previous one ran. Votes wait on this; on tokio's blocking
+/// pool they would queue behind whatever else runs there. Ends with the engine.
+fn meta_sync(
+    db: sled::Db,
+    data_file: std::fs::File,
+    rx: std::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<Result<(), String>>>,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut waiting = vec![first];
+        waiting.extend(rx.try_iter());
+        let synced = db
+            .flush()
+            .map(|_| ())
+            .map_err(|e| format!("flush to disk: {e}"))
+            .and_then(|()| {
+                data_file
+                    .sync_data()
+                    .map_err(|e| format!("fsync the data file: {e}"))
+            });
+        for reply in waiting {
+            let _ = reply.send(synced.clone());
+        }
+    }
 }
 
 impl Engine {
@@ -98,9 +126,8 @@ impl Engine {
     pub fn open(dir: &Path) -> Result<Engine, EngineError> {
         let db = open_sled(dir)?;
         let meta = db.open_tree("meta").map_err(err("open the meta tree"))?;
-        let data_file = std::fs::File::open(dir.join("db"))
-            .map(Arc::new)
-            .map_err(io("open the data file for fsync"))?;
+        let data_file =
+            std::fs::File::open(dir.join("db")).map_err(io("open the data file for fsync"))?;
         let purged = match meta.get(LOG_PURGED_THROUGH).map_err(err("read metadata"))? {
             None => None,
             Some(v) => Some(u64::from_be_bytes(v.as_ref().try_into().map_err(|_| {
@@ -114,12 +141,20 @@ impl Engine {
         migrate_sled_log(&db, dir, &wal_dir)?;
         migrate_sled_snapshot(&db, &meta, dir)?;
         let log = Wal::open(&wal_dir, purged)?;
+        let (sync_tx, sync_rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("bcm-meta-sync".into())
+            .spawn({
+                let db = db.clone();
+                move || meta_sync(db, data_file, sync_rx)
+            })
+            .map_err(io("start the metadata sync thread"))?;
         Ok(Engine {
             dir: dir.to_path_buf(),
             db,
-            data_file,
             meta,
             log,
+            sync_tx,
         })
     }
 
@@ -166,6 +201,16 @@ impl Engine {
         Ok(self.log.read(range)?)
     }
 
+    /// Like [`Engine::log_range`], but at most `max_bytes` of records (always the
+    /// first one, whatever its size).
+    pub fn log_range_at_most(
+        &self,
+        range: impl RangeBounds<u64>,
+        max_bytes: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, EngineError> {
+        Ok(self.log.read_at_most(range, max_bytes)?)
+    }
+
     /// The record with the highest index.
     pub fn log_last(&self) -> Result<Option<(u64, Vec<u8>)>, EngineError> {
         Ok(self.log.last()?)
@@ -206,13 +251,12 @@ impl Engine {
     /// a power loss could take writes it reported flushed. The fdatasync closes
     /// that gap before a vote or a snapshot is reported saved.
     pub async fn flush(&self) -> Result<(), EngineError> {
-        self.db.flush_async().await.map_err(err("flush to disk"))?;
-        let file = self.data_file.clone();
-        tokio::task::spawn_blocking(move || file.sync_data())
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))
-            .and_then(|r| r)
-            .map_err(io("fsync the data file"))
+        let (reply, done) = tokio::sync::oneshot::channel();
+        let gone = || io("sync metadata")(std::io::Error::other("the sync thread has stopped"));
+        self.sync_tx.send(reply).map_err(|_| gone())?;
+        done.await
+            .map_err(|_| gone())?
+            .map_err(|e| io("sync metadata")(std::io::Error::other(e)))
     }
 }
 

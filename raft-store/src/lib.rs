@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod codec;
 pub mod command;
 pub mod engine;
+pub mod limits;
 pub mod pg;
 pub mod state;
 pub mod store;

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, Millis, NodeInfo, NodePatch, Rejection, Response};
+use crate::limits::quota;
 
 /// What a node does in the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -182,10 +183,129 @@ pub struct ClusterState {
     pub next_restore_id: u64,
     pub next_user_id: u64,
     pub nodes: BTreeMap<u64, NodeRecord>,
-    pub config: BTreeMap<String, ConfigEntry>,
+    pub config: ConfigMap,
     pub backup_manager: Option<BackupManager>,
-    /// Tokens logged out before they expired: signature -> expiry (Unix seconds).
-    pub revoked_tokens: BTreeMap<String, u64>,
+    /// Tokens logged out before they expired.
+    pub revoked_tokens: RevokedTokens,
+}
+
+/// Logged-out tokens: signature -> expiry (Unix seconds), with an index by expiry
+/// so that forgetting the expired ones costs only what is forgotten. Encoded as the
+/// plain map; the index is made again when a state is decoded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RevokedTokens {
+    by_id: BTreeMap<String, u64>,
+    by_expiry: BTreeSet<(u64, String)>,
+}
+
+impl RevokedTokens {
+    pub fn contains(&self, token_id: &str) -> bool {
+        self.by_id.contains_key(token_id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    fn insert(&mut self, token_id: &str, expires_at: u64) {
+        if let Some(old) = self.by_id.insert(token_id.to_string(), expires_at) {
+            self.by_expiry.remove(&(old, token_id.to_string()));
+        }
+        self.by_expiry.insert((expires_at, token_id.to_string()));
+    }
+
+    /// Forgets every token that expired before `before` (Unix seconds).
+    fn forget_expired_before(&mut self, before: u64) {
+        while let Some((exp, _)) = self.by_expiry.first() {
+            if *exp >= before {
+                break;
+            }
+            let (_, id) = self.by_expiry.pop_first().expect("checked");
+            self.by_id.remove(&id);
+        }
+    }
+}
+
+impl From<BTreeMap<String, u64>> for RevokedTokens {
+    fn from(by_id: BTreeMap<String, u64>) -> RevokedTokens {
+        let by_expiry = by_id.iter().map(|(id, exp)| (*exp, id.clone())).collect();
+        RevokedTokens { by_id, by_expiry }
+    }
+}
+
+impl Serialize for RevokedTokens {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.by_id.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for RevokedTokens {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RevokedTokens, D::Error> {
+        BTreeMap::deserialize(d).map(RevokedTokens::from)
+    }
+}
+
+/// The cluster-wide settings by key, with the bytes they hold counted for the
+/// quota. Encoded as the plain map (the count is derived, and made again when a
+/// state is decoded); read through `Deref`, changed only by the state machine.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigMap {
+    entries: BTreeMap<String, ConfigEntry>,
+    bytes: u64,
+}
+
+impl ConfigMap {
+    /// Bytes of keys and values together, as counted against
+    /// [`quota::CONFIG_BYTES`].
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    fn insert(&mut self, entry: ConfigEntry) {
+        self.bytes += config_size(&entry.key, &entry.value_json);
+        if let Some(old) = self.entries.insert(entry.key.clone(), entry) {
+            self.bytes -= config_size(&old.key, &old.value_json);
+        }
+    }
+
+    fn remove(&mut self, key: &str) -> Option<ConfigEntry> {
+        let removed = self.entries.remove(key)?;
+        self.bytes -= config_size(&removed.key, &removed.value_json);
+        Some(removed)
+    }
+}
+
+impl std::ops::Deref for ConfigMap {
+    type Target = BTreeMap<String, ConfigEntry>;
+    fn deref(&self) -> &Self::Target {
+        &self.entries
+    }
+}
+
+impl From<BTreeMap<String, ConfigEntry>> for ConfigMap {
+    fn from(entries: BTreeMap<String, ConfigEntry>) -> ConfigMap {
+        let bytes = entries
+            .values()
+            .map(|e| config_size(&e.key, &e.value_json))
+            .sum();
+        ConfigMap { entries, bytes }
+    }
+}
+
+impl Serialize for ConfigMap {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.entries.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for ConfigMap {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ConfigMap, D::Error> {
+        BTreeMap::deserialize(d).map(ConfigMap::from)
+    }
 }
 
 /// [`ClusterState`] as encoded before `revoked_tokens` existed: snapshots (on disk
@@ -226,11 +346,16 @@ impl From<ClusterStateV1> for ClusterState {
             next_restore_id: v.next_restore_id,
             next_user_id: v.next_user_id,
             nodes: v.nodes,
-            config: v.config,
+            config: v.config.into(),
             backup_manager: v.backup_manager,
-            revoked_tokens: BTreeMap::new(),
+            revoked_tokens: RevokedTokens::default(),
         }
     }
+}
+
+/// What one config entry counts against the config bytes quota.
+fn config_size(key: &str, value_json: &str) -> u64 {
+    (key.len() + value_json.len()) as u64
 }
 
 /// Seconds a revoked token's entry outlives its expiry: tokens are accepted up to
@@ -371,7 +496,7 @@ impl ClusterState {
 
     /// Whether the token with this signature was logged out.
     pub fn is_revoked(&self, token_id: &str) -> bool {
-        self.revoked_tokens.contains_key(token_id)
+        self.revoked_tokens.contains(token_id)
     }
 
     fn revoke_token(&mut self, token_id: &str, expires_at: u64, at: Millis) -> Applied {
@@ -382,9 +507,18 @@ impl ClusterState {
         }
         let now = at / 1000;
         self.revoked_tokens
-            .retain(|_, exp| exp.saturating_add(REVOCATION_LEEWAY_SECS) >= now);
+            .forget_expired_before(now.saturating_sub(REVOCATION_LEEWAY_SECS));
         if expires_at.saturating_add(REVOCATION_LEEWAY_SECS) >= now {
-            self.revoked_tokens.insert(token_id.to_string(), expires_at);
+            if self.revoked_tokens.len() >= quota::REVOKED_TOKENS
+                && !self.revoked_tokens.contains(token_id)
+            {
+                return Applied::rejected(Rejection::QuotaExceeded {
+                    quota: "auth.revoked_tokens".into(),
+                    limit: quota::REVOKED_TOKENS as u64,
+                    detail: "logged-out tokens not yet expired".into(),
+                });
+            }
+            self.revoked_tokens.insert(token_id, expires_at);
         }
         Applied::ok(Response::Done, Vec::new())
     }
@@ -566,13 +700,37 @@ impl ClusterState {
                 return Applied::rejected(Rejection::VersionMismatch { expected, current });
             }
         }
+        let old_size = self
+            .config
+            .get(key)
+            .map(|e| config_size(&e.key, &e.value_json));
+        if old_size.is_none() && self.config.len() >= quota::CONFIG_KEYS {
+            return Applied::rejected(Rejection::QuotaExceeded {
+                quota: "config.keys".into(),
+                limit: quota::CONFIG_KEYS as u64,
+                detail: "config keys in the cluster".into(),
+            });
+        }
+        let new_size = config_size(key, value_json);
+        let total = self.config.bytes() - old_size.unwrap_or(0) + new_size;
+        // A write that shrinks an entry is taken even over the quota.
+        if total > quota::CONFIG_BYTES && new_size > old_size.unwrap_or(0) {
+            return Applied::rejected(Rejection::QuotaExceeded {
+                quota: "config.bytes".into(),
+                limit: quota::CONFIG_BYTES,
+                detail: format!(
+                    "bytes of config keys and values ({} in use)",
+                    self.config.bytes()
+                ),
+            });
+        }
         let entry = ConfigEntry {
             key: key.to_string(),
             value_json: value_json.to_string(),
             version: index,
             updated_at: at,
         };
-        self.config.insert(key.to_string(), entry.clone());
+        self.config.insert(entry.clone());
         Applied::ok(
             Response::Config(entry),
             vec![StateEvent::ConfigChanged {
@@ -825,6 +983,109 @@ mod tests {
             s.apply(10, &put(Some(7))).response,
             Response::Rejected(_)
         ));
+    }
+
+    fn put_config(key: &str, value_json: String) -> Command {
+        Command::PutConfig {
+            key: key.into(),
+            value_json,
+            if_version: None,
+            at: 0,
+        }
+    }
+
+    fn quota_of(r: &Response) -> Option<&str> {
+        match r {
+            Response::Rejected(Rejection::QuotaExceeded { quota, .. }) => Some(quota),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn config_bytes_are_capped_and_counted_through_every_change() {
+        let mut s = ClusterState::default();
+        let mib = "x".repeat(1 << 20);
+        let value = format!("\"{mib}\"");
+        let fit = (quota::CONFIG_BYTES / (value.len() as u64 + 8)) as usize;
+        for i in 0..fit {
+            let r = s.apply(
+                i as u64 + 1,
+                &put_config(&format!("k{i:05}"), value.clone()),
+            );
+            assert!(
+                matches!(r.response, Response::Config(_)),
+                "{i}: {:?}",
+                quota_of(&r.response)
+            );
+        }
+        let before = s.clone();
+        let r = s
+            .apply(10_000, &put_config("one-more", value.clone()))
+            .response;
+        assert_eq!(quota_of(&r), Some("config.bytes"));
+        assert_eq!(s, before, "a refused write changes nothing");
+        // Overwriting with something smaller is taken; deleting gives room back.
+        let r = s.apply(10_001, &put_config("k00000", "1".into())).response;
+        assert!(matches!(r, Response::Config(_)));
+        let del = Command::DeleteConfig {
+            key: "k00001".into(),
+            if_version: None,
+        };
+        assert!(matches!(
+            s.apply(10_002, &del).response,
+            Response::Config(_)
+        ));
+        assert!(matches!(
+            s.apply(10_003, &put_config("one-more", value)).response,
+            Response::Config(_)
+        ));
+        let counted: u64 = s
+            .config
+            .values()
+            .map(|e| config_size(&e.key, &e.value_json))
+            .sum();
+        assert_eq!(s.config.bytes(), counted);
+        // The count is made again when a state is decoded (it is not encoded).
+        let decoded = ClusterState::decode(&crate::codec::encode(&s).unwrap()).unwrap();
+        assert_eq!(decoded.config.bytes(), counted);
+        assert_eq!(decoded, s);
+    }
+
+    #[test]
+    fn config_keys_are_capped() {
+        let mut s = ClusterState::default();
+        for i in 0..quota::CONFIG_KEYS {
+            s.apply(i as u64 + 1, &put_config(&format!("k{i}"), "1".into()));
+        }
+        assert_eq!(s.config.len(), quota::CONFIG_KEYS);
+        let r = s
+            .apply(u64::MAX - 1, &put_config("new", "1".into()))
+            .response;
+        assert_eq!(quota_of(&r), Some("config.keys"));
+        // An existing key can still be written.
+        let r = s.apply(u64::MAX, &put_config("k7", "2".into())).response;
+        assert!(matches!(r, Response::Config(_)));
+    }
+
+    #[test]
+    fn revoked_tokens_are_capped_until_they_expire() {
+        let mut s = ClusterState::default();
+        s.apply(1, &init());
+        for i in 0..quota::REVOKED_TOKENS {
+            let r = s
+                .apply(2, &revoke(&format!("sig-{i}"), 1_000, 100))
+                .response;
+            assert_eq!(r, Response::Done);
+        }
+        let r = s.apply(3, &revoke("sig-more", 1_000, 100)).response;
+        assert_eq!(quota_of(&r), Some("auth.revoked_tokens"));
+        // Once the remembered ones have expired, there is room again.
+        let later = 1_000 + REVOCATION_LEEWAY_SECS + 1;
+        assert_eq!(
+            s.apply(4, &revoke("sig-more", 9_000, later)).response,
+            Response::Done
+        );
+        assert_eq!(s.revoked_tokens.len(), 1);
     }
 
     #[test]
@@ -1189,7 +1450,7 @@ mod tests {
                 prop_assert_eq!(ra, rb);
             }
             prop_assert_eq!(&a, &b);
-            let restored: ClusterState = crate::codec::decode(&crate::codec::encode(&a).unwrap()).unwrap();
+            let restored = ClusterState::decode(&crate::codec::encode(&a).unwrap()).unwrap();
             prop_assert_eq!(a, restored);
         }
 

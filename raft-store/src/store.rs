@@ -24,6 +24,7 @@ use tokio::sync::{broadcast, watch};
 use crate::codec;
 use crate::command::{Command, Response};
 use crate::engine::Engine;
+use crate::limits;
 use crate::state::{ClusterState, StateEvent};
 use crate::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig, Vote,
@@ -128,6 +129,23 @@ impl RaftLogReader<TypeConfig> for LogStore {
     ) -> Result<Vec<Entry>, StorageError> {
         self.engine
             .log_range(range)
+            .map_err(read_err)?
+            .into_iter()
+            .map(|(_, bytes)| codec::decode(&bytes).map_err(read_err))
+            .collect()
+    }
+
+    /// What replication sends in one AppendEntries: at most
+    /// [`limits::APPEND_BYTES`] of entries (always at least one). openraft caps
+    /// the range by count only (`max_payload_entries`), and a count of large
+    /// entries once built requests no follower would accept.
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        self.engine
+            .log_range_at_most(start..end, limits::APPEND_BYTES)
             .map_err(read_err)?
             .into_iter()
             .map(|(_, bytes)| codec::decode(&bytes).map_err(read_err))
@@ -438,7 +456,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        Ok(read_snapshot(&self.engine)?.map(|s| Snapshot {
+        // Reading the whole file (possibly a hundred MiB) blocks: not on an async worker.
+        let engine = self.engine.clone();
+        let stored = tokio::task::spawn_blocking(move || read_snapshot(&engine))
+            .await
+            .map_err(read_err)??;
+        Ok(stored.map(|s| Snapshot {
             meta: s.meta,
             snapshot: Box::new(Cursor::new(s.data)),
         }))

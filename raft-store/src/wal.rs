@@ -290,6 +290,16 @@ impl Wal {
 
     /// The records with indexes in `range` that exist, in order.
     pub fn read(&self, range: impl RangeBounds<u64>) -> Result<Vec<(u64, Vec<u8>)>, WalError> {
+        self.read_at_most(range, usize::MAX)
+    }
+
+    /// Like [`Wal::read`], but stops before the record that would take the payloads
+    /// read past `max_bytes`; the first record is always read, whatever its size.
+    pub fn read_at_most(
+        &self,
+        range: impl RangeBounds<u64>,
+        max_bytes: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, WalError> {
         let inner = self.lock();
         let (Some(first), Some(last)) = (inner.first_index(), inner.last_index()) else {
             return Ok(Vec::new());
@@ -310,6 +320,7 @@ impl Wal {
         let mut out =
             Vec::with_capacity(end.saturating_sub(start).saturating_add(1).min(4096) as usize);
         let mut index = start;
+        let mut bytes = 0usize;
         while index <= end {
             let (_, segment) = inner
                 .segments
@@ -318,6 +329,12 @@ impl Wal {
                 .expect("a segment holds every index between first and last");
             let upto = end.min(segment.next() - 1);
             for i in index..=upto {
+                let len = segment.records[(i - segment.first) as usize].len as usize;
+                let payload = len.saturating_sub(RECORD_HEADER);
+                if !out.is_empty() && bytes.saturating_add(payload) > max_bytes {
+                    return Ok(out);
+                }
+                bytes = bytes.saturating_add(payload);
                 out.push((i, read_record(segment, i)?));
             }
             index = upto + 1;
@@ -684,6 +701,26 @@ mod tests {
         assert_eq!(wal.read(50..=52).unwrap(), records[45..48].to_vec());
         assert_eq!(wal.read(..6).unwrap(), records[..1].to_vec());
         assert_eq!(wal.read(300..).unwrap(), vec![]);
+        // A byte limit stops before the record that would pass it, but always
+        // returns the first one.
+        let sizes = |rs: &[(u64, Vec<u8>)]| rs.iter().map(|r| r.1.len()).sum::<usize>();
+        let first_two = sizes(&records[45..47]);
+        assert_eq!(
+            wal.read_at_most(50..=60, first_two).unwrap(),
+            records[45..47].to_vec()
+        );
+        assert_eq!(
+            wal.read_at_most(50..=60, first_two - 1).unwrap(),
+            records[45..46].to_vec()
+        );
+        assert_eq!(
+            wal.read_at_most(50..=60, 0).unwrap(),
+            records[45..46].to_vec()
+        );
+        assert_eq!(
+            wal.read_at_most(..=60, usize::MAX).unwrap(),
+            records[..56].to_vec()
+        );
         assert_eq!(wal.last().unwrap(), Some(records[199].clone()));
         drop(wal);
         let wal = open(dir.path(), None);

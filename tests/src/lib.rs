@@ -1209,6 +1209,11 @@ impl Cluster {
         id
     }
 
+    /// The process id of `id`, while it runs.
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.node(id).child.lock().unwrap().as_ref().map(|c| c.id())
+    }
+
     /// Is the process of `id` running (possibly paused)?
     pub fn is_running(&self, id: u64) -> bool {
         self.node(id).child.lock().unwrap().is_some()

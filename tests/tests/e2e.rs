@@ -28,6 +28,8 @@ mod dev;
 mod failover;
 #[path = "e2e/forming.rs"]
 mod forming;
+#[path = "e2e/load.rs"]
+mod load;
 #[path = "e2e/nodes.rs"]
 mod nodes;
 #[path = "e2e/observability.rs"]

@@ -27,48 +27,136 @@ pub struct Login {
 const BAD_LOGIN: &str = "unknown user, wrong password or disabled user";
 
 /// Failed logins counted per user name and per client address over a sliding
-/// window, on each node. Past the limit a login is refused with 429 before the
-/// password is even checked.
+/// window, on each node. A login is refused with 429 before the password is even
+/// checked when its name or address has, in the window, as many failures plus
+/// attempts still being checked as its limit allows: so a burst of concurrent
+/// wrong passwords from one address gets at most its limit of argon2 checks.
+///
+/// Memory: a key is kept only while it has a failure in the window or an attempt
+/// in flight (pruned every window), and each failure costs an argon2 check, which
+/// runs one per core (auth.rs): a node records a few thousand keys a minute at most.
 pub struct LoginLimiter {
-    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+    inner: Mutex<LimiterState>,
+}
+
+#[derive(Default)]
+struct LimiterState {
+    failures: HashMap<String, VecDeque<Instant>>,
+    in_flight: HashMap<String, usize>,
+    pruned: Option<Instant>,
 }
 
 const WINDOW: Duration = Duration::from_secs(60);
 const PER_USER: usize = 10;
 const PER_ADDRESS: usize = 30;
+/// Longer names cannot exist (users.rs `check_name`).
+const MAX_NAME: usize = 64;
+
+impl LimiterState {
+    /// Failures in the window plus attempts in flight for `key`, and the seconds
+    /// until the oldest failure leaves the window.
+    fn load(&mut self, key: &str) -> (usize, u64) {
+        let mut wait = 1;
+        let mut failures = 0;
+        if let Some(q) = self.failures.get_mut(key) {
+            while q.front().is_some_and(|t| t.elapsed() > WINDOW) {
+                q.pop_front();
+            }
+            failures = q.len();
+            if let Some(oldest) = q.front() {
+                wait = WINDOW.saturating_sub(oldest.elapsed()).as_secs().max(1);
+            }
+        }
+        (
+            failures + self.in_flight.get(key).copied().unwrap_or(0),
+            wait,
+        )
+    }
+
+    fn prune(&mut self) {
+        if self.pruned.is_some_and(|t| t.elapsed() < WINDOW) {
+            return;
+        }
+        self.pruned = Some(Instant::now());
+        self.failures
+            .retain(|_, q| q.back().is_some_and(|t| t.elapsed() <= WINDOW));
+        self.in_flight.retain(|_, n| *n > 0);
+    }
+}
 
 impl LoginLimiter {
     pub fn new() -> LoginLimiter {
         LoginLimiter {
-            failures: Mutex::new(HashMap::new()),
+            inner: Mutex::new(LimiterState::default()),
         }
     }
 
-    /// Seconds to wait when `key` is over `limit`, else None.
-    fn blocked(&self, key: &str, limit: usize) -> Option<u64> {
-        let mut map = self.failures.lock().expect("limiter lock");
-        let q = map.get_mut(key)?;
-        while q.front().is_some_and(|t| t.elapsed() > WINDOW) {
-            q.pop_front();
+    /// Starts an attempt for these keys, or says how many seconds to wait.
+    fn begin(&self, keys: Vec<(String, usize)>) -> Result<Attempt<'_>, u64> {
+        let mut st = self.inner.lock().expect("limiter lock");
+        st.prune();
+        for (key, limit) in &keys {
+            let (load, wait) = st.load(key);
+            if load >= *limit {
+                return Err(wait);
+            }
         }
-        if q.len() < limit {
-            return None;
+        for (key, _) in &keys {
+            *st.in_flight.entry(key.clone()).or_default() += 1;
         }
-        let oldest = *q.front()?;
-        Some(WINDOW.saturating_sub(oldest.elapsed()).as_secs().max(1))
+        Ok(Attempt {
+            limiter: self,
+            keys: keys.into_iter().map(|(k, _)| k).collect(),
+        })
     }
 
-    fn record(&self, key: String) {
-        let mut map = self.failures.lock().expect("limiter lock");
-        if map.len() > 100_000 {
-            // Bound the memory an attacker can make us spend.
-            map.retain(|_, q| q.back().is_some_and(|t| t.elapsed() <= WINDOW));
+    #[cfg(test)]
+    fn keys(&self) -> usize {
+        let st = self.inner.lock().expect("limiter lock");
+        st.failures.len() + st.in_flight.len()
+    }
+}
+
+/// One login being checked; counted against its keys until it ends.
+struct Attempt<'a> {
+    limiter: &'a LoginLimiter,
+    keys: Vec<String>,
+}
+
+impl Attempt<'_> {
+    /// Counts a failure against every key.
+    fn failed(self) {
+        let mut st = self.limiter.inner.lock().expect("limiter lock");
+        for key in &self.keys {
+            st.failures
+                .entry(key.clone())
+                .or_default()
+                .push_back(Instant::now());
         }
-        map.entry(key).or_default().push_back(Instant::now());
     }
 
-    fn clear(&self, key: &str) {
-        self.failures.lock().expect("limiter lock").remove(key);
+    /// Forgets the failures of `key` (a correct password for that name).
+    fn succeeded(self, key: &str) {
+        self.limiter
+            .inner
+            .lock()
+            .expect("limiter lock")
+            .failures
+            .remove(key);
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        let mut st = self.limiter.inner.lock().expect("limiter lock");
+        for key in &self.keys {
+            if let Some(n) = st.in_flight.get_mut(key) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    st.in_flight.remove(key);
+                }
+            }
+        }
     }
 }
 
@@ -110,19 +198,24 @@ pub async fn login(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(body): ApiJson<Login>,
 ) -> Result<Response, Problem> {
-    let user_key = format!("user:{}", body.username);
     let addr_key = format!("addr:{}", peer.ip());
-    let limiter = &node.login_limiter;
-    if let Some(wait) = limiter
-        .blocked(&user_key, PER_USER)
-        .or_else(|| limiter.blocked(&addr_key, PER_ADDRESS))
-    {
-        return Err(Problem::new(
+    let mut keys = vec![(addr_key, PER_ADDRESS)];
+    // A name longer than any user's is not looked up (nor kept as a key).
+    let user_key = (body.username.len() <= MAX_NAME).then(|| format!("user:{}", body.username));
+    if let Some(k) = &user_key {
+        keys.push((k.clone(), PER_USER));
+    }
+    let attempt = node.login_limiter.begin(keys).map_err(|wait| {
+        Problem::new(
             StatusCode::TOO_MANY_REQUESTS,
             format!("too many failed logins; try again in {wait} s"),
         )
-        .retry_after(wait));
-    }
+        .retry_after(wait)
+    })?;
+    let Some(user_key) = user_key else {
+        attempt.failed();
+        return Err(Problem::new(StatusCode::UNAUTHORIZED, BAD_LOGIN));
+    };
     let (user, key, cluster_id) = node.state.read(|d| {
         (
             d.state.user_by_name(&body.username).cloned(),
@@ -142,16 +235,15 @@ pub async fn login(
         body.password,
         user.as_ref().map(|u| u.password_hash.clone()),
     )
-    .await;
+    .await?;
     let user = match user {
         Some(u) if ok && u.enabled => u,
         _ => {
-            limiter.record(user_key);
-            limiter.record(addr_key);
+            attempt.failed();
             return Err(Problem::new(StatusCode::UNAUTHORIZED, BAD_LOGIN));
         }
     };
-    limiter.clear(&user_key);
+    attempt.succeeded(&user_key);
     let now = crate::runtime::now_ms() / 1000;
     let claims = Claims {
         sub: user.id.to_string(),
@@ -238,6 +330,55 @@ pub fn rfc3339(secs: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn keys(addr: &str, user: &str) -> Vec<(String, usize)> {
+        vec![
+            (format!("addr:{addr}"), PER_ADDRESS),
+            (format!("user:{user}"), PER_USER),
+        ]
+    }
+
+    #[test]
+    fn attempts_in_flight_count_like_failures() {
+        let l = LoginLimiter::new();
+        // PER_USER concurrent attempts for one name: the next is refused at once.
+        let held: Vec<_> = (0..PER_USER)
+            .map(|i| l.begin(keys(&format!("10.0.0.{i}"), "alice")).unwrap())
+            .collect();
+        assert!(l.begin(keys("10.0.0.99", "alice")).is_err());
+        // They end without failing: room again.
+        drop(held);
+        let a = l.begin(keys("10.0.0.99", "alice")).unwrap();
+        a.failed();
+        assert_eq!(l.keys(), 2, "only the keys with a failure are kept");
+        // Failures of one address stop every name from it.
+        for i in 0..PER_ADDRESS - 1 {
+            l.begin(keys("10.0.0.1", &format!("u{i}")))
+                .unwrap()
+                .failed();
+        }
+        let a = l.begin(keys("10.0.0.1", "bob")).unwrap();
+        a.failed();
+        assert!(l.begin(keys("10.0.0.1", "carol")).is_err());
+        assert!(l.begin(keys("10.0.0.2", "carol")).is_ok());
+    }
+
+    #[test]
+    fn a_success_clears_the_names_failures() {
+        let l = LoginLimiter::new();
+        for _ in 0..PER_USER - 1 {
+            l.begin(keys("10.0.0.1", "alice")).unwrap().failed();
+        }
+        l.begin(keys("10.0.0.1", "alice"))
+            .unwrap()
+            .succeeded("user:alice");
+        for _ in 0..PER_USER - 1 {
+            l.begin(keys("10.0.0.2", "alice")).unwrap().failed();
+        }
+        assert!(l.begin(keys("10.0.0.3", "alice")).is_ok());
+    }
+
     #[test]
     fn rfc3339_known_dates() {
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");

@@ -1,13 +1,12 @@
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use bcm_raft_store::{Command, ConfigEntry, Response as Applied};
+use bcm_raft_store::{limits, Command, ConfigEntry, Response as Applied};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    consistent, list_page, not_found, rejection, unexpected, ApiJson, ApiQuery, Authed, Page,
-    ReadParams,
+    consistent, json, not_found, rejection, unexpected, ApiJson, ApiQuery, Authed, Page, ReadParams,
 };
 use crate::problem::Problem;
 use crate::runtime::{now_ms, SharedNode};
@@ -97,16 +96,38 @@ pub async fn list(
 ) -> Result<Response, Problem> {
     who.require("config.read")?;
     consistent(&node, p.consistency.as_deref()).await?;
-    let matching: Vec<ConfigView> = node.state.read(|d| {
-        d.state
+    let limit = p.limit.unwrap_or(100).min(1000);
+    let offset = p.offset.unwrap_or(0);
+    // The page's entries are copied out under the read lock and decoded after.
+    let (page, total) = node.state.read(|d| {
+        let matches = |e: &&ConfigEntry| p.q.as_deref().is_none_or(|q| e.key.contains(q));
+        let total = d.state.config.values().filter(matches).count();
+        let mut page = Vec::new();
+        let mut bytes = 0usize;
+        for e in d
+            .state
             .config
             .values()
-            .filter(|e| p.q.as_deref().is_none_or(|q| e.key.contains(q)))
-            .map(view)
-            .collect()
+            .filter(matches)
+            .skip(offset)
+            .take(limit)
+        {
+            bytes += e.key.len() + e.value_json.len();
+            if !page.is_empty() && bytes > PAGE_BYTES {
+                break;
+            }
+            page.push(e.clone());
+        }
+        (page, total)
     });
-    Ok(list_page(matching.into_iter(), p.limit, p.offset))
+    let items: Vec<ConfigView> = page.iter().map(view).collect();
+    Ok(json(StatusCode::OK, &Page { items, total }))
 }
+
+/// A page of `GET /config` stops growing past this many bytes of keys and values
+/// (at least one entry is always sent): `total` still counts every match, and the
+/// next page starts at `offset + items.len()`.
+const PAGE_BYTES: usize = 4 * 1024 * 1024;
 
 /// One setting. Permission `config.read`.
 #[utoipa::path(get, path = "/config/{*key}", tag = "config",
@@ -207,9 +228,22 @@ pub async fn put(
             ))
         }
     };
+    let value_json = value.to_string();
+    if value_json.len() > limits::CONFIG_VALUE_BYTES {
+        // JSON written back can be longer than it came (`1e15` is 1000000000000000.0).
+        return Err(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the value is {} bytes as stored; at most {} are accepted",
+                value_json.len(),
+                limits::CONFIG_VALUE_BYTES
+            ),
+        )
+        .with_field("value"));
+    }
     let command = Command::PutConfig {
         key,
-        value_json: value.to_string(),
+        value_json,
         if_version,
         at: now_ms(),
     };

@@ -25,6 +25,11 @@ pub async fn stream(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
     who.require("events.read")?;
+    let max = node.cfg.http.max_event_streams_per_user;
+    let slot = node
+        .streams
+        .open(who.user_id, max)
+        .ok_or_else(|| too_many_streams(&who.name, max))?;
     let token = super::bearer_of(&headers).unwrap_or_default().to_string();
     // The stream ends when its token would no longer be let in.
     let refused = super::until_refused(node.clone(), token, "events.read");
@@ -39,6 +44,22 @@ pub async fn stream(
             .event(event.kind())
             .data(data.to_string())))
     });
+    // The slot goes back when the stream is dropped (the client left, or it ended).
+    let stream = stream.map(move |e| {
+        let _held = &slot;
+        e
+    });
     let stream = stream.take_until(refused);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// 429 for a user at `http.max_event_streams_per_user` on this node.
+pub fn too_many_streams(user: &str, max: usize) -> Problem {
+    Problem::new(
+        axum::http::StatusCode::TOO_MANY_REQUESTS,
+        format!(
+            "user {user:?} already has {max} event streams open on this node (http.max_event_streams_per_user); close one"
+        ),
+    )
+    .retry_after(5)
 }

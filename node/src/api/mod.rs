@@ -9,6 +9,7 @@ pub use auth::LoginLimiter;
 mod cluster;
 mod config;
 mod events;
+pub use events::too_many_streams;
 mod groups;
 mod health;
 mod nodes;
@@ -34,8 +35,8 @@ use crate::problem::Problem;
 use crate::runtime::SharedNode;
 use crate::service::ServiceError;
 
-/// Largest accepted request body.
-pub const BODY_LIMIT: usize = 1024 * 1024;
+/// Largest accepted request body (see raft-store's `limits`).
+pub const BODY_LIMIT: usize = bcm_raft_store::limits::API_BODY_BYTES;
 
 pub fn router(node: SharedNode) -> Router {
     let (api, doc) = documented_routes(&node).split_for_parts();
@@ -138,6 +139,18 @@ impl From<ServiceError> for Problem {
             ServiceError::NotFound(m) => Problem::new(StatusCode::NOT_FOUND, m),
             ServiceError::Conflict(m) => Problem::new(StatusCode::CONFLICT, m),
             ServiceError::Internal(m) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, m),
+            ServiceError::TooLarge(m) => Problem::new(StatusCode::PAYLOAD_TOO_LARGE, m),
+        }
+    }
+}
+
+impl From<crate::auth::HashError> for Problem {
+    fn from(e: crate::auth::HashError) -> Problem {
+        match e {
+            crate::auth::HashError::Busy(_) => {
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).retry_after(1)
+            }
+            crate::auth::HashError::Failed(m) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, m),
         }
     }
 }
@@ -177,6 +190,11 @@ pub fn rejection(r: Rejection) -> Problem {
         Rejection::NotInitialized => StatusCode::SERVICE_UNAVAILABLE,
         Rejection::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
         Rejection::Conflict(_) => StatusCode::CONFLICT,
+        Rejection::QuotaExceeded { quota, .. } => {
+            let mut p = Problem::new(StatusCode::INSUFFICIENT_STORAGE, r.to_string());
+            p.quota = Some(quota.as_str().into());
+            return p;
+        }
     };
     Problem::new(status, r.to_string())
 }

@@ -241,7 +241,7 @@ pub async fn create(
     }
     let hash = crate::auth::hash_password(body.password)
         .await
-        .map_err(|m| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, m))?;
+        .map_err(Problem::from)?;
     let cmd = Command::CreateUser {
         name: body.name,
         password_hash: hash,
@@ -288,11 +288,7 @@ pub async fn update(
     let password_hash = match body.password {
         Some(p) => {
             check_password(&name, &p)?;
-            Some(
-                crate::auth::hash_password(p)
-                    .await
-                    .map_err(|m| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, m))?,
-            )
+            Some(crate::auth::hash_password(p).await.map_err(Problem::from)?)
         }
         None => None,
     };

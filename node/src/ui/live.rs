@@ -68,6 +68,11 @@ pub async fn events(State(ui): State<UiState>, parts: axum::http::request::Parts
     if let Err(p) = s.who.require("events.read") {
         return (StatusCode::FORBIDDEN, p.detail).into_response();
     }
+    let max = ui.node.cfg.http.max_event_streams_per_user;
+    let Some(slot) = ui.node.streams.open(s.who.user_id, max) else {
+        let p = crate::api::too_many_streams(&s.who.name, max);
+        return (StatusCode::TOO_MANY_REQUESTS, p.detail).into_response();
+    };
     let hello = Event::default()
         .event("hello")
         .retry(Duration::from_millis(1000))
@@ -88,6 +93,10 @@ pub async fn events(State(ui): State<UiState>, parts: axum::http::request::Parts
             s.token.clone(),
             "events.read",
         ));
+    let stream = stream.map(move |e| {
+        let _held = &slot;
+        e
+    });
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(10)))
         .into_response()

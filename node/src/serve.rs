@@ -1,0 +1,225 @@
+//! Serving a router on a listener, bounded: at most `max_connections` at once,
+//! request headers within `header_timeout` (which also ends a kept-alive
+//! connection left idle that long), a body within `body_timeout`, an answer within
+//! `request_timeout`. `axum::serve` sets none of these (hyper's header timeout
+//! needs a timer it does not give), so one slow client per connection could hold
+//! both listeners.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::ConnectInfo;
+use axum::http::{header, HeaderValue, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tower::ServiceExt;
+
+use crate::config::HttpSection;
+use crate::problem::Problem;
+
+/// The bounds of one listener.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_connections: usize,
+}
+
+impl Limits {
+    pub fn of(http: &HttpSection) -> Limits {
+        Limits {
+            header_timeout: Duration::from_millis(http.header_timeout_ms),
+            body_timeout: Duration::from_millis(http.body_timeout_ms),
+            request_timeout: Duration::from_millis(http.request_timeout_ms),
+            max_connections: http.max_connections,
+        }
+    }
+}
+
+/// A listener's connections, for `/metrics`.
+#[derive(Default)]
+pub struct ListenerStats {
+    /// Open now.
+    open: AtomicU64,
+    /// Turned away at `max_connections` since the start.
+    refused: AtomicU64,
+}
+
+impl ListenerStats {
+    pub fn open(&self) -> u64 {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` turns true, then lets the open
+/// connections finish their requests (up to 5 s). Each request carries the
+/// client's address as `ConnectInfo<SocketAddr>`.
+pub async fn serve(
+    name: &'static str,
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    stats: Arc<ListenerStats>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true);
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, most likely: wait instead of spinning.
+                    tracing::warn!(listener = name, "accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut shutdown) => break,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            turn_away(name, &stream, &stats, limits.max_connections);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+            handle(app.clone(), req, remote, limits)
+        });
+        let conn = http.serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        let stats = stats.clone();
+        stats.open.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            // Errors here are a client's: a reset, a header timeout, bad framing.
+            if let Err(e) = conn.await {
+                tracing::debug!(listener = name, %remote, "connection ended: {e}");
+            }
+            stats.open.fetch_sub(1, Ordering::Relaxed);
+            drop(slot);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::info!(listener = name, "closing connections still busy after 5 s");
+    }
+}
+
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+/// Answers a connection over the cap with a 503 (if its socket takes the bytes at
+/// once) and closes it.
+fn turn_away(name: &str, stream: &tokio::net::TcpStream, stats: &ListenerStats, max: usize) {
+    let n = stats.refused.fetch_add(1, Ordering::Relaxed);
+    if n.is_power_of_two() {
+        tracing::warn!(
+            listener = name,
+            max_connections = max,
+            refused = n + 1,
+            "at the connection limit: turning new connections away"
+        );
+    }
+    let _ = stream.try_write(
+        b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+    );
+}
+
+async fn handle(
+    app: Router,
+    req: Request<Incoming>,
+    remote: SocketAddr,
+    limits: Limits,
+) -> Result<Response, Infallible> {
+    let mut req = req.map(|body| Body::new(DeadlineBody::new(body, limits.body_timeout)));
+    req.extensions_mut().insert(ConnectInfo(remote));
+    match tokio::time::timeout(limits.request_timeout, app.oneshot(req)).await {
+        Ok(answer) => answer,
+        Err(_) => {
+            let mut resp = Problem::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request was not answered within {} s",
+                    limits.request_timeout.as_secs()
+                ),
+            )
+            .into_response();
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            Ok(resp)
+        }
+    }
+}
+
+/// A request body that fails once its deadline passes: the whole body must arrive
+/// within `body_timeout` of the request's headers, however it trickles in.
+struct DeadlineBody {
+    inner: Incoming,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    timeout: Duration,
+}
+
+impl DeadlineBody {
+    fn new(inner: Incoming, timeout: Duration) -> DeadlineBody {
+        DeadlineBody {
+            inner,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+            timeout,
+        }
+    }
+}
+
+/// The error a body past its deadline gives its reader.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {0:?}")]
+pub struct BodyTimedOut(Duration);
+
+impl HttpBody for DeadlineBody {
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(BodyTimedOut(self.timeout).into())));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
