@@ -78,14 +78,40 @@ def rss_mib(pid):
     return float("nan")
 
 
-class Bcm:
+def loopback(port):
+    """The URLs of three members listening on loopback, from `port` on."""
+    return [f"http://127.0.0.1:{port + i}" for i in range(3)]
+
+
+class Members:
+    """Three members of one system on loopback, each started by `start(i)`."""
+
+    def __init__(self, work, api_port):
+        self.work = work
+        self.api = loopback(api_port)
+        self.procs = [None] * 3
+
+    def leader_changes(self):
+        """The highest count of leader changes a member reports (0 if none answers)."""
+        total = 0
+        for url in self.api:
+            try:
+                with urllib.request.urlopen(url + "/metrics", timeout=2) as r:
+                    for line in r.read().decode().splitlines():
+                        if line.startswith(self.leader_changes_metric + " "):
+                            total = max(total, int(float(line.split()[1])))
+            except OSError:
+                pass
+        return total
+
+
+class Bcm(Members):
     name = "bcm"
+    leader_changes_metric = "bcm_raft_leader_changes_total"
 
     def __init__(self, work):
-        self.work = work
-        self.api = [f"http://127.0.0.1:{BASE + i}" for i in range(3)]
-        self.rpc = [f"http://127.0.0.1:{BASE + 10 + i}" for i in range(3)]
-        self.procs = [None] * 3
+        super().__init__(work, BASE)
+        self.rpc = loopback(BASE + 10)
         self.token = None
 
     def config(self, i):
@@ -127,32 +153,17 @@ class Bcm:
             "PUT", f"{self.api[i]}/api/v1/config/{key}", {"value": "x"}, self.token, timeout
         )[0] == 200
 
-    def leader_changes(self):
-        total = 0
-        for i in range(3):
-            status, _ = 0, None
-            try:
-                with urllib.request.urlopen(self.api[i] + "/metrics", timeout=2) as r:
-                    for line in r.read().decode().splitlines():
-                        if line.startswith("bcm_raft_leader_changes_total "):
-                            total = max(total, int(float(line.split()[1])))
-            except OSError:
-                pass
-        return total
-
     def bench_env(self):
         return {"BCM_PASSWORD": PASSWORD}
 
 
-class Etcd:
+class Etcd(Members):
     name = "etcd"
+    leader_changes_metric = "etcd_server_leader_changes_seen_total"
 
     def __init__(self, work):
-        self.work = work
-        self.api = [f"http://127.0.0.1:{BASE + 20 + i}" for i in range(3)]
-        self.peer = [f"http://127.0.0.1:{BASE + 30 + i}" for i in range(3)]
-        self.procs = [None] * 3
-        self.started_once = [False] * 3
+        super().__init__(work, BASE + 20)
+        self.peer = loopback(BASE + 30)
 
     def start(self, i):
         cluster = ",".join(f"e{j + 1}={self.peer[j]}" for j in range(3))
@@ -188,18 +199,6 @@ class Etcd:
             "POST", self.api[i] + "/v3/kv/put", {"key": b64(key), "value": b64("x")},
             timeout=timeout,
         )[0] == 200
-
-    def leader_changes(self):
-        total = 0
-        for i in range(3):
-            try:
-                with urllib.request.urlopen(self.api[i] + "/metrics", timeout=2) as r:
-                    for line in r.read().decode().splitlines():
-                        if line.startswith("etcd_server_leader_changes_seen_total "):
-                            total = max(total, int(float(line.split()[1])))
-            except OSError:
-                pass
-        return total
 
     def bench_env(self):
         return {}

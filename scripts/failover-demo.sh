@@ -118,6 +118,18 @@ status() { # bcm status, run inside a node that is up
   done
 }
 
+# start_again NODE BEFORE AFTER: docker start bcmNODE, wait until it is ready, say
+# "bcmNODE BEFORE <seconds it took> AFTER", and show the cluster.
+start_again() {
+  local t
+  t=$(now)
+  docker start "$(container "bcm$1")" >/dev/null
+  wait_healthy 120 "bcm$1"
+  ok "bcm$1 $2 $(since "$t") $3"
+  sleep 1.5
+  status
+}
+
 run="demo-$(date +%H%M%S)"
 acked=()
 write_n() { # write_n N: N writes through HAProxy, each retried until acknowledged
@@ -183,12 +195,7 @@ else
 fi
 
 section "Starting bcm$old again: docker start"
-t_start=$(now)
-docker start "$(container "bcm$old")" >/dev/null
-wait_healthy 120 "bcm$old"
-ok "bcm$old rejoined and caught up (ready) $(since "$t_start") s after docker start"
-sleep 1.5
-status
+start_again "$old" "rejoined and caught up (ready)" "s after docker start"
 
 if [ "$moved" = false ]; then
   section "Killing the backup manager's container: docker kill (bcm$bm_node)"
@@ -202,12 +209,7 @@ if [ "$moved" = false ]; then
   say "(epoch $e fences off the old holder: storage nodes refuse work from epoch $bm_epoch)"
   write_n 10
   ok "10 more writes acknowledged meanwhile"
-  t_start=$(now)
-  docker start "$(container "bcm$bm_node")" >/dev/null
-  wait_healthy 120 "bcm$bm_node"
-  ok "bcm$bm_node started again, rejoined and caught up $(since "$t_start") s later"
-  sleep 1.5
-  status
+  start_again "$bm_node" "started again, rejoined and caught up" "s later"
 fi
 
 section "Checking every acknowledged write (${#acked[@]}) through HAProxy, linearizable reads"

@@ -1,24 +1,19 @@
-//! bcm's replicated state: the commands, the deterministic state machine, and the
-//! Raft storage (an append-only log file, sled for the vote and snapshots). Knows
+//! bcm's Raft storage: the log, snapshot and metadata on disk, behind openraft's traits.
+//!
+//! What is stored (the commands and the state they build) is `bcm-model`'s; this
+//! crate re-exports what the node uses of it, so that one dependency serves. Knows
 //! nothing of HTTP.
 
-pub mod access;
-pub mod catalog;
-pub mod codec;
-pub mod command;
 pub mod engine;
-pub mod limits;
-pub mod pg;
-pub mod state;
 pub mod store;
 pub mod types;
 pub mod wal;
 
-pub use access::{Group, PermissionSet, BUILTIN_GROUPS, PERMISSIONS};
-pub use catalog::{Backup, JobStatus, Plan, PlanSpec, Restore};
-pub use command::{Command, Millis, NodeInfo, NodePatch, Rejection, Response};
-pub use state::{
-    BackupManager, ClusterState, ConfigEntry, NodeRecord, NodeStatus, Role, StateEvent, User,
+pub use bcm_model::{codec, limits};
+pub use bcm_model::{
+    Backup, BackupManager, ClusterState, Command, ConfigEntry, Group, JobStatus, Millis, NodeInfo,
+    NodePatch, NodeRecord, NodeStatus, PermissionSet, Plan, PlanSpec, Rejection, Response, Restore,
+    Role, StateEvent, User, BUILTIN_GROUPS, PERMISSIONS,
 };
 pub use store::{seed_from_export, LogStore, StateHandle, StateMachineData, StateMachineStore};
 pub use types::*;

@@ -13,6 +13,7 @@ use std::io::Cursor;
 use std::ops::RangeBounds;
 use std::sync::{Arc, RwLock};
 
+use bcm_model::{codec, limits, ClusterState, Command, Response, StateEvent};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine};
 use openraft::{
     AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader,
@@ -21,11 +22,7 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
-use crate::codec;
-use crate::command::{Command, Response};
 use crate::engine::Engine;
-use crate::limits;
-use crate::state::{ClusterState, StateEvent};
 use crate::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig, Vote,
 };

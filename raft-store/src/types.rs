@@ -3,9 +3,8 @@
 use std::fmt;
 use std::io::Cursor;
 
+use bcm_model::{Command, Response};
 use serde::{Deserialize, Serialize};
-
-use crate::command::{Command, Response};
 
 /// A cluster member's identity as stored in the Raft membership: where to reach it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

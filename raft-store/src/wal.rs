@@ -26,73 +26,26 @@
 //! record anywhere else, a gap between segments that purging cannot explain, or a
 //! damaged header is corruption: opening fails and says where.
 
+mod error;
+mod segment;
+
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io;
+use std::fs::{self, File};
 use std::ops::{Bound, RangeBounds};
 use std::os::unix::fs::FileExt;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-const MAGIC: &[u8; 8] = b"bcm-wal1";
-const SEGMENT_HEADER: u64 = 16;
-const RECORD_HEADER: usize = 16;
+use error::io_err;
+pub use error::WalError;
+use segment::{
+    checksum, create_segment, read_record, read_segment, sync_dir, zero_from, Loc, Segment,
+    RECORD_HEADER, SEGMENT_HEADER,
+};
+
 /// A segment is full at this size (records are never split: one bigger than this
 /// gets a segment of its own).
 pub const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
-
-/// A log failure, with the file and what was being done.
-#[derive(Debug, thiserror::Error)]
-pub enum WalError {
-    #[error("cannot {action} {}: {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("the Raft log is damaged: {}: {problem} (restore this node from its peers: see docs/OPERATIONS.md, lost disks)", path.display())]
-    Corrupt { path: PathBuf, problem: String },
-    #[error("cannot append log index {index}: the log ends at {last} (no holes allowed)")]
-    Hole { index: u64, last: u64 },
-    #[error("log record {index} is larger than 4 GiB")]
-    TooLarge { index: u64 },
-}
-
-fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> WalError + 'a {
-    move |source| WalError::Io {
-        action,
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-/// Where one record lies in its segment.
-#[derive(Debug, Clone, Copy)]
-struct Loc {
-    offset: u64,
-    /// Header and payload.
-    len: u32,
-}
-
-struct Segment {
-    path: PathBuf,
-    file: Arc<File>,
-    /// Index of the first record (also in the file name and header).
-    first: u64,
-    /// One per record: indexes `first`, `first + 1`, ...
-    records: Vec<Loc>,
-    /// Where the next record goes.
-    end: u64,
-}
-
-impl Segment {
-    /// The index after its last record.
-    fn next(&self) -> u64 {
-        self.first + self.records.len() as u64
-    }
-}
 
 struct Inner {
     /// By first index; the last one takes the appends.
@@ -486,182 +439,13 @@ impl Inner {
     }
 }
 
-fn checksum(len: u32, index: u64, payload: &[u8]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
-    h.update(&len.to_le_bytes());
-    h.update(&index.to_le_bytes());
-    h.update(payload);
-    h.finalize()
-}
-
-fn segment_path(dir: &Path, first: u64) -> PathBuf {
-    dir.join(format!("{first:020}.wal"))
-}
-
-/// Reserves the rest of a segment's space as zeroes (where the file system can).
-fn preallocate(file: &File, from: u64, segment_bytes: u64) {
-    if from >= segment_bytes {
-        return;
-    }
-    // SAFETY: fallocate on a file descriptor we own; failure only means no
-    // preallocation (the file then grows with each write, which is also correct).
-    unsafe {
-        libc::fallocate(
-            file.as_raw_fd(),
-            0,
-            from as libc::off_t,
-            (segment_bytes - from) as libc::off_t,
-        );
-    }
-}
-
-fn sync_dir(dir: &Path) -> Result<(), WalError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("sync the log directory", dir))
-}
-
-/// Creates the segment for records from `first` on: complete or not at all.
-fn create_segment(dir: &Path, first: u64, segment_bytes: u64) -> Result<Segment, WalError> {
-    let path = segment_path(dir, first);
-    let tmp = path.with_extension("wal.tmp");
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(io_err("create log segment", &tmp))?;
-    let mut header = [0u8; SEGMENT_HEADER as usize];
-    header[..8].copy_from_slice(MAGIC);
-    header[8..].copy_from_slice(&first.to_le_bytes());
-    file.write_all_at(&header, 0)
-        .map_err(io_err("write log segment header", &tmp))?;
-    preallocate(&file, SEGMENT_HEADER, segment_bytes);
-    file.sync_all()
-        .map_err(io_err("sync new log segment", &tmp))?;
-    fs::rename(&tmp, &path).map_err(io_err("rename new log segment", &tmp))?;
-    sync_dir(dir)?;
-    Ok(Segment {
-        path,
-        file: Arc::new(file),
-        first,
-        records: Vec::new(),
-        end: SEGMENT_HEADER,
-    })
-}
-
-/// Cuts the file at `at` and zeroes everything after it, durably.
-fn zero_from(file: &File, path: &Path, at: u64, segment_bytes: u64) -> Result<(), WalError> {
-    file.set_len(at)
-        .map_err(io_err("truncate log segment", path))?;
-    preallocate(file, at, segment_bytes);
-    file.sync_all().map_err(io_err("sync log segment", path))
-}
-
-/// Reads and checks one segment. `last`: it is the segment appends went to, where
-/// a record cut short by a crash may end the log.
-fn read_segment(
-    path: &Path,
-    first: u64,
-    last: bool,
-    segment_bytes: u64,
-) -> Result<Segment, WalError> {
-    let corrupt = |problem: String| WalError::Corrupt {
-        path: path.to_path_buf(),
-        problem,
-    };
-    let bytes = fs::read(path).map_err(io_err("read log segment", path))?;
-    if bytes.len() < SEGMENT_HEADER as usize || &bytes[..8] != MAGIC {
-        return Err(corrupt("not a bcm log segment (bad header)".into()));
-    }
-    let named = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
-    if named != first {
-        return Err(corrupt(format!("its header says it starts at {named}")));
-    }
-    let mut records = Vec::new();
-    let mut at = SEGMENT_HEADER as usize;
-    let end = loop {
-        let Some(head) = bytes.get(at..at + RECORD_HEADER) else {
-            break at;
-        };
-        let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes"));
-        if len == 0 {
-            break at;
-        }
-        let crc = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes"));
-        let index = u64::from_le_bytes(head[8..16].try_into().expect("8 bytes"));
-        let Some(payload) = bytes.get(at + RECORD_HEADER..at + RECORD_HEADER + len as usize) else {
-            break at;
-        };
-        let expected = first + records.len() as u64;
-        if checksum(len, index, payload) != crc || index != expected {
-            break at;
-        }
-        records.push(Loc {
-            offset: at as u64,
-            len: (RECORD_HEADER + len as usize) as u32,
-        });
-        at += RECORD_HEADER + len as usize;
-    };
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(io_err("open log segment", path))?;
-    if bytes[end..].iter().any(|b| *b != 0) {
-        if !last {
-            return Err(corrupt(format!(
-                "record {} at offset {end} is damaged",
-                first + records.len() as u64
-            )));
-        }
-        // The tail of the last segment: a write the crash cut short. It was never
-        // reported durable; zero it so that no part of it is ever read back.
-        tracing::warn!(
-            segment = %path.display(),
-            offset = end,
-            records = records.len(),
-            "discarding an incomplete record at the end of the Raft log (a write cut short by a crash)"
-        );
-        zero_from(&file, path, end as u64, segment_bytes)?;
-    }
-    Ok(Segment {
-        path: path.to_path_buf(),
-        file: Arc::new(file),
-        first,
-        records,
-        end: end as u64,
-    })
-}
-
-fn read_record(segment: &Segment, index: u64) -> Result<Vec<u8>, WalError> {
-    let loc = segment.records[(index - segment.first) as usize];
-    let mut buf = vec![0u8; loc.len as usize];
-    segment
-        .file
-        .read_exact_at(&mut buf, loc.offset)
-        .map_err(io_err("read log segment", &segment.path))?;
-    let len = u32::from_le_bytes(buf[..4].try_into().expect("4 bytes"));
-    let crc = u32::from_le_bytes(buf[4..8].try_into().expect("4 bytes"));
-    let at = u64::from_le_bytes(buf[8..16].try_into().expect("8 bytes"));
-    let payload = &buf[RECORD_HEADER..];
-    if len as usize != payload.len() || at != index || checksum(len, at, payload) != crc {
-        return Err(WalError::Corrupt {
-            path: segment.path.clone(),
-            problem: format!("record {index} at offset {} does not check out", loc.offset),
-        });
-    }
-    buf.drain(..RECORD_HEADER);
-    Ok(buf)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::collections::BTreeMap as Model;
 
+    use std::fs::OpenOptions;
     /// Small segments, so that tests cross segment boundaries often.
     const SMALL: u64 = 4096;
 
@@ -671,6 +455,20 @@ mod tests {
 
     fn open(dir: &Path, purged: Option<u64>) -> Wal {
         Wal::open_sized(dir, purged, SMALL).expect("open")
+    }
+
+    /// A log in a new directory holding records 1 to 99, 100 bytes each: several
+    /// small segments.
+    fn filled() -> (tempfile::TempDir, Wal) {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = open(dir.path(), None);
+        wal.append((1..100).map(|i| (i, payload(i, 100)))).unwrap();
+        (dir, wal)
+    }
+
+    /// Why the log in `dir` does not open.
+    fn refused(dir: &Path) -> WalError {
+        Wal::open_sized(dir, None, SMALL).err().expect("refused")
     }
 
     fn all(wal: &Wal) -> Vec<(u64, Vec<u8>)> {
@@ -788,38 +586,28 @@ mod tests {
 
     #[test]
     fn damage_before_the_last_segment_refuses_to_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let wal = open(dir.path(), None);
-        wal.append((1..100).map(|i| (i, payload(i, 100)))).unwrap();
+        let (dir, wal) = filled();
         drop(wal);
         let first = segment_files(dir.path()).remove(0);
         let f = OpenOptions::new().write(true).open(&first).unwrap();
         f.write_all_at(b"rot", 200).unwrap();
-        let err = Wal::open_sized(dir.path(), None, SMALL)
-            .err()
-            .expect("refused");
+        let err = refused(dir.path());
         assert!(matches!(err, WalError::Corrupt { .. }), "{err}");
         assert!(err.to_string().contains("is damaged"), "{err}");
     }
 
     #[test]
     fn a_missing_segment_in_the_middle_refuses_to_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let wal = open(dir.path(), None);
-        wal.append((1..100).map(|i| (i, payload(i, 100)))).unwrap();
+        let (dir, wal) = filled();
         drop(wal);
         fs::remove_file(&segment_files(dir.path())[1]).unwrap();
-        let err = Wal::open_sized(dir.path(), None, SMALL)
-            .err()
-            .expect("refused");
+        let err = refused(dir.path());
         assert!(err.to_string().contains("starts at index"), "{err}");
     }
 
     #[test]
     fn truncation_is_durable_and_nothing_cut_comes_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let wal = open(dir.path(), None);
-        wal.append((1..100).map(|i| (i, payload(i, 100)))).unwrap();
+        let (dir, wal) = filled();
         wal.truncate_from(40).unwrap();
         assert_eq!(wal.last_index(), Some(39));
         // Shorter records at the same indexes: the old ones must not reappear.
@@ -837,9 +625,7 @@ mod tests {
 
     #[test]
     fn purged_records_are_gone_and_their_segments_deleted() {
-        let dir = tempfile::tempdir().unwrap();
-        let wal = open(dir.path(), None);
-        wal.append((1..100).map(|i| (i, payload(i, 100)))).unwrap();
+        let (dir, wal) = filled();
         let before = segment_files(dir.path());
         let first_segment = fs::read(&before[0]).unwrap();
         wal.purge_through(60).unwrap();

@@ -8,12 +8,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::access::Group;
-use crate::catalog::{Backup, JobStatus, Plan, PlanSpec, Restore};
-use crate::state::{ConfigEntry, NodeRecord, NodeStatus, Role, User};
-
-/// Milliseconds since the Unix epoch, as measured by the proposer.
-pub type Millis = u64;
+use crate::records::{
+    Backup, ConfigEntry, Group, JobStatus, Millis, NodeRecord, NodeStatus, Plan, PlanSpec, Restore,
+    Role, User,
+};
 
 /// What a node tells the cluster about itself when it registers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,12 +10,11 @@
 
 use std::time::Duration;
 
+use bcm_model::{codec, ClusterState};
+use bcm_raft_store::StateMachineData;
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{AssertSqlSafe, PgPool, Postgres, Row, Transaction};
-
-use crate::codec;
-use crate::store::StateMachineData;
 
 /// The schema migrations, embedded from `migrations/`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
@@ -60,7 +59,7 @@ pub struct StoredExport {
     pub term: u64,
     pub last_log_index: u64,
     pub created_at: String,
-    /// The encoded [`crate::ClusterState`].
+    /// The encoded [`bcm_model::ClusterState`].
     pub data: Vec<u8>,
 }
 
@@ -108,12 +107,10 @@ impl PgSink {
             .await
             .map_err(query_err)?;
         let newest: Option<i64> =
-            sqlx::query("SELECT MAX(last_log_index) FROM snapshots WHERE cluster_id = $1")
+            sqlx::query_scalar("SELECT MAX(last_log_index) FROM snapshots WHERE cluster_id = $1")
                 .bind(cluster_id)
                 .fetch_one(&mut *tx)
                 .await
-                .map_err(query_err)?
-                .try_get(0)
                 .map_err(query_err)?;
         if let Some(newest) = newest.filter(|n| *n >= last.index as i64) {
             tx.rollback().await.map_err(query_err)?;
@@ -121,7 +118,7 @@ impl PgSink {
                 index: newest as u64,
             });
         }
-        let id: i64 = sqlx::query(
+        let id: i64 = sqlx::query_scalar(
             "INSERT INTO snapshots (cluster_id, node_id, term, last_log_index, membership, data) \
              VALUES ($1, $2, $3, $4, $5::jsonb, $6) RETURNING id",
         )
@@ -133,8 +130,6 @@ impl PgSink {
         .bind(data)
         .fetch_one(&mut *tx)
         .await
-        .map_err(query_err)?
-        .try_get(0)
         .map_err(query_err)?;
         replace_tables(&mut tx, cluster_id, state).await?;
         sqlx::query(
@@ -189,69 +184,76 @@ async fn replace_tables(
     cluster_id: &str,
     data: &StateMachineData,
 ) -> Result<(), PgError> {
-    let s = &data.state;
-    let users: Vec<Value> = s
-        .users
-        .values()
-        .map(|u| {
-            json!({"id": u.id, "name": u.name, "enabled": u.enabled, "groups": u.groups,
-                   "password_hash": u.password_hash, "created_at_ms": u.created_at})
-        })
-        .collect();
-    let groups: Vec<Value> = s
-        .groups
-        .values()
-        .map(|g| json!({"name": g.name, "permissions": g.permissions, "builtin": g.builtin}))
-        .collect();
-    let nodes: Vec<Value> = s
-        .nodes
-        .values()
-        .map(|n| {
-            json!({"id": n.id, "name": n.name, "api_addr": n.api_addr, "rpc_addr": n.rpc_addr,
-                   "roles": n.roles, "enabled": n.enabled, "labels": n.labels,
-                   "status": n.status.as_str(), "registered_at_ms": n.registered_at})
-        })
-        .collect();
-    let config: Vec<Value> = s
-        .config
-        .values()
-        .map(|e| {
-            let value: Value = serde_json::from_str(&e.value_json).unwrap_or(Value::Null);
-            json!({"key": e.key, "value": value, "version": e.version, "updated_at_ms": e.updated_at})
-        })
-        .collect();
-    let plans: Vec<Value> = s
-        .plans
-        .values()
-        .map(|p| {
-            json!({"id": p.id, "name": p.name, "source_node": p.source_node, "paths": p.paths,
-                   "schedule": p.schedule, "keep_last": p.keep_last, "replicas": p.replicas,
-                   "enabled": p.enabled, "created_at_ms": p.created_at})
-        })
-        .collect();
-    let backups: Vec<Value> = s
-        .backups
-        .values()
-        .map(|b| {
-            json!({"id": b.id, "plan": b.plan, "plan_name": b.plan_name,
-                   "source_node": b.source_node, "paths": b.paths, "status": b.status.as_str(),
-                   "size_bytes": b.size_bytes, "storage_nodes": b.storage_nodes,
-                   "error": b.error, "created_at_ms": b.created_at, "updated_at_ms": b.updated_at})
-        })
-        .collect();
-    let restores: Vec<Value> = s
-        .restores
-        .values()
-        .map(|r| {
-            json!({"id": r.id, "backup": r.backup, "target_node": r.target_node,
-                   "target_path": r.target_path, "status": r.status.as_str(), "error": r.error,
-                   "created_at_ms": r.created_at, "updated_at_ms": r.updated_at})
-        })
-        .collect();
+    // The statements are built from the constants in `tables` only; data goes in binds.
+    for (table, columns, select, record, rows) in tables(&data.state) {
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE cluster_id = $1"
+        )))
+        .bind(cluster_id)
+        .execute(&mut **tx)
+        .await
+        .map_err(query_err)?;
+        if rows.is_empty() {
+            continue;
+        }
+        let rows = Value::Array(rows).to_string();
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {table} (cluster_id, {columns}) \
+             SELECT $1, {select} FROM jsonb_to_recordset($2::jsonb) AS r({record})"
+        )))
+        .bind(cluster_id)
+        .bind(rows)
+        .execute(&mut **tx)
+        .await
+        .map_err(query_err)?;
+    }
+    Ok(())
+}
+
+/// A relational table: its name, its columns, the select of a row from a JSON
+/// record, the record's fields and types, and the state's rows as records.
+type Table = (&'static str, &'static str, String, &'static str, Vec<Value>);
+
+/// Every relational table, with the rows of state `s`.
+fn tables(s: &ClusterState) -> [Table; 7] {
+    let users = rows(s.users.values(), |u| {
+        json!({"id": u.id, "name": u.name, "enabled": u.enabled, "groups": u.groups,
+               "password_hash": u.password_hash, "created_at_ms": u.created_at})
+    });
+    let groups = rows(
+        s.groups.values(),
+        |g| json!({"name": g.name, "permissions": g.permissions, "builtin": g.builtin}),
+    );
+    let nodes = rows(s.nodes.values(), |n| {
+        json!({"id": n.id, "name": n.name, "api_addr": n.api_addr, "rpc_addr": n.rpc_addr,
+               "roles": n.roles, "enabled": n.enabled, "labels": n.labels,
+               "status": n.status.as_str(), "registered_at_ms": n.registered_at})
+    });
+    let config = rows(s.config.values(), |e| {
+        let value: Value = serde_json::from_str(&e.value_json).unwrap_or(Value::Null);
+        json!({"key": e.key, "value": value, "version": e.version, "updated_at_ms": e.updated_at})
+    });
+    let plans = rows(s.plans.values(), |p| {
+        let spec = &p.spec;
+        json!({"id": p.id, "name": spec.name, "source_node": spec.source_node,
+               "paths": spec.paths, "schedule": spec.schedule, "keep_last": spec.keep_last,
+               "replicas": spec.replicas, "enabled": spec.enabled, "created_at_ms": p.created_at})
+    });
+    let backups = rows(s.backups.values(), |b| {
+        json!({"id": b.id, "plan": b.plan, "plan_name": b.plan_name,
+               "source_node": b.source_node, "paths": b.paths, "status": b.status.as_str(),
+               "size_bytes": b.size_bytes, "storage_nodes": b.storage_nodes,
+               "error": b.error, "created_at_ms": b.created_at, "updated_at_ms": b.updated_at})
+    });
+    let restores = rows(s.restores.values(), |r| {
+        json!({"id": r.id, "backup": r.backup, "target_node": r.target_node,
+               "target_path": r.target_path, "status": r.status.as_str(), "error": r.error,
+               "created_at_ms": r.created_at, "updated_at_ms": r.updated_at})
+    });
 
     const MS: &str = "to_timestamp(r.{} / 1000.0)";
     let ts = |col: &str| MS.replace("{}", col);
-    let tables: [(&str, &str, String, &str, Vec<Value>); 7] = [
+    [
         (
             "users",
             "id, name, enabled, groups, password_hash, created_at",
@@ -322,29 +324,117 @@ async fn replace_tables(
              error text, created_at_ms bigint, updated_at_ms bigint",
             restores,
         ),
-    ];
-    // The statements are built from the constants above only; data goes in binds.
-    for (table, columns, select, record, rows) in tables {
-        sqlx::query(AssertSqlSafe(format!(
-            "DELETE FROM {table} WHERE cluster_id = $1"
-        )))
-        .bind(cluster_id)
-        .execute(&mut **tx)
-        .await
-        .map_err(query_err)?;
-        if rows.is_empty() {
-            continue;
+    ]
+}
+
+/// The JSON record of each of `records`.
+fn rows<'a, T: 'a>(records: impl Iterator<Item = &'a T>, row: impl Fn(&T) -> Value) -> Vec<Value> {
+    records.map(row).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use bcm_model::{Command, JobStatus, NodeInfo, PlanSpec, Role};
+
+    use super::*;
+
+    /// A state with a row in every table.
+    fn example() -> ClusterState {
+        let mut s = ClusterState::default();
+        let commands = [
+            Command::InitCluster {
+                cluster_id: "c1".into(),
+                token_key: vec![7; 32],
+                admin_password_hash: "$argon2id$v=19$x".into(),
+                at: 1,
+            },
+            Command::RegisterNode {
+                info: NodeInfo {
+                    id: 1,
+                    name: "node-1".into(),
+                    api_addr: "http://127.0.0.1:8081".into(),
+                    rpc_addr: "http://127.0.0.1:9081".into(),
+                    roles: vec![Role::Storage],
+                },
+                at: 2,
+            },
+            Command::PutConfig {
+                key: "a".into(),
+                value_json: "{\"b\":1}".into(),
+                if_version: None,
+                at: 3,
+            },
+            Command::CreatePlan {
+                spec: PlanSpec {
+                    name: "etc".into(),
+                    source_node: 1,
+                    paths: vec!["/etc".into()],
+                    schedule: Some("0 3 * * *".into()),
+                    keep_last: 3,
+                    replicas: 1,
+                    enabled: true,
+                },
+                at: 4,
+            },
+            Command::CreateBackup {
+                plan: Some(1),
+                source_node: None,
+                paths: vec![],
+                at: 5,
+            },
+            Command::SetBackupStatus {
+                id: 1,
+                status: JobStatus::Running,
+                size_bytes: None,
+                storage_nodes: None,
+                error: None,
+                at: 6,
+            },
+            Command::SetBackupStatus {
+                id: 1,
+                status: JobStatus::Succeeded,
+                size_bytes: Some(10),
+                storage_nodes: Some(vec![1]),
+                error: None,
+                at: 7,
+            },
+            Command::CreateRestore {
+                backup: 1,
+                target_node: 1,
+                target_path: "/restore".into(),
+                at: 8,
+            },
+        ];
+        for (i, c) in commands.iter().enumerate() {
+            let applied = s.apply(i as u64 + 1, c);
+            assert!(
+                !matches!(applied.response, bcm_model::Response::Rejected(_)),
+                "{c:?}: {:?}",
+                applied.response
+            );
         }
-        let rows = Value::Array(rows).to_string();
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {table} (cluster_id, {columns}) \
-             SELECT $1, {select} FROM jsonb_to_recordset($2::jsonb) AS r({record})"
-        )))
-        .bind(cluster_id)
-        .bind(rows)
-        .execute(&mut **tx)
-        .await
-        .map_err(query_err)?;
+        s
     }
-    Ok(())
+
+    #[test]
+    fn every_row_has_exactly_the_fields_of_its_record() {
+        for (table, _, _, record, rows) in tables(&example()) {
+            let fields: BTreeSet<&str> = record
+                .split(',')
+                .map(|f| f.split_whitespace().next().unwrap())
+                .collect();
+            assert!(!rows.is_empty(), "{table}: no rows in the example");
+            for row in rows {
+                let keys: BTreeSet<&str> = row
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .map(String::as_str)
+                    .collect();
+                assert_eq!(keys, fields, "{table}");
+            }
+        }
+    }
 }

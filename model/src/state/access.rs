@@ -1,103 +1,17 @@
-//! Users, groups and permissions: the access-control part of the replicated state.
+//! Users and groups: the access-control transitions, and the permissions a user
+//! holds through its groups.
 
 use std::collections::BTreeSet;
 
-use serde::{Deserialize, Serialize};
-
-use crate::command::{Millis, Rejection, Response};
-use crate::state::{Applied, ClusterState, StateEvent, User};
-
-/// Every permission a route can require. A group holds a subset.
-pub const PERMISSIONS: &[&str] = &[
-    "cluster.read",
-    "cluster.write",
-    "nodes.read",
-    "nodes.write",
-    "config.read",
-    "config.write",
-    "users.read",
-    "users.write",
-    "groups.read",
-    "groups.write",
-    "events.read",
-    "plans.read",
-    "plans.write",
-    "backups.read",
-    "backups.write",
-    "restores.read",
-    "restores.write",
-];
-
-const _: () = assert!(
-    PERMISSIONS.len() <= 32,
-    "PermissionSet holds 32 permissions"
-);
-
-/// A set of [`PERMISSIONS`] as bits: what every request checks, so it is computed
-/// without allocating.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PermissionSet(u32);
-
-impl PermissionSet {
-    fn bit(permission: &str) -> Option<u32> {
-        PERMISSIONS
-            .iter()
-            .position(|p| *p == permission)
-            .map(|i| 1 << i)
-    }
-
-    pub fn contains(&self, permission: &str) -> bool {
-        Self::bit(permission).is_some_and(|b| self.0 & b != 0)
-    }
-
-    /// The permissions by name.
-    pub fn names(&self) -> BTreeSet<String> {
-        PERMISSIONS
-            .iter()
-            .filter(|p| self.contains(p))
-            .map(|p| p.to_string())
-            .collect()
-    }
-}
-
-/// The predefined groups, which cannot be deleted or changed.
-pub const BUILTIN_GROUPS: &[&str] = &["admin", "operator", "viewer"];
-
-/// What a predefined group may do: `admin` everything; `operator` everything but
-/// users, groups and membership; `viewer` reads only.
-pub fn builtin_permissions(group: &str) -> BTreeSet<String> {
-    let all = PERMISSIONS.iter().map(|p| p.to_string());
-    match group {
-        "admin" => all.collect(),
-        "operator" => all
-            .filter(|p| !p.starts_with("users.") && !p.starts_with("groups.") && p != "nodes.write")
-            .collect(),
-        "viewer" => all.filter(|p| p.ends_with(".read")).collect(),
-        _ => BTreeSet::new(),
-    }
-}
-
-/// A named set of permissions.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Group {
-    pub name: String,
-    pub permissions: BTreeSet<String>,
-    pub builtin: bool,
-}
-
-fn conflict(msg: impl Into<String>) -> Applied {
-    Applied::rejected(Rejection::Conflict(msg.into()))
-}
-
-fn not_found(what: &str, id: impl ToString) -> Applied {
-    Applied::rejected(Rejection::NotFound {
-        what: what.into(),
-        id: id.to_string(),
-    })
-}
+use super::{conflict, not_found, take_id, Applied, ClusterState};
+use crate::command::{Rejection, Response};
+use crate::records::{
+    builtin_permissions, Group, Millis, PermissionSet, StateEvent, User, BUILTIN_GROUPS,
+    PERMISSIONS,
+};
 
 impl ClusterState {
-    pub(crate) fn create_builtin_groups(&mut self) {
+    pub(super) fn create_builtin_groups(&mut self) {
         for name in BUILTIN_GROUPS {
             self.groups.insert(
                 name.to_string(),
@@ -112,14 +26,13 @@ impl ClusterState {
 
     /// The permissions a user holds through its groups.
     pub fn permissions_of(&self, user: &User) -> PermissionSet {
-        let bits = user
-            .groups
-            .iter()
-            .filter_map(|g| self.groups.get(g))
-            .flat_map(|g| g.permissions.iter())
-            .filter_map(|p| PermissionSet::bit(p))
-            .fold(0, |acc, b| acc | b);
-        PermissionSet(bits)
+        PermissionSet::from_names(
+            user.groups
+                .iter()
+                .filter_map(|g| self.groups.get(g))
+                .flat_map(|g| g.permissions.iter())
+                .map(String::as_str),
+        )
     }
 
     fn enabled_admins(&self) -> usize {
@@ -136,7 +49,7 @@ impl ClusterState {
             .cloned()
     }
 
-    pub(crate) fn create_user(
+    pub(super) fn create_user(
         &mut self,
         name: &str,
         password_hash: &str,
@@ -157,8 +70,7 @@ impl ClusterState {
         if let Some(g) = self.unknown_group(groups) {
             return Applied::rejected(Rejection::Invalid(format!("unknown group {g:?}")));
         }
-        let id = self.next_user_id.max(1);
-        self.next_user_id = id + 1;
+        let id = take_id(&mut self.next_user_id);
         let user = User {
             id,
             name: name.into(),
@@ -175,7 +87,7 @@ impl ClusterState {
         )
     }
 
-    pub(crate) fn update_user(
+    pub(super) fn update_user(
         &mut self,
         id: u64,
         enabled: Option<bool>,
@@ -217,7 +129,7 @@ impl ClusterState {
         )
     }
 
-    pub(crate) fn delete_user(&mut self, id: u64) -> Applied {
+    pub(super) fn delete_user(&mut self, id: u64) -> Applied {
         let Some(user) = self.users.get(&id).cloned() else {
             return not_found("user", id);
         };
@@ -234,7 +146,7 @@ impl ClusterState {
         )
     }
 
-    pub(crate) fn put_group(
+    pub(super) fn put_group(
         &mut self,
         name: &str,
         permissions: &BTreeSet<String>,
@@ -284,7 +196,7 @@ impl ClusterState {
         )
     }
 
-    pub(crate) fn delete_group(&mut self, name: &str) -> Applied {
+    pub(super) fn delete_group(&mut self, name: &str) -> Applied {
         let Some(group) = self.groups.get(name).cloned() else {
             return not_found("group", name);
         };
@@ -322,6 +234,7 @@ fn dedup(groups: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use crate::command::{Command, Rejection, Response};
+    use crate::state::fixtures::initialized;
     use crate::state::ClusterState;
 
     #[test]
@@ -358,6 +271,73 @@ mod tests {
         assert!(matches!(
             s.apply(4, &group).response,
             Response::Rejected(Rejection::AlreadyExists { .. })
+        ));
+    }
+
+    #[test]
+    fn a_new_password_or_disabling_ends_older_tokens() {
+        let mut s = initialized();
+        let create = Command::CreateUser {
+            name: "alice".into(),
+            password_hash: "h1".into(),
+            groups: vec!["viewer".into()],
+            at: 2,
+        };
+        let Response::User(alice) = s.apply(2, &create).response else {
+            panic!("not created")
+        };
+        assert_eq!(alice.token_generation, 0);
+        let pw = Command::UpdateUser {
+            id: alice.id,
+            enabled: None,
+            password_hash: Some("h2".into()),
+            groups: None,
+        };
+        s.apply(3, &pw);
+        assert_eq!(s.users[&alice.id].token_generation, 1);
+        let groups_only = Command::UpdateUser {
+            id: alice.id,
+            enabled: None,
+            password_hash: None,
+            groups: Some(vec!["operator".into()]),
+        };
+        s.apply(4, &groups_only);
+        assert_eq!(
+            s.users[&alice.id].token_generation, 1,
+            "a group change keeps tokens"
+        );
+        let disable = Command::UpdateUser {
+            id: alice.id,
+            enabled: Some(false),
+            password_hash: None,
+            groups: None,
+        };
+        s.apply(5, &disable);
+        assert_eq!(s.users[&alice.id].token_generation, 2);
+        // The last enabled admin cannot go.
+        let demote = Command::UpdateUser {
+            id: 1,
+            enabled: None,
+            password_hash: None,
+            groups: Some(vec!["viewer".into()]),
+        };
+        assert!(matches!(
+            s.apply(6, &demote).response,
+            Response::Rejected(Rejection::Conflict(_))
+        ));
+        assert!(matches!(
+            s.apply(7, &Command::DeleteUser { id: 1 }).response,
+            Response::Rejected(Rejection::Conflict(_))
+        ));
+        assert!(matches!(
+            s.apply(
+                8,
+                &Command::DeleteGroup {
+                    name: "viewer".into()
+                }
+            )
+            .response,
+            Response::Rejected(Rejection::Conflict(_))
         ));
     }
 }

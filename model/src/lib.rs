@@ -1,0 +1,20 @@
+//! bcm's replicated model: records, commands, the deterministic state machine, codec, limits.
+//!
+//! The files import one way: `records` (plain data) imports nothing of the rest;
+//! `command` (what is proposed and what applying returns) imports the records;
+//! `state` (`ClusterState` and its transitions) imports both. `codec` and `limits`
+//! import nothing.
+
+pub mod codec;
+pub mod command;
+pub mod limits;
+pub mod records;
+pub mod state;
+
+pub use command::{Command, NodeInfo, NodePatch, Rejection, Response};
+pub use records::{
+    Backup, BackupManager, ConfigEntry, ConfigMap, Group, JobStatus, Millis, NodeRecord,
+    NodeStatus, PermissionSet, Plan, PlanSpec, Restore, RevokedTokens, Role, StateEvent, User,
+    BUILTIN_GROUPS, PERMISSIONS,
+};
+pub use state::{Applied, ClusterState};

@@ -1,0 +1,219 @@
+//! One segment file of the log: its header and records (the layout is described
+//! in `wal.rs`), created complete, read back and checked.
+
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::error::{io_err, WalError};
+
+const MAGIC: &[u8; 8] = b"bcm-wal1";
+pub(super) const SEGMENT_HEADER: u64 = 16;
+pub(super) const RECORD_HEADER: usize = 16;
+
+/// Where one record lies in its segment.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Loc {
+    pub(super) offset: u64,
+    /// Header and payload.
+    pub(super) len: u32,
+}
+
+pub(super) struct Segment {
+    pub(super) path: PathBuf,
+    pub(super) file: Arc<File>,
+    /// Index of the first record (also in the file name and header).
+    pub(super) first: u64,
+    /// One per record: indexes `first`, `first + 1`, ...
+    pub(super) records: Vec<Loc>,
+    /// Where the next record goes.
+    pub(super) end: u64,
+}
+
+impl Segment {
+    /// The index after its last record.
+    pub(super) fn next(&self) -> u64 {
+        self.first + self.records.len() as u64
+    }
+}
+
+pub(super) fn checksum(len: u32, index: u64, payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&len.to_le_bytes());
+    h.update(&index.to_le_bytes());
+    h.update(payload);
+    h.finalize()
+}
+
+fn segment_path(dir: &Path, first: u64) -> PathBuf {
+    dir.join(format!("{first:020}.wal"))
+}
+
+/// Reserves the rest of a segment's space as zeroes (where the file system can).
+fn preallocate(file: &File, from: u64, segment_bytes: u64) {
+    if from >= segment_bytes {
+        return;
+    }
+    // SAFETY: fallocate on a file descriptor we own; failure only means no
+    // preallocation (the file then grows with each write, which is also correct).
+    unsafe {
+        libc::fallocate(
+            file.as_raw_fd(),
+            0,
+            from as libc::off_t,
+            (segment_bytes - from) as libc::off_t,
+        );
+    }
+}
+
+pub(super) fn sync_dir(dir: &Path) -> Result<(), WalError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("sync the log directory", dir))
+}
+
+/// Creates the segment for records from `first` on: complete or not at all.
+pub(super) fn create_segment(
+    dir: &Path,
+    first: u64,
+    segment_bytes: u64,
+) -> Result<Segment, WalError> {
+    let path = segment_path(dir, first);
+    let tmp = path.with_extension("wal.tmp");
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(io_err("create log segment", &tmp))?;
+    let mut header = [0u8; SEGMENT_HEADER as usize];
+    header[..8].copy_from_slice(MAGIC);
+    header[8..].copy_from_slice(&first.to_le_bytes());
+    file.write_all_at(&header, 0)
+        .map_err(io_err("write log segment header", &tmp))?;
+    preallocate(&file, SEGMENT_HEADER, segment_bytes);
+    file.sync_all()
+        .map_err(io_err("sync new log segment", &tmp))?;
+    fs::rename(&tmp, &path).map_err(io_err("rename new log segment", &tmp))?;
+    sync_dir(dir)?;
+    Ok(Segment {
+        path,
+        file: Arc::new(file),
+        first,
+        records: Vec::new(),
+        end: SEGMENT_HEADER,
+    })
+}
+
+/// Cuts the file at `at` and zeroes everything after it, durably.
+pub(super) fn zero_from(
+    file: &File,
+    path: &Path,
+    at: u64,
+    segment_bytes: u64,
+) -> Result<(), WalError> {
+    file.set_len(at)
+        .map_err(io_err("truncate log segment", path))?;
+    preallocate(file, at, segment_bytes);
+    file.sync_all().map_err(io_err("sync log segment", path))
+}
+
+/// Reads and checks one segment. `last`: it is the segment appends went to, where
+/// a record cut short by a crash may end the log.
+pub(super) fn read_segment(
+    path: &Path,
+    first: u64,
+    last: bool,
+    segment_bytes: u64,
+) -> Result<Segment, WalError> {
+    let corrupt = |problem: String| WalError::Corrupt {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let bytes = fs::read(path).map_err(io_err("read log segment", path))?;
+    if bytes.len() < SEGMENT_HEADER as usize || &bytes[..8] != MAGIC {
+        return Err(corrupt("not a bcm log segment (bad header)".into()));
+    }
+    let named = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
+    if named != first {
+        return Err(corrupt(format!("its header says it starts at {named}")));
+    }
+    let mut records = Vec::new();
+    let mut at = SEGMENT_HEADER as usize;
+    let end = loop {
+        let Some(head) = bytes.get(at..at + RECORD_HEADER) else {
+            break at;
+        };
+        let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes"));
+        if len == 0 {
+            break at;
+        }
+        let crc = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes"));
+        let index = u64::from_le_bytes(head[8..16].try_into().expect("8 bytes"));
+        let Some(payload) = bytes.get(at + RECORD_HEADER..at + RECORD_HEADER + len as usize) else {
+            break at;
+        };
+        let expected = first + records.len() as u64;
+        if checksum(len, index, payload) != crc || index != expected {
+            break at;
+        }
+        records.push(Loc {
+            offset: at as u64,
+            len: (RECORD_HEADER + len as usize) as u32,
+        });
+        at += RECORD_HEADER + len as usize;
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(io_err("open log segment", path))?;
+    if bytes[end..].iter().any(|b| *b != 0) {
+        if !last {
+            return Err(corrupt(format!(
+                "record {} at offset {end} is damaged",
+                first + records.len() as u64
+            )));
+        }
+        // The tail of the last segment: a write the crash cut short. It was never
+        // reported durable; zero it so that no part of it is ever read back.
+        tracing::warn!(
+            segment = %path.display(),
+            offset = end,
+            records = records.len(),
+            "discarding an incomplete record at the end of the Raft log (a write cut short by a crash)"
+        );
+        zero_from(&file, path, end as u64, segment_bytes)?;
+    }
+    Ok(Segment {
+        path: path.to_path_buf(),
+        file: Arc::new(file),
+        first,
+        records,
+        end: end as u64,
+    })
+}
+
+pub(super) fn read_record(segment: &Segment, index: u64) -> Result<Vec<u8>, WalError> {
+    let loc = segment.records[(index - segment.first) as usize];
+    let mut buf = vec![0u8; loc.len as usize];
+    segment
+        .file
+        .read_exact_at(&mut buf, loc.offset)
+        .map_err(io_err("read log segment", &segment.path))?;
+    let len = u32::from_le_bytes(buf[..4].try_into().expect("4 bytes"));
+    let crc = u32::from_le_bytes(buf[4..8].try_into().expect("4 bytes"));
+    let at = u64::from_le_bytes(buf[8..16].try_into().expect("8 bytes"));
+    let payload = &buf[RECORD_HEADER..];
+    if len as usize != payload.len() || at != index || checksum(len, at, payload) != crc {
+        return Err(WalError::Corrupt {
+            path: segment.path.clone(),
+            problem: format!("record {index} at offset {} does not check out", loc.offset),
+        });
+    }
+    buf.drain(..RECORD_HEADER);
+    Ok(buf)
+}
