@@ -1,0 +1,77 @@
+//! The public API's wire types: every request body, every response view, pages,
+//! problem details and the time format, written once for the server, the web UI,
+//! the CLI and the test harness. A field renamed here fails to compile everywhere
+//! at once.
+
+/// Declares the filters of one `GET` list: optional query parameters, each with
+/// its doc comment (unknown ones are refused; `limit`, `offset` and `consistency`
+/// are every list's, see [`Window`] and [`ReadParams`]).
+#[macro_export]
+macro_rules! filters {
+    ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident: $ty:ty),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, utoipa::IntoParams)]
+        #[serde(deny_unknown_fields)]
+        #[into_params(parameter_in = Query)]
+        pub struct $name {
+            $($(#[$fdoc])* pub $field: Option<$ty>,)*
+        }
+    };
+}
+
+/// Declares a request body of optional fields (a change: absent fields stay as
+/// they are), each with its doc comment; absent fields are left out when sent.
+#[macro_export]
+macro_rules! optional_fields {
+    ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident: $ty:ty),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $(
+                $(#[$fdoc])*
+                #[serde(default, skip_serializing_if = "Option::is_none")]
+                pub $field: Option<$ty>,
+            )*
+        }
+    };
+}
+
+pub mod auth;
+pub mod backups;
+pub mod cluster;
+pub mod config;
+mod from_model;
+pub mod nodes;
+pub mod page;
+pub mod plans;
+pub mod problem;
+pub mod time;
+pub mod users;
+
+pub use auth::{Login, Me, Session};
+pub use backups::{
+    BackupFilter, BackupView, JobStatus, NewBackup, NewRestore, RestoreFilter, RestoreView,
+};
+pub use cluster::{
+    BackupManagerView, ClusterView, Health, LeaderView, MemberView, SnapshotExportView,
+    SnapshotTaken,
+};
+pub use config::{ConfigFilter, ConfigValue, ConfigView};
+pub use nodes::{NewNode, NodeFilter, NodeStatus, NodeView, Removed, Role, UpdateNode};
+pub use page::{Page, Window};
+pub use plans::{PlanBody, PlanFilter, PlanPatch, PlanView};
+pub use problem::Problem;
+pub use users::{
+    GroupFilter, GroupPatch, GroupView, NewGroup, NewUser, UserFilter, UserPatch, UserView,
+};
+
+/// `?consistency=`: `local` (default: the answering node's state) or
+/// `linearizable` (the leader confirms it leads, and the node catches up first).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ReadParams {
+    /// `local` (default: this node's state) or `linearizable` (ask the leader first).
+    pub consistency: Option<String>,
+}
