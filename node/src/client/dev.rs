@@ -63,8 +63,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let dir = std::fs::canonicalize(&args.data_dir)?;
-    let secret = kept(&dir, "cluster-secret", crate::auth::generate_password)?;
-    let password = kept(&dir, "admin-password", crate::auth::generate_password)?;
+    let secret = kept(&dir, "cluster-secret", crate::crypto::generate_password)?;
+    let password = kept(&dir, "admin-password", crate::crypto::generate_password)?;
     let exe = std::env::current_exe().context("finding the bcm executable")?;
     let mut children = Vec::new();
     for i in 1..=args.nodes {

@@ -4,9 +4,13 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, Context};
+use bcm_api::{ClusterView, Login, MemberView, Problem};
+use reqwest::Method;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+
+use resources::{or_dash, table, Table};
 
 #[derive(clap::Args, Clone)]
 pub struct ServerArgs {
@@ -76,70 +80,114 @@ pub fn servers(s: &ServerArgs) -> Vec<String> {
         .collect()
 }
 
-/// Sends a request to the first server that answers; returns the JSON body or a
-/// readable error built from the problem+json answer.
-pub async fn call(
-    servers: &[String],
-    method: reqwest::Method,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&Value>,
-) -> anyhow::Result<Value> {
-    call_with_header(
-        servers,
-        method,
-        path,
-        token,
-        body,
-        ("x-bcm-client", "cli".into()),
-    )
-    .await
+/// A server's refusal: who refused, the status, and the problem's `detail`.
+#[derive(Debug, thiserror::Error)]
+#[error("{server}: {detail} (HTTP {status})")]
+pub struct Refused {
+    pub server: String,
+    pub status: u16,
+    pub detail: String,
 }
 
-/// [`call`] with one extra request header (e.g. `If-Match`).
-pub async fn call_with_header(
-    servers: &[String],
-    method: reqwest::Method,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&Value>,
-    header: (&str, String),
-) -> anyhow::Result<Value> {
-    let client = client();
-    let mut last = anyhow!("no server given");
-    for server in servers {
-        let mut req = client
-            .request(method.clone(), format!("{server}{path}"))
-            .header(header.0, &header.1);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
+/// One API request. Its JSON body is encoded once and sent to whichever server
+/// answers.
+pub struct Request<'a> {
+    method: Method,
+    path: String,
+    token: Option<&'a str>,
+    body: Option<Vec<u8>>,
+    header: Option<(&'static str, String)>,
+}
+
+impl<'a> Request<'a> {
+    pub fn new(method: Method, path: impl Into<String>) -> Request<'a> {
+        Request {
+            method,
+            path: path.into(),
+            token: None,
+            body: None,
+            header: None,
         }
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = match req.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                last = anyhow!("{server} is unreachable: {e}");
+    }
+
+    /// Sent as `Authorization: Bearer <token>`.
+    pub fn token(mut self, token: &'a str) -> Request<'a> {
+        self.token = Some(token);
+        self
+    }
+
+    /// A request body (one of bcm-api's request types).
+    pub fn json(mut self, body: &impl Serialize) -> Request<'a> {
+        let bytes = serde_json::to_vec(body).expect("the API's request types encode as JSON");
+        self.body = Some(bytes);
+        self
+    }
+
+    /// One more header (e.g. `If-Match`).
+    pub fn header(mut self, name: &'static str, value: String) -> Request<'a> {
+        self.header = Some((name, value));
+        self
+    }
+
+    /// Sends the request to the first server that answers (a 503 moves on to the
+    /// next); returns the body of the first success, or the refusal as [`Refused`].
+    pub async fn send(&self, servers: &[String]) -> anyhow::Result<Vec<u8>> {
+        let client = client();
+        let mut last = anyhow!("no server given");
+        for server in servers {
+            let mut req = client
+                .request(self.method.clone(), format!("{server}{}", self.path))
+                .header("x-bcm-client", "cli");
+            if let Some((name, value)) = &self.header {
+                req = req.header(*name, value);
+            }
+            if let Some(t) = self.token {
+                req = req.bearer_auth(t);
+            }
+            if let Some(b) = &self.body {
+                req = req
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(b.clone());
+            }
+            let resp = match req.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    last = anyhow!("{server} is unreachable: {e}");
+                    continue;
+                }
+            };
+            let status = resp.status();
+            let body = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+            if status.is_success() {
+                return Ok(body);
+            }
+            let refused = Refused {
+                server: server.clone(),
+                status: status.as_u16(),
+                detail: serde_json::from_slice::<Problem>(&body)
+                    .map(|p| p.detail)
+                    .unwrap_or_else(|_| "no detail".into()),
+            };
+            if refused.status == 503 {
+                last = refused.into();
                 continue;
             }
-        };
-        let status = resp.status();
-        let value: Value = resp.json().await.unwrap_or(Value::Null);
-        if status.is_success() {
-            return Ok(value);
+            return Err(refused.into());
         }
-        let detail = value
-            .get("detail")
-            .and_then(Value::as_str)
-            .unwrap_or("no detail");
-        if status.as_u16() == 503 {
-            last = anyhow!("{server}: {detail} (HTTP 503)");
-            continue;
-        }
-        bail!("{server}: {detail} (HTTP {})", status.as_u16());
+        Err(last)
     }
-    Err(last)
+
+    /// [`Request::send`], the answer decoded as `T` (one of bcm-api's views).
+    pub async fn call<T: DeserializeOwned>(&self, servers: &[String]) -> anyhow::Result<T> {
+        let body = self.send(servers).await?;
+        serde_json::from_slice(&body).map_err(|e| {
+            anyhow!(
+                "{} {}: the answer is not what this bcm expects ({e}); is the server another version?",
+                self.method,
+                self.path
+            )
+        })
+    }
 }
 
 pub fn read_password() -> anyhow::Result<String> {
@@ -153,41 +201,38 @@ pub fn read_password() -> anyhow::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
+async fn log_in(
+    servers: &[String],
+    username: String,
+    password: String,
+) -> anyhow::Result<bcm_api::Session> {
+    Request::new(Method::POST, "/api/v1/auth/login")
+        .json(&Login { username, password })
+        .call(servers)
+        .await
+}
+
 pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
     let password = match args.password {
         Some(p) => p,
         None => read_password()?,
     };
     let servers = servers(&args.server);
-    let body = serde_json::json!({"username": args.username, "password": password});
-    let resp = call(
-        &servers,
-        reqwest::Method::POST,
-        "/api/v1/auth/login",
-        None,
-        Some(&body),
-    )
-    .await?;
-    let token = resp
-        .get("token")
-        .and_then(Value::as_str)
-        .ok_or_else(|| anyhow!("the server answered without a token"))?;
+    let session = log_in(&servers, args.username.clone(), password).await?;
     let path = token_path();
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let stored = StoredToken {
         server: args.server.server.clone(),
-        token: token.to_string(),
+        token: session.token,
     };
     write_private(&path, &serde_json::to_vec_pretty(&stored)?)?;
     println!(
         "logged in as {} (token kept in {}, valid until {})",
         args.username,
         path.display(),
-        resp.get("expires_at")
-            .and_then(Value::as_str)
-            .unwrap_or("?")
+        session.expires_at
     );
     Ok(())
 }
@@ -206,14 +251,10 @@ pub async fn logout(args: LogoutArgs) -> anyhow::Result<()> {
     let stored: StoredToken =
         serde_json::from_slice(&text).with_context(|| format!("reading {}", path.display()))?;
     let servers = servers(&args.server);
-    let revoked = call(
-        &servers,
-        reqwest::Method::POST,
-        "/api/v1/auth/logout",
-        Some(&stored.token),
-        None,
-    )
-    .await;
+    let revoked = Request::new(Method::POST, "/api/v1/auth/logout")
+        .token(&stored.token)
+        .send(&servers)
+        .await;
     match revoked {
         Ok(_) => {
             std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
@@ -224,7 +265,7 @@ pub async fn logout(args: LogoutArgs) -> anyhow::Result<()> {
             Ok(())
         }
         // Refused as a token: it was revoked, expired or belongs elsewhere already.
-        Err(e) if e.to_string().contains("(HTTP 401)") => {
+        Err(e) if e.downcast_ref::<Refused>().is_some_and(|r| r.status == 401) => {
             std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
             println!(
                 "logged out: the token was no longer valid ({e}); removed it from {}",
@@ -256,20 +297,7 @@ pub async fn token(servers_list: &[String]) -> anyhow::Result<String> {
     }
     if let Ok(p) = std::env::var("BCM_PASSWORD") {
         let user = std::env::var("BCM_USER").unwrap_or_else(|_| "admin".into());
-        let body = serde_json::json!({"username": user, "password": p});
-        let resp = call(
-            servers_list,
-            reqwest::Method::POST,
-            "/api/v1/auth/login",
-            None,
-            Some(&body),
-        )
-        .await?;
-        return resp
-            .get("token")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .ok_or_else(|| anyhow!("the server answered without a token"));
+        return Ok(log_in(servers_list, user, p).await?.token);
     }
     let path = token_path();
     let text = std::fs::read(&path).map_err(|_| {
@@ -283,14 +311,10 @@ pub async fn token(servers_list: &[String]) -> anyhow::Result<String> {
 pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
     let servers = servers(&args.server);
     let token = token(&servers).await?;
-    let c = call(
-        &servers,
-        reqwest::Method::GET,
-        "/api/v1/cluster",
-        Some(&token),
-        None,
-    )
-    .await?;
+    let c: ClusterView = Request::new(Method::GET, "/api/v1/cluster")
+        .token(&token)
+        .call(&servers)
+        .await?;
     if args.output == "json" {
         println!("{}", serde_json::to_string_pretty(&c)?);
         return Ok(());
@@ -299,92 +323,74 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn s(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
+/// A member's line in `bcm status`: which of the cluster's roles it holds now.
+struct MemberLine<'a> {
+    member: &'a MemberView,
+    cluster: &'a ClusterView,
 }
 
-/// The cluster as a table.
-pub fn render_status(c: &Value) -> String {
-    let leader = c["leader_id"].as_u64();
-    let bm = &c["backup_manager"];
-    let mut out = format!(
-        "cluster {}  term {}  leader {}  commit {}  backup-manager {}\n\n",
-        s(&c["cluster_id"]),
-        s(&c["term"]),
-        s(&c["leader_id"]),
-        s(&c["commit_index"]),
-        if bm.is_null() {
-            "-".to_string()
-        } else {
-            format!("node {} (epoch {})", s(&bm["node_id"]), s(&bm["epoch"]))
-        }
-    );
-    let header = [
-        "ID", "NAME", "ROLE", "STATUS", "VOTER", "ROLES", "API", "CONTACT", "MATCHED",
-    ];
-    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
-    for m in c["members"].as_array().cloned().unwrap_or_default() {
-        let id = m["id"].as_u64();
+impl Table for MemberLine<'_> {
+    fn header() -> &'static [&'static str] {
+        &[
+            "ID", "NAME", "ROLE", "STATUS", "VOTER", "ROLES", "API", "CONTACT", "MATCHED",
+        ]
+    }
+
+    fn row(&self) -> Vec<String> {
+        let m = self.member;
         let mut role = Vec::new();
-        if id.is_some() && id == leader {
+        if self.cluster.leader_id == Some(m.id) {
             role.push("cluster-manager");
         }
-        if id.is_some() && id == bm["node_id"].as_u64() {
+        if self.cluster.backup_manager.map(|b| b.node_id) == Some(m.id) {
             role.push("backup-manager");
         }
-        let roles = m["roles"]
-            .as_array()
-            .map(|a| a.iter().map(s).collect::<Vec<_>>().join(","))
-            .unwrap_or_default();
-        rows.push(vec![
-            s(&m["id"]),
-            s(&m["name"]),
+        vec![
+            m.id.to_string(),
+            m.name.clone(),
             if role.is_empty() {
                 "-".into()
             } else {
                 role.join("+")
             },
-            s(&m["status"]),
-            if m["voter"].as_bool() == Some(true) {
-                "voter".into()
-            } else {
-                "learner".into()
-            },
-            roles,
-            s(&m["api_addr"]),
-            m["last_contact_ms"]
-                .as_u64()
-                .map(|ms| format!("{ms}ms"))
-                .unwrap_or("-".into()),
-            s(&m["matched_index"]),
-        ]);
+            m.status.as_str().into(),
+            if m.voter { "voter" } else { "learner" }.into(),
+            resources::joined(m.roles.iter().map(|r| r.as_str())),
+            m.api_addr.clone(),
+            or_dash(m.last_contact_ms.map(|ms| format!("{ms}ms"))),
+            or_dash(m.matched_index),
+        ]
     }
-    let widths: Vec<usize> = (0..header.len())
-        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+}
+
+/// The cluster as a table.
+pub fn render_status(c: &ClusterView) -> String {
+    let mut out = format!(
+        "cluster {}  term {}  leader {}  commit {}  backup-manager {}\n\n",
+        or_dash(c.cluster_id.as_ref()),
+        c.term,
+        or_dash(c.leader_id),
+        c.commit_index,
+        match c.backup_manager {
+            None => "-".to_string(),
+            Some(bm) => format!("node {} (epoch {})", bm.node_id, bm.epoch),
+        }
+    );
+    let lines: Vec<MemberLine> = c
+        .members
+        .iter()
+        .map(|member| MemberLine { member, cluster: c })
         .collect();
-    for r in rows {
-        let line: Vec<String> = r
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{:<w$}", c, w = widths[i]))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    let ex = &c["snapshot_export"];
-    if ex.is_object() {
+    out.push_str(&table(&lines));
+    if let Some(ex) = &c.snapshot_export {
         out.push_str(&format!(
             "\npostgres export: index {} at {}, {} entries behind",
-            s(&ex["last_index"]),
-            s(&ex["last_at"]),
-            s(&ex["lag"])
+            or_dash(ex.last_index),
+            or_dash(ex.last_at.as_ref()),
+            ex.lag
         ));
-        if !ex["last_error"].is_null() {
-            out.push_str(&format!("; FAILING: {}", s(&ex["last_error"])));
+        if let Some(err) = &ex.last_error {
+            out.push_str(&format!("; FAILING: {err}"));
         }
         out.push('\n');
     }
@@ -393,31 +399,74 @@ pub fn render_status(c: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
+    use bcm_api::{
+        BackupManagerView, ClusterView, MemberView, NodeStatus, Role, SnapshotExportView,
+    };
+
+    fn member(id: u64, status: NodeStatus, voter: bool, role: Role) -> MemberView {
+        MemberView {
+            id,
+            name: format!("node-{id}"),
+            api_addr: format!("http://a{id}"),
+            rpc_addr: format!("http://r{id}"),
+            voter,
+            roles: vec![role],
+            status,
+            enabled: true,
+            labels: Default::default(),
+            last_contact_ms: voter.then_some(0),
+            matched_index: voter.then_some(10),
+        }
+    }
+
     #[test]
     fn status_table_marks_roles() {
-        let c = serde_json::json!({
-            "cluster_id": "abc", "term": 3, "leader_id": 1, "commit_index": 10,
-            "backup_manager": {"node_id": 2, "epoch": 1},
-            "members": [
-                {"id": 1, "name": "node-1", "status": "up", "voter": true, "roles": ["manager"], "api_addr": "http://a", "last_contact_ms": 0, "matched_index": 10},
-                {"id": 2, "name": "node-2", "status": "down", "voter": false, "roles": ["storage"], "api_addr": "http://b", "last_contact_ms": null, "matched_index": null}
-            ]
-        });
+        let mut c = ClusterView {
+            cluster_id: Some("abc".into()),
+            leader_id: Some(1),
+            term: 3,
+            commit_index: 10,
+            last_applied: 10,
+            snapshot_index: None,
+            this_node_id: 1,
+            backup_manager: Some(BackupManagerView {
+                node_id: 2,
+                epoch: 1,
+                since_ms: 0,
+            }),
+            members: vec![
+                member(1, NodeStatus::Up, true, Role::Manager),
+                member(2, NodeStatus::Down, false, Role::Storage),
+            ],
+            snapshot_export: None,
+        };
         let t = super::render_status(&c);
-        assert!(t.contains("backup-manager node 2 (epoch 1)"), "{t}");
-        let line1 = t.lines().find(|l| l.starts_with("1 ")).unwrap();
         assert!(
-            line1.contains("cluster-manager") && line1.contains("voter"),
-            "{line1}"
+            t.starts_with(
+                "cluster abc  term 3  leader 1  commit 10  backup-manager node 2 (epoch 1)\n"
+            ),
+            "{t}"
+        );
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(
+            lines[2],
+            "ID  NAME    ROLE             STATUS  VOTER    ROLES    API        CONTACT  MATCHED"
+        );
+        assert_eq!(
+            lines[3],
+            "1   node-1  cluster-manager  up      voter    manager  http://a1  0ms      10"
+        );
+        assert_eq!(
+            lines[4],
+            "2   node-2  backup-manager   down    learner  storage  http://a2  -        -"
         );
         assert!(!t.contains("postgres export"), "{t}");
-        let line2 = t.lines().find(|l| l.starts_with("2 ")).unwrap();
-        assert!(
-            line2.contains("backup-manager") && line2.contains("learner") && line2.contains("down"),
-            "{line2}"
-        );
-        let mut c = c;
-        c["snapshot_export"] = serde_json::json!({"last_index": 9, "last_at": "2026-11-25T10:00:00Z", "last_error": "cannot reach PostgreSQL", "lag": 1});
+        c.snapshot_export = Some(SnapshotExportView {
+            last_index: Some(9),
+            last_at: Some("2026-11-25T10:00:00Z".into()),
+            last_error: Some("cannot reach PostgreSQL".into()),
+            lag: 1,
+        });
         let t = super::render_status(&c);
         assert!(
             t.contains("postgres export: index 9 at 2026-11-25T10:00:00Z, 1 entries behind; FAILING: cannot reach PostgreSQL"),
@@ -425,3 +474,8 @@ mod tests {
         );
     }
 }
+
+pub mod bench;
+pub mod dev;
+pub mod healthcheck;
+pub mod resources;
