@@ -315,6 +315,24 @@ pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<NodeConfig, Con
     resolve(config)
 }
 
+/// Roles by name, each once, in the order given; at least one. The problem, in
+/// words, otherwise (the caller names the field).
+pub fn parse_roles(names: &[String]) -> Result<Vec<Role>, String> {
+    let mut roles = Vec::new();
+    for r in names {
+        let role = Role::parse(r).ok_or_else(|| {
+            format!("unknown role {r:?}; known: manager, backup-manager, storage")
+        })?;
+        if !roles.contains(&role) {
+            roles.push(role);
+        }
+    }
+    if roles.is_empty() {
+        return Err("at least one role is needed".into());
+    }
+    Ok(roles)
+}
+
 fn normalize_url(key: &'static str, url: &str) -> Result<String, ConfigError> {
     let url = url.trim().trim_end_matches('/');
     if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -343,21 +361,7 @@ fn resolve(c: Config) -> Result<NodeConfig, ConfigError> {
             "must be a positive integer (0 is reserved)",
         ));
     }
-    let mut roles = Vec::new();
-    for r in &n.roles {
-        let role = Role::parse(r).ok_or_else(|| {
-            invalid(
-                "node.roles",
-                format!("unknown role {r:?}; known: manager, backup-manager, storage"),
-            )
-        })?;
-        if !roles.contains(&role) {
-            roles.push(role);
-        }
-    }
-    if roles.is_empty() {
-        return Err(invalid("node.roles", "at least one role is needed"));
-    }
+    let roles = parse_roles(&n.roles).map_err(|problem| invalid("node.roles", problem))?;
     let api_advertise = normalize_url(
         "node.api_advertise",
         &n.api_advertise

@@ -220,7 +220,7 @@ struct TokenCacheInner {
 const TOKEN_CACHE_MAX: usize = 10_000;
 
 fn now_secs() -> u64 {
-    crate::runtime::now_ms() / 1000
+    crate::cluster::now_ms() / 1000
 }
 
 impl TokenCache {

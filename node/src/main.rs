@@ -1,32 +1,17 @@
 //! `bcm`: every backend instance runs this binary (`bcm node`); operators use the
 //! same binary as a CLI (`bcm status`, `bcm login`) and to try bcm out (`bcm dev`).
 
-mod api;
-mod auth;
-mod bench;
-mod cli;
-mod cli_resources;
+mod client;
+mod cluster;
 mod config;
-mod dev;
-mod events;
-mod export;
-mod forward;
-mod healthcheck;
-mod manager;
-mod membership;
-mod metrics;
-mod problem;
-mod propose;
-mod rounds;
-mod rpc;
-mod rpc_server;
-mod runtime;
-mod serve;
+mod crypto;
+mod http;
+mod net;
 mod service;
-mod ui;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
@@ -42,31 +27,31 @@ enum Cmd {
     /// Run one node of a cluster.
     Node(NodeArgs),
     /// Start a local N-node cluster for trying bcm out (no PostgreSQL needed).
-    Dev(dev::DevArgs),
+    Dev(client::dev::DevArgs),
     /// Log in and keep the token for later commands.
-    Login(cli::LoginArgs),
+    Login(client::LoginArgs),
     /// Revoke the kept token on every node and forget it.
-    Logout(cli::LogoutArgs),
+    Logout(client::LogoutArgs),
     /// Show the cluster: leader, term, members and their health.
-    Status(cli::StatusArgs),
+    Status(client::StatusArgs),
     /// Users: list, get, create, update, delete.
-    Users(cli_resources::UsersArgs),
+    Users(client::resources::UsersArgs),
     /// Groups and their permissions.
-    Groups(cli_resources::GroupsArgs),
+    Groups(client::resources::GroupsArgs),
     /// The node registry: list, get, add, update, remove (decommission).
-    Nodes(cli_resources::NodesArgs),
+    Nodes(client::resources::NodesArgs),
     /// Cluster-wide settings: list, get, set, delete (with compare-and-set).
-    Config(cli_resources::ConfigArgs),
+    Config(client::resources::ConfigArgs),
     /// Backup plans: list, get, create, update, delete.
-    Plans(cli_resources::PlansArgs),
+    Plans(client::resources::PlansArgs),
     /// Backups: list, get, start, delete, restore.
-    Backups(cli_resources::BackupsArgs),
+    Backups(client::resources::BackupsArgs),
     /// Restores and their status.
-    Restores(cli_resources::RestoresArgs),
+    Restores(client::resources::RestoresArgs),
     /// Load a cluster (bcm, or etcd for comparison) and report throughput and latency.
-    Bench(bench::BenchArgs),
+    Bench(client::bench::BenchArgs),
     /// Ask a node's health endpoint once; exit 0 on 200 (for container health checks).
-    Healthcheck(healthcheck::HealthcheckArgs),
+    Healthcheck(client::healthcheck::HealthcheckArgs),
 }
 
 #[derive(clap::Args)]
@@ -103,19 +88,19 @@ fn main() -> ExitCode {
     let result = rt.block_on(async move {
         match cli.command {
             Cmd::Node(args) => run_node(args).await,
-            Cmd::Dev(args) => dev::run(args).await,
-            Cmd::Login(args) => cli::login(args).await,
-            Cmd::Logout(args) => cli::logout(args).await,
-            Cmd::Status(args) => cli::status(args).await,
-            Cmd::Bench(args) => bench::run(args).await,
-            Cmd::Healthcheck(args) => healthcheck::run(args).await,
-            Cmd::Users(args) => cli_resources::users(args).await,
-            Cmd::Groups(args) => cli_resources::groups(args).await,
-            Cmd::Nodes(args) => cli_resources::nodes(args).await,
-            Cmd::Config(args) => cli_resources::config(args).await,
-            Cmd::Plans(args) => cli_resources::plans(args).await,
-            Cmd::Backups(args) => cli_resources::backups(args).await,
-            Cmd::Restores(args) => cli_resources::restores(args).await,
+            Cmd::Dev(args) => client::dev::run(args).await,
+            Cmd::Login(args) => client::login(args).await,
+            Cmd::Logout(args) => client::logout(args).await,
+            Cmd::Status(args) => client::status(args).await,
+            Cmd::Bench(args) => client::bench::run(args).await,
+            Cmd::Healthcheck(args) => client::healthcheck::run(args).await,
+            Cmd::Users(args) => client::resources::users(args).await,
+            Cmd::Groups(args) => client::resources::groups(args).await,
+            Cmd::Nodes(args) => client::resources::nodes(args).await,
+            Cmd::Config(args) => client::resources::config(args).await,
+            Cmd::Plans(args) => client::resources::plans(args).await,
+            Cmd::Backups(args) => client::resources::backups(args).await,
+            Cmd::Restores(args) => client::resources::restores(args).await,
         }
     });
     match result {
@@ -194,7 +179,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on node.api_listen {}: {e}", cfg.api_listen))?;
     if args.restore_from_postgres {
-        export::restore_from_postgres(&cfg).await?;
+        cluster::export::restore_from_postgres(&cfg).await?;
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -216,32 +201,49 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the Raft runtime: {e}"))?;
     let node = raft_rt
-        .spawn(runtime::start(cfg, stop_rx.clone()))
+        .spawn(cluster::start(cfg, stop_rx.clone()))
         .await??;
 
-    let rpc_app = rpc_server::router(node.clone());
+    // The Postgres export's status: written by its task, read by /metrics, the
+    // cluster view and peers asking the leader.
+    let export = node
+        .cfg
+        .postgres
+        .is_some()
+        .then(|| Arc::new(cluster::export::ExportState::default()));
+    let rpc_extra = match &export {
+        Some(e) => cluster::export::router(e.clone()),
+        None => axum::Router::new(),
+    };
+    let rpc_app = cluster::rpc_server::router(node.clone(), rpc_extra);
+    let (api_stats, rpc_stats) = (Arc::default(), Arc::default());
+    let app = http::AppState::new(
+        node.clone(),
+        export.clone(),
+        Arc::clone(&api_stats),
+        Arc::clone(&rpc_stats),
+    );
     // The web UI shares the API listener: its pages at the top level, the API under /api/v1.
-    let api_app = api::router(node.clone()).merge(ui::router(node.clone()));
-    let limits = serve::Limits::of(&node.cfg.http);
-    let rpc_stats = node.metrics.rpc_listener.clone();
+    let api_app = http::api::router(app.clone()).merge(http::ui::router(app.clone()));
+    let limits = net::serve::Limits::of(&node.cfg.http);
     let rpc_stop = stop_rx.clone();
     let rpc_task = raft_rt.spawn(async move {
         match tokio::net::TcpListener::from_std(rpc_listener) {
-            Ok(l) => serve::serve("rpc", l, rpc_app, limits, rpc_stats, rpc_stop).await,
+            Ok(l) => net::serve::serve("rpc", l, rpc_app, limits, rpc_stats, rpc_stop).await,
             Err(e) => tracing::error!("cannot serve node.rpc_listen: {e}"),
         }
     });
-    let api_task = tokio::spawn(serve::serve(
+    let api_task = tokio::spawn(net::serve::serve(
         "api",
         api_listener,
         api_app,
         limits,
-        node.metrics.api_listener.clone(),
+        api_stats,
         stop_rx.clone(),
     ));
-    tokio::spawn(manager::run(node.clone()));
-    if let Some(pg) = node.cfg.postgres.clone() {
-        tokio::spawn(export::run(node.clone(), pg));
+    tokio::spawn(cluster::manager::run(node.clone()));
+    if let (Some(pg), Some(status)) = (node.cfg.postgres.clone(), export) {
+        tokio::spawn(cluster::export::run(node.clone(), pg, status));
     }
 
     wait_for_signal().await;

@@ -12,7 +12,7 @@ pub struct RecentEvent {
 
 impl RecentEvent {
     pub fn time(&self) -> String {
-        let t = crate::model::utc(self.at_ms);
+        let t = bcm_api::time::utc(self.at_ms);
         // "YYYY-MM-DD HH:MM:SS UTC" -> "HH:MM:SS"
         t.get(11..19).unwrap_or(&t).to_string()
     }

@@ -3,7 +3,9 @@
 //! or of the node: `node` fills the view models from the same API the CLI uses and
 //! serves the pages.
 //!
-//! One template and one view struct per page; every page extends `base.html`. Views
+//! One template and one view struct per page; every page extends `base.html`, a list
+//! page through `list.html` (its filters, table, pager and live region, described by
+//! its `ListView`); pieces several pages share are macros in `parts.html`. Views
 //! that update in place have a partial (the dashboard's live part); list pages mark
 //! their live region with `data-live`, which `bcm.js` swaps when an event arrives.
 

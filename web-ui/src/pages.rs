@@ -1,9 +1,16 @@
 //! One struct per page (template), filled by the node's UI handlers.
 
+use std::collections::BTreeSet;
+
 use askama::Template;
+use bcm_api::Role;
 
 use crate::events::RecentEvent;
-use crate::model::{Backup, Cluster, ConfigEntry, Group, List, Member, Plan, Restore, User};
+#[allow(unused_imports)] // the templates call the traits' methods
+use crate::model::{
+    Backup, BackupText, Cluster, ClusterText, ConfigEntry, ConfigText, Group, GroupText, JobText,
+    List, Member, MemberText, Plan, PlanText, Restore, User, UserText,
+};
 use crate::{Chrome, Draft, Pager};
 
 /// An option of a `<select>`.
@@ -25,6 +32,8 @@ impl Choice {
 pub const ROLES: &[&str] = &["manager", "backup-manager", "storage"];
 pub const NODE_STATUSES: &[&str] = &["up", "down", "joining", "removed"];
 pub const JOB_STATUSES: &[&str] = &["pending", "running", "succeeded", "failed", "cancelled"];
+/// The choices of an `enabled` filter.
+pub const ENABLED: &[(&str, &str)] = &[("true", "enabled"), ("false", "disabled")];
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -147,7 +156,7 @@ impl DashboardLive {
                 format!(
                     "{} {}{}",
                     p.m.name,
-                    p.m.status,
+                    p.m.status.as_str(),
                     if p.leader { " (leader)" } else { "" }
                 )
             })
@@ -170,16 +179,106 @@ pub struct DashboardPartial<'a> {
     pub live: &'a DashboardLive,
 }
 
+/// What every list page shows: one page of the API's list, the links to the
+/// other pages, the filters as given, and the create form's values (its defaults,
+/// or what was last submitted).
+#[derive(Debug, Clone)]
+pub struct Listing<T> {
+    pub list: List<T>,
+    pub pager: Pager,
+    pub filter: Draft,
+    pub draft: Draft,
+}
+
+/// What the list layout (`list.html`) draws around a page's rows.
+pub trait ListView {
+    /// The page's path, where its filter form goes.
+    const PATH: &'static str;
+    /// The browser's title for the page.
+    const TITLE: &'static str;
+    const HEADING: &'static str = Self::TITLE;
+    /// A row, in words: the caption counts them, an empty table says none matches.
+    const NOUN: &'static str;
+    const COLUMNS: &'static [&'static str];
+    /// The events after which `bcm.js` redraws the table (`data-live-on`).
+    const LIVE_ON: &'static str;
+}
+
+/// An option of a filter's `<select>`: its value and what it reads as.
+pub trait ChoiceText {
+    fn value(&self) -> &str;
+    fn label(&self) -> &str;
+}
+
+impl ChoiceText for Choice {
+    fn value(&self) -> &str {
+        &self.value
+    }
+
+    fn label(&self) -> &str {
+        &self.label
+    }
+}
+
+/// A value that reads as itself (`up`, a group's name).
+impl ChoiceText for str {
+    fn value(&self) -> &str {
+        self
+    }
+
+    fn label(&self) -> &str {
+        self
+    }
+}
+
+impl ChoiceText for (&str, &str) {
+    fn value(&self) -> &str {
+        self.0
+    }
+
+    fn label(&self) -> &str {
+        self.1
+    }
+}
+
+/// The values a set of checkboxes shows checked (the `checks` macro).
+pub trait Checked {
+    fn checks(&self, value: &str) -> bool;
+}
+
+impl Checked for [String] {
+    fn checks(&self, value: &str) -> bool {
+        self.iter().any(|v| v == value)
+    }
+}
+
+impl Checked for BTreeSet<String> {
+    fn checks(&self, value: &str) -> bool {
+        self.contains(value)
+    }
+}
+
+impl Checked for [Role] {
+    fn checks(&self, value: &str) -> bool {
+        self.iter().any(|r| r.as_str() == value)
+    }
+}
+
 #[derive(Template)]
 #[template(path = "nodes.html")]
 pub struct NodesPage {
     pub chrome: Chrome,
-    pub list: List<Member>,
-    pub pager: Pager,
-    pub filter: Draft,
-    pub draft: Draft,
-    pub roles: &'static [&'static str],
-    pub statuses: &'static [&'static str],
+    pub listing: Listing<Member>,
+}
+
+impl ListView for NodesPage {
+    const PATH: &'static str = "/nodes";
+    const TITLE: &'static str = "Nodes";
+    const NOUN: &'static str = "node";
+    const COLUMNS: &'static [&'static str] =
+        &["Node", "Status", "Raft", "Roles", "Enabled", "API address"];
+    const LIVE_ON: &'static str =
+        "node_registered node_updated node_status_changed leader_changed backup_manager_assigned";
 }
 
 #[derive(Template)]
@@ -187,19 +286,23 @@ pub struct NodesPage {
 pub struct NodePage {
     pub chrome: Chrome,
     pub node: Member,
-    pub roles: &'static [&'static str],
 }
 
 #[derive(Template)]
 #[template(path = "users.html")]
 pub struct UsersPage {
     pub chrome: Chrome,
-    pub list: List<User>,
-    pub pager: Pager,
-    pub filter: Draft,
-    pub draft: Draft,
+    pub listing: Listing<User>,
     /// Every group's name, for the filter and the create form.
     pub groups: Vec<String>,
+}
+
+impl ListView for UsersPage {
+    const PATH: &'static str = "/users";
+    const TITLE: &'static str = "Users";
+    const NOUN: &'static str = "user";
+    const COLUMNS: &'static [&'static str] = &["Name", "Id", "Groups", "State", "Created"];
+    const LIVE_ON: &'static str = "user_changed user_deleted group_changed";
 }
 
 #[derive(Template)]
@@ -214,11 +317,16 @@ pub struct UserPage {
 #[template(path = "groups.html")]
 pub struct GroupsPage {
     pub chrome: Chrome,
-    pub list: List<Group>,
-    pub pager: Pager,
-    pub filter: Draft,
-    pub draft: Draft,
+    pub listing: Listing<Group>,
     pub permissions: Vec<String>,
+}
+
+impl ListView for GroupsPage {
+    const PATH: &'static str = "/groups";
+    const TITLE: &'static str = "Groups";
+    const NOUN: &'static str = "group";
+    const COLUMNS: &'static [&'static str] = &["Name", "Kind", "Permissions"];
+    const LIVE_ON: &'static str = "group_changed";
 }
 
 #[derive(Template)]
@@ -233,10 +341,15 @@ pub struct GroupPage {
 #[template(path = "config.html")]
 pub struct ConfigPage {
     pub chrome: Chrome,
-    pub list: List<ConfigEntry>,
-    pub pager: Pager,
-    pub filter: Draft,
-    pub draft: Draft,
+    pub listing: Listing<ConfigEntry>,
+}
+
+impl ListView for ConfigPage {
+    const PATH: &'static str = "/config";
+    const TITLE: &'static str = "Configuration";
+    const NOUN: &'static str = "setting";
+    const COLUMNS: &'static [&'static str] = &["Key", "Value", "Version"];
+    const LIVE_ON: &'static str = "config_changed config_deleted";
 }
 
 #[derive(Template)]
@@ -250,12 +363,29 @@ pub struct ConfigEntryPage {
 #[template(path = "plans.html")]
 pub struct PlansPage {
     pub chrome: Chrome,
-    pub list: List<Plan>,
-    pub pager: Pager,
-    pub filter: Draft,
-    /// The create form's values (defaults, or what was last submitted).
-    pub form: Draft,
+    pub listing: Listing<Plan>,
     pub nodes: Vec<Choice>,
+}
+
+impl ListView for PlansPage {
+    const PATH: &'static str = "/plans";
+    const TITLE: &'static str = "Plans";
+    const HEADING: &'static str = "Backup plans";
+    const NOUN: &'static str = "plan";
+    const COLUMNS: &'static [&'static str] =
+        &["Name", "Source", "Paths", "Schedule", "Keep", "Enabled"];
+    const LIVE_ON: &'static str = "plan_changed";
+}
+
+impl PlansPage {
+    /// An empty create form with the API's defaults.
+    pub fn default_form() -> Draft {
+        Draft(vec![
+            ("keep_last".into(), "7".into()),
+            ("replicas".into(), "1".into()),
+            ("enabled".into(), "true".into()),
+        ])
+    }
 }
 
 #[derive(Template)]
@@ -286,28 +416,22 @@ impl PlanPage {
     }
 }
 
-impl PlansPage {
-    /// An empty create form with the API's defaults.
-    pub fn default_form() -> Draft {
-        Draft(vec![
-            ("keep_last".into(), "7".into()),
-            ("replicas".into(), "1".into()),
-            ("enabled".into(), "true".into()),
-        ])
-    }
-}
-
 #[derive(Template)]
 #[template(path = "backups.html")]
 pub struct BackupsPage {
     pub chrome: Chrome,
-    pub list: List<Backup>,
-    pub pager: Pager,
-    pub filter: Draft,
-    pub draft: Draft,
+    pub listing: Listing<Backup>,
     pub plans: Vec<Choice>,
     pub nodes: Vec<Choice>,
-    pub statuses: &'static [&'static str],
+}
+
+impl ListView for BackupsPage {
+    const PATH: &'static str = "/backups";
+    const TITLE: &'static str = "Backups";
+    const NOUN: &'static str = "backup";
+    const COLUMNS: &'static [&'static str] =
+        &["Backup", "Plan", "Source", "Status", "Size", "Started"];
+    const LIVE_ON: &'static str = "backup_changed backup_deleted";
 }
 
 #[derive(Template)]
@@ -324,11 +448,16 @@ pub struct BackupPage {
 #[template(path = "restores.html")]
 pub struct RestoresPage {
     pub chrome: Chrome,
-    pub list: List<Restore>,
-    pub pager: Pager,
-    pub filter: Draft,
+    pub listing: Listing<Restore>,
     pub nodes: Vec<Choice>,
-    pub statuses: &'static [&'static str],
+}
+
+impl ListView for RestoresPage {
+    const PATH: &'static str = "/restores";
+    const TITLE: &'static str = "Restores";
+    const NOUN: &'static str = "restore";
+    const COLUMNS: &'static [&'static str] = &["Restore", "Backup", "Target", "Status", "Started"];
+    const LIVE_ON: &'static str = "restore_changed";
 }
 
 #[derive(Template)]
@@ -403,7 +532,7 @@ mod tests {
     fn cluster() -> Cluster {
         serde_json::from_value(json!({
             "cluster_id": "c0ffee", "leader_id": 1, "term": 7, "commit_index": 120,
-            "this_node_id": 2, "backup_manager": {"node_id": 3, "epoch": 4},
+            "this_node_id": 2, "backup_manager": {"node_id": 3, "epoch": 4, "since_ms": 1795000000000u64},
             "members": [
                 {"id": 1, "name": "node-1", "api_addr": "http://10.0.0.1:8080", "rpc_addr": "http://10.0.0.1:9080",
                  "voter": true, "roles": ["manager", "backup-manager", "storage"], "status": "up",
@@ -456,8 +585,21 @@ mod tests {
         vec![Choice::new(1, "node-1 (#1)"), Choice::new(2, "node-2 (#2)")]
     }
 
-    fn pager(total: usize, shown: usize) -> Pager {
-        Pager::new("/x", &[], 0, crate::DEFAULT_PAGE, shown, total)
+    /// The first page of `list`, with its pager.
+    fn listing<T>(list: List<T>, filter: Draft, draft: Draft) -> Listing<T> {
+        Listing {
+            pager: Pager::new(
+                "/x",
+                &[],
+                0,
+                crate::DEFAULT_PAGE,
+                list.items.len(),
+                list.total,
+            ),
+            list,
+            filter,
+            draft,
+        }
     }
 
     #[test]
@@ -551,10 +693,14 @@ mod tests {
         filter.0.push(("enabled".into(), "false".into()));
         let page = |perms: &[&str]| UsersPage {
             chrome: chrome(perms),
-            list: users(),
-            pager: pager(60, 2),
-            filter: filter.clone(),
-            draft: Draft(vec![("name".into(), "bob<script>".into())]),
+            listing: listing(
+                users(),
+                filter.clone(),
+                Draft(vec![
+                    ("name".into(), "bob<script>".into()),
+                    ("groups".into(), "night-shift".into()),
+                ]),
+            ),
             groups: vec![
                 "admin".into(),
                 "operator".into(),
@@ -569,6 +715,7 @@ mod tests {
         assert!(html.contains("name=\"csrf\" value=\"csrf-token-123\""));
         assert!(html.contains("id=\"u-name\""));
         assert!(html.contains("bob&#60;script&#62;"), "drafts are escaped");
+        assert!(html.contains("value=\"night-shift\" checked"), "and kept");
         assert!(html.contains("rel=\"next\""), "pagination");
         let html = page(VIEWER).render().unwrap();
         assert!(
@@ -606,10 +753,7 @@ mod tests {
         let perms: Vec<String> = ADMIN.iter().map(|p| p.to_string()).collect();
         let html = GroupsPage {
             chrome: chrome(ADMIN),
-            pager: pager(2, 2),
-            list: list.clone(),
-            filter: Draft::default(),
-            draft: Draft::default(),
+            listing: listing(list.clone(), Draft::default(), Draft::default()),
             permissions: perms.clone(),
         }
         .render()
@@ -643,15 +787,14 @@ mod tests {
         let c = cluster();
         let html = NodesPage {
             chrome: chrome(ADMIN),
-            pager: pager(4, 4),
-            list: List {
-                items: c.members.clone(),
-                total: 4,
-            },
-            filter: Draft(vec![("status".into(), "down".into())]),
-            draft: Draft::default(),
-            roles: ROLES,
-            statuses: NODE_STATUSES,
+            listing: listing(
+                List {
+                    items: c.members.clone(),
+                    total: 4,
+                },
+                Draft(vec![("status".into(), "down".into())]),
+                Draft::default(),
+            ),
         }
         .render()
         .unwrap();
@@ -661,7 +804,6 @@ mod tests {
         let html = NodePage {
             chrome: chrome(ADMIN),
             node: c.members[0].clone(),
-            roles: ROLES,
         }
         .render()
         .unwrap();
@@ -678,13 +820,14 @@ mod tests {
         .unwrap();
         let html = ConfigPage {
             chrome: chrome(ADMIN),
-            pager: pager(1, 1),
-            list: List {
-                items: vec![entry.clone()],
-                total: 1,
-            },
-            filter: Draft::default(),
-            draft: Draft::default(),
+            listing: listing(
+                List {
+                    items: vec![entry.clone()],
+                    total: 1,
+                },
+                Draft::default(),
+                Draft::default(),
+            ),
         }
         .render()
         .unwrap();
@@ -707,13 +850,14 @@ mod tests {
         let p = plan();
         let html = PlansPage {
             chrome: chrome(ADMIN),
-            pager: pager(1, 1),
-            list: List {
-                items: vec![p.clone()],
-                total: 1,
-            },
-            filter: Draft::default(),
-            form: PlansPage::default_form(),
+            listing: listing(
+                List {
+                    items: vec![p.clone()],
+                    total: 1,
+                },
+                Draft::default(),
+                PlansPage::default_form(),
+            ),
             nodes: nodes(),
         }
         .render()
@@ -738,20 +882,24 @@ mod tests {
     fn backups_and_restores_pages() {
         let html = BackupsPage {
             chrome: chrome(ADMIN),
-            pager: pager(2, 2),
-            list: List {
-                items: vec![backup("failed"), backup("running")],
-                total: 2,
-            },
-            filter: Draft(vec![("status".into(), "failed".into())]),
-            draft: Draft::default(),
+            listing: listing(
+                List {
+                    items: vec![backup("failed"), backup("running")],
+                    total: 2,
+                },
+                Draft(vec![
+                    ("status".into(), "failed".into()),
+                    ("plan".into(), "3".into()),
+                ]),
+                Draft::default(),
+            ),
             plans: vec![Choice::new(3, "etc-nightly (#3)")],
             nodes: nodes(),
-            statuses: JOB_STATUSES,
         }
         .render()
         .unwrap();
         assert!(html.contains("<option value=\"failed\" selected>failed</option>"));
+        assert!(html.contains("<option value=\"3\" selected>etc-nightly (#3)</option>"));
         assert!(html.contains("data-backup=\"41\" data-status=\"failed\""));
         assert!(html.contains("3.3 MiB"));
         let html = BackupPage {
@@ -795,14 +943,15 @@ mod tests {
         );
         let html = RestoresPage {
             chrome: chrome(VIEWER),
-            pager: pager(1, 1),
-            list: List {
-                items: vec![restore()],
-                total: 1,
-            },
-            filter: Draft::default(),
+            listing: listing(
+                List {
+                    items: vec![restore()],
+                    total: 1,
+                },
+                Draft::default(),
+                Draft::default(),
+            ),
             nodes: nodes(),
-            statuses: JOB_STATUSES,
         }
         .render()
         .unwrap();

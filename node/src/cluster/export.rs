@@ -6,15 +6,24 @@
 //! export. A failed export is retried with a doubling backoff (1 s to 30 s) and
 //! catches up by itself; the cluster keeps serving meanwhile. `GET /api/v1/cluster`
 //! shows the leader's export status and `/metrics` its lag.
+//!
+//! The status is this feature's own ([`ExportState`], made by main and handed to
+//! the exporter task, the `/metrics` page and [`router`], which answers peers that
+//! ask for the leader's status).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bcm_raft_store::pg::{Exported, PgSink};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::post;
+use axum::Router;
+use bcm_pg::{Exported, PgSink};
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::rpc::LeaderReply;
+use crate::cluster::{now_ms, Node, SharedNode};
 use crate::config::PostgresConfig;
-use crate::runtime::{now_ms, SharedNode};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -48,14 +57,58 @@ impl ExportState {
     }
 }
 
+/// Where a node asks the leader for its export status (cluster-internal).
+pub const PATH_STATUS: &str = "/internal/export-status";
+
+/// The cluster-internal route for [`PATH_STATUS`]: the leader answers with its
+/// status, another node says it is not the leader.
+pub fn router(state: Arc<ExportState>) -> Router<SharedNode> {
+    Router::new().route(
+        PATH_STATUS,
+        post(move |State(node): State<SharedNode>, _: Bytes| async move {
+            let reply = if node.is_leader() {
+                LeaderReply::Ok(state.get())
+            } else {
+                LeaderReply::NotLeader {
+                    leader_id: None,
+                    leader_rpc: None,
+                }
+            };
+            crate::cluster::rpc_server::encode(&reply)
+        }),
+    )
+}
+
+/// The leader's export status (this node's own when it leads), or None when no
+/// leader answers quickly.
+pub async fn leader_status(node: &Node, mine: &ExportState) -> Option<ExportStatus> {
+    let (id, leader) = node.leader()?;
+    if id == node.cfg.id {
+        return Some(mine.get());
+    }
+    let reply = node
+        .peers
+        .call::<_, LeaderReply<ExportStatus>>(
+            &leader.rpc_addr,
+            PATH_STATUS,
+            &(),
+            Duration::from_millis(1500),
+        )
+        .await;
+    match reply {
+        Ok(LeaderReply::Ok(status)) => Some(status),
+        _ => None,
+    }
+}
+
 /// Connects and migrates, retrying with backoff until it works or the node stops.
-async fn connect(node: &SharedNode, pg: &PostgresConfig) -> Option<PgSink> {
+async fn connect(node: &SharedNode, pg: &PostgresConfig, status: &ExportState) -> Option<PgSink> {
     let mut backoff = Duration::from_secs(1);
     loop {
         let attempt = async {
             let sink = PgSink::connect(pg.url.expose(), CONNECT_TIMEOUT).await?;
             sink.migrate().await?;
-            Ok::<_, bcm_raft_store::pg::PgError>(sink)
+            Ok::<_, bcm_pg::PgError>(sink)
         };
         match attempt.await {
             Ok(sink) => {
@@ -64,7 +117,7 @@ async fn connect(node: &SharedNode, pg: &PostgresConfig) -> Option<PgSink> {
             }
             Err(e) => {
                 tracing::warn!("postgres: {e}; retrying in {}s", backoff.as_secs());
-                node.export.update(|s| {
+                status.update(|s| {
                     s.last_error = Some(e.to_string());
                     s.failures += 1;
                 });
@@ -80,8 +133,8 @@ async fn connect(node: &SharedNode, pg: &PostgresConfig) -> Option<PgSink> {
 }
 
 /// The exporter task.
-pub async fn run(node: SharedNode, pg: PostgresConfig) {
-    let Some(sink) = connect(&node, &pg).await else {
+pub async fn run(node: SharedNode, pg: PostgresConfig, status: Arc<ExportState>) {
+    let Some(sink) = connect(&node, &pg, &status).await else {
         return;
     };
     let mut backoff = Duration::from_secs(1);
@@ -100,7 +153,7 @@ pub async fn run(node: SharedNode, pg: PostgresConfig) {
         }
         let m = node.raft_metrics();
         let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
-        let exported = node.export.get().last_index;
+        let exported = status.get().last_index;
         if exported.is_some_and(|e| e >= applied) {
             seen_snapshot = m.snapshot;
             continue;
@@ -138,7 +191,7 @@ pub async fn run(node: SharedNode, pg: PostgresConfig) {
                         newer
                     }
                 };
-                node.export.update(|s| {
+                status.update(|s| {
                     s.last_index = Some(held.max(s.last_index.unwrap_or(0)));
                     s.last_at_ms = Some(now_ms());
                     s.last_error = None;
@@ -153,7 +206,7 @@ pub async fn run(node: SharedNode, pg: PostgresConfig) {
                     "postgres: export failed: {e}; retrying in {}s",
                     backoff.as_secs()
                 );
-                node.export.update(|s| {
+                status.update(|s| {
                     s.last_error = Some(e.to_string());
                     s.failures += 1;
                 });

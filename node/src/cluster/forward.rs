@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bcm_raft_store::{codec, limits, Command};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::rpc::{self, LeaderOp, LeaderReply, OpResult, PeerError, Peers};
+use crate::cluster::rpc::{self, LeaderOp, LeaderReply, OpResult, PeerError, Peers};
 
 /// At most this many writes in one request (and at most `limits::FORWARD_BYTES`).
 const MAX_BATCH: usize = 512;
@@ -34,6 +34,8 @@ struct Pending {
     size: usize,
     deadline: Instant,
     reply: oneshot::Sender<Answer>,
+    /// The caller's span (its request's), for the log lines about this write.
+    span: tracing::Span,
 }
 
 /// The sending side, held by the node.
@@ -87,6 +89,7 @@ impl Forwarder {
             size,
             deadline,
             reply,
+            span: tracing::Span::current(),
         };
         let unreachable = |message: &str| PeerError::Unreachable {
             addr: leader_rpc.to_string(),
@@ -165,20 +168,19 @@ async fn batcher(peers: Peers, mut rx: mpsc::UnboundedReceiver<Pending>) {
 const FRAMING: usize = 16;
 
 async fn send(peers: Peers, addr: String, mut batch: Vec<Pending>) {
-    let now = Instant::now();
-    batch.retain(|p| !p.reply.is_closed() && p.deadline > now);
-    if batch.is_empty() {
+    let gone = |p: &Pending| p.reply.is_closed();
+    let Some(timeout) = super::propose::keep_live(&mut batch, gone, |p| p.deadline) else {
         return;
+    };
+    let n = batch.len();
+    for p in &batch {
+        p.span
+            .in_scope(|| tracing::debug!(leader = %addr, batch = n, "forwarding to the leader"));
     }
-    // The longest wait any of them allows; each caller stops at its own deadline.
-    let timeout = batch
-        .iter()
-        .map(|p| p.deadline.saturating_duration_since(now))
-        .max()
-        .unwrap_or_default();
-    let (commands, replies): (Vec<Command>, Vec<_>) =
-        batch.into_iter().map(|p| (p.command, p.reply)).unzip();
-    let n = commands.len();
+    let (commands, replies): (Vec<Command>, Vec<_>) = batch
+        .into_iter()
+        .map(|p| (p.command, (p.reply, p.span)))
+        .unzip();
     let op = if n == 1 {
         LeaderOp::Write(commands.into_iter().next().expect("one command"))
     } else {
@@ -187,10 +189,14 @@ async fn send(peers: Peers, addr: String, mut batch: Vec<Pending>) {
     let answer = peers
         .call::<_, LeaderReply<OpResult>>(&addr, rpc::PATH_LEADER, &op, timeout)
         .await;
+    let give = |(reply, span): (oneshot::Sender<Answer>, tracing::Span), a: Answer| {
+        crate::cluster::propose::log_outcome(&span, a.as_ref());
+        let _ = reply.send(a);
+    };
     match answer {
         Ok(LeaderReply::Ok(OpResult::Batch(each))) if each.len() == n => {
             for (reply, a) in replies.into_iter().zip(each) {
-                let _ = reply.send(Ok(a));
+                give(reply, Ok(a));
             }
         }
         Ok(LeaderReply::Ok(OpResult::Batch(each))) => {
@@ -199,13 +205,13 @@ async fn send(peers: Peers, addr: String, mut batch: Vec<Pending>) {
                 message: format!("{} answers to a batch of {n} writes", each.len()),
             };
             for reply in replies {
-                let _ = reply.send(Err(e.clone()));
+                give(reply, Err(e.clone()));
             }
         }
         other => {
             // One answer (a single write, or a refusal of the whole batch) for all.
             for reply in replies {
-                let _ = reply.send(other.clone());
+                give(reply, other.clone());
             }
         }
     }

@@ -1,75 +1,22 @@
-//! The service layer: every operation of the API, the UI and the CLI goes through
-//! here. Writes and linearizable reads are routed to the leader.
+//! Work only the leader can do, from any node: writes and linearizable reads are
+//! run here when this node leads and forwarded to the leader otherwise, retried
+//! across leader changes until their deadline.
 
 use std::time::{Duration, Instant};
 
-use bcm_raft_store::{limits, Command, NodeId, Response};
+use bcm_raft_store::{Command, NodeId, Response};
 use openraft::error::RaftError;
-use openraft::ServerState;
 
-use crate::membership;
-use crate::rpc::{self, LeaderOp, LeaderReply, MemberHealth, OpResult, PeerError};
-use crate::runtime::{Node, SharedNode, REQUEST_DEADLINE};
-
-/// What can go wrong in a service call; the API maps each to one HTTP status.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ServiceError {
-    #[error("{0}")]
-    NoLeader(String),
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    Internal(String),
-    /// The write is larger than one command may be (413).
-    #[error("{0}")]
-    TooLarge(String),
-}
-
-/// Refuses a command whose encoding would pass [`limits::COMMAND_BYTES`]: every
-/// write is checked here, before it can join a batch, so that no log entry, no
-/// AppendEntries and no forwarded batch can outgrow the limits after it.
-pub fn check_size(command: &Command) -> Result<(), ServiceError> {
-    let len = bcm_raft_store::codec::encoded_len(command)
-        .map_err(|e| ServiceError::Internal(e.to_string()))?;
-    if len > limits::COMMAND_BYTES {
-        return Err(ServiceError::TooLarge(format!(
-            "the write is {len} bytes once encoded; at most {} are accepted",
-            limits::COMMAND_BYTES
-        )));
-    }
-    Ok(())
-}
-
-/// Proposes a command on this node, which must be the leader.
-pub async fn write_local(node: &Node, command: Command) -> Result<Response, ServiceError> {
-    check_size(&command)?;
-    match execute_locally(
-        node,
-        LeaderOp::Write(command),
-        Instant::now() + REQUEST_DEADLINE,
-    )
-    .await
-    {
-        LeaderReply::Ok(OpResult::Written(r, _)) => Ok(r),
-        LeaderReply::Ok(other) => Err(ServiceError::Internal(format!(
-            "unexpected result {other:?}"
-        ))),
-        LeaderReply::NotLeader { .. } => Err(ServiceError::NoLeader(
-            "this node is no longer the leader".into(),
-        )),
-        LeaderReply::Refused(s) => Err(ServiceError::Conflict(s)),
-        LeaderReply::Unavailable(s) => Err(ServiceError::Unavailable(s)),
-    }
-}
+use crate::cluster::error::ClusterError;
+use crate::cluster::local::{check_size, write_here};
+use crate::cluster::membership;
+use crate::cluster::rpc::{self, LeaderOp, LeaderReply, MemberHealth, OpResult, PeerError};
+use crate::cluster::{Node, REQUEST_DEADLINE};
 
 /// Proposes a command through the leader, wherever it is. When it returns, this
 /// node has applied the write too (or a second has passed): a client reads its own
 /// writes from the node it wrote through.
-pub async fn write(node: &SharedNode, command: Command) -> Result<Response, ServiceError> {
+pub async fn write(node: &Node, command: Command) -> Result<Response, ClusterError> {
     check_size(&command)?;
     match leader_op(node, LeaderOp::Write(command), REQUEST_DEADLINE).await? {
         OpResult::Written(r, index) => {
@@ -77,7 +24,7 @@ pub async fn write(node: &SharedNode, command: Command) -> Result<Response, Serv
                 tokio::time::timeout(Duration::from_secs(1), node.state.wait_applied(index)).await;
             Ok(r)
         }
-        other => Err(ServiceError::Internal(format!(
+        other => Err(ClusterError::Internal(format!(
             "unexpected result {other:?}"
         ))),
     }
@@ -87,14 +34,14 @@ pub async fn write(node: &SharedNode, command: Command) -> Result<Response, Serv
 /// after it returns, a local read is linearizable. Concurrent reads on this node
 /// share ReadIndex rounds (see rounds.rs): one request to the leader serves every
 /// read that arrived before it was sent.
-pub async fn read_barrier(node: &SharedNode) -> Result<(), ServiceError> {
+pub async fn read_barrier(node: &Node) -> Result<(), ClusterError> {
     let started = Instant::now();
     let index = node
         .read_rounds
         .run(|| async {
             match leader_op(node, LeaderOp::ReadIndex, REQUEST_DEADLINE).await? {
                 OpResult::ReadIndex(i) => Ok(i),
-                other => Err(ServiceError::Internal(format!(
+                other => Err(ClusterError::Internal(format!(
                     "unexpected result {other:?}"
                 ))),
             }
@@ -104,36 +51,28 @@ pub async fn read_barrier(node: &SharedNode) -> Result<(), ServiceError> {
     tokio::time::timeout(left, node.state.wait_applied(index))
         .await
         .map_err(|_| {
-            ServiceError::Unavailable(format!("this node has not applied up to index {index} yet"))
+            ClusterError::Unavailable(format!("this node has not applied up to index {index} yet"))
         })
 }
 
-pub async fn decommission(node: &SharedNode, id: NodeId) -> Result<(), ServiceError> {
+pub async fn decommission(node: &Node, id: NodeId) -> Result<(), ClusterError> {
     leader_op(node, LeaderOp::Decommission(id), Duration::from_secs(30)).await?;
     Ok(())
 }
 
-pub async fn snapshot(node: &SharedNode) -> Result<u64, ServiceError> {
+pub async fn snapshot(node: &Node) -> Result<u64, ClusterError> {
     match leader_op(node, LeaderOp::Snapshot, Duration::from_secs(30)).await? {
         OpResult::Snapshot(i) => Ok(i),
-        other => Err(ServiceError::Internal(format!(
+        other => Err(ClusterError::Internal(format!(
             "unexpected result {other:?}"
         ))),
     }
 }
 
 /// The leader's live view of the members, or None when it cannot be had quickly.
-pub async fn member_health(node: &SharedNode) -> Option<Vec<MemberHealth>> {
+pub async fn member_health(node: &Node) -> Option<Vec<MemberHealth>> {
     match leader_op(node, LeaderOp::Health, Duration::from_millis(1500)).await {
         Ok(OpResult::Health(h)) => Some(h),
-        _ => None,
-    }
-}
-
-/// The leader's Postgres export status, or None when it cannot be had quickly.
-pub async fn export_status(node: &SharedNode) -> Option<crate::export::ExportStatus> {
-    match leader_op(node, LeaderOp::ExportStatus, Duration::from_millis(1500)).await {
-        Ok(OpResult::ExportStatus(s)) => Some(s),
         _ => None,
     }
 }
@@ -189,7 +128,7 @@ pub async fn execute_locally(
         LeaderOp::Decommission(id) => {
             match Box::pin(membership::decommission_on_leader(node, id)).await {
                 Ok(()) => LeaderReply::Ok(OpResult::Done),
-                Err(e) => LeaderReply::Refused(encode_service_error(&e)),
+                Err(e) => LeaderReply::Refused(e),
             }
         }
         LeaderOp::Snapshot => {
@@ -211,28 +150,7 @@ pub async fn execute_locally(
             }
         }
         LeaderOp::Health => LeaderReply::Ok(OpResult::Health(leader_health(node))),
-        LeaderOp::ExportStatus => LeaderReply::Ok(OpResult::ExportStatus(node.export.get())),
     }
-}
-
-/// Proposes one write on this node, the leader, and waits up to `left` for it.
-async fn write_here(node: &Node, command: Command, left: Duration) -> LeaderReply<OpResult> {
-    // A leader cut off from a majority answers at once instead of appending
-    // an entry that cannot commit.
-    let lost_after = node.cfg.raft.election_timeout_max_ms * 2;
-    let quorum_ack = node.raft.metrics().borrow().millis_since_quorum_ack;
-    if let Some(ms) = quorum_ack {
-        if ms > lost_after
-            && node
-                .leader_for()
-                .is_some_and(|d| d.as_millis() as u64 > lost_after)
-        {
-            return LeaderReply::Unavailable(format!(
-                "the leader has not heard from a majority of voters for {ms} ms"
-            ));
-        }
-    }
-    node.proposer.propose(command, left).await
 }
 
 /// Each member's last contact and matched index, as the leader sees them.
@@ -263,38 +181,19 @@ pub fn leader_health(node: &Node) -> Vec<MemberHealth> {
         .collect()
 }
 
-// Refusals travel as text between nodes; keep the kind so the HTTP status survives.
-fn encode_service_error(e: &ServiceError) -> String {
-    let kind = match e {
-        ServiceError::NotFound(_) => "not-found",
-        ServiceError::Conflict(_) => "conflict",
-        _ => "unavailable",
-    };
-    format!("{kind}|{e}")
-}
-
-fn decode_refusal(s: String) -> ServiceError {
-    match s.split_once('|') {
-        Some(("not-found", m)) => ServiceError::NotFound(m.to_string()),
-        Some(("unavailable", m)) => ServiceError::Unavailable(m.to_string()),
-        Some(("conflict", m)) => ServiceError::Conflict(m.to_string()),
-        _ => ServiceError::Conflict(s),
-    }
-}
-
 /// Runs `op` on the leader: here when this node leads, else forwarded over the
 /// cluster-internal protocol. Retries while there is no leader until `budget` ends.
 pub async fn leader_op(
-    node: &SharedNode,
+    node: &Node,
     op: LeaderOp,
     budget: Duration,
-) -> Result<OpResult, ServiceError> {
+) -> Result<OpResult, ClusterError> {
     let deadline = Instant::now() + budget;
     let mut last_problem = String::from("no leader is known");
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(ServiceError::NoLeader(format!(
+            return Err(ClusterError::NoLeader(format!(
                 "no leader could serve the request within {budget:?}: {last_problem}"
             )));
         }
@@ -327,7 +226,7 @@ pub async fn leader_op(
                         continue;
                     }
                     Err(e) => {
-                        return Err(ServiceError::Unavailable(format!(
+                        return Err(ClusterError::Unavailable(format!(
                             "leader {id} did not answer: {e}; the request may or may not have taken effect"
                         )))
                     }
@@ -344,8 +243,8 @@ pub async fn leader_op(
                 last_problem = "leadership was changing".into();
                 wait_for_leader_change(node, Duration::from_millis(50)).await;
             }
-            LeaderReply::Refused(s) => return Err(decode_refusal(s)),
-            LeaderReply::Unavailable(s) => return Err(ServiceError::Unavailable(s)),
+            LeaderReply::Refused(e) => return Err(e),
+            LeaderReply::Unavailable(s) => return Err(ClusterError::Unavailable(s)),
         }
     }
 }
@@ -354,56 +253,4 @@ async fn wait_for_leader_change(node: &Node, max: Duration) {
     let mut rx = node.raft.metrics();
     let before = rx.borrow_and_update().current_leader;
     let _ = tokio::time::timeout(max, rx.wait_for(|m| m.current_leader != before)).await;
-}
-
-/// Readiness: the node knows a leader and has applied what it knows to be committed.
-pub async fn is_ready(node: &Node) -> Result<(), String> {
-    let m = node.raft_metrics();
-    if m.running_state.is_err() {
-        return Err("raft stopped".into());
-    }
-    if let Some(why) = node.excluded() {
-        return Err(why);
-    }
-    if !node.raft_open() {
-        return Err("waiting to be admitted to the cluster".into());
-    }
-    let is_member = m
-        .membership_config
-        .membership()
-        .nodes()
-        .any(|(id, _)| *id == node.cfg.id);
-    if !is_member {
-        return Err("not a member of the cluster (yet)".into());
-    }
-    let Some(_leader) = m.current_leader else {
-        return Err("no leader known".into());
-    };
-    if !node.state.read(|d| d.state.is_initialized()) {
-        return Err("the cluster is still forming".into());
-    }
-    if m.state != ServerState::Leader
-        && m.state != ServerState::Follower
-        && m.state != ServerState::Learner
-    {
-        return Err(format!("raft state {:?}", m.state));
-    }
-    if m.state != ServerState::Leader && !node.has_synced_with_leader() {
-        // The commit index saved before a restart can be behind what this node had
-        // applied and served: wait for the leader's, which comes with its entries.
-        return Err("waiting for the leader's first entries since start".into());
-    }
-    let committed = node
-        .raft
-        .with_raft_state(|s| s.committed.map(|l| l.index))
-        .await
-        .map_err(|e| e.to_string())?
-        .unwrap_or(0);
-    let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
-    if applied < committed {
-        return Err(format!(
-            "applied {applied} of {committed} committed entries"
-        ));
-    }
-    Ok(())
 }

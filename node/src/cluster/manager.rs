@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use bcm_raft_store::{Command, NodeId, NodeRecord, NodeStatus, Response, Role};
 use rand::RngCore;
 
-use crate::auth;
-use crate::runtime::{now_ms, Node, SharedNode};
-use crate::service;
+use crate::cluster::error::ClusterError;
+use crate::cluster::local;
+use crate::cluster::{now_ms, Node, SharedNode};
+use crate::crypto;
 
 const TICK: Duration = Duration::from_millis(200);
 
@@ -34,10 +35,12 @@ pub async fn run(node: SharedNode) {
             // The next leader manages.
             continue;
         }
-        if let Err(e) = crate::membership::finish_joint_change(&node, &mut joint_seen).await {
+        if let Err(e) =
+            crate::cluster::membership::finish_joint_change(&node, &mut joint_seen).await
+        {
             tracing::warn!("{e}");
         }
-        match crate::membership::reconcile_voters(&node).await {
+        match crate::cluster::membership::reconcile_voters(&node).await {
             Ok(()) => voters_waiting = None,
             Err(e) => {
                 if voters_waiting.as_ref() != Some(&e) {
@@ -55,7 +58,7 @@ pub async fn run(node: SharedNode) {
 async fn tick(
     node: &SharedNode,
     down_since: &mut HashMap<NodeId, Instant>,
-) -> Result<(), service::ServiceError> {
+) -> Result<(), ClusterError> {
     if !node.state.read(|d| d.state.is_initialized()) {
         init_cluster(node).await?;
     }
@@ -63,20 +66,20 @@ async fn tick(
     assign_backup_manager(node, down_since).await
 }
 
-async fn init_cluster(node: &Node) -> Result<(), service::ServiceError> {
+async fn init_cluster(node: &Node) -> Result<(), ClusterError> {
     let (password, generated) = match &node.cfg.admin_password {
         Some(p) => (p.expose().to_string(), false),
-        None => (auth::generate_password(), true),
+        None => (crypto::generate_password(), true),
     };
-    let hash = auth::hash_password(password.clone())
+    let hash = crypto::hash_password(password.clone())
         .await
-        .map_err(|e| service::ServiceError::Internal(e.to_string()))?;
+        .map_err(|e| ClusterError::Internal(e.to_string()))?;
     let mut token_key = vec![0u8; 32];
     rand::thread_rng().fill_bytes(&mut token_key);
     let mut id = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut id);
     let cluster_id = id.iter().map(|b| format!("{b:02x}")).collect::<String>();
-    let response = service::write_local(
+    let response = local::write_local(
         node,
         Command::InitCluster {
             cluster_id: cluster_id.clone(),
@@ -97,23 +100,10 @@ async fn init_cluster(node: &Node) -> Result<(), service::ServiceError> {
     Ok(())
 }
 
-/// Is `id` alive as far as this leader can tell? (None: too early to say.)
-pub(crate) fn observed_up(node: &Node, id: NodeId) -> Option<bool> {
-    if id == node.cfg.id {
-        return Some(true);
-    }
-    let down_after = Duration::from_millis(node.cfg.manager.member_down_after_ms);
-    match node.peers.contacts.last(id) {
-        Some(t) if t.elapsed() < down_after => Some(true),
-        _ if node.leader_for().unwrap_or_default() < down_after => None,
-        _ => Some(false),
-    }
-}
-
 async fn record_health(
     node: &Node,
     down_since: &mut HashMap<NodeId, Instant>,
-) -> Result<(), service::ServiceError> {
+) -> Result<(), ClusterError> {
     let m = node.raft_metrics();
     let members: BTreeSet<NodeId> = m
         .membership_config
@@ -136,7 +126,7 @@ async fn record_health(
         if rec.status == NodeStatus::Removed {
             continue;
         }
-        let up = observed_up(node, rec.id);
+        let up = node.observed_up(rec.id);
         match up {
             Some(false) => {
                 down_since.entry(rec.id).or_insert_with(Instant::now);
@@ -168,7 +158,7 @@ async fn record_health(
                 to = wanted.as_str(),
                 "member status changed"
             );
-            service::write_local(
+            local::write_local(
                 node,
                 Command::SetNodeStatus {
                     id: rec.id,
@@ -185,7 +175,7 @@ async fn record_health(
 async fn assign_backup_manager(
     node: &Node,
     down_since: &HashMap<NodeId, Instant>,
-) -> Result<(), service::ServiceError> {
+) -> Result<(), ClusterError> {
     let grace = Duration::from_millis(node.cfg.manager.backup_manager_grace_ms);
     let members: BTreeSet<NodeId> = node
         .raft_metrics()
@@ -202,7 +192,7 @@ async fn assign_backup_manager(
             && r.has_role(Role::BackupManager)
             && members.contains(&r.id)
             && r.status != NodeStatus::Removed
-            && observed_up(node, r.id) == Some(true)
+            && node.observed_up(r.id) == Some(true)
     };
     let keep = match current {
         None => false,
@@ -242,7 +232,7 @@ async fn assign_backup_manager(
     };
     let epoch = current.map(|b| b.epoch).unwrap_or(0) + 1;
     tracing::info!(node_id = choice.id, epoch, previous = ?holder, "assigning the backup-manager role");
-    service::write_local(
+    local::write_local(
         node,
         Command::AssignBackupManager {
             node_id: choice.id,

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use bcm_raft_store::{BcmNode, Command, NodeId, NodeStatus, Response, Role};
 use openraft::ChangeMembers;
 
-use crate::rpc::{JoinReply, JoinRequest, LeaderReply};
-use crate::runtime::{now_ms, SharedNode};
-use crate::service::{self, ServiceError};
+use crate::cluster::error::ClusterError;
+use crate::cluster::local;
+use crate::cluster::rpc::{JoinReply, JoinRequest, LeaderReply};
+use crate::cluster::{now_ms, Node, SharedNode};
 
 /// Runs a membership change in its own task. openraft 0.9 makes a change in two
 /// steps (joint, then final) inside `change_membership`; a caller that gave up
@@ -18,7 +19,7 @@ use crate::service::{self, ServiceError};
 /// runs to the end; the caller waits at most `wait`. Voters the change drops leave
 /// the membership, or stay as learners with `retain`.
 pub async fn change_membership(
-    node: &crate::runtime::Node,
+    node: &crate::cluster::Node,
     change: ChangeMembers<NodeId, BcmNode>,
     retain: bool,
     wait: Duration,
@@ -39,7 +40,7 @@ pub async fn change_membership(
 /// between the two steps). `seen` remembers since when this joint configuration has
 /// been in place: a change still running in its task is left alone for 3 s.
 pub async fn finish_joint_change(
-    node: &crate::runtime::Node,
+    node: &crate::cluster::Node,
     seen: &mut Option<(Option<bcm_raft_store::LogId>, Instant)>,
 ) -> Result<(), String> {
     let m = node.raft_metrics();
@@ -86,7 +87,7 @@ pub async fn finish_joint_change(
 /// The voters that answer a probe right now (this node counts as alive): the ones a
 /// new configuration can count on. Asked at the moment of the change, because the
 /// last heartbeat may predate a crash by up to one heartbeat interval.
-async fn alive_now(node: &crate::runtime::Node, ids: &BTreeSet<NodeId>) -> BTreeSet<NodeId> {
+async fn alive_now(node: &crate::cluster::Node, ids: &BTreeSet<NodeId>) -> BTreeSet<NodeId> {
     let m = node.raft_metrics();
     let mem = m.membership_config.membership();
     let probes = ids.iter().map(|id| {
@@ -97,9 +98,9 @@ async fn alive_now(node: &crate::runtime::Node, ids: &BTreeSet<NodeId>) -> BTree
             }
             let addr = addr?;
             node.peers
-                .call::<_, crate::rpc::Hello>(
+                .call::<_, crate::cluster::rpc::Hello>(
                     &addr,
-                    crate::rpc::PATH_HELLO,
+                    crate::cluster::rpc::PATH_HELLO,
                     &(),
                     Duration::from_millis(500),
                 )
@@ -121,7 +122,7 @@ async fn alive_now(node: &crate::runtime::Node, ids: &BTreeSet<NodeId>) -> BTree
 /// Probed now: the registry's status lags by member_down_after_ms, the last
 /// heartbeat by up to one interval. The error completes "removing node N ...".
 async fn quorum_without(
-    node: &crate::runtime::Node,
+    node: &crate::cluster::Node,
     voters: &BTreeSet<NodeId>,
     id: NodeId,
 ) -> Result<(), String> {
@@ -154,6 +155,22 @@ fn quorum_left(
 /// How far behind the leader's log a learner may be and still be promoted: the
 /// joint configuration it enters must commit with it counted.
 const PROMOTE_WITHIN_ENTRIES: u64 = 64;
+
+/// Promotes or demotes one node (`doing`: "promoting" or "demoting", `why`: to
+/// what and why, for the log), retaining it as a learner when asked.
+async fn move_voter(
+    node: &Node,
+    id: NodeId,
+    change: ChangeMembers<NodeId, BcmNode>,
+    retain: bool,
+    doing: &str,
+    why: &str,
+) -> Result<(), String> {
+    tracing::info!(node_id = id, "{doing} node {why}");
+    change_membership(node, change, retain, Duration::from_secs(10))
+        .await
+        .map_err(|e| format!("{doing} node {id}: {e}"))
+}
 
 /// Keeps the Raft voters in step with the registry's roles, one change per call
 /// (the cluster manager calls it every tick while it leads): a learner with role
@@ -188,25 +205,23 @@ pub async fn reconcile_voters(node: &SharedNode) -> Result<(), String> {
         .filter(|r| r.has_role(Role::Manager) && !voters.contains(&r.id))
     {
         let caught_up = matched(rec.id).is_some_and(|i| i + PROMOTE_WITHIN_ENTRIES >= last);
-        if !caught_up || crate::manager::observed_up(node, rec.id) != Some(true) {
+        if !caught_up || node.observed_up(rec.id) != Some(true) {
             waiting.push(format!(
                 "node {} has role manager and becomes a voter once it is up and has caught up with the leader's log",
                 rec.id
             ));
             continue;
         }
-        tracing::info!(
-            node_id = rec.id,
-            "promoting node to voter: it has role manager"
-        );
-        return change_membership(
+        let change = ChangeMembers::AddVoterIds(BTreeSet::from([rec.id]));
+        return move_voter(
             node,
-            ChangeMembers::AddVoterIds(BTreeSet::from([rec.id])),
+            rec.id,
+            change,
             false,
-            Duration::from_secs(10),
+            "promoting",
+            "to voter: it has role manager",
         )
-        .await
-        .map_err(|e| format!("promoting node {}: {e}", rec.id));
+        .await;
     }
 
     for rec in records
@@ -218,7 +233,7 @@ pub async fn reconcile_voters(node: &SharedNode) -> Result<(), String> {
         let by_contact: BTreeSet<NodeId> = voters
             .iter()
             .copied()
-            .filter(|v| crate::manager::observed_up(node, *v) == Some(true))
+            .filter(|v| node.observed_up(*v) == Some(true))
             .collect();
         let quorum = match quorum_left(&voters, &by_contact, rec.id) {
             Ok(()) => quorum_without(node, &voters, rec.id).await,
@@ -237,18 +252,16 @@ pub async fn reconcile_voters(node: &SharedNode) -> Result<(), String> {
             hand_over(node);
             return Ok(());
         }
-        tracing::info!(
-            node_id = rec.id,
-            "demoting node to learner: it lost role manager"
-        );
-        return change_membership(
+        let change = ChangeMembers::RemoveVoters(BTreeSet::from([rec.id]));
+        return move_voter(
             node,
-            ChangeMembers::RemoveVoters(BTreeSet::from([rec.id])),
+            rec.id,
+            change,
             true,
-            Duration::from_secs(10),
+            "demoting",
+            "to learner: it lost role manager",
         )
-        .await
-        .map_err(|e| format!("demoting node {}: {e}", rec.id));
+        .await;
     }
     if waiting.is_empty() {
         Ok(())
@@ -259,7 +272,7 @@ pub async fn reconcile_voters(node: &SharedNode) -> Result<(), String> {
 
 /// Whether `id` is the last node (not removed) with role `manager`: taking the role
 /// from it would leave [`reconcile_voters`] no voter to keep.
-pub fn is_last_manager(node: &crate::runtime::Node, id: NodeId) -> bool {
+pub fn is_last_manager(node: &crate::cluster::Node, id: NodeId) -> bool {
     node.state.read(|d| {
         !d.state
             .nodes
@@ -308,7 +321,7 @@ fn hand_over(node: &SharedNode) {
     });
 }
 
-fn membership_sets(node: &crate::runtime::Node) -> (BTreeSet<NodeId>, BTreeSet<NodeId>) {
+fn membership_sets(node: &crate::cluster::Node) -> (BTreeSet<NodeId>, BTreeSet<NodeId>) {
     let m = node.raft_metrics();
     let mem = m.membership_config.membership();
     let voters: BTreeSet<_> = mem.voter_ids().collect();
@@ -329,9 +342,9 @@ pub async fn handle_join(node: &SharedNode, req: JoinRequest) -> LeaderReply<Joi
     let existing = node.state.read(|d| d.state.nodes.get(&id).cloned());
     if let Some(rec) = &existing {
         if rec.status == NodeStatus::Removed {
-            return LeaderReply::Refused(format!(
+            return LeaderReply::Refused(ClusterError::Conflict(format!(
                 "node {id} was decommissioned; re-add it with POST /api/v1/nodes and start it with an empty data directory"
-            ));
+            )));
         }
     }
     if let Some(conflict) = node.state.read(|d| {
@@ -343,10 +356,10 @@ pub async fn handle_join(node: &SharedNode, req: JoinRequest) -> LeaderReply<Joi
             })
             .map(|n| n.id)
     }) {
-        return LeaderReply::Refused(format!(
+        return LeaderReply::Refused(ClusterError::Conflict(format!(
             "address {} is already registered for node {conflict}",
             req.info.rpc_addr
-        ));
+        )));
     }
 
     let (voters, all) = membership_sets(node);
@@ -355,7 +368,9 @@ pub async fn handle_join(node: &SharedNode, req: JoinRequest) -> LeaderReply<Joi
         // or the 0.9 leader would see its log go backwards.
         tracing::warn!(node_id = id, "node came back with an empty data directory; removing its old membership before re-adding it");
         if voters.contains(&id) && voters.len() <= 1 {
-            return LeaderReply::Refused("cannot remove the only voter".into());
+            return LeaderReply::Refused(ClusterError::Conflict(
+                "cannot remove the only voter".into(),
+            ));
         }
         let change = if voters.contains(&id) {
             ChangeMembers::RemoveVoters(BTreeSet::from([id]))
@@ -407,8 +422,10 @@ pub async fn handle_join(node: &SharedNode, req: JoinRequest) -> LeaderReply<Joi
             info: info.clone(),
             at: now_ms(),
         };
-        match service::write_local(node, cmd).await {
-            Ok(Response::Rejected(r)) => return LeaderReply::Refused(r.to_string()),
+        match local::write_local(node, cmd).await {
+            Ok(Response::Rejected(r)) => {
+                return LeaderReply::Refused(ClusterError::Conflict(r.to_string()))
+            }
             Ok(_) => {}
             Err(e) => return LeaderReply::Unavailable(e.to_string()),
         }
@@ -468,7 +485,7 @@ async fn admit(node: &SharedNode, id: NodeId, bn: BcmNode, voter: bool) -> Resul
     let (_, all) = membership_sets(node);
     if !all.contains(&id) {
         tracing::info!(node_id = id, "adding node as learner");
-        let _ = service::write_local(
+        let _ = local::write_local(
             node,
             Command::SetNodeStatus {
                 id,
@@ -504,15 +521,15 @@ async fn admit(node: &SharedNode, id: NodeId, bn: BcmNode, voter: bool) -> Resul
 
 /// Decommissions a node: removes it from the Raft membership and marks it removed.
 pub async fn decommission_on_leader(
-    node: &crate::runtime::Node,
+    node: &crate::cluster::Node,
     id: NodeId,
-) -> Result<(), ServiceError> {
+) -> Result<(), ClusterError> {
     let rec = node
         .state
         .read(|d| d.state.nodes.get(&id).cloned())
-        .ok_or_else(|| ServiceError::NotFound(format!("node {id} does not exist")))?;
+        .ok_or_else(|| ClusterError::NotFound(format!("node {id} does not exist")))?;
     if rec.status == NodeStatus::Removed {
-        return Err(ServiceError::Conflict(format!(
+        return Err(ClusterError::Conflict(format!(
             "node {id} is already removed"
         )));
     }
@@ -520,7 +537,7 @@ pub async fn decommission_on_leader(
     if voters.contains(&id) {
         quorum_without(node, &voters, id)
             .await
-            .map_err(|e| ServiceError::Conflict(format!("removing node {id} {e}")))?;
+            .map_err(|e| ClusterError::Conflict(format!("removing node {id} {e}")))?;
         change_membership(
             node,
             ChangeMembers::RemoveVoters(BTreeSet::from([id])),
@@ -528,7 +545,7 @@ pub async fn decommission_on_leader(
             Duration::from_secs(5),
         )
         .await
-        .map_err(|e| ServiceError::Unavailable(format!("removing voter {id}: {e}")))?;
+        .map_err(|e| ClusterError::Unavailable(format!("removing voter {id}: {e}")))?;
     }
     let (_, all_now) = membership_sets(node);
     if all.contains(&id) && all_now.contains(&id) {
@@ -539,9 +556,9 @@ pub async fn decommission_on_leader(
             Duration::from_secs(5),
         )
         .await
-        .map_err(|e| ServiceError::Unavailable(format!("removing node {id}: {e}")))?;
+        .map_err(|e| ClusterError::Unavailable(format!("removing node {id}: {e}")))?;
     }
-    service::write_local(
+    local::write_local(
         node,
         Command::SetNodeStatus {
             id,

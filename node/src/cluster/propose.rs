@@ -19,7 +19,7 @@ use bcm_raft_store::{codec, limits, Command, Raft, Response};
 use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::rpc::{LeaderReply, OpResult};
+use crate::cluster::rpc::{LeaderReply, OpResult};
 
 /// Proposals submitted to openraft and not yet answered. One: the queue fills for
 /// the whole commit round of the previous proposal, which makes the biggest
@@ -41,6 +41,8 @@ struct Proposal {
     size: usize,
     deadline: Instant,
     reply: oneshot::Sender<LeaderReply<OpResult>>,
+    /// The caller's span (its request's), for the log lines about this write.
+    span: tracing::Span,
 }
 
 /// The queue's sending side, held by the node.
@@ -119,6 +121,7 @@ impl Proposer {
             size,
             deadline,
             reply,
+            span: tracing::Span::current(),
         };
         if let Err(mpsc::error::SendError(p)) = self.tx.send(proposal) {
             self.queued.release(p.size);
@@ -193,6 +196,20 @@ async fn run(
     }
 }
 
+/// Says in the write's own span (its request's) whether it was committed, and at
+/// which index: with `BCM_LOG=bcm=debug` a write can be followed in the log.
+pub fn log_outcome<E: std::fmt::Debug>(
+    span: &tracing::Span,
+    answer: Result<&LeaderReply<OpResult>, E>,
+) {
+    span.in_scope(|| match answer {
+        Ok(LeaderReply::Ok(OpResult::Written(_, index))) => {
+            tracing::debug!(index, "committed")
+        }
+        other => tracing::debug!(answer = ?other, "not committed"),
+    });
+}
+
 /// Whether a command of `size` bytes still fits an entry that holds `bytes` of
 /// commands (with the batch's framing: a length per command).
 fn fits(bytes: usize, size: usize) -> bool {
@@ -203,21 +220,35 @@ fn fits(bytes: usize, size: usize) -> bool {
 /// batch's own tag and length: a few bytes, counted generously.
 const BATCH_FRAMING: usize = 16;
 
-async fn submit(raft: &Raft, mut batch: Vec<Proposal>, counts: &Counts) {
+/// Drops the writes whose callers gave up or whose deadline passed, and returns
+/// the longest wait any of the others allows (None when none is left): each caller
+/// still stops at its own deadline.
+pub(super) fn keep_live<T>(
+    batch: &mut Vec<T>,
+    gone: impl Fn(&T) -> bool,
+    deadline: impl Fn(&T) -> Instant,
+) -> Option<Duration> {
     let now = Instant::now();
-    // A caller that gave up is not proposed for.
-    batch.retain(|p| !p.reply.is_closed() && p.deadline > now);
-    if batch.is_empty() {
-        return;
-    }
-    let left = batch
+    batch.retain(|p| !gone(p) && deadline(p) > now);
+    batch
         .iter()
-        .map(|p| p.deadline.saturating_duration_since(now))
+        .map(|p| deadline(p).saturating_duration_since(now))
         .max()
-        .unwrap_or_default();
-    let (mut commands, replies): (Vec<Command>, Vec<_>) =
-        batch.into_iter().map(|p| (p.command, p.reply)).unzip();
-    let n = commands.len();
+}
+
+async fn submit(raft: &Raft, mut batch: Vec<Proposal>, counts: &Counts) {
+    let Some(left) = keep_live(&mut batch, |p| p.reply.is_closed(), |p| p.deadline) else {
+        return;
+    };
+    let n = batch.len();
+    for p in &batch {
+        p.span
+            .in_scope(|| tracing::debug!(batch = n, bytes = p.size, "proposing"));
+    }
+    let (mut commands, replies): (Vec<Command>, Vec<_>) = batch
+        .into_iter()
+        .map(|p| (p.command, (p.reply, p.span)))
+        .unzip();
     counts.proposals.fetch_add(1, Ordering::Relaxed);
     counts.writes.fetch_add(n as u64, Ordering::Relaxed);
     let command = if n == 1 {
@@ -225,9 +256,13 @@ async fn submit(raft: &Raft, mut batch: Vec<Proposal>, counts: &Counts) {
     } else {
         Command::Batch(commands)
     };
-    let all = |replies: Vec<oneshot::Sender<_>>, a: LeaderReply<OpResult>| {
+    let answer = |(reply, span): (oneshot::Sender<_>, tracing::Span), a: LeaderReply<OpResult>| {
+        log_outcome::<()>(&span, Ok(&a));
+        let _ = reply.send(a);
+    };
+    let all = |replies: Vec<_>, a: LeaderReply<OpResult>| {
         for reply in replies {
-            let _ = reply.send(a.clone());
+            answer(reply, a.clone());
         }
     };
     match tokio::time::timeout(left, raft.client_write(command)).await {
@@ -236,7 +271,7 @@ async fn submit(raft: &Raft, mut batch: Vec<Proposal>, counts: &Counts) {
             match resp.data {
                 Response::Batch(each) if n > 1 && each.len() == n => {
                     for (reply, r) in replies.into_iter().zip(each) {
-                        let _ = reply.send(LeaderReply::Ok(OpResult::Written(r, index)));
+                        answer(reply, LeaderReply::Ok(OpResult::Written(r, index)));
                     }
                 }
                 r if n == 1 => all(replies, LeaderReply::Ok(OpResult::Written(r, index))),

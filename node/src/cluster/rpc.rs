@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use bcm_raft_store::codec;
 use bcm_raft_store::{BcmNode, Command, NodeId, NodeInfo, Response, TypeConfig};
 use openraft::error::{
-    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, Unreachable,
+    Infallible, InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -84,7 +85,7 @@ pub enum LeaderReply<T> {
         leader_rpc: Option<String>,
     },
     /// The request was refused for a reason the caller should show.
-    Refused(String),
+    Refused(crate::cluster::error::ClusterError),
     /// The leader could not finish in time (no quorum, shutting down, ...).
     Unavailable(String),
 }
@@ -99,11 +100,23 @@ pub enum LeaderOp {
     Decommission(NodeId),
     Snapshot,
     Health,
-    /// The leader's Postgres export status.
-    ExportStatus,
     /// Several writes at once (see forward.rs); answered with `OpResult::Batch`,
     /// one answer per write, in order.
     WriteBatch(Vec<Command>),
+}
+
+impl LeaderOp {
+    /// Its name, for log lines.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LeaderOp::Write(_) => "write",
+            LeaderOp::ReadIndex => "read-index",
+            LeaderOp::Decommission(_) => "decommission",
+            LeaderOp::Snapshot => "snapshot",
+            LeaderOp::Health => "health",
+            LeaderOp::WriteBatch(_) => "write-batch",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -114,7 +127,6 @@ pub enum OpResult {
     Done,
     Snapshot(u64),
     Health(Vec<MemberHealth>),
-    ExportStatus(crate::export::ExportStatus),
     Batch(Vec<LeaderReply<OpResult>>),
 }
 
@@ -326,7 +338,7 @@ impl PeerConnection {
         &self,
         path: &'static str,
         req: &Req,
-        timeout: Duration,
+        option: RPCOption,
         entries: Option<usize>,
     ) -> Result<Resp, RPCError<NodeId, BcmNode, RaftError<NodeId, E>>>
     where
@@ -336,7 +348,7 @@ impl PeerConnection {
     {
         match self
             .peers
-            .call::<Req, Resp>(&self.addr, path, req, timeout)
+            .call::<Req, Resp>(&self.addr, path, req, option.hard_ttl())
             .await
         {
             Ok(resp) => {
@@ -373,13 +385,8 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BcmNode, RaftError<NodeId>>> {
         let entries = Some(rpc.entries.len());
-        self.raft_call::<_, _, openraft::error::Infallible>(
-            PATH_APPEND,
-            &rpc,
-            option.hard_ttl(),
-            entries,
-        )
-        .await
+        self.raft_call::<_, _, Infallible>(PATH_APPEND, &rpc, option, entries)
+            .await
     }
 
     async fn install_snapshot(
@@ -390,7 +397,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, BcmNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        self.raft_call::<_, _, InstallSnapshotError>(PATH_SNAPSHOT, &rpc, option.hard_ttl(), None)
+        self.raft_call::<_, _, InstallSnapshotError>(PATH_SNAPSHOT, &rpc, option, None)
             .await
     }
 
@@ -399,12 +406,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BcmNode, RaftError<NodeId>>> {
-        self.raft_call::<_, _, openraft::error::Infallible>(
-            PATH_VOTE,
-            &rpc,
-            option.hard_ttl(),
-            None,
-        )
-        .await
+        self.raft_call::<_, _, Infallible>(PATH_VOTE, &rpc, option, None)
+            .await
     }
 }

@@ -15,15 +15,19 @@ use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use subtle::ConstantTimeEq;
+use tracing::Instrument;
 
-use crate::membership;
-use crate::problem::Problem;
-use crate::rpc::{self, JoinRequest, LeaderOp};
-use crate::runtime::{SharedNode, REQUEST_DEADLINE};
-use crate::service;
+use crate::cluster::leader;
+use crate::cluster::membership;
+use crate::cluster::rpc::{self, JoinRequest, LeaderOp};
+use crate::cluster::{Node, SharedNode, REQUEST_DEADLINE};
+use crate::net::problem::Problem;
 
-pub fn router(node: SharedNode) -> Router {
+/// The cluster-internal routes, with `extra` ones of other features (they share
+/// the secret check and the body limit).
+pub fn router(node: SharedNode, extra: Router<SharedNode>) -> Router {
     Router::new()
+        .merge(extra)
         .route(rpc::PATH_APPEND, post(append))
         .route(rpc::PATH_VOTE, post(vote))
         .route(rpc::PATH_SNAPSHOT, post(snapshot))
@@ -59,41 +63,44 @@ async fn require_secret(State(node): State<SharedNode>, req: Request, next: Next
     next.run(req).await
 }
 
-fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
-    codec::decode(body).map_err(|e| {
-        Box::new(
-            Problem::new(StatusCode::BAD_REQUEST, format!("undecodable body: {e}")).into_response(),
-        )
-    })
+/// A handler's answer: postcard when it worked, problem+json when it did not.
+type Answer = Result<Response, Problem>;
+
+/// The request in a postcard body (400 when it does not decode).
+fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+    codec::decode(body)
+        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, format!("undecodable body: {e}")))
 }
 
-fn encode<T: Serialize>(value: &T) -> Response {
+/// A Raft request: only while this node answers Raft RPCs (see `Node::raft_open`).
+fn raft_request<T: DeserializeOwned>(node: &Node, body: &[u8]) -> Result<T, Problem> {
+    if !node.raft_open() {
+        return Err(closed());
+    }
+    decode(body)
+}
+
+/// A postcard answer (problem+json when it does not encode).
+pub fn encode<T: Serialize>(value: &T) -> Response {
     match codec::encode(value) {
         Ok(bytes) => ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
         Err(e) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
 
-fn closed() -> Response {
+fn closed() -> Problem {
     Problem::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "this node is not a member yet (the cluster is forming, or it lost its data and waits to be re-admitted)",
     )
-    .into_response()
 }
 
-fn raft_failed(e: impl std::fmt::Display) -> Response {
-    Problem::new(StatusCode::INTERNAL_SERVER_ERROR, format!("raft: {e}")).into_response()
+fn raft_failed(e: impl std::fmt::Display) -> Problem {
+    Problem::new(StatusCode::INTERNAL_SERVER_ERROR, format!("raft: {e}"))
 }
 
-async fn append(State(node): State<SharedNode>, body: Bytes) -> Response {
-    if !node.raft_open() {
-        return closed();
-    }
-    let req: AppendEntriesRequest<TypeConfig> = match decode(&body) {
-        Ok(r) => r,
-        Err(resp) => return *resp,
-    };
+async fn append(State(node): State<SharedNode>, body: Bytes) -> Answer {
+    let req: AppendEntriesRequest<TypeConfig> = raft_request(&node, &body)?;
     // The leader this node follows is alive: say so on arrival, not only once the
     // entries are on disk. Under load an append can take longer than an election
     // timeout; the leader sending it is not gone for that.
@@ -105,85 +112,54 @@ async fn append(State(node): State<SharedNode>, body: Bytes) -> Response {
     if known_leader {
         node.heard_from_leader();
     }
-    match node.raft.append_entries(req).await {
-        Ok(resp) => {
-            use openraft::raft::AppendEntriesResponse as R;
-            if !matches!(resp, R::HigherVote(_)) {
-                node.heard_from_leader();
-            }
-            if matches!(resp, R::Success | R::PartialSuccess(_)) {
-                node.synced_with_leader();
-            }
-            encode(&resp)
-        }
-        Err(e) => raft_failed(e),
+    let resp = node.raft.append_entries(req).await.map_err(raft_failed)?;
+    use openraft::raft::AppendEntriesResponse as R;
+    if !matches!(resp, R::HigherVote(_)) {
+        node.heard_from_leader();
     }
+    if matches!(resp, R::Success | R::PartialSuccess(_)) {
+        node.synced_with_leader();
+    }
+    Ok(encode(&resp))
 }
 
-async fn vote(State(node): State<SharedNode>, body: Bytes) -> Response {
-    if !node.raft_open() {
-        return closed();
+async fn vote(State(node): State<SharedNode>, body: Bytes) -> Answer {
+    let req: VoteRequest<u64> = raft_request(&node, &body)?;
+    let resp = node.raft.vote(req).await.map_err(raft_failed)?;
+    if resp.vote_granted {
+        node.heard_from_leader();
     }
-    let req: VoteRequest<u64> = match decode(&body) {
-        Ok(r) => r,
-        Err(resp) => return *resp,
-    };
-    match node.raft.vote(req).await {
-        Ok(resp) => {
-            if resp.vote_granted {
-                node.heard_from_leader();
-            }
-            encode(&resp)
-        }
-        Err(e) => raft_failed(e),
-    }
+    Ok(encode(&resp))
 }
 
-async fn snapshot(State(node): State<SharedNode>, body: Bytes) -> Response {
-    if !node.raft_open() {
-        return closed();
-    }
-    let req: InstallSnapshotRequest<TypeConfig> = match decode(&body) {
-        Ok(r) => r,
-        Err(resp) => return *resp,
-    };
-    match node.raft.install_snapshot(req).await {
-        Ok(resp) => {
-            node.heard_from_leader();
-            node.synced_with_leader();
-            encode(&resp)
-        }
-        Err(e) => raft_failed(e),
-    }
+async fn snapshot(State(node): State<SharedNode>, body: Bytes) -> Answer {
+    let req: InstallSnapshotRequest<TypeConfig> = raft_request(&node, &body)?;
+    let resp = node.raft.install_snapshot(req).await.map_err(raft_failed)?;
+    node.heard_from_leader();
+    node.synced_with_leader();
+    Ok(encode(&resp))
 }
 
 async fn hello(State(node): State<SharedNode>) -> Response {
     encode(&node.hello())
 }
 
-async fn leader(State(node): State<SharedNode>, body: Bytes) -> Response {
-    let op: LeaderOp = match decode(&body) {
-        Ok(r) => r,
-        Err(resp) => return *resp,
-    };
-    encode(&service::execute_locally(&node, op, Instant::now() + REQUEST_DEADLINE).await)
+async fn leader(State(node): State<SharedNode>, body: Bytes) -> Answer {
+    let op: LeaderOp = decode(&body)?;
+    // Forwarded work runs in a span naming it, as a local request's does.
+    let span = tracing::debug_span!("forwarded", op = op.kind());
+    let reply = leader::execute_locally(&node, op, Instant::now() + REQUEST_DEADLINE)
+        .instrument(span)
+        .await;
+    Ok(encode(&reply))
 }
 
-async fn join(State(node): State<SharedNode>, body: Bytes) -> Response {
-    let req: JoinRequest = match decode(&body) {
-        Ok(r) => r,
-        Err(resp) => return *resp,
-    };
-    encode(&membership::handle_join(&node, req).await)
+async fn join(State(node): State<SharedNode>, body: Bytes) -> Answer {
+    let req: JoinRequest = decode(&body)?;
+    Ok(encode(&membership::handle_join(&node, req).await))
 }
 
-async fn pre_vote(State(node): State<SharedNode>, body: Bytes) -> Response {
-    if !node.raft_open() {
-        return closed();
-    }
-    let req: rpc::PreVoteRequest = match decode(&body) {
-        Ok(r) => r,
-        Err(resp) => return *resp,
-    };
-    encode(&node.pre_vote(&req).await)
+async fn pre_vote(State(node): State<SharedNode>, body: Bytes) -> Answer {
+    let req: rpc::PreVoteRequest = raft_request(&node, &body)?;
+    Ok(encode(&node.pre_vote(&req).await))
 }

@@ -3,24 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::runtime::Node;
-use crate::serve::ListenerStats;
-
-#[derive(Default)]
-pub struct Counter(AtomicU64);
-
-impl Counter {
-    pub fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
+use crate::http::AppState;
+use crate::net::serve::ListenerStats;
 
 /// Bucket upper bounds in seconds.
 const BUCKETS: [f64; 14] = [
@@ -49,12 +36,11 @@ impl Histogram {
 /// Latency histograms of one route, by (method, status class: 2 for 2xx).
 type RouteHistograms = Vec<(&'static str, u16, Histogram)>;
 
-#[derive(Default)]
-pub struct Metrics {
-    pub leader_changes: Counter,
-    /// Connections of the public and the cluster-internal listener.
-    pub api_listener: std::sync::Arc<ListenerStats>,
-    pub rpc_listener: std::sync::Arc<ListenerStats>,
+/// What the HTTP side counts: request latency per route, and both listeners'
+/// connections (the cluster-internal one's handed over by main).
+pub struct HttpMetrics {
+    api_listener: Arc<ListenerStats>,
+    rpc_listener: Arc<ListenerStats>,
     /// By route. Looked up by borrowed strings: observing a request allocates only
     /// the first time its route, method and class are seen.
     requests: Mutex<BTreeMap<String, RouteHistograms>>,
@@ -75,7 +61,15 @@ fn method_label(method: &str) -> &'static str {
         .unwrap_or("other")
 }
 
-impl Metrics {
+impl HttpMetrics {
+    pub fn new(api_listener: Arc<ListenerStats>, rpc_listener: Arc<ListenerStats>) -> HttpMetrics {
+        HttpMetrics {
+            api_listener,
+            rpc_listener,
+            requests: Mutex::default(),
+        }
+    }
+
     pub fn observe_request(&self, method: &str, route: &str, status: u16, took: Duration) {
         let method = method_label(method);
         let class = status / 100;
@@ -104,8 +98,9 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Renders all metrics of `node` in the Prometheus text format.
-pub fn render(node: &Node) -> String {
+/// Renders all metrics of this node in the Prometheus text format.
+pub fn render(app: &AppState) -> String {
+    let node = &app.node;
     let m = node.raft_metrics();
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, value: f64| {
@@ -115,8 +110,8 @@ pub fn render(node: &Node) -> String {
         );
     };
     gauge("bcm_raft_term", "Current Raft term.", m.current_term as f64);
-    if node.cfg.postgres.is_some() {
-        let ex = node.export.get();
+    if let Some(export) = &app.export {
+        let ex = export.get();
         let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
         gauge(
             "bcm_snapshot_export_lag_entries",
@@ -189,7 +184,7 @@ pub fn render(node: &Node) -> String {
     let _ = writeln!(
         out,
         "# HELP bcm_raft_leader_changes_total Leader changes seen by this node.\n# TYPE bcm_raft_leader_changes_total counter\nbcm_raft_leader_changes_total {}",
-        node.metrics.leader_changes.get()
+        node.leader_changes()
     );
     let (proposals, writes) = node.proposer.counts();
     let _ = writeln!(
@@ -201,8 +196,8 @@ pub fn render(node: &Node) -> String {
         "# HELP bcm_raft_proposed_writes_total Client writes in those entries (divided by bcm_raft_proposals_total: the mean batch size).\n# TYPE bcm_raft_proposed_writes_total counter\nbcm_raft_proposed_writes_total {writes}"
     );
     let listeners = [
-        ("api", &node.metrics.api_listener),
-        ("rpc", &node.metrics.rpc_listener),
+        ("api", &app.metrics.api_listener),
+        ("rpc", &app.metrics.rpc_listener),
     ];
     for (name, kind, help, value) in [
         (
@@ -228,7 +223,7 @@ pub fn render(node: &Node) -> String {
         "# HELP bcm_http_request_duration_seconds HTTP request latency by route.\n# TYPE bcm_http_request_duration_seconds histogram"
     );
     let mut requests: Vec<(&str, String, u16, Histogram)> = Vec::new();
-    for (route, by_route) in node.metrics.requests.lock().expect("metrics lock").iter() {
+    for (route, by_route) in app.metrics.requests.lock().expect("metrics lock").iter() {
         for (method, class, h) in by_route {
             requests.push((method, route.clone(), *class, h.clone()));
         }
@@ -272,7 +267,7 @@ mod tests {
 
     #[test]
     fn requests_are_kept_by_method_route_and_status_class() {
-        let m = Metrics::default();
+        let m = HttpMetrics::new(Arc::default(), Arc::default());
         let ms = Duration::from_millis;
         m.observe_request("PUT", "/api/v1/config/{*key}", 200, ms(3));
         m.observe_request("PUT", "/api/v1/config/{*key}", 201, ms(300));
@@ -294,7 +289,7 @@ mod tests {
 
     #[test]
     fn made_up_methods_share_one_label() {
-        let m = Metrics::default();
+        let m = HttpMetrics::new(Arc::default(), Arc::default());
         for i in 0..100 {
             m.observe_request(&format!("FOO{i}"), "unmatched", 405, Duration::ZERO);
         }

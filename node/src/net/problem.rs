@@ -1,50 +1,36 @@
-//! RFC 9457 problem details: the one error body of every HTTP surface.
+//! RFC 9457 problem details: the one error body of every HTTP surface. The body's
+//! shape is `bcm_api::Problem` (what clients read); this adds what only the
+//! server needs (the `Retry-After` to send) and the response.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 
-/// An error (RFC 9457 problem details).
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+/// An error answer: its problem-details body, and how long to wait before trying
+/// again when that is worth saying. Boxed: it travels in every handler's `Err`.
+#[derive(Debug, Clone)]
 pub struct Problem {
-    /// A URI naming the kind of problem.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The status's reason phrase.
-    pub title: &'static str,
-    /// The HTTP status code.
-    pub status: u16,
-    /// What went wrong, in words a person can act on.
-    pub detail: String,
-    /// The request field at fault, for validation errors.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>)]
-    pub field: Option<Box<str>>,
-    /// The quota that was reached, for 507 answers (e.g. `config.bytes`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>)]
-    pub quota: Option<Box<str>>,
-    #[serde(skip)]
+    body: Box<bcm_api::Problem>,
     pub retry_after: Option<u64>,
 }
 
 impl Problem {
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Problem {
         let title = status.canonical_reason().unwrap_or("Error");
-        let slug = title.to_lowercase().replace(' ', "-");
         Problem {
-            kind: format!("https://bcm.dev/problems/{slug}"),
-            title,
-            status: status.as_u16(),
-            detail: detail.into(),
-            field: None,
-            quota: None,
+            body: Box::new(bcm_api::Problem {
+                kind: bcm_api::Problem::kind_of(title),
+                title: title.to_string(),
+                status: status.as_u16(),
+                detail: detail.into(),
+                field: None,
+                quota: None,
+            }),
             retry_after: None,
         }
     }
 
     pub fn with_field(mut self, field: impl Into<String>) -> Problem {
-        self.field = Some(field.into().into_boxed_str());
+        self.body.field = Some(field.into());
         self
     }
 
@@ -54,10 +40,37 @@ impl Problem {
     }
 }
 
+/// The body's fields: `p.detail`, `p.status`, `p.field`.
+impl std::ops::Deref for Problem {
+    type Target = bcm_api::Problem;
+    fn deref(&self) -> &bcm_api::Problem {
+        &self.body
+    }
+}
+
+impl std::ops::DerefMut for Problem {
+    fn deref_mut(&mut self) -> &mut bcm_api::Problem {
+        &mut self.body
+    }
+}
+
+/// Documented as the body it sends.
+impl utoipa::PartialSchema for Problem {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <bcm_api::Problem as utoipa::PartialSchema>::schema()
+    }
+}
+
+impl utoipa::ToSchema for Problem {
+    fn name() -> std::borrow::Cow<'static, str> {
+        <bcm_api::Problem as utoipa::ToSchema>::name()
+    }
+}
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let body = serde_json::to_vec(&*self.body).unwrap_or_default();
         let mut resp = (status, body).into_response();
         let h = resp.headers_mut();
         h.insert(

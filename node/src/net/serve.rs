@@ -26,7 +26,7 @@ use tokio::sync::{watch, Semaphore};
 use tower::ServiceExt;
 
 use crate::config::HttpSection;
-use crate::problem::Problem;
+use crate::net::problem::Problem;
 
 /// The bounds of one listener.
 #[derive(Debug, Clone, Copy)]

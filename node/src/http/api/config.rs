@@ -1,158 +1,46 @@
-use axum::extract::{Path, State};
+//! `/api/v1/config`: cluster-wide settings (the rules are the service layer's,
+//! service/config.rs); versions as `ETag`, compare-and-set with `If-Match`.
+
+use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use bcm_raft_store::{limits, Command, ConfigEntry, Response as Applied};
-use serde::{Deserialize, Serialize};
+use axum::response::IntoResponse;
+use bcm_api::{ConfigFilter, ConfigValue, ConfigView, Page, ReadParams, Window};
+use bcm_raft_store::ConfigEntry;
 use serde_json::Value;
 
-use super::{
-    consistent, json, not_found, rejection, unexpected, ApiJson, ApiQuery, Authed, Page, ReadParams,
-};
-use crate::problem::Problem;
-use crate::runtime::{now_ms, SharedNode};
-use crate::service;
+use super::{ok, Answer, ApiJson, ApiQuery, ConfigRead, ConfigWrite, Ctx, ListQuery};
+use crate::net::problem::Problem;
+use crate::service::{self, config};
 
-/// Keys: 1 to 256 characters of letters, digits and `. _ - /`.
-fn check_key(key: &str) -> Result<(), Problem> {
-    let ok = !key.is_empty()
-        && key.len() <= 256
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "key: 1 to 256 characters of letters, digits and . _ - /",
-        )
-        .with_field("key"))
-    }
-}
-
-fn config_result(resp: Applied) -> Result<Response, Problem> {
-    match resp {
-        Applied::Config(e) => Ok(entry_response(StatusCode::OK, &e)),
-        Applied::Rejected(r) => Err(rejection(r)),
-        other => Err(unexpected(&other)),
-    }
-}
-
-/// One setting.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct ConfigView {
-    pub key: String,
-    /// Any JSON value.
-    pub value: Value,
-    /// Changes with every write; use it with `If-Match`. Also sent as `ETag`.
-    pub version: u64,
-}
-
-/// The body of a `PUT`.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)] // parsed by hand in `put`, to name a stray field in the 422
-pub struct ConfigValue {
-    /// Any JSON value.
-    value: Value,
-}
-
-fn view(e: &ConfigEntry) -> ConfigView {
-    ConfigView {
-        key: e.key.clone(),
-        value: serde_json::from_str(&e.value_json).unwrap_or(Value::Null),
-        version: e.version,
-    }
-}
-
-fn entry_response(status: StatusCode, e: &ConfigEntry) -> Response {
-    let mut r = (status, axum::Json(view(e))).into_response();
+/// 200 with the setting, and its version as `ETag`.
+fn entry_response(e: &ConfigEntry) -> Answer {
+    let mut r = (StatusCode::OK, axum::Json(ConfigView::from(e))).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", e.version)) {
         r.headers_mut().insert(header::ETAG, v);
     }
-    r
+    Ok(r)
 }
 
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListParams {
-    /// Part of the key.
-    q: Option<String>,
-    /// At most this many items (default 100, at most 1000).
-    limit: Option<usize>,
-    /// Skip this many items.
-    offset: Option<usize>,
-    /// `local` (default) or `linearizable`.
-    consistency: Option<String>,
+/// Settings, by key; a page holds at most 4 MiB of keys and values. Permission
+/// `config.read`.
+#[utoipa::path(get, path = "/config", tag = "config", params(ConfigFilter, Window, ReadParams), responses((status = 200, description = "one page of matching settings", body = Page<ConfigView>)))]
+pub async fn list(ctx: Ctx<ConfigRead>, q: ListQuery<ConfigFilter>) -> Answer {
+    service::consistent(&ctx, q.consistency.as_deref()).await?;
+    let (page, total) = config::list(&ctx, &q.filter, &q.window);
+    let items = page.iter().map(ConfigView::from).collect();
+    ok(Page { items, total })
 }
 
-/// Settings, by key. Permission `config.read`.
-#[utoipa::path(get, path = "/config", tag = "config", params(ListParams),
-    responses((status = 200, description = "one page of matching settings", body = Page<ConfigView>)))]
-pub async fn list(
-    State(node): State<SharedNode>,
-    who: Authed,
-    ApiQuery(p): ApiQuery<ListParams>,
-) -> Result<Response, Problem> {
-    who.require("config.read")?;
-    consistent(&node, p.consistency.as_deref()).await?;
-    let limit = p.limit.unwrap_or(100).min(1000);
-    let offset = p.offset.unwrap_or(0);
-    // The page's entries are copied out under the read lock and decoded after.
-    let (page, total) = node.state.read(|d| {
-        let matches = |e: &&ConfigEntry| p.q.as_deref().is_none_or(|q| e.key.contains(q));
-        let total = d.state.config.values().filter(matches).count();
-        let mut page = Vec::new();
-        let mut bytes = 0usize;
-        for e in d
-            .state
-            .config
-            .values()
-            .filter(matches)
-            .skip(offset)
-            .take(limit)
-        {
-            bytes += e.key.len() + e.value_json.len();
-            if !page.is_empty() && bytes > PAGE_BYTES {
-                break;
-            }
-            page.push(e.clone());
-        }
-        (page, total)
-    });
-    let items: Vec<ConfigView> = page.iter().map(view).collect();
-    Ok(json(StatusCode::OK, &Page { items, total }))
-}
-
-/// A page of `GET /config` stops growing past this many bytes of keys and values
-/// (at least one entry is always sent): `total` still counts every match, and the
-/// next page starts at `offset + items.len()`.
-const PAGE_BYTES: usize = 4 * 1024 * 1024;
-
-/// One setting. Permission `config.read`.
-#[utoipa::path(get, path = "/config/{*key}", tag = "config",
-    params(
-        ("key" = String, Path, description = "1 to 256 letters, digits and `. _ - /`"),
-        ReadParams,
-    ),
-    responses(
-        (status = 200, description = "the setting", body = ConfigView),
-        (status = 404, description = "no such key", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "not a valid key", body = Problem, content_type = "application/problem+json"),
-    ))]
+/// One setting (422 for a key that is not one). Permission `config.read`.
+#[utoipa::path(get, path = "/config/{*key}", tag = "config", params(("key" = String, Path, description = "1 to 256 letters, digits and `. _ - /`"), ReadParams), responses((status = 200, description = "the setting", body = ConfigView)))]
 pub async fn get_one(
-    State(node): State<SharedNode>,
-    who: Authed,
+    ctx: Ctx<ConfigRead>,
     Path(key): Path<String>,
     ApiQuery(p): ApiQuery<ReadParams>,
-) -> Result<Response, Problem> {
-    who.require("config.read")?;
-    check_key(&key)?;
-    consistent(&node, p.consistency.as_deref()).await?;
-    node.state
-        .read(|d| d.state.config.get(&key).cloned())
-        .map(|e| entry_response(StatusCode::OK, &e))
-        .ok_or_else(|| not_found("config key", format!("{key:?}")))
+) -> Answer {
+    config::check_key(&key)?;
+    service::consistent(&ctx, p.consistency.as_deref()).await?;
+    entry_response(&config::get(&ctx, &key)?)
 }
 
 /// `If-Match: "<version>"` (compare-and-set) or `If-None-Match: *` (create only).
@@ -184,30 +72,9 @@ fn precondition(headers: &HeaderMap) -> Result<Option<u64>, Problem> {
     })
 }
 
-/// Set a value. With `If-Match: "<version>"` only if the version matches (0: only
-/// if absent); with `If-None-Match: *` only if absent. Permission `config.write`.
-#[utoipa::path(put, path = "/config/{*key}", tag = "config",
-    params(
-        ("key" = String, Path, description = "1 to 256 letters, digits and `. _ - /`"),
-        ("If-Match" = Option<String>, Header, description = "the expected version"),
-        ("If-None-Match" = Option<String>, Header, description = "`*`: create only"),
-    ),
-    request_body = ConfigValue,
-    responses(
-        (status = 200, description = "the setting as stored", body = ConfigView),
-        (status = 412, description = "the version did not match", body = Problem, content_type = "application/problem+json"),
-    ))]
-pub async fn put(
-    State(node): State<SharedNode>,
-    who: Authed,
-    Path(key): Path<String>,
-    headers: HeaderMap,
-    ApiJson(body): ApiJson<Value>,
-) -> Result<Response, Problem> {
-    who.require("config.write")?;
-    check_key(&key)?;
-    let if_version = precondition(&headers)?;
-    let value = match body {
+/// The value of a `{"value": ...}` body, naming a stray field in the 422.
+fn value_of(body: Value) -> Result<Value, Problem> {
+    match body {
         Value::Object(mut map) => {
             if let Some(extra) = map.keys().find(|k| *k != "value") {
                 return Err(Problem::new(
@@ -219,56 +86,36 @@ pub async fn put(
             map.remove("value").ok_or_else(|| {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "missing field `value`")
                     .with_field("value")
-            })?
+            })
         }
-        _ => {
-            return Err(Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "the body must be an object {\"value\": <any JSON>}",
-            ))
-        }
-    };
-    let value_json = value.to_string();
-    if value_json.len() > limits::CONFIG_VALUE_BYTES {
-        // JSON written back can be longer than it came (`1e15` is 1000000000000000.0).
-        return Err(Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the value is {} bytes as stored; at most {} are accepted",
-                value_json.len(),
-                limits::CONFIG_VALUE_BYTES
-            ),
-        )
-        .with_field("value"));
+        _ => Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the body must be an object {\"value\": <any JSON>}",
+        )),
     }
-    let command = Command::PutConfig {
-        key,
-        value_json,
-        if_version,
-        at: now_ms(),
-    };
-    config_result(service::write(&node, command).await?)
+}
+
+/// Set a value. With `If-Match: "<version>"` only if the version matches (0: only
+/// if absent; 412 otherwise); with `If-None-Match: *` only if absent. 413 for a value
+/// larger than 1 MiB as stored, 507 at a quota (`quota` names it). Permission
+/// `config.write`.
+#[utoipa::path(put, path = "/config/{*key}", tag = "config", params(("key" = String, Path, description = "1 to 256 letters, digits and `. _ - /`"), ("If-Match" = Option<String>, Header, description = "the expected version"), ("If-None-Match" = Option<String>, Header, description = "`*`: create only")), request_body = ConfigValue, responses((status = 200, description = "the setting as stored", body = ConfigView)))]
+pub async fn put(
+    ctx: Ctx<ConfigWrite>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<Value>,
+) -> Answer {
+    config::check_key(&key)?;
+    let if_version = precondition(&headers)?;
+    let value = value_of(body)?;
+    entry_response(&config::put(&ctx, key, &value, if_version).await?)
 }
 
 /// Delete a setting (`If-Match` as for `PUT`). Permission `config.write`.
-#[utoipa::path(delete, path = "/config/{*key}", tag = "config",
-    params(
-        ("key" = String, Path, description = "the key"),
-        ("If-Match" = Option<String>, Header, description = "the expected version"),
-    ),
-    responses(
-        (status = 200, description = "the deleted setting", body = ConfigView),
-        (status = 404, description = "no such key", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "the version did not match", body = Problem, content_type = "application/problem+json"),
-    ))]
-pub async fn remove(
-    State(node): State<SharedNode>,
-    who: Authed,
-    Path(key): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, Problem> {
-    who.require("config.write")?;
-    check_key(&key)?;
+#[utoipa::path(delete, path = "/config/{*key}", tag = "config", params(("key" = String, Path, description = "the key"), ("If-Match" = Option<String>, Header, description = "the expected version")), responses((status = 200, description = "the deleted setting", body = ConfigView)))]
+pub async fn remove(ctx: Ctx<ConfigWrite>, Path(key): Path<String>, headers: HeaderMap) -> Answer {
+    config::check_key(&key)?;
     let if_version = precondition(&headers)?;
-    config_result(service::write(&node, Command::DeleteConfig { key, if_version }).await?)
+    entry_response(&config::delete(&ctx, key, if_version).await?)
 }

@@ -1,16 +1,14 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream::Stream;
 use futures_util::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 
-use super::Authed;
-use crate::problem::Problem;
-use crate::runtime::SharedNode;
+use super::{Ctx, EventsRead};
+use crate::net::problem::Problem;
 
 /// Server-Sent Events: one event per change (leader changes, members up and down,
 /// role assignments, user, group, node, config, plan, backup and restore changes),
@@ -20,11 +18,10 @@ use crate::runtime::SharedNode;
 #[utoipa::path(get, path = "/events", tag = "events",
     responses((status = 200, description = "an endless event stream", body = String, content_type = "text/event-stream")))]
 pub async fn stream(
-    State(node): State<SharedNode>,
-    who: Authed,
+    ctx: Ctx<EventsRead>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
-    who.require("events.read")?;
+    let (node, who) = (ctx.app, ctx.who);
     let max = node.cfg.http.max_event_streams_per_user;
     let slot = node
         .streams

@@ -1,33 +1,22 @@
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use bcm_api::{Health, LeaderView};
 
-use crate::problem::Problem;
-use crate::runtime::SharedNode;
-use crate::service;
-
-/// The answer of `/healthz` and `/readyz`.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct Health {
-    /// `ok` (healthz) or `ready` (readyz).
-    status: &'static str,
-}
-
-/// Who leads, as this node knows it.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct LeaderView {
-    leader_id: Option<u64>,
-    term: u64,
-    /// The node that answered.
-    node_id: u64,
-}
+use crate::http::App;
+use crate::net::problem::Problem;
 
 /// 200 while the process serves.
 #[utoipa::path(get, path = "/healthz", tag = "health", security(()),
     responses((status = 200, description = "the process serves", body = Health)))]
 pub async fn healthz() -> Response {
-    (StatusCode::OK, axum::Json(Health { status: "ok" })).into_response()
+    (
+        StatusCode::OK,
+        axum::Json(Health {
+            status: "ok".into(),
+        }),
+    )
+        .into_response()
 }
 
 /// 200 when the node knows the leader and has applied up to the leader's commit at
@@ -37,9 +26,15 @@ pub async fn healthz() -> Response {
         (status = 200, description = "ready to serve reads and forward writes", body = Health),
         (status = 503, description = "not ready, and why", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn readyz(State(node): State<SharedNode>) -> Response {
-    match service::is_ready(&node).await {
-        Ok(()) => (StatusCode::OK, axum::Json(Health { status: "ready" })).into_response(),
+pub async fn readyz(State(node): State<App>) -> Response {
+    match node.readiness().await {
+        Ok(()) => (
+            StatusCode::OK,
+            axum::Json(Health {
+                status: "ready".into(),
+            }),
+        )
+            .into_response(),
         Err(why) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}"))
             .into_response(),
     }
@@ -51,7 +46,7 @@ pub async fn readyz(State(node): State<SharedNode>) -> Response {
         (status = 200, description = "this node leads", body = LeaderView),
         (status = 503, description = "this node does not lead", body = LeaderView),
     ))]
-pub async fn leader(State(node): State<SharedNode>) -> Response {
+pub async fn leader(State(node): State<App>) -> Response {
     let m = node.raft_metrics();
     let body = LeaderView {
         leader_id: m.current_leader,
@@ -69,10 +64,10 @@ pub async fn leader(State(node): State<SharedNode>) -> Response {
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "health", security(()),
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
-pub async fn metrics(State(node): State<SharedNode>) -> Response {
+pub async fn metrics(State(node): State<App>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::metrics::render(&node),
+        crate::http::metrics::render(&node),
     )
         .into_response()
 }

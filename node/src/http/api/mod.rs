@@ -4,11 +4,10 @@
 
 mod auth;
 mod backups;
-mod plans;
-pub use auth::LoginLimiter;
 mod cluster;
 mod config;
 mod events;
+mod plans;
 pub use events::too_many_streams;
 mod groups;
 mod health;
@@ -25,20 +24,19 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use bcm_raft_store::Rejection;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::problem::Problem;
-use crate::runtime::SharedNode;
-use crate::service::ServiceError;
+use crate::http::App;
+use crate::net::problem::Problem;
+use crate::service::OpError;
 
 /// Largest accepted request body (see raft-store's `limits`).
 pub const BODY_LIMIT: usize = bcm_raft_store::limits::API_BODY_BYTES;
 
-pub fn router(node: SharedNode) -> Router {
+pub fn router(node: App) -> Router {
     let (api, doc) = documented_routes(&node).split_for_parts();
     let doc = std::sync::Arc::new(openapi::finish(doc));
     Router::new()
@@ -64,7 +62,7 @@ pub fn router(node: SharedNode) -> Router {
 
 /// Every route with its OpenAPI description: registering a handler here documents
 /// it, so the document at `/api/v1/openapi.json` cannot miss a route.
-fn documented_routes(node: &SharedNode) -> OpenApiRouter<SharedNode> {
+fn documented_routes(node: &App) -> OpenApiRouter<App> {
     let api = OpenApiRouter::new()
         .routes(routes!(auth::login))
         .routes(routes!(auth::me))
@@ -100,7 +98,7 @@ fn documented_routes(node: &SharedNode) -> OpenApiRouter<SharedNode> {
 }
 
 /// A decommissioned node's state is frozen: it answers no API request.
-async fn refuse_if_excluded(State(node): State<SharedNode>, req: Request, next: Next) -> Response {
+async fn refuse_if_excluded(State(node): State<App>, req: Request, next: Next) -> Response {
     match node.excluded() {
         Some(why) => Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -112,46 +110,109 @@ async fn refuse_if_excluded(State(node): State<SharedNode>, req: Request, next: 
 }
 
 /// Records request latency per route for `/metrics`.
-async fn observe(State(node): State<SharedNode>, req: Request, next: Next) -> Response {
+/// Records request latency per route for `/metrics`, and runs the request in a
+/// `request` span (an id, the method and the route) that the cluster's log lines
+/// for it carry: with `BCM_LOG=bcm=debug` one write can be followed from its
+/// handler to its commit.
+async fn observe(State(node): State<App>, req: Request, next: Next) -> Response {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tracing::Instrument;
+    static REQUESTS: AtomicU64 = AtomicU64::new(0);
     let started = Instant::now();
     // Clones of these are cheap (a known method, a shared string).
     let method = req.method().clone();
     let route = req.extensions().get::<MatchedPath>().cloned();
-    let resp = next.run(req).await;
-    node.metrics.observe_request(
-        method.as_str(),
-        route.as_ref().map_or("unmatched", |p| p.as_str()),
-        resp.status().as_u16(),
-        started.elapsed(),
+    let route = route.as_ref().map_or("unmatched", |p| p.as_str());
+    let span = tracing::debug_span!(
+        "request",
+        id = REQUESTS.fetch_add(1, Ordering::Relaxed) + 1,
+        method = %method,
+        route,
     );
+    let resp = next.run(req).instrument(span.clone()).await;
+    let status = resp.status().as_u16();
+    span.in_scope(|| {
+        tracing::debug!(
+            status,
+            ms = started.elapsed().as_millis() as u64,
+            "answered"
+        )
+    });
+    node.metrics
+        .observe_request(method.as_str(), route, status, started.elapsed());
     resp
 }
 
-impl From<ServiceError> for Problem {
-    fn from(e: ServiceError) -> Problem {
-        match e {
-            ServiceError::NoLeader(m) => {
-                Problem::new(StatusCode::SERVICE_UNAVAILABLE, m).retry_after(1)
+impl From<OpError> for Problem {
+    fn from(e: OpError) -> Problem {
+        let (status, field, retry) = match &e {
+            OpError::Invalid { field, .. } => (StatusCode::UNPROCESSABLE_ENTITY, field, None),
+            OpError::BadRequest { field, .. } => (StatusCode::BAD_REQUEST, field, None),
+            OpError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, &None, None),
+            OpError::Forbidden(_) => (StatusCode::FORBIDDEN, &None, None),
+            OpError::TooManyRequests { retry_after, .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, &None, Some(*retry_after))
             }
-            ServiceError::Unavailable(m) => {
-                Problem::new(StatusCode::SERVICE_UNAVAILABLE, m).retry_after(1)
-            }
-            ServiceError::NotFound(m) => Problem::new(StatusCode::NOT_FOUND, m),
-            ServiceError::Conflict(m) => Problem::new(StatusCode::CONFLICT, m),
-            ServiceError::Internal(m) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, m),
-            ServiceError::TooLarge(m) => Problem::new(StatusCode::PAYLOAD_TOO_LARGE, m),
+            OpError::NotFound(_) => (StatusCode::NOT_FOUND, &None, None),
+            OpError::Conflict { field, .. } => (StatusCode::CONFLICT, field, None),
+            OpError::VersionMismatch(_) => (StatusCode::PRECONDITION_FAILED, &None, None),
+            OpError::TooLarge { field, .. } => (StatusCode::PAYLOAD_TOO_LARGE, field, None),
+            OpError::Quota { .. } => (StatusCode::INSUFFICIENT_STORAGE, &None, None),
+            OpError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, &None, Some(1)),
+            OpError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, &None, None),
+        };
+        let mut p = Problem::new(status, e.to_string());
+        p.field = field.clone();
+        p.retry_after = retry;
+        if let OpError::Quota { quota, .. } = e {
+            p.quota = Some(quota);
         }
+        p
     }
 }
 
-impl From<crate::auth::HashError> for Problem {
-    fn from(e: crate::auth::HashError) -> Problem {
-        match e {
-            crate::auth::HashError::Busy(_) => {
-                Problem::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).retry_after(1)
-            }
-            crate::auth::HashError::Failed(m) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, m),
+/// `?limit=&offset=` (the page), `?consistency=` and the resource's own filters
+/// `F`, from one query string. An unknown parameter is a 400, as a wrong type is.
+pub struct ListQuery<F> {
+    pub window: bcm_api::Window,
+    pub consistency: Option<String>,
+    pub filter: F,
+}
+
+impl<S: Send + Sync, F: DeserializeOwned> FromRequestParts<S> for ListQuery<F> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
+        let bad = |e: serde_urlencoded::de::Error| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                format!("Failed to deserialize query string: {e}"),
+            )
+        };
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_str(parts.uri.query().unwrap_or("")).map_err(bad)?;
+        let (common, rest): (Vec<_>, Vec<_>) = pairs
+            .into_iter()
+            .partition(|(k, _)| matches!(k.as_str(), "limit" | "offset" | "consistency"));
+        // Not `flatten`: serde_urlencoded then reads numbers as strings.
+        #[derive(Deserialize)]
+        struct Common {
+            limit: Option<usize>,
+            offset: Option<usize>,
+            consistency: Option<String>,
         }
+        let again =
+            |pairs: &[(String, String)]| serde_urlencoded::to_string(pairs).unwrap_or_default();
+        let common: Common = serde_urlencoded::from_str(&again(&common)).map_err(bad)?;
+        let filter: F = serde_urlencoded::from_str(&again(&rest)).map_err(bad)?;
+        Ok(ListQuery {
+            window: bcm_api::Window {
+                limit: common.limit,
+                offset: common.offset,
+            },
+            consistency: common.consistency,
+            filter,
+        })
     }
 }
 
@@ -164,39 +225,6 @@ pub fn path_id(what: &str, id: &str) -> Result<u64, Problem> {
         )
         .with_field("id")
     })
-}
-
-/// 404 for `what id`.
-pub fn not_found(what: &str, id: impl std::fmt::Display) -> Problem {
-    Problem::new(StatusCode::NOT_FOUND, format!("{what} {id} does not exist"))
-}
-
-/// A command result the handler did not expect: a bug, reported as such.
-pub fn unexpected(other: &bcm_raft_store::Response) -> Problem {
-    Problem::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        format!("unexpected result {other:?}"),
-    )
-}
-
-/// A rejected command, mapped to the status a client expects.
-pub fn rejection(r: Rejection) -> Problem {
-    let status = match &r {
-        Rejection::NotFound { .. } => StatusCode::NOT_FOUND,
-        Rejection::AlreadyExists { .. }
-        | Rejection::AlreadyInitialized
-        | Rejection::StaleEpoch { .. } => StatusCode::CONFLICT,
-        Rejection::VersionMismatch { .. } => StatusCode::PRECONDITION_FAILED,
-        Rejection::NotInitialized => StatusCode::SERVICE_UNAVAILABLE,
-        Rejection::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        Rejection::Conflict(_) => StatusCode::CONFLICT,
-        Rejection::QuotaExceeded { quota, .. } => {
-            let mut p = Problem::new(StatusCode::INSUFFICIENT_STORAGE, r.to_string());
-            p.quota = Some(quota.as_str().into());
-            return p;
-        }
-    };
-    Problem::new(status, r.to_string())
 }
 
 /// A JSON body whose errors are problem+json: 400 malformed, 413 too large,
@@ -224,6 +252,26 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 Err(p)
             }
         }
+    }
+}
+
+/// A change to one item: its key from the path (`{id}` or `{name}`, as text) and
+/// the change, the JSON body (with [`ApiJson`]'s errors).
+pub struct Edit<T>(pub String, pub T);
+
+impl<T: DeserializeOwned> FromRequest<App> for Edit<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, app: &App) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let axum::extract::Path(key) =
+            axum::extract::Path::<String>::from_request_parts(&mut parts, app)
+                .await
+                .map_err(IntoResponse::into_response)?;
+        let ApiJson(change) = ApiJson::from_request(Request::from_parts(parts, body), app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Edit(key, change))
     }
 }
 
@@ -261,143 +309,126 @@ fn bearer_token(value: &str) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// The authenticated caller, with the permissions its groups grant.
-pub struct Authed {
-    pub user_id: u64,
-    pub name: String,
-    pub groups: Vec<String>,
-    pub permissions: bcm_raft_store::PermissionSet,
-    /// When the token expires (Unix seconds).
-    pub expires_at: u64,
+/// The authenticated caller (service/auth.rs), taken from the bearer token.
+pub use crate::service::auth::Caller as Authed;
+
+/// A permission a route requires, as a type: `Ctx<UsersWrite>` in a handler's
+/// signature says what it needs, and the request is refused (401, 403) before
+/// anything else of it is read.
+pub trait Permission {
+    const NAME: &'static str;
 }
 
-impl Authed {
-    /// Every route checks exactly one permission.
-    pub fn require(&self, permission: &str) -> Result<(), Problem> {
-        if self.permissions.contains(permission) {
-            Ok(())
-        } else {
-            Err(Problem::new(
-                StatusCode::FORBIDDEN,
-                format!("user {:?} lacks the permission {permission:?}", self.name),
-            ))
+macro_rules! permissions {
+    ($($marker:ident = $name:literal),* $(,)?) => {$(
+        #[doc = concat!("Permission `", $name, "`.")]
+        pub struct $marker;
+        impl Permission for $marker {
+            const NAME: &'static str = $name;
         }
+    )*};
+}
+
+permissions!(
+    ClusterRead = "cluster.read",
+    ClusterWrite = "cluster.write",
+    NodesRead = "nodes.read",
+    NodesWrite = "nodes.write",
+    ConfigRead = "config.read",
+    ConfigWrite = "config.write",
+    UsersRead = "users.read",
+    UsersWrite = "users.write",
+    GroupsRead = "groups.read",
+    GroupsWrite = "groups.write",
+    EventsRead = "events.read",
+    PlansRead = "plans.read",
+    PlansWrite = "plans.write",
+    BackupsRead = "backups.read",
+    BackupsWrite = "backups.write",
+    RestoresRead = "restores.read",
+    RestoresWrite = "restores.write",
+);
+
+/// What a handler works with: the app, and a caller who holds permission `P`.
+/// Derefs to the app (and through it to the cluster node).
+pub struct Ctx<P> {
+    pub app: App,
+    pub who: Authed,
+    permission: std::marker::PhantomData<P>,
+}
+
+impl<P: Permission> FromRequestParts<App> for Ctx<P> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Problem> {
+        let who = Authed::from_request_parts(parts, app).await?;
+        who.require(P::NAME)?;
+        Ok(Ctx {
+            app: app.clone(),
+            who,
+            permission: std::marker::PhantomData,
+        })
     }
 }
 
-impl FromRequestParts<SharedNode> for Authed {
+impl<P> std::ops::Deref for Ctx<P> {
+    type Target = crate::http::AppState;
+    fn deref(&self) -> &crate::http::AppState {
+        &self.app
+    }
+}
+
+/// What every handler returns.
+pub type Answer = Result<Response, Problem>;
+
+/// 200 with `body` as JSON.
+pub fn ok(body: impl serde::Serialize) -> Answer {
+    Ok(json(StatusCode::OK, &body))
+}
+
+/// 201 with `body` as JSON.
+pub fn created(body: impl serde::Serialize) -> Answer {
+    Ok(json(StatusCode::CREATED, &body))
+}
+
+/// 202 with `body` as JSON: recorded, to be done.
+pub fn accepted(body: impl serde::Serialize) -> Answer {
+    Ok(json(StatusCode::ACCEPTED, &body))
+}
+
+impl FromRequestParts<App> for Authed {
     type Rejection = Problem;
 
-    async fn from_request_parts(parts: &mut Parts, node: &SharedNode) -> Result<Self, Problem> {
+    async fn from_request_parts(parts: &mut Parts, node: &App) -> Result<Self, Problem> {
         let token = bearer_of(&parts.headers).ok_or_else(|| {
             Problem::new(
                 StatusCode::UNAUTHORIZED,
                 "missing bearer token: log in with POST /api/v1/auth/login",
             )
         })?;
-        Authed::of_token(node, token)
+        Ok(crate::service::auth::authenticate(
+            node,
+            &node.tokens,
+            token,
+        )?)
     }
 }
 
 /// Resolves once `token` no longer opens `permission`: logged out, expired, its user
 /// disabled, deleted or given a new password, or its groups changed. Ends a stream
 /// opened with it (checked every second; a check is a read of the local state).
-pub async fn until_refused(node: SharedNode, token: String, permission: &'static str) {
+pub async fn until_refused(node: App, token: String, permission: &'static str) {
     let mut stop = node.shutdown.clone();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        match Authed::of_token(&node, &token) {
+        match crate::service::auth::authenticate(&node, &node.tokens, &token) {
             Ok(who) if who.require(permission).is_ok() => {}
             _ => return,
         }
     }
-}
-
-impl Authed {
-    /// Checks a bearer token as every request's is checked.
-    pub fn of_token(node: &SharedNode, token: &str) -> Result<Authed, Problem> {
-        let forming = || {
-            Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the cluster is still forming",
-            )
-            .retry_after(1)
-        };
-        // A token verified before (same key, same cluster) is not verified again:
-        // only its expiry is checked. Everything that can revoke it (the user's
-        // state and token generation) is checked below on every request.
-        let cached = node.state.read(|d| {
-            let cluster_id = d.state.cluster_id.as_deref()?;
-            Some(node.tokens.get(&d.state.token_key, cluster_id, token))
-        });
-        let token_of = match cached {
-            None => return Err(forming()),
-            Some(Some(t)) => t,
-            Some(None) => {
-                let (key, cluster_id) = node
-                    .state
-                    .read(|d| (d.state.token_key.clone(), d.state.cluster_id.clone()));
-                let cluster_id = cluster_id.ok_or_else(forming)?;
-                let claims = crate::auth::verify(&key, &cluster_id, token)
-                    .map_err(|m| Problem::new(StatusCode::UNAUTHORIZED, m))?;
-                node.tokens.insert(&key, &cluster_id, token, &claims)
-            }
-        };
-        let (revoked, user) = node.state.read(|d| {
-            let user = d
-                .state
-                .users
-                .get(&token_of.user_id)
-                .filter(|u| u.enabled)
-                .map(|u| {
-                    (
-                        u.token_generation,
-                        u.name.clone(),
-                        u.groups.clone(),
-                        d.state.permissions_of(u),
-                    )
-                });
-            (d.state.is_revoked(crate::auth::token_id(token)), user)
-        });
-        if revoked {
-            return Err(Problem::new(
-                StatusCode::UNAUTHORIZED,
-                "this token was logged out; log in again",
-            ));
-        }
-        let Some((generation, name, groups, permissions)) = user else {
-            return Err(Problem::new(
-                StatusCode::UNAUTHORIZED,
-                "the user of this token is disabled or deleted",
-            ));
-        };
-        if generation != token_of.generation {
-            return Err(Problem::new(
-                StatusCode::UNAUTHORIZED,
-                "this token was issued before the password changed or the user was disabled; log in again",
-            ));
-        }
-        Ok(Authed {
-            user_id: token_of.user_id,
-            name,
-            groups,
-            permissions,
-            expires_at: token_of.exp,
-        })
-    }
-}
-
-/// `?consistency=linearizable` on reads.
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ReadParams {
-    /// `local` (default: this node's state) or `linearizable` (ask the leader first).
-    #[serde(default)]
-    pub consistency: Option<String>,
 }
 
 /// Query string errors are problem+json too.
@@ -412,44 +443,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
             .map(|q| ApiQuery(q.0))
             .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.body_text()))
     }
-}
-
-/// Makes the read linearizable when asked.
-pub async fn consistent(node: &SharedNode, consistency: Option<&str>) -> Result<(), Problem> {
-    match consistency {
-        None | Some("local") => Ok(()),
-        Some("linearizable") => crate::service::read_barrier(node)
-            .await
-            .map_err(Problem::from),
-        Some(other) => Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            format!("consistency must be \"local\" or \"linearizable\", not {other:?}"),
-        )
-        .with_field("consistency")),
-    }
-}
-
-/// One page of a list.
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    /// How many match, over all pages.
-    pub total: usize,
-}
-
-/// One page of a list: `{items, total}`, `offset` items skipped, at most `limit`
-/// (default 100, capped at 1000) returned; `total` counts every match.
-pub fn list_page<T: serde::Serialize>(
-    matching: impl ExactSizeIterator<Item = T>,
-    limit: Option<usize>,
-    offset: Option<usize>,
-) -> Response {
-    let total = matching.len();
-    let items: Vec<T> = matching
-        .skip(offset.unwrap_or(0))
-        .take(limit.unwrap_or(100).min(1000))
-        .collect();
-    json(StatusCode::OK, &Page { items, total })
 }
 
 pub fn json<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {

@@ -4,14 +4,16 @@
 //! body, its own answers), and `documented_routes` in `api/mod.rs` registers handler
 //! and description together. `finish` then adds what every route shares, the same
 //! way the code does: the bearer requirement with its 401 and 403, 503 when no
-//! leader is known, and the body errors of every route that takes JSON.
+//! leader is known, 400 for an id that is not one and 404 for what does not
+//! exist on every route of one item, and the body errors of every route that takes
+//! JSON.
 
 use utoipa::openapi::path::{HttpMethod, Operation, OperationBuilder};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi, Ref, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi as _};
 
-use crate::problem::Problem;
+use crate::net::problem::Problem;
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -108,15 +110,15 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
     let paths = std::mem::take(&mut doc.paths.paths);
     for (path, mut item) in paths {
         let api = path.starts_with("/api/v1/");
-        for op in [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
+        for (op, is_write) in [
+            (&mut item.get, false),
+            (&mut item.put, true),
+            (&mut item.post, true),
+            (&mut item.delete, true),
+            (&mut item.patch, true),
         ]
         .into_iter()
-        .flatten()
+        .filter_map(|(op, w)| op.as_mut().map(|op| (op, w && api)))
         {
             if !is_public(op) {
                 add_if_absent(
@@ -131,6 +133,19 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
                     op,
                     "503",
                     "no leader known within a few seconds, or the node left the cluster (Retry-After)",
+                );
+            }
+            if path.contains("{id}") {
+                add_if_absent(op, "400", "the id is not a positive integer");
+            }
+            if path.contains("/{") {
+                add_if_absent(op, "404", "no such item");
+            }
+            if is_write {
+                add_if_absent(
+                    op,
+                    "409",
+                    "refused: it conflicts with the current state (the route's description says when)",
                 );
             }
             if op.request_body.is_some() {

@@ -15,8 +15,8 @@ use serde_json::json;
 use tokio_stream::wrappers::BroadcastStream;
 
 use super::{Session, UiState, RECENT_EVENTS};
-use crate::events::ClusterEvent;
-use crate::runtime::now_ms;
+use crate::cluster::events::ClusterEvent;
+use crate::cluster::now_ms;
 
 fn body_of(event: &ClusterEvent) -> serde_json::Value {
     let mut data = serde_json::to_value(event).unwrap_or_default();
@@ -66,12 +66,12 @@ pub async fn events(State(ui): State<UiState>, parts: axum::http::request::Parts
         Err(why) => return (StatusCode::UNAUTHORIZED, why).into_response(),
     };
     if let Err(p) = s.who.require("events.read") {
-        return (StatusCode::FORBIDDEN, p.detail).into_response();
+        return (StatusCode::FORBIDDEN, p.to_string()).into_response();
     }
     let max = ui.node.cfg.http.max_event_streams_per_user;
     let Some(slot) = ui.node.streams.open(s.who.user_id, max) else {
-        let p = crate::api::too_many_streams(&s.who.name, max);
-        return (StatusCode::TOO_MANY_REQUESTS, p.detail).into_response();
+        let p = crate::http::api::too_many_streams(&s.who.name, max);
+        return (StatusCode::TOO_MANY_REQUESTS, p.detail.clone()).into_response();
     };
     let hello = Event::default()
         .event("hello")
@@ -88,7 +88,7 @@ pub async fn events(State(ui): State<UiState>, parts: axum::http::request::Parts
     });
     let stream = futures_util::stream::once(async move { Ok(hello) })
         .chain(stream)
-        .take_until(crate::api::until_refused(
+        .take_until(crate::http::api::until_refused(
             ui.node.clone(),
             s.token.clone(),
             "events.read",
@@ -105,7 +105,7 @@ pub async fn events(State(ui): State<UiState>, parts: axum::http::request::Parts
 /// `GET /ui/ready`: may a page move here? Readable from the other members' pages
 /// (CORS), and says nothing secret.
 pub async fn ready(State(ui): State<UiState>) -> Response {
-    let ok = crate::service::is_ready(&ui.node).await;
+    let ok = ui.node.readiness().await;
     let status = if ok.is_ok() {
         StatusCode::OK
     } else {

@@ -7,10 +7,14 @@
 //! validation rule and every forward to the leader is the API's own, written once;
 //! the UI only turns the answers into pages and refusals into plain words.
 //!
-//! One module per area (`users.rs`, `nodes.rs`, ...); templates and view models live in
-//! the `bcm-web-ui` crate, which knows nothing of Raft.
+//! One module per area (`users.rs`, `nodes.rs`, ...), and `call.rs` for the calls to
+//! the API; templates and view models live in the `bcm-web-ui` crate, which knows
+//! nothing of Raft. What the areas' pages share is written once here: a list page is
+//! a `ListPage` (`list`, `created`), a page of one item a `DetailPage` (`detail`,
+//! `changed`).
 
 mod backups;
+mod call;
 mod config;
 mod dashboard;
 mod groups;
@@ -21,39 +25,45 @@ mod session;
 mod users;
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
-use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Path};
-use axum::http::{header, HeaderValue, Method, Request, StatusCode};
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use bcm_web_ui::model::List;
+use bcm_web_ui::pages::{
+    BackupPage, BackupsPage, ConfigEntryPage, ConfigPage, GroupPage, GroupsPage, ListView, Listing,
+    NodePage, NodesPage, PlanPage, PlansPage, RestorePage, RestoresPage, UserPage, UsersPage,
+};
 use bcm_web_ui::{Chrome, Draft, Flash, Pager, Template, Viewer, DEFAULT_PAGE};
 use serde::de::DeserializeOwned;
-use serde_json::Value;
-use tower::ServiceExt;
 
-use crate::runtime::SharedNode;
+use crate::http::App;
+pub use call::{decode, json_of, request, UiError};
+use session::Posted;
 pub use session::Session;
 
 /// How many events the dashboard keeps to show.
 const RECENT_EVENTS: usize = 30;
 
 pub struct Ui {
-    node: SharedNode,
+    node: App,
     /// The JSON API, called in process.
     api: Router,
     /// The last events, newest first, with when they were seen.
-    recent: Mutex<VecDeque<(u64, crate::events::ClusterEvent)>>,
+    recent: Mutex<VecDeque<(u64, crate::cluster::events::ClusterEvent)>>,
 }
 
 pub type UiState = Arc<Ui>;
 
-pub fn router(node: SharedNode) -> Router {
+pub fn router(node: App) -> Router {
     let ui = Arc::new(Ui {
         node: node.clone(),
-        api: crate::api::router(node.clone()),
+        api: crate::http::api::router(node.clone()),
         recent: Mutex::new(VecDeque::new()),
     });
     tokio::spawn(live::keep_recent(ui.clone()));
@@ -61,20 +71,29 @@ pub fn router(node: SharedNode) -> Router {
         .route("/", get(dashboard::page))
         .route("/login", get(session::login_page).post(session::login))
         .route("/logout", post(session::logout))
-        .route("/nodes", get(nodes::list).post(nodes::add))
-        .route("/nodes/{id}", get(nodes::detail).post(nodes::change))
-        .route("/users", get(users::list).post(users::create))
-        .route("/users/{id}", get(users::detail).post(users::change))
-        .route("/groups", get(groups::list).post(groups::create))
-        .route("/groups/{name}", get(groups::detail).post(groups::change))
-        .route("/config", get(config::list).post(config::set))
-        .route("/config/{*key}", get(config::detail).post(config::change))
-        .route("/plans", get(plans::list).post(plans::create))
-        .route("/plans/{id}", get(plans::detail).post(plans::change))
-        .route("/backups", get(backups::list).post(backups::start))
-        .route("/backups/{id}", get(backups::detail).post(backups::change))
-        .route("/restores", get(backups::restores))
-        .route("/restores/{id}", get(backups::restore_detail))
+        .route("/nodes", get(list::<NodesPage>).post(nodes::add))
+        .route("/nodes/{id}", get(detail::<NodePage>).post(nodes::change))
+        .route("/users", get(list::<UsersPage>).post(users::create))
+        .route("/users/{id}", get(detail::<UserPage>).post(users::change))
+        .route("/groups", get(list::<GroupsPage>).post(groups::create))
+        .route(
+            "/groups/{name}",
+            get(detail::<GroupPage>).post(groups::change),
+        )
+        .route("/config", get(list::<ConfigPage>).post(config::set))
+        .route(
+            "/config/{*key}",
+            get(detail::<ConfigEntryPage>).post(config::change),
+        )
+        .route("/plans", get(list::<PlansPage>).post(plans::create))
+        .route("/plans/{id}", get(detail::<PlanPage>).post(plans::change))
+        .route("/backups", get(list::<BackupsPage>).post(backups::start))
+        .route(
+            "/backups/{id}",
+            get(detail::<BackupPage>).post(backups::change),
+        )
+        .route("/restores", get(list::<RestoresPage>))
+        .route("/restores/{id}", get(detail::<RestorePage>))
         .route("/ui/events", get(live::events))
         .route("/ui/live/dashboard", get(dashboard::partial))
         .route("/ui/ready", get(live::ready))
@@ -98,140 +117,7 @@ async fn static_file(Path(file): Path<String>) -> Response {
     }
 }
 
-/// A refused API call, as the page shows it.
-#[derive(Debug, Clone)]
-pub struct UiError {
-    pub status: StatusCode,
-    pub detail: String,
-    pub field: Option<String>,
-}
-
-impl UiError {
-    /// The refusal in plain words, saying what to do about it.
-    pub fn text(&self) -> String {
-        let d = &self.detail;
-        match self.status.as_u16() {
-            400 | 422 => format!("Please correct this: {d}."),
-            401 => format!("Your session has ended: {d}."),
-            403 => format!("You are not allowed to do that: {d}."),
-            404 => format!("Not found: {d}."),
-            409 => format!("Refused: {d}."),
-            412 => format!(
-                "Someone changed this meanwhile ({d}); reload the page to see the new value."
-            ),
-            429 => format!("Too many attempts: {d}."),
-            503 => format!(
-                "The cluster cannot do this right now: {d}. It usually recovers within \
-                 seconds (a new leader is being elected); try again."
-            ),
-            _ => format!("Something went wrong on the server: {d}."),
-        }
-    }
-
-    pub fn flash(&self) -> Flash {
-        Flash::error(self.text(), self.field.clone())
-    }
-}
-
 impl Ui {
-    /// Sends one request to the JSON API in process, as the session's user.
-    pub async fn call(
-        &self,
-        s: Option<&Session>,
-        method: Method,
-        uri: &str,
-        body: Option<Value>,
-        extra: &[(header::HeaderName, String)],
-    ) -> Result<Value, UiError> {
-        let mut req = Request::builder().method(method).uri(uri);
-        if let Some(s) = s {
-            req = req.header(header::AUTHORIZATION, format!("Bearer {}", s.token));
-        }
-        for (k, v) in extra {
-            req = req.header(k, v);
-        }
-        let body = match body {
-            Some(v) => {
-                req = req.header(header::CONTENT_TYPE, "application/json");
-                Body::from(v.to_string())
-            }
-            None => Body::empty(),
-        };
-        let mut req = req.body(body).map_err(|e| UiError {
-            status: StatusCode::BAD_REQUEST,
-            detail: format!("bad request: {e}"),
-            field: None,
-        })?;
-        if let Some(peer) = s.and_then(|s| s.peer) {
-            req.extensions_mut().insert(peer);
-        }
-        let resp = self
-            .api
-            .clone()
-            .oneshot(req)
-            .await
-            .unwrap_or_else(|never| match never {});
-        let status = resp.status();
-        let bytes = axum::body::to_bytes(resp.into_body(), 16 * 1024 * 1024)
-            .await
-            .unwrap_or_default();
-        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        if status.is_success() {
-            return Ok(v);
-        }
-        Err(UiError {
-            status,
-            detail: v
-                .get("detail")
-                .and_then(Value::as_str)
-                .unwrap_or(status.canonical_reason().unwrap_or("error"))
-                .to_string(),
-            field: v.get("field").and_then(Value::as_str).map(str::to_string),
-        })
-    }
-
-    pub async fn get<T: DeserializeOwned>(&self, s: &Session, uri: &str) -> Result<T, UiError> {
-        let v = self.call(Some(s), Method::GET, uri, None, &[]).await?;
-        serde_json::from_value(v).map_err(|e| UiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            detail: format!("the API answered {uri} in an unexpected shape: {e}"),
-            field: None,
-        })
-    }
-
-    /// One page of the API list at `path` with the page's query. On an error the
-    /// page shows an empty list, the error's status and its message.
-    pub async fn list<T>(
-        &self,
-        s: &Session,
-        q: &ListQuery,
-        path: &str,
-        status: &mut StatusCode,
-        flash: &mut Option<bcm_web_ui::Flash>,
-    ) -> bcm_web_ui::model::List<T>
-    where
-        bcm_web_ui::model::List<T>: DeserializeOwned + Default,
-    {
-        match self.get(s, &q.api_uri(path)).await {
-            Ok(l) => l,
-            Err(e) => {
-                *status = e.status;
-                *flash = Some(e.flash());
-                Default::default()
-            }
-        }
-    }
-
-    pub async fn send(
-        &self,
-        s: &Session,
-        method: Method,
-        uri: &str,
-        body: Value,
-    ) -> Result<Value, UiError> {
-        self.call(Some(s), method, uri, Some(body), &[]).await
-    }
-
     /// The frame of every page: who looks, which node serves, which leads.
     pub fn chrome(&self, s: Option<&Session>, title: &str, section: &str) -> Chrome {
         let node = &self.node;
@@ -265,19 +151,176 @@ impl Ui {
 
     /// Node ids and names, for the selects of plans, backups and restores.
     pub async fn node_choices(&self, s: &Session) -> Vec<bcm_web_ui::pages::Choice> {
-        self.get::<bcm_web_ui::model::List<bcm_web_ui::model::Member>>(
-            s,
-            "/api/v1/nodes?limit=1000",
-        )
-        .await
-        .map(|l| {
-            l.items
-                .into_iter()
-                .filter(|m| m.status != "removed")
-                .map(|m| bcm_web_ui::pages::Choice::new(m.id, format!("{} (#{})", m.name, m.id)))
-                .collect()
-        })
-        .unwrap_or_default()
+        self.get::<List<bcm_web_ui::model::Member>>(s, "/api/v1/nodes?limit=1000")
+            .await
+            .map(|l| {
+                l.items
+                    .into_iter()
+                    .filter(|m| m.status != bcm_api::NodeStatus::Removed)
+                    .map(|m| {
+                        bcm_web_ui::pages::Choice::new(m.id, format!("{} (#{})", m.name, m.id))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// A list area (`/users`, `/nodes`, ...): the API list its page shows and what the
+/// page draws around it. Its path, title and table are the page's `ListView`.
+pub trait ListPage: ListView + Template + Sized {
+    /// An item of the list, as the API answers it.
+    type Item: DeserializeOwned + Send;
+    /// The API's list (`/api/v1/users`); an item is at `{API}/{id}`.
+    const API: &'static str;
+
+    /// The create form's values on a fresh page.
+    fn fresh_draft() -> Draft {
+        Draft::default()
+    }
+
+    /// The page around one page of the list, with what else it shows (the choices
+    /// of its selects).
+    fn build(
+        ui: &Ui,
+        s: &Session,
+        chrome: Chrome,
+        listing: Listing<Self::Item>,
+    ) -> impl Future<Output = Self> + Send;
+}
+
+/// A list page: one page of `P::API` with the query's filters. A refused read shows
+/// an empty list, the refusal's status and its words.
+async fn render_list<P: ListPage>(
+    ui: &Ui,
+    s: &Session,
+    query: Option<&str>,
+    mut flash: Option<Flash>,
+    draft: Draft,
+    mut status: StatusCode,
+) -> Response {
+    let q = ListQuery::parse(query);
+    let list = match ui.get::<List<P::Item>>(s, &q.api_uri(P::API)).await {
+        Ok(l) => l,
+        Err(e) => {
+            status = e.status;
+            flash = Some(e.flash());
+            List::default()
+        }
+    };
+    let listing = Listing {
+        pager: q.pager(P::PATH, list.items.len(), list.total),
+        list,
+        filter: q.filter,
+        draft,
+    };
+    let chrome = chrome_with(ui, s, P::TITLE, P::PATH, flash);
+    page(Some(s), status, &P::build(ui, s, chrome, listing).await)
+}
+
+/// `GET` of a list page.
+pub async fn list<P: ListPage>(
+    State(ui): State<UiState>,
+    s: Session,
+    RawQuery(q): RawQuery,
+) -> Response {
+    render_list::<P>(
+        &ui,
+        &s,
+        q.as_deref(),
+        None,
+        P::fresh_draft(),
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// Form fields never drawn back into a page: the CSRF token, the button pressed and
+/// passwords.
+const NOT_REDRAWN: &[&str] = &["csrf", "op", "password"];
+
+/// The answer to list `P`'s create form: `result` when it went through, else the
+/// list again with the refusal and the form as it was typed.
+pub async fn created<P: ListPage>(
+    ui: &Ui,
+    p: &Posted,
+    result: Result<Response, UiError>,
+) -> Response {
+    match result {
+        Ok(r) => r,
+        Err(e) => {
+            let draft = p.form.without(NOT_REDRAWN);
+            render_list::<P>(ui, &p.s, None, Some(e.flash()), draft, e.status).await
+        }
+    }
+}
+
+/// A page of one item (`/users/{id}`, ...): the list it belongs to and how it is
+/// drawn.
+pub trait DetailPage: Template + Sized {
+    /// The item's list: the page's navigation entry, its way back from an error and
+    /// where the API has the item.
+    type List: ListPage;
+
+    /// The item's API path.
+    fn api_uri(id: &str) -> String {
+        format!("{}/{}", <Self::List as ListPage>::API, seg(id))
+    }
+
+    fn title(item: &<Self::List as ListPage>::Item) -> String;
+
+    /// The page; `draft` holds a refused form's values, to draw back.
+    fn build(
+        ui: &Ui,
+        s: &Session,
+        chrome: Chrome,
+        item: <Self::List as ListPage>::Item,
+        draft: Option<Draft>,
+    ) -> impl Future<Output = Self> + Send;
+}
+
+/// The page of item `id`, with an action's outcome (`flash`, `draft`, `status`).
+async fn render_one<D: DetailPage>(
+    ui: &Ui,
+    s: &Session,
+    id: &str,
+    flash: Option<Flash>,
+    draft: Option<Draft>,
+    status: StatusCode,
+) -> Response {
+    let section = <D::List as ListView>::PATH;
+    match ui.get(s, &D::api_uri(id)).await {
+        Ok(item) => {
+            let chrome = chrome_with(ui, s, &D::title(&item), section, flash);
+            page(Some(s), status, &D::build(ui, s, chrome, item, draft).await)
+        }
+        Err(e) => error_page(ui, Some(s), &e, section),
+    }
+}
+
+/// `GET` of an item's page.
+pub async fn detail<D: DetailPage>(
+    State(ui): State<UiState>,
+    s: Session,
+    Path(id): Path<String>,
+) -> Response {
+    render_one::<D>(&ui, &s, &id, None, None, StatusCode::OK).await
+}
+
+/// The answer to a form of item `id`'s page: `result` when it went through, else the
+/// page again with the refusal and the form as it was typed.
+pub async fn changed<D: DetailPage>(
+    ui: &Ui,
+    p: &Posted,
+    id: &str,
+    result: Result<Response, UiError>,
+) -> Response {
+    match result {
+        Ok(r) => r,
+        Err(e) => {
+            let draft = Some(p.form.without(NOT_REDRAWN));
+            render_one::<D>(ui, &p.s, id, Some(e.flash()), draft, e.status).await
+        }
     }
 }
 
@@ -430,12 +473,11 @@ pub fn lines(text: &str) -> Vec<String> {
 }
 
 /// A numeric form field, or a 422-like refusal naming it.
-pub fn number(form: &Draft, field: &str) -> Result<u64, UiError> {
-    form.get(field).trim().parse::<u64>().map_err(|_| UiError {
-        status: StatusCode::UNPROCESSABLE_ENTITY,
-        detail: format!("{field}: a whole number is needed"),
-        field: Some(field.into()),
-    })
+pub fn number<N: FromStr>(form: &Draft, field: &str) -> Result<N, UiError> {
+    form.get(field)
+        .trim()
+        .parse()
+        .map_err(|_| UiError::of_field(field, format!("{field}: a whole number is needed")))
 }
 
 #[cfg(test)]
@@ -459,21 +501,5 @@ mod tests {
         let d = ListQuery::parse(None);
         assert_eq!(d.limit, DEFAULT_PAGE);
         assert_eq!(d.api_uri("/x"), "/x?limit=25&offset=0");
-    }
-
-    #[test]
-    fn refusals_read_as_plain_words() {
-        let e = UiError {
-            status: StatusCode::FORBIDDEN,
-            detail: "user \"v\" lacks the permission \"users.write\"".into(),
-            field: None,
-        };
-        assert!(e.text().starts_with("You are not allowed to do that"));
-        let e = UiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            detail: "no leader".into(),
-            field: None,
-        };
-        assert!(e.text().contains("try again"));
     }
 }

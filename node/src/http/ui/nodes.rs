@@ -2,124 +2,69 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{Method, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::Method;
 use axum::response::Response;
-use bcm_web_ui::model::{List, Member};
-use bcm_web_ui::pages::{NodePage, NodesPage, NODE_STATUSES, ROLES};
-use bcm_web_ui::{Draft, Flash};
-use serde_json::json;
+use bcm_api::{NewNode, UpdateNode};
+use bcm_web_ui::model::Member;
+use bcm_web_ui::pages::{Listing, NodePage, NodesPage};
+use bcm_web_ui::{Chrome, Draft};
 
 use super::session::Posted;
 use super::{
-    chrome_with, done, error_page, number, page, seg, ListQuery, Session, Ui, UiError, UiState,
+    changed, created, done, lines, number, seg, DetailPage, ListPage, Session, Ui, UiError, UiState,
 };
 
-async fn render_list(
-    ui: &Ui,
-    s: &Session,
-    query: Option<&str>,
-    mut flash: Option<Flash>,
-    draft: Draft,
-    mut status: StatusCode,
-) -> Response {
-    let q = ListQuery::parse(query);
-    let list: List<Member> = ui
-        .list(s, &q, "/api/v1/nodes", &mut status, &mut flash)
-        .await;
-    let t = NodesPage {
-        chrome: chrome_with(ui, s, "Nodes", "/nodes", flash),
-        pager: q.pager("/nodes", list.items.len(), list.total),
-        list,
-        filter: q.filter,
-        draft,
-        roles: ROLES,
-        statuses: NODE_STATUSES,
-    };
-    page(Some(s), status, &t)
+impl ListPage for NodesPage {
+    type Item = Member;
+    const API: &'static str = "/api/v1/nodes";
+
+    async fn build(_: &Ui, _: &Session, chrome: Chrome, listing: Listing<Member>) -> Self {
+        NodesPage { chrome, listing }
+    }
 }
 
-pub async fn list(State(ui): State<UiState>, s: Session, RawQuery(q): RawQuery) -> Response {
-    render_list(
-        &ui,
-        &s,
-        q.as_deref(),
-        None,
-        Draft::default(),
-        StatusCode::OK,
-    )
-    .await
+impl DetailPage for NodePage {
+    type List = NodesPage;
+
+    fn title(node: &Member) -> String {
+        format!("Node {}", node.name)
+    }
+
+    async fn build(_: &Ui, _: &Session, chrome: Chrome, node: Member, _: Option<Draft>) -> Self {
+        NodePage { chrome, node }
+    }
 }
 
 pub async fn add(State(ui): State<UiState>, p: Posted) -> Response {
     let f = &p.form;
     let result = match number(f, "id") {
         Ok(id) => {
-            let mut body = json!({
-                "id": id, "api_addr": f.get("api_addr"), "rpc_addr": f.get("rpc_addr"),
-                "roles": f.all("roles"),
-            });
-            if !f.get("name").trim().is_empty() {
-                body["name"] = json!(f.get("name").trim());
-            }
-            ui.send(&p.s, Method::POST, "/api/v1/nodes", body)
+            let name = f.get("name").trim();
+            let node = NewNode {
+                id,
+                name: (!name.is_empty()).then(|| name.into()),
+                api_addr: f.get("api_addr").into(),
+                rpc_addr: f.get("rpc_addr").into(),
+                roles: f.all("roles"),
+            };
+            ui.send(&p.s, Method::POST, NodesPage::API, &node)
                 .await
-                .map(|_| id)
+                .map(|_| done(&format!("/nodes/{id}"), format!("Node {id} registered.")))
         }
         Err(e) => Err(e),
     };
-    match result {
-        Ok(id) => done(&format!("/nodes/{id}"), format!("Node {id} registered.")),
-        Err(e) => {
-            render_list(
-                &ui,
-                &p.s,
-                None,
-                Some(e.flash()),
-                f.without(&["csrf"]),
-                e.status,
-            )
-            .await
-        }
-    }
-}
-
-async fn render_one(
-    ui: &Ui,
-    s: &Session,
-    id: &str,
-    flash: Option<Flash>,
-    status: StatusCode,
-) -> Response {
-    match ui
-        .get::<Member>(s, &format!("/api/v1/nodes/{}", seg(id)))
-        .await
-    {
-        Ok(node) => {
-            let t = NodePage {
-                chrome: chrome_with(ui, s, &format!("Node {}", node.name), "/nodes", flash),
-                node,
-                roles: ROLES,
-            };
-            page(Some(s), status, &t)
-        }
-        Err(e) => error_page(ui, Some(s), &e, "/nodes"),
-    }
-}
-
-pub async fn detail(State(ui): State<UiState>, s: Session, Path(id): Path<String>) -> Response {
-    render_one(&ui, &s, &id, None, StatusCode::OK).await
+    created::<NodesPage>(&ui, &p, result).await
 }
 
 fn labels(text: &str) -> Result<BTreeMap<String, String>, UiError> {
     let mut out = BTreeMap::new();
-    for line in super::lines(text) {
+    for line in lines(text) {
         let Some((k, v)) = line.split_once('=') else {
-            return Err(UiError {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                detail: format!("labels: {line:?} is not key=value"),
-                field: Some("labels".into()),
-            });
+            return Err(UiError::of_field(
+                "labels",
+                format!("labels: {line:?} is not key=value"),
+            ));
         };
         out.insert(k.trim().to_string(), v.trim().to_string());
     }
@@ -128,27 +73,26 @@ fn labels(text: &str) -> Result<BTreeMap<String, String>, UiError> {
 
 pub async fn change(State(ui): State<UiState>, Path(id): Path<String>, p: Posted) -> Response {
     let f = &p.form;
-    let uri = format!("/api/v1/nodes/{}", seg(&id));
+    let uri = NodePage::api_uri(&id);
+    let back = format!("/nodes/{}", seg(&id));
     let result = match f.get("op") {
         "decommission" => ui
-            .call(Some(&p.s), Method::DELETE, &uri, None, &[])
+            .delete(&p.s, &uri)
             .await
-            .map(|_| done(&format!("/nodes/{}", seg(&id)), format!("Node {id} decommissioned."))),
+            .map(|_| done(&back, format!("Node {id} decommissioned."))),
         _ => match labels(f.get("labels")) {
-            Ok(labels) => ui
-                .send(
-                    &p.s,
-                    Method::PATCH,
-                    &uri,
-                    json!({"roles": f.all("roles"), "enabled": f.get("enabled") == "true", "labels": labels}),
-                )
-                .await
-                .map(|_| done(&format!("/nodes/{}", seg(&id)), "Node configuration saved.")),
+            Ok(labels) => {
+                let update = UpdateNode {
+                    roles: Some(f.all("roles")),
+                    enabled: Some(f.get("enabled") == "true"),
+                    labels: Some(labels),
+                };
+                ui.send(&p.s, Method::PATCH, &uri, &update)
+                    .await
+                    .map(|_| done(&back, "Node configuration saved."))
+            }
             Err(e) => Err(e),
         },
     };
-    match result {
-        Ok(r) => r,
-        Err(e) => render_one(&ui, &p.s, &id, Some(e.flash()), e.status).await,
-    }
+    changed::<NodePage>(&ui, &p, &id, result).await
 }

@@ -13,15 +13,15 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use bcm_api::Login;
 use bcm_web_ui::pages::LoginPage;
 use bcm_web_ui::{Draft, Flash};
 use jsonwebtoken::{Algorithm, EncodingKey};
-use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use super::{page, secure_headers, Ui, UiState};
-use crate::api::Authed;
-use crate::runtime::SharedNode;
+use super::{decode, json_of, page, request, secure_headers, Ui, UiError, UiState};
+use crate::http::api::Authed;
+use crate::http::App;
 
 pub const SESSION_COOKIE: &str = "bcm_session";
 const LOGIN_COOKIE: &str = "bcm_login";
@@ -94,7 +94,7 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 /// `Secure` when the node is reached over https.
-fn secure(node: &SharedNode) -> &'static str {
+fn secure(node: &App) -> &'static str {
     if node.cfg.api_advertise.starts_with("https://") {
         "; Secure"
     } else {
@@ -119,7 +119,7 @@ fn to_login(parts: &Parts) -> Response {
 
 impl Session {
     /// The session of a request, checked exactly as the API checks a bearer token.
-    pub async fn of(parts: &Parts, node: &SharedNode) -> Result<Session, String> {
+    pub async fn of(parts: &Parts, node: &App) -> Result<Session, String> {
         let token = cookie(&parts.headers, SESSION_COOKIE)
             .filter(|t| !t.is_empty())
             .ok_or("not logged in")?;
@@ -131,7 +131,7 @@ impl Session {
             .0;
         let who = Authed::from_request_parts(&mut probe, node)
             .await
-            .map_err(|p| p.detail)?;
+            .map_err(|p| p.detail.clone())?;
         let key = node.state.read(|d| d.state.token_key.clone());
         Ok(Session {
             csrf: csrf_for(&key, &token),
@@ -199,7 +199,7 @@ fn login_form(
     flash: Option<Flash>,
     status: StatusCode,
 ) -> Response {
-    let nonce = crate::auth::generate_password();
+    let nonce = crate::crypto::generate_password();
     let mut chrome = ui.chrome(None, "Log in", "/login");
     chrome.flash = flash;
     let t = LoginPage {
@@ -239,6 +239,19 @@ pub async fn login_page(State(ui): State<UiState>, parts: Parts) -> Response {
     login_form(&ui, &next, "", None, StatusCode::OK)
 }
 
+/// A new session token from the API, asked for from the browser's address.
+async fn log_in_as(ui: &Ui, parts: &Parts, login: &Login) -> Result<bcm_api::Session, UiError> {
+    let uri = "/api/v1/auth/login";
+    let mut req = request(Method::POST, uri, None, Some(json_of(login)?), &[])?;
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .copied()
+        .unwrap_or(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 0))));
+    req.extensions_mut().insert(peer);
+    decode(uri, ui.answer(req).await?)
+}
+
 pub async fn login(State(ui): State<UiState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
@@ -260,56 +273,21 @@ pub async fn login(State(ui): State<UiState>, req: Request) -> Response {
             StatusCode::FORBIDDEN,
         );
     }
-    let mut req = axum::http::Request::builder()
-        .method(Method::POST)
-        .uri("/api/v1/auth/login")
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(axum::body::Body::from(
-            json!({"username": username, "password": form.get("password")}).to_string(),
-        ))
-        .expect("a static request");
-    let peer = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .copied()
-        .unwrap_or(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 0))));
-    req.extensions_mut().insert(peer);
-    let resp = {
-        use tower::ServiceExt;
-        ui.api
-            .clone()
-            .oneshot(req)
-            .await
-            .unwrap_or_else(|n| match n {})
+    let login = Login {
+        username: username.clone(),
+        password: form.get("password").into(),
     };
-    let status = resp.status();
-    let body = axum::body::to_bytes(resp.into_body(), 1024 * 1024)
-        .await
-        .unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    if !status.is_success() {
-        let detail = v
-            .get("detail")
-            .and_then(|d| d.as_str())
-            .unwrap_or("login failed");
-        let text = match status.as_u16() {
-            401 => "Unknown user, wrong password or disabled user.".to_string(),
-            _ => super::UiError {
-                status,
-                detail: detail.into(),
-                field: None,
-            }
-            .text(),
-        };
-        return login_form(
-            &ui,
-            &next,
-            &username,
-            Some(Flash::error(text, None)),
-            status,
-        );
-    }
-    let token = v.get("token").and_then(|t| t.as_str()).unwrap_or_default();
+    let token = match log_in_as(&ui, &parts, &login).await {
+        Ok(session) => session.token,
+        Err(e) => {
+            let text = match e.status {
+                StatusCode::UNAUTHORIZED => "Unknown user, wrong password or disabled user.".into(),
+                _ => e.text(),
+            };
+            let flash = Some(Flash::error(text, None));
+            return login_form(&ui, &next, &username, flash, e.status);
+        }
+    };
     let mut out = (StatusCode::SEE_OTHER, [(header::LOCATION, next)]).into_response();
     let h = out.headers_mut();
     set_cookie(

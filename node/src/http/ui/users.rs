@@ -1,16 +1,16 @@
 //! `/users` and `/users/{id}`: list, search and filter, create, enable, disable,
 //! change groups and password, remove.
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
+use bcm_api::{NewUser, UserPatch};
 use bcm_web_ui::model::{Group, List, User};
-use bcm_web_ui::pages::{UserPage, UsersPage};
-use bcm_web_ui::{Draft, Flash};
-use serde_json::json;
+use bcm_web_ui::pages::{Listing, UserPage, UsersPage};
+use bcm_web_ui::{Chrome, Draft};
 
 use super::session::Posted;
-use super::{chrome_with, done, error_page, page, seg, ListQuery, Session, Ui, UiState};
+use super::{changed, created, done, seg, DetailPage, ListPage, Session, Ui, UiError, UiState};
 
 async fn group_names(ui: &Ui, s: &Session) -> Vec<String> {
     ui.get::<List<Group>>(s, "/api/v1/groups?limit=1000")
@@ -19,136 +19,94 @@ async fn group_names(ui: &Ui, s: &Session) -> Vec<String> {
         .unwrap_or_default()
 }
 
-async fn render_list(
-    ui: &Ui,
-    s: &Session,
-    query: Option<&str>,
-    flash: Option<Flash>,
-    draft: Draft,
-    mut status: StatusCode,
-) -> Response {
-    let q = ListQuery::parse(query);
-    let mut flash = flash;
-    let list: List<User> = ui
-        .list(s, &q, "/api/v1/users", &mut status, &mut flash)
-        .await;
-    let t = UsersPage {
-        chrome: chrome_with(ui, s, "Users", "/users", flash),
-        pager: q.pager("/users", list.items.len(), list.total),
-        list,
-        filter: q.filter,
-        draft,
-        groups: group_names(ui, s).await,
-    };
-    page(Some(s), status, &t)
+impl ListPage for UsersPage {
+    type Item = User;
+    const API: &'static str = "/api/v1/users";
+
+    async fn build(ui: &Ui, s: &Session, chrome: Chrome, listing: Listing<User>) -> Self {
+        UsersPage {
+            chrome,
+            listing,
+            groups: group_names(ui, s).await,
+        }
+    }
 }
 
-pub async fn list(State(ui): State<UiState>, s: Session, RawQuery(q): RawQuery) -> Response {
-    render_list(
-        &ui,
-        &s,
-        q.as_deref(),
-        None,
-        Draft::default(),
-        StatusCode::OK,
-    )
-    .await
+impl DetailPage for UserPage {
+    type List = UsersPage;
+
+    fn title(user: &User) -> String {
+        format!("User {}", user.name)
+    }
+
+    async fn build(ui: &Ui, s: &Session, chrome: Chrome, user: User, _: Option<Draft>) -> Self {
+        UserPage {
+            chrome,
+            user,
+            groups: group_names(ui, s).await,
+        }
+    }
 }
 
 pub async fn create(State(ui): State<UiState>, p: Posted) -> Response {
     let f = &p.form;
-    let body =
-        json!({"name": f.get("name"), "password": f.get("password"), "groups": f.all("groups")});
-    match ui.send(&p.s, Method::POST, "/api/v1/users", body).await {
-        Ok(v) => done(
+    let user = NewUser {
+        name: f.get("name").into(),
+        password: f.get("password").into(),
+        groups: f.all("groups"),
+    };
+    let result = ui.send(&p.s, Method::POST, UsersPage::API, &user).await;
+    let result = result.map(|v| {
+        done(
             &format!("/users/{}", v["id"]),
-            format!("User {} created.", f.get("name")),
-        ),
-        Err(e) => {
-            let draft = f.without(&["password", "csrf"]);
-            render_list(&ui, &p.s, None, Some(e.flash()), draft, e.status).await
-        }
-    }
+            format!("User {} created.", user.name),
+        )
+    });
+    created::<UsersPage>(&ui, &p, result).await
 }
 
-async fn render_one(
-    ui: &Ui,
-    s: &Session,
-    id: &str,
-    flash: Option<Flash>,
-    status: StatusCode,
-) -> Response {
-    match ui
-        .get::<User>(s, &format!("/api/v1/users/{}", seg(id)))
-        .await
-    {
-        Ok(user) => {
-            let t = UserPage {
-                chrome: chrome_with(ui, s, &format!("User {}", user.name), "/users", flash),
-                user,
-                groups: group_names(ui, s).await,
-            };
-            page(Some(s), status, &t)
+/// The change a button of the user's page asks for, and what to say once it is made.
+fn patch_for(f: &Draft) -> Result<(UserPatch, &'static str), UiError> {
+    let mut patch = UserPatch::default();
+    let message = match f.get("op") {
+        "enable" => {
+            patch.enabled = Some(true);
+            "User enabled."
         }
-        Err(e) => error_page(ui, Some(s), &e, "/users"),
-    }
-}
-
-pub async fn detail(State(ui): State<UiState>, s: Session, Path(id): Path<String>) -> Response {
-    render_one(&ui, &s, &id, None, StatusCode::OK).await
+        "disable" => {
+            patch.enabled = Some(false);
+            "User disabled: its sessions have ended."
+        }
+        "groups" => {
+            patch.groups = Some(f.all("groups"));
+            "Groups saved."
+        }
+        "password" => {
+            patch.password = Some(f.get("password").into());
+            "Password set."
+        }
+        other => {
+            let why = format!("unknown action {other:?}");
+            return Err(UiError::new(StatusCode::BAD_REQUEST, why));
+        }
+    };
+    Ok((patch, message))
 }
 
 pub async fn change(State(ui): State<UiState>, Path(id): Path<String>, p: Posted) -> Response {
-    let f = &p.form;
-    let uri = format!("/api/v1/users/{}", seg(&id));
-    let (result, message) = match f.get("op") {
-        "enable" => (
-            ui.send(&p.s, Method::PATCH, &uri, json!({"enabled": true}))
-                .await,
-            "User enabled.",
-        ),
-        "disable" => (
-            ui.send(&p.s, Method::PATCH, &uri, json!({"enabled": false}))
-                .await,
-            "User disabled: its sessions have ended.",
-        ),
-        "groups" => (
-            ui.send(
-                &p.s,
-                Method::PATCH,
-                &uri,
-                json!({"groups": f.all("groups")}),
-            )
-            .await,
-            "Groups saved.",
-        ),
-        "password" => (
-            ui.send(
-                &p.s,
-                Method::PATCH,
-                &uri,
-                json!({"password": f.get("password")}),
-            )
-            .await,
-            "Password set.",
-        ),
-        "delete" => {
-            return match ui.call(Some(&p.s), Method::DELETE, &uri, None, &[]).await {
-                Ok(_) => done("/users", "User removed."),
-                Err(e) => render_one(&ui, &p.s, &id, Some(e.flash()), e.status).await,
-            }
-        }
-        other => {
-            let e = super::UiError {
-                status: StatusCode::BAD_REQUEST,
-                detail: format!("unknown action {other:?}"),
-                field: None,
-            };
-            return render_one(&ui, &p.s, &id, Some(e.flash()), e.status).await;
+    let uri = UserPage::api_uri(&id);
+    let result = if p.form.get("op") == "delete" {
+        ui.delete(&p.s, &uri)
+            .await
+            .map(|_| done("/users", "User removed."))
+    } else {
+        match patch_for(&p.form) {
+            Ok((patch, message)) => ui
+                .send(&p.s, Method::PATCH, &uri, &patch)
+                .await
+                .map(|_| done(&format!("/users/{}", seg(&id)), message)),
+            Err(e) => Err(e),
         }
     };
-    match result {
-        Ok(_) => done(&format!("/users/{}", seg(&id)), message),
-        Err(e) => render_one(&ui, &p.s, &id, Some(e.flash()), e.status).await,
-    }
+    changed::<UserPage>(&ui, &p, &id, result).await
 }

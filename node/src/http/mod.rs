@@ -1,0 +1,57 @@
+//! The public HTTP surface: the JSON API (`api/`), the web UI (`ui/`), health and
+//! metrics, and the state they share (`AppState`).
+
+pub mod api;
+pub mod metrics;
+pub mod streams;
+pub mod ui;
+
+use std::sync::Arc;
+
+use crate::cluster::{Node, SharedNode};
+use crate::net::serve::ListenerStats;
+
+/// What the public API and the UI hold: the cluster node they serve, and the state
+/// of their own features (each feature's state here, not in the cluster's `Node`).
+pub struct AppState {
+    pub node: SharedNode,
+    /// Failed logins on this node (per user name and client address).
+    pub login_limiter: crate::service::auth::LoginLimiter,
+    /// Bearer tokens this node has verified.
+    pub tokens: crate::crypto::TokenCache,
+    /// Event streams open per user (api/events.rs, ui/live.rs).
+    pub streams: Arc<streams::StreamCounts>,
+    /// Request latency per route, and both listeners' connections.
+    pub metrics: metrics::HttpMetrics,
+    /// The Postgres export's status, with `[postgres]`.
+    pub export: Option<Arc<crate::cluster::export::ExportState>>,
+}
+
+/// The handle every handler gets.
+pub type App = Arc<AppState>;
+
+impl AppState {
+    pub fn new(
+        node: SharedNode,
+        export: Option<Arc<crate::cluster::export::ExportState>>,
+        api: Arc<ListenerStats>,
+        rpc: Arc<ListenerStats>,
+    ) -> App {
+        Arc::new(AppState {
+            node,
+            export,
+            login_limiter: crate::service::auth::LoginLimiter::new(),
+            tokens: Default::default(),
+            streams: Arc::default(),
+            metrics: metrics::HttpMetrics::new(api, rpc),
+        })
+    }
+}
+
+/// Handlers read the cluster node's state through the app: `app.state`, `app.cfg`.
+impl std::ops::Deref for AppState {
+    type Target = Node;
+    fn deref(&self) -> &Node {
+        &self.node
+    }
+}

@@ -1,0 +1,5 @@
+//! What both HTTP listeners share (the public API and the cluster-internal one):
+//! the bounded server they run on and problem details, their one error body.
+
+pub mod problem;
+pub mod serve;

@@ -1,0 +1,117 @@
+//! Backup plans: what to back up (a node's paths), when (cron, UTC), how many to
+//! keep and on how many storage nodes.
+
+use bcm_api::{PlanBody, PlanFilter, PlanPatch};
+use bcm_raft_store::{Command, Plan, PlanSpec};
+
+use super::{check_name, lookup, write, OpError, Search};
+use crate::cluster::{now_ms, Node};
+
+/// Absolute paths, 1 to 64 of them, each at most 4096 bytes, no NUL.
+pub fn check_paths(field: &str, paths: &[String]) -> Result<(), OpError> {
+    if paths.is_empty() || paths.len() > 64 {
+        return Err(OpError::invalid(field, "1 to 64 absolute paths"));
+    }
+    if let Some(p) = paths
+        .iter()
+        .find(|p| !p.starts_with('/') || p.len() > 4096 || p.contains('\0'))
+    {
+        return Err(OpError::invalid(
+            field,
+            format!("{p:?} is not an absolute path"),
+        ));
+    }
+    Ok(())
+}
+
+/// `id` is a registered node.
+pub fn check_node(node: &Node, field: &str, id: u64) -> Result<(), OpError> {
+    if node.state.read(|d| d.state.nodes.contains_key(&id)) {
+        Ok(())
+    } else {
+        Err(OpError::invalid(
+            field,
+            format!("node {id} is not registered"),
+        ))
+    }
+}
+
+fn check_schedule(schedule: Option<&str>) -> Result<(), OpError> {
+    match schedule {
+        None => Ok(()),
+        Some(s) => s.parse::<croner::Cron>().map(|_| ()).map_err(|e| {
+            OpError::invalid(
+                "schedule",
+                format!("{s:?} is not a cron expression ({e}); e.g. \"0 3 * * *\" for 03:00 daily"),
+            )
+        }),
+    }
+}
+
+/// A plan as a whole, validated.
+fn spec(node: &Node, b: PlanBody) -> Result<PlanSpec, OpError> {
+    check_name("name", &b.name)?;
+    check_node(node, "source_node", b.source_node)?;
+    check_paths("paths", &b.paths)?;
+    check_schedule(b.schedule.as_deref())?;
+    if !(1..=1000).contains(&b.keep_last) {
+        return Err(OpError::invalid("keep_last", "between 1 and 1000"));
+    }
+    if !(1..=7).contains(&b.replicas) {
+        return Err(OpError::invalid("replicas", "between 1 and 7"));
+    }
+    Ok(PlanSpec {
+        name: b.name,
+        source_node: b.source_node,
+        paths: b.paths,
+        schedule: b.schedule,
+        keep_last: b.keep_last,
+        replicas: b.replicas,
+        enabled: b.enabled,
+    })
+}
+
+/// Plans matching `filter`, by id.
+pub fn list(node: &Node, filter: &PlanFilter) -> Vec<Plan> {
+    let q = Search::new(filter.q.as_deref());
+    node.state.read(|d| {
+        d.state
+            .plans
+            .values()
+            .filter(|x| q.matches(&x.spec.name, x.id))
+            .filter(|x| filter.node.is_none_or(|n| x.spec.source_node == n))
+            .filter(|x| filter.enabled.is_none_or(|e| x.spec.enabled == e))
+            .cloned()
+            .collect()
+    })
+}
+
+pub fn get(node: &Node, id: u64) -> Result<Plan, OpError> {
+    lookup(node, "plan", id, |s| s.plans.get(&id))
+}
+
+pub async fn create(node: &Node, body: PlanBody) -> Result<Plan, OpError> {
+    let spec = spec(node, body)?;
+    write(node, Command::CreatePlan { spec, at: now_ms() }).await
+}
+
+/// Changes any subset of a plan's fields; the result is validated as a whole.
+pub async fn update(node: &Node, id: u64, patch: PlanPatch) -> Result<Plan, OpError> {
+    let current = get(node, id)?.spec;
+    let body = PlanBody {
+        name: patch.name.unwrap_or(current.name),
+        source_node: patch.source_node.unwrap_or(current.source_node),
+        paths: patch.paths.unwrap_or(current.paths),
+        schedule: patch.schedule.unwrap_or(current.schedule),
+        keep_last: patch.keep_last.unwrap_or(current.keep_last),
+        replicas: patch.replicas.unwrap_or(current.replicas),
+        enabled: patch.enabled.unwrap_or(current.enabled),
+    };
+    let spec = spec(node, body)?;
+    write(node, Command::UpdatePlan { id, spec }).await
+}
+
+/// Deletes a plan (its backups stay in the catalog).
+pub async fn delete(node: &Node, id: u64) -> Result<Plan, OpError> {
+    write(node, Command::DeletePlan { id }).await
+}
