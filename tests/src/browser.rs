@@ -299,6 +299,19 @@ impl Browser {
         panic!("{what}: every submission was lost to network changes");
     }
 
+    /// Fills the form on the page in with `fill`, then [`Browser::submit`]s it with
+    /// the button `css` (filling it in again with `fill` when a submission was lost).
+    pub fn fill_in_and_submit<T>(
+        &self,
+        fill: impl Fn(&Browser),
+        css: &str,
+        what: &str,
+        done: impl Fn(&Browser) -> Result<T, String>,
+    ) -> T {
+        fill(self);
+        self.submit(css, what, fill, done)
+    }
+
     /// Clears the field and types `text` into it, key by key.
     pub fn type_into(&self, css: &str, text: &str) {
         let id = self.wait_for(css, Duration::from_secs(10));
@@ -364,15 +377,13 @@ impl Browser {
     /// Logs in through the login form of the node at `base`.
     pub fn log_in(&self, base: &str, user: &str, password: &str) {
         self.goto(&format!("{base}/login"));
-        let fill = |b: &Browser| {
-            b.type_into("#username", user);
-            b.type_into("#password", password);
-        };
-        fill(self);
-        self.submit(
+        self.fill_in_and_submit(
+            |b| {
+                b.type_into("#username", user);
+                b.type_into("#password", password);
+            },
             "form[action='/login'] button[type=submit]",
             "the page after logging in",
-            fill,
             |b| {
                 if b.exists("form.logout") {
                     Ok(())
@@ -396,10 +407,5 @@ impl Drop for Browser {
 
 /// Where the UI tests write their screenshots: `<target>/ui-screenshots/`.
 pub fn screenshot_dir() -> PathBuf {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(t) => workspace.join(t),
-        None => workspace.join("target"),
-    };
-    target.join("ui-screenshots")
+    crate::binary::target_dir().join("ui-screenshots")
 }

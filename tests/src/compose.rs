@@ -13,11 +13,14 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use bcm_api::{ConfigValue, ConfigView, LeaderView, Login, Page, Session};
 use rand::Rng;
 use reqwest::blocking::Client;
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use crate::answers::decode;
+use crate::command::run_ok;
 use crate::{free_port, wait_until, PROBE_TIMEOUT};
 
 /// The workspace root (where `docker-compose.yml` is).
@@ -144,14 +147,9 @@ impl ComposeStack {
         let dir = std::env::temp_dir().join(&project);
         fs::create_dir_all(&dir).expect("the test's directory");
         let env_file = dir.join("compose.env");
-        let out = Command::new(workspace().join("scripts/compose-init.sh"))
-            .arg(&env_file)
-            .output()
-            .expect("running scripts/compose-init.sh");
-        assert!(
-            out.status.success(),
-            "scripts/compose-init.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        run_ok(
+            Command::new(workspace().join("scripts/compose-init.sh")).arg(&env_file),
+            "scripts/compose-init.sh",
         );
         let text = fs::read_to_string(&env_file).expect("the generated env file");
         let admin_password = text
@@ -235,14 +233,7 @@ impl ComposeStack {
 
     /// Runs `compose ARGS` and panics (with its output) unless it succeeds.
     pub fn compose_ok(&self, args: &[&str]) -> String {
-        let out = self.compose(args);
-        assert!(
-            out.status.success(),
-            "compose {args:?} failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = run_ok(&mut self.compose_cmd(args), &format!("compose {args:?}"));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -310,28 +301,18 @@ impl ComposeStack {
     pub fn kill(&self, service: &str) {
         let id = self.container(service);
         assert!(!id.is_empty(), "{service} has no container");
-        let out = Command::new("docker")
-            .args(["kill", &id])
-            .output()
-            .expect("docker kill");
-        assert!(
-            out.status.success(),
-            "docker kill {service}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        run_ok(
+            Command::new("docker").args(["kill", &id]),
+            &format!("docker kill {service}"),
         );
     }
 
     /// `docker start` on `service`'s (stopped) container.
     pub fn start_container(&self, service: &str) {
         let id = self.container(service);
-        let out = Command::new("docker")
-            .args(["start", &id])
-            .output()
-            .expect("docker start");
-        assert!(
-            out.status.success(),
-            "docker start {service}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        run_ok(
+            Command::new("docker").args(["start", &id]),
+            &format!("docker start {service}"),
         );
     }
 
@@ -377,15 +358,15 @@ impl ComposeStack {
     /// Logs in as admin through HAProxy and keeps the token (valid on every node).
     pub fn login(&self) {
         let url = format!("{}/api/v1/auth/login", self.proxy_url());
-        let body = json!({"username": "admin", "password": self.admin_password});
+        let body = json!(Login {
+            username: "admin".into(),
+            password: self.admin_password.clone(),
+        });
         let token = wait_until(
             Duration::from_secs(30),
             "logging in through HAProxy",
             || match self.send(Method::POST, &url, Some(&body), Duration::from_secs(5))? {
-                (200, v) => v["token"]
-                    .as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| format!("no token in {v}")),
+                (200, v) => decode::<Session>(v).map(|s| s.token),
                 (s, v) => Err(format!("HTTP {s} {v}")),
             },
         );
@@ -401,7 +382,10 @@ impl ComposeStack {
         timeout: Duration,
     ) -> Result<(), String> {
         let url = format!("{base}/api/v1/config/{key}");
-        match self.send(Method::PUT, &url, Some(&json!({ "value": value })), timeout)? {
+        let body = json!(ConfigValue {
+            value: value.clone()
+        });
+        match self.send(Method::PUT, &url, Some(&body), timeout)? {
             (200..=299, _) => Ok(()),
             (s, v) => Err(format!("PUT {url}: HTTP {s} {v}")),
         }
@@ -425,13 +409,10 @@ impl ComposeStack {
             if status != 200 {
                 return Err(format!("GET {url}: HTTP {status} {page}"));
             }
-            let items = page["items"].as_array().cloned().unwrap_or_default();
-            for item in &items {
-                let key = item["key"].as_str().unwrap_or_default().to_string();
-                all.insert(key, item["value"].clone());
-            }
-            let total = page["total"].as_u64().unwrap_or(0) as usize;
-            if items.is_empty() || all.len() >= total {
+            let page = decode::<Page<ConfigView>>(page)?;
+            let fetched = page.items.len();
+            all.extend(page.items.into_iter().map(|e| (e.key, e.value)));
+            if fetched == 0 || all.len() >= page.total {
                 return Ok(all);
             }
         }
@@ -442,9 +423,7 @@ impl ComposeStack {
     pub fn leader_via_proxy(&self) -> Result<u64, String> {
         let url = format!("{}/leader", self.proxy_url());
         match self.send(Method::GET, &url, None, PROBE_TIMEOUT)? {
-            (200, v) => v["node_id"]
-                .as_u64()
-                .ok_or_else(|| format!("no node_id in {v}")),
+            (200, v) => decode::<LeaderView>(v).map(|l| l.node_id),
             (s, v) => Err(format!("GET {url}: HTTP {s} {v}")),
         }
     }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::command::run_ok;
 use crate::{free_port, wait_until};
 
 /// One PostgreSQL server with a database `bcm` owned by the user `bcm` (trust
@@ -47,6 +48,18 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// As root, hands `path` (recursively) to the `postgres` user the server runs as.
+fn chown_to_server_user(path: &Path) {
+    if is_root() {
+        run_ok(
+            Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(path),
+            &format!("chown {} to postgres", path.display()),
+        );
+    }
+}
+
 impl Postgres {
     /// Creates and starts a new server; waits until it accepts connections.
     pub fn start(name: &str) -> Postgres {
@@ -66,14 +79,7 @@ impl Postgres {
             .prefix(&format!("bcm-pg-{name}-"))
             .tempdir()
             .expect("create a temp dir for PostgreSQL");
-        if is_root() {
-            let status = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(dir.path())
-                .status()
-                .expect("run chown");
-            assert!(status.success(), "chown the PostgreSQL dir to postgres");
-        }
+        chown_to_server_user(dir.path());
         let pg = Postgres {
             dir,
             bin,
@@ -123,15 +129,9 @@ impl Postgres {
         let tls = self.dir.path().join("tls");
         std::fs::create_dir_all(&tls).expect("create the tls dir");
         let openssl = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(&tls)
-                .output()
-                .expect("run openssl (Debian's openssl package)");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
+            run_ok(
+                Command::new("openssl").args(args).current_dir(&tls),
+                &format!("openssl {args:?} (Debian's openssl package)"),
             );
         };
         for ca in ["ca", "other-ca"] {
@@ -199,17 +199,7 @@ impl Postgres {
             format!("hostnossl all all 0.0.0.0/0 reject\nhostnossl all all ::/0 reject\n{hba}"),
         )
         .unwrap();
-        if is_root() {
-            let status = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(&data)
-                .status()
-                .expect("run chown");
-            assert!(
-                status.success(),
-                "chown the PostgreSQL data dir to postgres"
-            );
-        }
+        chown_to_server_user(&data);
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(
             data.join("server.key"),
@@ -218,24 +208,22 @@ impl Postgres {
         .expect("chmod the server's key");
     }
 
-    fn run_as_server_user(&self, tool: &str, args: &[&str]) {
+    /// `tool` (one of the server's binaries) as the user the server runs as.
+    fn as_server_user(&self, tool: &str) -> Command {
         let exe = self.bin.join(tool);
-        let mut cmd = if is_root() {
+        if is_root() {
             let mut c = Command::new("runuser");
             c.args(["-u", "postgres", "--"]).arg(&exe);
             c
         } else {
             Command::new(&exe)
-        };
-        let out = cmd
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("run {}: {e}", exe.display()));
-        assert!(
-            out.status.success(),
-            "{tool} {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        }
+    }
+
+    fn run_as_server_user(&self, tool: &str, args: &[&str]) {
+        run_ok(
+            self.as_server_user(tool).args(args),
+            &format!("{tool} {args:?}"),
         );
     }
 
@@ -361,18 +349,10 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         if self.running {
-            let exe = self.bin.join("pg_ctl");
-            let data = self.data();
-            let mut cmd = if is_root() {
-                let mut c = Command::new("runuser");
-                c.args(["-u", "postgres", "--"]).arg(&exe);
-                c
-            } else {
-                Command::new(&exe)
-            };
-            let _ = cmd
+            let _ = self
+                .as_server_user("pg_ctl")
                 .arg("-D")
-                .arg(&data)
+                .arg(self.data())
                 .args(["-m", "immediate", "-w", "stop"])
                 .output();
         }

@@ -4,7 +4,7 @@
 //! `cargo build --bin bcm && cargo test -p bcm-tests --test e2e -- --test-threads=1`.
 //! When a test fails, its cluster's logs are kept and their path is printed.
 
-#[path = "e2e/access.rs"]
+#[path = "e2e/access/mod.rs"]
 mod access;
 #[path = "e2e/backup_manager.rs"]
 mod backup_manager;
@@ -51,10 +51,25 @@ mod wipe;
 
 use std::time::Duration;
 
+/// A password every check accepts: long, uncommon, and containing none of the user
+/// names the tests use.
+pub const PASSWORD: &str = "Tr0ub4dor&3-gazelle-kiwi";
+
 pub fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
 pub fn millis(ms: u64) -> Duration {
     Duration::from_millis(ms)
+}
+
+/// Asserts that a check over many cases found nothing wrong; otherwise lists every
+/// one of the `failures`, saying `what` they are ("answers broke the matrix").
+pub fn assert_no_failures(failures: &[String], what: &str) {
+    assert!(
+        failures.is_empty(),
+        "{} {what}:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -177,10 +177,7 @@ fn killing_the_leader_under_concurrent_writes_loses_no_acknowledged_write() {
     for round in 1..=3 {
         let leader = c.wait_for_leader();
         c.log(format!("round {round}: kill -9 the leader, node {leader}"));
-        c.kill(leader);
-        progress(100);
-        c.restart(leader);
-        c.wait_ready(leader, secs(30));
+        c.while_killed(leader, || progress(100));
         progress(50);
     }
     stop.store(true, Ordering::SeqCst);

@@ -3,22 +3,85 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::PathBuf;
 
 use bcm_tests::serde_json::{self, Value};
-use bcm_tests::{wait_until, Bcm, CliOutput, Cluster, ADMIN_PASSWORD};
+use bcm_tests::{wait_for, wait_until, Bcm, CliOutput, Cluster, ADMIN_PASSWORD};
 
 use crate::secs;
 
-/// `bcm status` runs are quick; a hung one fails the test instead of hanging it.
-fn run(home: &Path, args: &[&str], env: &[(&str, &str)]) -> CliOutput {
-    let mut cmd = Bcm::new(home, args);
-    for (k, v) in env {
-        cmd = cmd.env(k, v);
+/// The operator at a terminal: `bcm` run from a home directory of their own (where
+/// `bcm login` keeps its token) against `server` (one URL, or several separated by
+/// commas), with the admin password in `BCM_PASSWORD` or without it.
+struct Operator {
+    home: PathBuf,
+    server: String,
+    password: Option<&'static str>,
+}
+
+impl Operator {
+    /// The admin, with the password in `BCM_PASSWORD`.
+    fn admin(c: &Cluster, server: &str) -> Operator {
+        Operator::at(c, "cli-home", server, Some(ADMIN_PASSWORD))
     }
-    let out = cmd.run(secs(30));
-    eprintln!("{out}");
-    out
+
+    /// Somebody with nothing in the environment, at home `home`: only a password
+    /// given on the command line or a token kept by `bcm login` lets them in.
+    fn without_password(c: &Cluster, home: &str, server: &str) -> Operator {
+        Operator::at(c, home, server, None)
+    }
+
+    fn at(c: &Cluster, home: &str, server: &str, password: Option<&'static str>) -> Operator {
+        let home = c.dir().join(home);
+        fs::create_dir_all(&home).unwrap();
+        Operator {
+            home,
+            server: server.to_string(),
+            password,
+        }
+    }
+
+    /// Where `bcm login` keeps the token.
+    fn token_file(&self) -> PathBuf {
+        self.home.join(".config/bcm/token.json")
+    }
+
+    /// `bcm COMMAND --server SERVER`, with the command line as typed: words apart,
+    /// a "quoted phrase" one word. The runs are quick; a hung one fails the test
+    /// instead of hanging it.
+    fn bcm(&self, command: &str) -> CliOutput {
+        let mut args = words(command);
+        args.extend(["--server".to_string(), self.server.clone()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut cmd = Bcm::new(&self.home, &args);
+        if let Some(password) = self.password {
+            cmd = cmd.env("BCM_PASSWORD", password);
+        }
+        let out = cmd.run(secs(30));
+        eprintln!("{out}");
+        out
+    }
+
+    /// `bcm COMMAND --output json`, which must succeed: what it printed, parsed.
+    fn json(&self, command: &str) -> Value {
+        let out = self.bcm(&format!("{command} --output json"));
+        assert!(out.success(), "{out}");
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+    }
+}
+
+/// The words of a command line: split at spaces, but a "quoted phrase" is one word.
+fn words(line: &str) -> Vec<String> {
+    line.split('"')
+        .enumerate()
+        .flat_map(|(i, part)| {
+            if i % 2 == 1 {
+                vec![part.to_string()]
+            } else {
+                part.split_whitespace().map(str::to_string).collect()
+            }
+        })
+        .collect()
 }
 
 /// The member rows of `bcm status`'s table, each as column name -> cell (the cells
@@ -61,16 +124,9 @@ fn leader_and_holder(c: &Cluster) -> (u64, u64) {
 fn bcm_status_shows_every_member_and_who_holds_which_role() {
     let c = Cluster::builder().name("cli-status").voters(3).start();
     let (leader, holder) = leader_and_holder(&c);
-    let f = c.followers()[0];
-    let home = c.dir().join("cli-home");
-    fs::create_dir_all(&home).unwrap();
-    let server = c.api_url(f);
+    let admin = Operator::admin(&c, &c.api_url(c.followers()[0]));
 
-    let out = run(
-        &home,
-        &["status", "--server", &server],
-        &[("BCM_PASSWORD", ADMIN_PASSWORD)],
-    );
+    let out = admin.bcm("status");
     assert!(out.success(), "{out}");
     let rows = rows(&out.stdout);
     let ids: Vec<&str> = rows.iter().map(|r| r["ID"].as_str()).collect();
@@ -94,14 +150,7 @@ fn bcm_status_shows_every_member_and_who_holds_which_role() {
         );
     }
 
-    let out = run(
-        &home,
-        &["status", "--server", &server, "--output", "json"],
-        &[("BCM_PASSWORD", ADMIN_PASSWORD)],
-    );
-    assert!(out.success(), "{out}");
-    let status: Value = serde_json::from_str(&out.stdout)
-        .unwrap_or_else(|e| panic!("--output json is not JSON ({e}):\n{out}"));
+    let status = admin.json("status");
     let members: Vec<u64> = status["members"]
         .as_array()
         .unwrap_or_else(|| panic!("no members in {status}"))
@@ -119,19 +168,8 @@ fn bcm_login_keeps_a_private_token_that_later_commands_use() {
     let server = c.api_url(c.followers()[0]);
 
     // A wrong password: a non-zero exit, a message a person can read, no token kept.
-    let home = c.dir().join("cli-home-wrong");
-    fs::create_dir_all(&home).unwrap();
-    let out = run(
-        &home,
-        &[
-            "login",
-            "--server",
-            &server,
-            "--password",
-            "not-the-password",
-        ],
-        &[],
-    );
+    let wrong = Operator::without_password(&c, "cli-home-wrong", &server);
+    let out = wrong.bcm("login --password not-the-password");
     assert!(!out.success(), "a wrong password must fail: {out}");
     let msg = out.stderr.trim();
     assert!(
@@ -143,20 +181,15 @@ fn bcm_login_keeps_a_private_token_that_later_commands_use() {
         "no panic or backtrace: {out}"
     );
     assert!(
-        !home.join(".config/bcm/token.json").exists(),
+        !wrong.token_file().exists(),
         "a failed login wrote a token: {out}"
     );
 
     // The right password: the token is kept, readable by its owner only.
-    let home = c.dir().join("cli-home");
-    fs::create_dir_all(&home).unwrap();
-    let out = run(
-        &home,
-        &["login", "--server", &server, "--password", ADMIN_PASSWORD],
-        &[],
-    );
+    let operator = Operator::without_password(&c, "cli-home", &server);
+    let out = operator.bcm(&format!("login --password {ADMIN_PASSWORD}"));
     assert!(out.success(), "{out}");
-    let path = home.join(".config/bcm/token.json");
+    let path = operator.token_file();
     let meta = fs::metadata(&path).unwrap_or_else(|e| panic!("{}: {e}\n{out}", path.display()));
     assert_eq!(
         meta.permissions().mode() & 0o777,
@@ -173,35 +206,31 @@ fn bcm_login_keeps_a_private_token_that_later_commands_use() {
     );
 
     // A later command works with the kept token alone.
-    let out = run(&home, &["status", "--server", &server], &[]);
+    let out = operator.bcm("status");
     assert!(out.success(), "status with the stored token: {out}");
     assert_eq!(rows(&out.stdout).len(), 3, "{out}");
 
     // `bcm logout` revokes it on every node and forgets it.
-    let out = run(&home, &["logout", "--server", &server], &[]);
+    let out = operator.bcm("logout");
     assert!(out.success(), "{out}");
     assert!(out.stdout.contains("revoked"), "{out}");
     assert!(!path.exists(), "the token file is gone: {out}");
     for n in c.all_nodes() {
-        wait_until(
+        wait_for(
             secs(10),
             &format!("node {n} to refuse the revoked token"),
             || {
-                let r = c.send(
+                c.send(
                     c.request(n, reqwest::Method::GET, "/api/v1/auth/me")
                         .bearer(token),
-                )?;
-                if r.status == 401 {
-                    Ok(())
-                } else {
-                    Err(r.to_string())
-                }
+                )
             },
+            |r| r.status == 401,
         );
     }
-    let out = run(&home, &["status", "--server", &server], &[]);
+    let out = operator.bcm("status");
     assert!(!out.success() && out.stderr.contains("bcm login"), "{out}");
-    let out = run(&home, &["logout", "--server", &server], &[]);
+    let out = operator.bcm("logout");
     assert!(
         out.success() && out.stdout.contains("not logged in"),
         "{out}"
@@ -214,17 +243,9 @@ fn bcm_status_uses_the_next_server_when_the_first_is_down() {
     let followers = c.followers();
     let (dead, live) = (followers[0], followers[1]);
     c.kill(dead);
-    let home = c.dir().join("cli-home");
-    fs::create_dir_all(&home).unwrap();
 
     let servers = format!("{},{}", c.api_url(dead), c.api_url(live));
-    let out = run(
-        &home,
-        &["status", "--server", &servers, "--output", "json"],
-        &[("BCM_PASSWORD", ADMIN_PASSWORD)],
-    );
-    assert!(out.success(), "status with {servers}: {out}");
-    let status: Value = serde_json::from_str(&out.stdout).unwrap();
+    let status = Operator::admin(&c, &servers).json("status");
     assert_eq!(
         status["this_node_id"], live,
         "answered by node {live}: {status}"
@@ -242,135 +263,78 @@ fn bcm_status_uses_the_next_server_when_the_first_is_down() {
 #[test]
 fn resource_subcommands_manage_users_groups_nodes_and_config() {
     let c = Cluster::builder().name("cli-resources").voters(3).start();
-    let f = c.followers()[0];
-    let home = c.dir().join("cli-home");
-    fs::create_dir_all(&home).unwrap();
-    let server = c.api_url(f);
-    let env = [("BCM_PASSWORD", ADMIN_PASSWORD)];
-    let bcm = |args: &[&str]| {
-        let mut all: Vec<&str> = args.to_vec();
-        all.extend_from_slice(&["--server", &server]);
-        run(&home, &all, &env)
-    };
-    let json = |args: &[&str]| -> Value {
-        let mut all: Vec<&str> = args.to_vec();
-        all.extend_from_slice(&["--output", "json"]);
-        let out = bcm(&all);
-        assert!(out.success(), "{out}");
-        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
-    };
+    let admin = Operator::admin(&c, &c.api_url(c.followers()[0]));
 
     // Groups and users.
-    let g = json(&[
-        "groups",
-        "create",
-        "auditors",
-        "--permission",
-        "config.read",
-        "--permission",
-        "users.read",
-    ]);
+    let g = admin.json("groups create auditors --permission config.read --permission users.read");
     assert_eq!(g["name"], "auditors");
-    let u = json(&[
-        "users",
-        "create",
-        "alice",
-        "--password",
-        "correct horse battery",
-        "--group",
-        "viewer",
-    ]);
+    let u = admin.json(r#"users create alice --password "correct horse battery" --group viewer"#);
     let id = u["id"].as_u64().expect("an id");
-    let out = bcm(&["users", "list"]);
+    let out = admin.bcm("users list");
     assert!(out.success(), "{out}");
     let alice = rows(&out.stdout)
         .into_iter()
         .find(|r| r["NAME"] == "alice")
         .expect("alice listed");
     assert_eq!(alice["GROUPS"], "viewer", "{out}");
-    let u = json(&[
-        "users",
-        "update",
-        &id.to_string(),
-        "--groups",
-        "viewer,auditors",
-        "--disable",
-    ]);
+    let u = admin.json(&format!(
+        "users update {id} --groups viewer,auditors --disable"
+    ));
     assert_eq!(u["enabled"], false, "{u}");
     assert_eq!(
         u["groups"],
         serde_json::json!(["viewer", "auditors"]),
         "{u}"
     );
-    let listed = json(&["users", "list", "--enabled", "false"]);
+    let listed = admin.json("users list --enabled false");
     assert_eq!(listed["total"], 1, "{listed}");
     // The server's refusals reach the operator as a non-zero exit and a reason.
-    let dup = bcm(&[
-        "users",
-        "create",
-        "alice",
-        "--password",
-        "another long password",
-    ]);
+    let dup = admin.bcm(r#"users create alice --password "another long password""#);
     assert!(!dup.success(), "{dup}");
     assert!(dup.stderr.contains("already exists"), "{dup}");
-    let last_admin = bcm(&["users", "delete", "1"]);
+    let last_admin = admin.bcm("users delete 1");
     assert!(
         !last_admin.success() && last_admin.stderr.contains("last enabled admin"),
         "{last_admin}"
     );
-    let busy = bcm(&["groups", "delete", "auditors"]);
+    let busy = admin.bcm("groups delete auditors");
     assert!(!busy.success() && busy.stderr.contains("member"), "{busy}");
-    assert!(bcm(&["users", "delete", &id.to_string()]).success());
-    assert!(bcm(&["groups", "delete", "auditors"]).success());
-    assert_eq!(json(&["groups", "list"])["total"], 3);
+    assert!(admin.bcm(&format!("users delete {id}")).success());
+    assert!(admin.bcm("groups delete auditors").success());
+    assert_eq!(admin.json("groups list")["total"], 3);
 
     // Config with compare-and-set.
-    let v = json(&["config", "set", "retention.days", "30"]);
+    let v = admin.json("config set retention.days 30");
     let version = v["version"].as_u64().unwrap();
     assert_eq!(v["value"], 30);
-    let stale = bcm(&["config", "set", "retention.days", "31", "--if-version", "1"]);
+    let stale = admin.bcm("config set retention.days 31 --if-version 1");
     assert!(
         !stale.success() && stale.stderr.contains("version mismatch"),
         "{stale}"
     );
-    let v = json(&[
-        "config",
-        "set",
-        "retention.days",
-        "31",
-        "--if-version",
-        &version.to_string(),
-    ]);
+    let v = admin.json(&format!(
+        "config set retention.days 31 --if-version {version}"
+    ));
     assert_eq!(v["value"], 31);
-    assert_eq!(json(&["config", "get", "retention.days"])["value"], 31);
-    let word = json(&["config", "set", "site/name", "lab"]);
+    assert_eq!(admin.json("config get retention.days")["value"], 31);
+    let word = admin.json("config set site/name lab");
     assert_eq!(word["value"], "lab", "a bare word is a string: {word}");
-    assert!(bcm(&["config", "delete", "site/name"]).success());
-    let gone = bcm(&["config", "get", "site/name"]);
+    assert!(admin.bcm("config delete site/name").success());
+    let gone = admin.bcm("config get site/name");
     assert!(
         !gone.success() && gone.stderr.contains("does not exist"),
         "{gone}"
     );
 
     // Nodes.
-    let n = json(&["nodes", "update", "2", "--label", "zone=a"]);
+    let n = admin.json("nodes update 2 --label zone=a");
     assert_eq!(n["labels"]["zone"], "a", "{n}");
-    let added = json(&[
-        "nodes",
-        "add",
-        "9",
-        "--api",
-        "http://127.0.0.1:1",
-        "--rpc",
-        "http://127.0.0.1:2",
-        "--role",
-        "storage",
-    ]);
+    let added =
+        admin.json("nodes add 9 --api http://127.0.0.1:1 --rpc http://127.0.0.1:2 --role storage");
     assert_eq!(added["id"], 9);
-    let listed = json(&["nodes", "list", "--role", "storage"]);
+    let listed = admin.json("nodes list --role storage");
     assert!(listed["total"].as_u64().unwrap() >= 4, "{listed}");
-    let out = bcm(&["nodes", "get", "9"]);
+    let out = admin.bcm("nodes get 9");
     assert!(out.success() && out.stdout.contains("storage"), "{out}");
 }
 
@@ -379,80 +343,42 @@ fn resource_subcommands_manage_users_groups_nodes_and_config() {
 #[test]
 fn catalog_subcommands_manage_plans_backups_and_restores() {
     let c = Cluster::builder().name("cli-catalog").voters(3).start();
-    let f = c.followers()[0];
-    let home = c.dir().join("cli-home");
-    fs::create_dir_all(&home).unwrap();
-    let server = c.api_url(f);
-    let env = [("BCM_PASSWORD", ADMIN_PASSWORD)];
-    let bcm = |args: &[&str]| {
-        let mut all: Vec<&str> = args.to_vec();
-        all.extend_from_slice(&["--server", &server]);
-        run(&home, &all, &env)
-    };
-    let json = |args: &[&str]| -> Value {
-        let mut all: Vec<&str> = args.to_vec();
-        all.extend_from_slice(&["--output", "json"]);
-        let out = bcm(&all);
-        assert!(out.success(), "{out}");
-        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
-    };
+    let admin = Operator::admin(&c, &c.api_url(c.followers()[0]));
 
-    let plan = json(&[
-        "plans",
-        "create",
-        "etc-daily",
-        "--node",
-        "2",
-        "--path",
-        "/etc",
-        "--schedule",
-        "0 3 * * *",
-        "--keep-last",
-        "5",
-    ]);
+    let plan = admin.json(
+        r#"plans create etc-daily --node 2 --path /etc --schedule "0 3 * * *" --keep-last 5"#,
+    );
     let plan_id = plan["id"].as_u64().unwrap().to_string();
     assert_eq!(plan["schedule"], "0 3 * * *");
-    let bad = bcm(&[
-        "plans",
-        "create",
-        "x",
-        "--node",
-        "2",
-        "--path",
-        "/x",
-        "--schedule",
-        "daily",
-    ]);
+    let bad = admin.bcm("plans create x --node 2 --path /x --schedule daily");
     assert!(!bad.success() && bad.stderr.contains("schedule"), "{bad}");
-    let updated = json(&["plans", "update", &plan_id, "--no-schedule", "--disable"]);
+    let updated = admin.json(&format!("plans update {plan_id} --no-schedule --disable"));
     assert_eq!(updated["schedule"], Value::Null, "{updated}");
     assert_eq!(updated["enabled"], false, "{updated}");
-    let out = bcm(&["plans", "list"]);
+    let out = admin.bcm("plans list");
     assert!(out.success() && out.stdout.contains("etc-daily"), "{out}");
 
-    let b = json(&["backups", "start", "--plan", &plan_id]);
+    let b = admin.json(&format!("backups start --plan {plan_id}"));
     assert_eq!(b["status"], "pending", "{b}");
-    let adhoc = json(&["backups", "start", "--node", "3", "--path", "/var/lib/app"]);
+    let adhoc = admin.json("backups start --node 3 --path /var/lib/app");
     assert_eq!(adhoc["source_node"], 3, "{adhoc}");
-    assert_eq!(json(&["backups", "list", "--plan", &plan_id])["total"], 1);
     assert_eq!(
-        json(&["backups", "list", "--status", "pending"])["total"],
-        2
+        admin.json(&format!("backups list --plan {plan_id}"))["total"],
+        1
     );
+    assert_eq!(admin.json("backups list --status pending")["total"], 2);
     let id = b["id"].as_u64().unwrap().to_string();
-    let not_yet = bcm(&[
-        "backups", "restore", &id, "--node", "1", "--path", "/restore",
-    ]);
+    let not_yet = admin.bcm(&format!("backups restore {id} --node 1 --path /restore"));
     assert!(
         !not_yet.success() && not_yet.stderr.contains("only a succeeded backup"),
         "{not_yet}"
     );
-    assert_eq!(json(&["restores", "list"])["total"], 0);
-    assert!(bcm(&["backups", "delete", &id]).success());
-    let gone = bcm(&["backups", "get", &id]);
+    assert_eq!(admin.json("restores list")["total"], 0);
+    assert!(admin.bcm(&format!("backups delete {id}")).success());
+    let gone = admin.bcm(&format!("backups get {id}"));
     assert!(
         !gone.success() && gone.stderr.contains("does not exist"),
         "{gone}"
     );
-    assert!(bcm(&["plans", "delete", &plan_id]).success());
+    assert!(admin.bcm(&format!("plans delete {plan_id}")).success());
 }

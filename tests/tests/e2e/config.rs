@@ -2,7 +2,7 @@
 //! guaranteed to be current.
 
 use bcm_tests::serde_json::{json, Value};
-use bcm_tests::{wait_until, Cluster, Reply};
+use bcm_tests::{wait_for, Cluster, Reply};
 use reqwest::Method;
 
 use crate::secs;
@@ -17,6 +17,24 @@ fn put(c: &Cluster, node: u64, key: &str, value: &Value, headers: &[(&str, &str)
     }
     c.send_authed(node, req)
         .unwrap_or_else(|e| panic!("PUT {key} via node {node}: {e}"))
+}
+
+/// A plain [`put`] that must be acknowledged (200); `what` names it when it is not.
+fn put_ok(c: &Cluster, node: u64, key: &str, value: &Value, what: &str) -> Reply {
+    let r = put(c, node, key, value, &[]);
+    assert_eq!(r.status, 200, "{what}: {r}");
+    r
+}
+
+/// A [`put`] that only applies while the key is at `version` (`If-Match`).
+fn put_if_match(c: &Cluster, node: u64, key: &str, value: &Value, version: u64) -> Reply {
+    put(
+        c,
+        node,
+        key,
+        value,
+        &[("if-match", &format!("\"{version}\""))],
+    )
 }
 
 fn version(r: &Reply) -> u64 {
@@ -36,24 +54,17 @@ fn etag(r: &Reply) -> String {
 /// Waits until every node serves `key` with `expected` (`None`: 404).
 fn wait_everywhere(c: &Cluster, key: &str, expected: Option<(&Value, u64)>) {
     for n in c.all_nodes() {
-        wait_until(
+        wait_for(
             secs(10),
             &format!("node {n} to serve {key} as {expected:?}"),
-            || {
-                let r = c.get_config(n, key)?;
-                let ok = match expected {
-                    None => r.status == 404,
-                    Some((value, v)) => {
-                        r.status == 200
-                            && r.json()["value"] == *value
-                            && r.json()["version"] == v
-                            && etag(&r) == format!("\"{v}\"")
-                    }
-                };
-                if ok {
-                    Ok(())
-                } else {
-                    Err(r.to_string())
+            || c.get_config(n, key),
+            |r| match expected {
+                None => r.status == 404,
+                Some((value, v)) => {
+                    r.status == 200
+                        && r.json()["value"] == *value
+                        && r.json()["version"] == v
+                        && etag(r) == format!("\"{v}\"")
                 }
             },
         );
@@ -67,8 +78,7 @@ fn config_versions_only_grow_and_compare_and_set_never_overwrites_a_newer_value(
     let key = "retention.days";
 
     // A write answers with the entry and its version, also as an ETag.
-    let first = put(&c, f, key, &json!(30), &[]);
-    assert_eq!(first.status, 200, "{first}");
+    let first = put_ok(&c, f, key, &json!(30), "the first write");
     let v1 = version(&first);
     assert_eq!(
         first.json(),
@@ -78,9 +88,7 @@ fn config_versions_only_grow_and_compare_and_set_never_overwrites_a_newer_value(
     wait_everywhere(&c, key, Some((&json!(30), v1)));
 
     // A second write gets a higher version.
-    let second = put(&c, f, key, &json!(31), &[]);
-    assert_eq!(second.status, 200, "{second}");
-    let v2 = version(&second);
+    let v2 = version(&put_ok(&c, f, key, &json!(31), "the second write"));
     assert!(v2 > v1, "second version {v2} after {v1}");
 
     // Compare-and-set with the ETag just read succeeds...
@@ -95,13 +103,7 @@ fn config_versions_only_grow_and_compare_and_set_never_overwrites_a_newer_value(
 
     // ...and with an old version it fails and changes nothing, through any node.
     for n in c.all_nodes() {
-        let stale = put(
-            &c,
-            n,
-            key,
-            &json!("lost update"),
-            &[("if-match", &format!("\"{v2}\""))],
-        );
+        let stale = put_if_match(&c, n, key, &json!("lost update"), v2);
         assert_eq!(stale.status, 412, "If-Match {v2} via node {n}: {stale}");
         stale.check_problem().unwrap();
     }
@@ -120,24 +122,13 @@ fn config_versions_only_grow_and_compare_and_set_never_overwrites_a_newer_value(
     assert_eq!(r.status, 412, "If-None-Match: * on an existing key: {r}");
     r.check_problem().unwrap();
     let fresh = "feature.flags.new-ui";
-    let created = put(
-        &c,
-        f,
-        fresh,
-        &json!({"on": true}),
-        &[("if-none-match", "*")],
-    );
+    let create_only = [("if-none-match", "*")];
+    let created = put(&c, f, fresh, &json!({"on": true}), &create_only);
     assert_eq!(
         created.status, 200,
         "If-None-Match: * on a new key: {created}"
     );
-    let again = put(
-        &c,
-        f,
-        fresh,
-        &json!({"on": false}),
-        &[("if-none-match", "*")],
-    );
+    let again = put(&c, f, fresh, &json!({"on": false}), &create_only);
     assert_eq!(again.status, 412, "a second create-only write: {again}");
     wait_everywhere(&c, fresh, Some((&json!({"on": true}), version(&created))));
 
@@ -156,21 +147,13 @@ fn config_versions_only_grow_and_compare_and_set_never_overwrites_a_newer_value(
 
     // Re-created, the key gets a version above any it had before, so a client holding
     // an old ETag cannot overwrite it by accident.
-    let reborn = put(&c, f, key, &json!(7), &[]);
-    assert_eq!(reborn.status, 200, "{reborn}");
-    let v4 = version(&reborn);
+    let v4 = version(&put_ok(&c, f, key, &json!(7), "re-creating the key"));
     assert!(
         v4 > v3,
         "re-created {key} got version {v4}; it had {v1}, {v2}, {v3}"
     );
     for old in [v1, v2, v3] {
-        let r = put(
-            &c,
-            f,
-            key,
-            &json!("stale"),
-            &[("if-match", &format!("\"{old}\""))],
-        );
+        let r = put_if_match(&c, f, key, &json!("stale"), old);
         assert_eq!(r.status, 412, "If-Match {old} on the re-created key: {r}");
     }
     wait_everywhere(&c, key, Some((&json!(7), v4)));
@@ -179,14 +162,12 @@ fn config_versions_only_grow_and_compare_and_set_never_overwrites_a_newer_value(
     for (k, v) in [("backup.window", "22:00"), ("backup.target", "s3")] {
         assert!(put(&c, f, k, &json!(v), &[]).is_success());
     }
-    let list = wait_until(secs(10), "the filtered list", || {
-        let list = c.get_json(f, "/api/v1/config?q=backup.")?;
-        if list["total"] == 2 {
-            Ok(list)
-        } else {
-            Err(list.to_string())
-        }
-    });
+    let list = wait_for(
+        secs(10),
+        "the filtered list",
+        || c.get_json(f, "/api/v1/config?q=backup."),
+        |list| list["total"] == 2,
+    );
     let items = list["items"].as_array().unwrap();
     let keys: Vec<&str> = items.iter().filter_map(|i| i["key"].as_str()).collect();
     assert_eq!(keys, ["backup.target", "backup.window"], "{list}");
@@ -194,17 +175,11 @@ fn config_versions_only_grow_and_compare_and_set_never_overwrites_a_newer_value(
         assert!(i["version"].as_u64().is_some(), "{list}");
         assert!(i["value"] == "s3" || i["value"] == "22:00", "{list}");
     }
-    wait_until(
+    wait_for(
         secs(10),
         "the unfiltered list to hold the four keys",
-        || {
-            let all = c.get_json(f, "/api/v1/config")?;
-            if all["total"] == 4 && all["items"].as_array().map(Vec::len) == Some(4) {
-                Ok(())
-            } else {
-                Err(all.to_string())
-            }
-        },
+        || c.get_json(f, "/api/v1/config"),
+        |all| all["total"] == 4 && all["items"].as_array().map(Vec::len) == Some(4),
     );
 }
 
@@ -223,9 +198,8 @@ fn a_linearizable_read_on_a_follower_sees_a_write_acknowledged_by_another_node()
 
     for i in 0..40u64 {
         let via = writers[i as usize % writers.len()];
-        let ack = put(&c, via, "counter", &json!(i), &[]);
-        assert_eq!(ack.status, 200, "write {i} via node {via}: {ack}");
-        let written = version(&ack);
+        let what = format!("write {i} via node {via}");
+        let written = version(&put_ok(&c, via, "counter", &json!(i), &what));
 
         let read = c
             .send_authed(
@@ -253,8 +227,7 @@ fn keys_are_paths_and_bad_keys_are_refused_with_the_field_named() {
 
     // Operators group settings with slashes; they work as plain URL paths.
     let key = "backup/retention/days";
-    let r = put(&c, f, key, &json!(14), &[]);
-    assert_eq!(r.status, 200, "PUT {key}: {r}");
+    let r = put_ok(&c, f, key, &json!(14), &format!("PUT {key}"));
     assert_eq!(r.json()["key"], key, "{r}");
     wait_everywhere(&c, key, Some((&json!(14), version(&r))));
 

@@ -19,14 +19,9 @@ fn twenty_random_kill_9s_under_write_load_lose_nothing() {
             "round {round}: kill -9 node {victim}{}",
             if was_leader { " (the leader)" } else { "" }
         ));
-        c.kill(victim);
-
-        // The two survivors are a majority: writes go on.
-        writer.wait_for_progress(5, secs(20));
-
-        // The victim restarts cleanly from what it had on disk and catches up.
-        c.restart(victim);
-        c.wait_ready(victim, secs(30));
+        // The two survivors are a majority: writes go on. The victim then restarts
+        // cleanly from what it had on disk and catches up.
+        c.while_killed(victim, || writer.wait_for_progress(5, secs(20)));
         writer.wait_for_progress(5, secs(20));
     }
 
@@ -105,10 +100,7 @@ fn node_registrations_acknowledged_during_kill_9s_are_never_lost() {
     for round in 1..=8 {
         let victim = *c.all_nodes().choose(&mut rng).unwrap();
         c.log(format!("registry round {round}: kill -9 node {victim}"));
-        c.kill(victim);
-        progress(3);
-        c.restart(victim);
-        c.wait_ready(victim, secs(30));
+        c.while_killed(victim, || progress(3));
         progress(3);
     }
     stop.store(true, Ordering::SeqCst);

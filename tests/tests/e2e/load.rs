@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bcm_tests::serde_json::{json, Value};
-use bcm_tests::{metric, wait_until, Api, Cluster, ADMIN_PASSWORD};
+use bcm_tests::{metric, wait_until, Cluster, ADMIN_PASSWORD};
 use reqwest::Method;
 
 /// A value whose request body `{"value":"<marker>xxx..."}` is just under the
@@ -29,20 +29,43 @@ fn write_number(value: &Value) -> Option<u64> {
     rest.parse().ok()
 }
 
-fn term(api: &Api, node: u64) -> u64 {
-    api.cluster(node)
-        .ok()
-        .and_then(|c| c.get("term").and_then(Value::as_u64))
-        .unwrap_or(0)
+/// Every node's Raft term at one moment (0 where a node does not answer): the same
+/// terms later mean that no election happened in between.
+#[derive(Debug, PartialEq)]
+struct Terms(BTreeMap<u64, u64>);
+
+impl Terms {
+    fn now(cluster: &Cluster) -> Terms {
+        let term = |n| {
+            cluster
+                .cluster(n)
+                .ok()
+                .and_then(|c| c.get("term").and_then(Value::as_u64))
+                .unwrap_or(0)
+        };
+        Terms(
+            cluster
+                .all_nodes()
+                .into_iter()
+                .map(|n| (n, term(n)))
+                .collect(),
+        )
+    }
+
+    /// Asserts that no node's term moved since these were read.
+    fn assert_unchanged(&self, cluster: &Cluster, what: &str) {
+        assert_eq!(*self, Terms::now(cluster), "{what}");
+    }
 }
 
-fn terms(cluster: &Cluster) -> BTreeMap<u64, u64> {
-    cluster
-        .api()
-        .all_nodes()
-        .into_iter()
-        .map(|n| (n, term(&cluster.api(), n)))
-        .collect()
+/// Three nodes before the load: the cluster, its leader, a follower, and every
+/// node's term.
+fn three_nodes() -> (Cluster, u64, u64, Terms) {
+    let cluster = Cluster::start(3);
+    let leader = cluster.wait_for_leader();
+    let follower = cluster.followers()[0];
+    let before = Terms::now(&cluster);
+    (cluster, leader, follower, before)
 }
 
 /// Resident set size and its peak (VmHWM), in KiB, of a process.
@@ -61,10 +84,8 @@ fn rss_kib(pid: u32) -> (u64, u64) {
 
 #[test]
 fn a_burst_of_large_writes_through_every_node_keeps_the_cluster_writing() {
-    let cluster = Cluster::start(3);
+    let (cluster, leader, _, before) = three_nodes();
     let api = cluster.api();
-    let leader = cluster.wait_for_leader();
-    let before = terms(&cluster);
     api.log(format!(
         "terms before the load: {before:?}, leader {leader}"
     ));
@@ -161,8 +182,7 @@ fn a_burst_of_large_writes_through_every_node_keeps_the_cluster_writing() {
         assert!(started.elapsed() < Duration::from_secs(2));
     }
     // No leader change during the load.
-    let after = terms(&cluster);
-    assert_eq!(before, after, "the term moved under load");
+    before.assert_unchanged(&cluster, "the term moved under load");
     assert_eq!(cluster.wait_for_leader(), leader);
 
     // Every acknowledged write is readable, on every node: its key holds it or a
@@ -184,11 +204,8 @@ fn a_burst_of_large_writes_through_every_node_keeps_the_cluster_writing() {
 
 #[test]
 fn a_follower_hundreds_of_large_entries_behind_catches_up_while_writes_go_on() {
-    let cluster = Cluster::start(3);
+    let (cluster, leader, follower, before) = three_nodes();
     let api = cluster.api();
-    let leader = cluster.wait_for_leader();
-    let follower = cluster.followers()[0];
-    let before = terms(&cluster);
     cluster.pause(follower);
     // 320 entries of 256 KiB, one at a time (so one entry each): 80 MiB, more than
     // openraft's 300-entry payload would carry in one request to the follower.
@@ -255,7 +272,7 @@ fn a_follower_hundreds_of_large_entries_behind_catches_up_while_writes_go_on() {
         got.as_str().unwrap().starts_with("319-"),
         "bulk/19 holds the last write"
     );
-    assert_eq!(before, terms(&cluster), "no election while it caught up");
+    before.assert_unchanged(&cluster, "no election while it caught up");
     let log = std::fs::read_to_string(cluster.log_path(leader)).unwrap();
     assert!(
         !log.contains("answered HTTP 413"),
@@ -290,13 +307,32 @@ fn closed_by_server(s: &mut TcpStream) -> bool {
     }
 }
 
+/// Asserts that the server closes every one of `slow`, opened at `opened`, after its
+/// 10 s header timeout has passed, and not before.
+fn assert_closed_after_the_header_timeout(slow: &mut [TcpStream], opened: Instant) {
+    let deadline = opened + Duration::from_secs(14);
+    let mut open: Vec<usize> = (0..slow.len()).collect();
+    while !open.is_empty() && Instant::now() < deadline {
+        open.retain(|i| !closed_by_server(&mut slow[*i]));
+        thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        open.is_empty(),
+        "{} of {} slow connections were still open {:?} after they were opened",
+        open.len(),
+        slow.len(),
+        opened.elapsed()
+    );
+    assert!(
+        opened.elapsed() > Duration::from_secs(9),
+        "closed before the header timeout"
+    );
+}
+
 #[test]
 fn slow_connections_that_never_finish_their_headers_hold_neither_listener() {
-    let cluster = Cluster::start(3);
+    let (cluster, leader, node, before) = three_nodes();
     let api = cluster.api();
-    let leader = cluster.wait_for_leader();
-    let node = cluster.followers()[0];
-    let before = terms(&cluster);
     let host = |url: String| url.trim_start_matches("http://").to_string();
     let opened = Instant::now();
     let mut slow = slow_connections(&host(api.api_url(node)), 500);
@@ -322,34 +358,15 @@ fn slow_connections_that_never_finish_their_headers_hold_neither_listener() {
         }
     }
     // The server closes them once the header timeout (10 s) has passed.
-    let deadline = opened + Duration::from_secs(14);
-    let mut open: Vec<usize> = (0..slow.len()).collect();
-    while !open.is_empty() && Instant::now() < deadline {
-        open.retain(|i| !closed_by_server(&mut slow[*i]));
-        thread::sleep(Duration::from_millis(200));
-    }
-    assert!(
-        open.is_empty(),
-        "{} of {} slow connections were still open {:?} after they were opened",
-        open.len(),
-        slow.len(),
-        opened.elapsed()
-    );
-    assert!(
-        opened.elapsed() > Duration::from_secs(9),
-        "closed before the header timeout"
-    );
-    assert_eq!(before, terms(&cluster), "no election meanwhile");
+    assert_closed_after_the_header_timeout(&mut slow, opened);
+    before.assert_unchanged(&cluster, "no election meanwhile");
 }
 
 #[test]
 fn a_burst_of_wrong_password_logins_keeps_memory_bounded_and_the_cluster_serving() {
-    let cluster = Cluster::start(3);
+    let (cluster, leader, node, before) = three_nodes();
     let api = cluster.api();
-    let leader = cluster.wait_for_leader();
-    let node = cluster.followers()[0];
     let pid = cluster.pid(node).unwrap();
-    let before = terms(&cluster);
     let (rss_before, _) = rss_kib(pid);
     let url = format!("{}/api/v1/auth/login", api.api_url(node));
 
@@ -435,7 +452,7 @@ fn a_burst_of_wrong_password_logins_keeps_memory_bounded_and_the_cluster_serving
         max_quorum_ack < 500.0,
         "the leader went {max_quorum_ack} ms without a quorum's ack"
     );
-    assert_eq!(before, terms(&cluster), "no election meanwhile");
+    before.assert_unchanged(&cluster, "no election meanwhile");
 }
 
 #[test]

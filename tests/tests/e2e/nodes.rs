@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use bcm_tests::serde_json::{json, Value};
-use bcm_tests::{item_ids, member, wait_until, Cluster};
+use bcm_tests::{item_ids, member, wait_for, wait_until, Cluster};
 use reqwest::Method;
 
 use crate::secs;
@@ -22,18 +22,32 @@ fn voters(view: &Value) -> BTreeSet<u64> {
 
 /// Waits until `node` lists exactly `ids` for `GET /api/v1/nodes{query}`.
 fn wait_listed(c: &Cluster, node: u64, query: &str, ids: &[u64]) {
-    wait_until(
+    wait_for(
         secs(10),
         &format!("node {node} to list {ids:?} for /api/v1/nodes{query}"),
-        || {
-            let list = c.get_json(node, &format!("/api/v1/nodes{query}"))?;
-            if item_ids(&list) == ids && list["total"] == ids.len() {
-                Ok(())
-            } else {
-                Err(list.to_string())
-            }
-        },
+        || c.get_json(node, &format!("/api/v1/nodes{query}")),
+        |list| item_ids(list) == ids && list["total"] == ids.len(),
     );
+}
+
+/// Three voters and a fourth node that joins them through `join` with `roles`.
+fn three_voters_and_a_joiner(name: &str, roles: &[&str]) -> Cluster {
+    Cluster::builder()
+        .name(name)
+        .voters(3)
+        .joiner(roles)
+        .start()
+}
+
+/// Three voters, then one of the two followers killed: `(cluster, leader, the live
+/// follower, the dead one)`.
+fn three_voters_with_a_follower_killed(name: &str) -> (Cluster, u64, u64, u64) {
+    let c = Cluster::builder().name(name).voters(3).start();
+    let leader = c.wait_for_leader();
+    let followers = c.followers();
+    let (live, dead) = (followers[0], followers[1]);
+    c.kill(dead);
+    (c, leader, live, dead)
 }
 
 #[test]
@@ -44,13 +58,13 @@ fn the_node_registry_is_listed_filtered_and_edited_through_a_follower() {
 
     // A follower lists the three voters, each up, with its roles and the leader's
     // live view of it (last contact, matched log index).
-    let list = wait_until(
+    let list = wait_for(
         secs(10),
         &format!("node {f} to list three voters, up, with contact and matched index"),
-        || {
-            let list = c.get_json(f, "/api/v1/nodes")?;
+        || c.get_json(f, "/api/v1/nodes"),
+        |list| {
             let items = list["items"].as_array().cloned().unwrap_or_default();
-            let ok = item_ids(&list) == [1, 2, 3]
+            item_ids(list) == [1, 2, 3]
                 && list["total"] == 3
                 && items.iter().all(|m| {
                     m["status"] == "up"
@@ -58,12 +72,7 @@ fn the_node_registry_is_listed_filtered_and_edited_through_a_follower() {
                         && m["enabled"] == true
                         && m["last_contact_ms"].is_u64()
                         && m["matched_index"].as_u64().is_some_and(|i| i > 0)
-                });
-            if ok {
-                Ok(list)
-            } else {
-                Err(list.to_string())
-            }
+                })
         },
     );
     for m in list["items"].as_array().unwrap() {
@@ -94,24 +103,19 @@ fn the_node_registry_is_listed_filtered_and_edited_through_a_follower() {
         "rpc_addr": "http://127.0.0.1:10",
         "roles": ["storage"],
     });
-    let r = c
-        .call(f, Method::POST, "/api/v1/nodes", Some(&nine))
-        .unwrap();
+    let r = c.post(f, "/api/v1/nodes", &nine).unwrap();
     assert_eq!(r.status, 201, "pre-registering node 9 via node {f}: {r}");
     assert_eq!(r.json()["id"], 9, "{r}");
     assert_eq!(r.json()["roles"], json!(["storage"]), "{r}");
 
     // Every node shows it, down (nothing answers for it) and not a voter.
     for n in c.all_nodes() {
-        wait_until(secs(10), &format!("node {n} to show node 9 down"), || {
-            let r = c.call(n, Method::GET, "/api/v1/nodes/9", None)?;
-            let m = r.json();
-            if r.status == 200 && m["status"] == "down" && m["voter"] == false {
-                Ok(())
-            } else {
-                Err(r.to_string())
-            }
-        });
+        wait_for(
+            secs(10),
+            &format!("node {n} to show node 9 down"),
+            || c.call(n, Method::GET, "/api/v1/nodes/9", None),
+            |r| r.status == 200 && r.json()["status"] == "down" && r.json()["voter"] == false,
+        );
     }
     wait_listed(&c, f, "?status=down", &[9]);
     wait_listed(&c, f, "?status=up", &[1, 2, 3]);
@@ -122,9 +126,7 @@ fn the_node_registry_is_listed_filtered_and_edited_through_a_follower() {
     for dup in [9, g] {
         let mut body = nine.clone();
         body["id"] = json!(dup);
-        let r = c
-            .call(f, Method::POST, "/api/v1/nodes", Some(&body))
-            .unwrap();
+        let r = c.post(f, "/api/v1/nodes", &body).unwrap();
         assert_eq!(r.status, 409, "registering node {dup} again: {r}");
         r.check_problem().unwrap();
     }
@@ -134,9 +136,7 @@ fn the_node_registry_is_listed_filtered_and_edited_through_a_follower() {
         let mut body = nine.clone();
         body["id"] = json!(10);
         body["roles"] = roles.clone();
-        let r = c
-            .call(f, Method::POST, "/api/v1/nodes", Some(&body))
-            .unwrap();
+        let r = c.post(f, "/api/v1/nodes", &body).unwrap();
         assert_eq!(r.status, 422, "registering node 10 with roles {roles}: {r}");
         r.check_problem().unwrap();
         assert_eq!(r.json()["field"], "roles", "the problem names `roles`: {r}");
@@ -146,27 +146,14 @@ fn the_node_registry_is_listed_filtered_and_edited_through_a_follower() {
     // The operator labels member g and disables it (say, for maintenance) through
     // another node; every node shows the change.
     let patch = json!({"labels": {"rack": "r7", "zone": "eu-west-1"}, "enabled": false});
-    let r = c
-        .call(
-            f,
-            Method::PATCH,
-            &format!("/api/v1/nodes/{g}"),
-            Some(&patch),
-        )
-        .unwrap();
+    let r = c.patch(f, &format!("/api/v1/nodes/{g}"), &patch).unwrap();
     assert_eq!(r.status, 200, "PATCH node {g}: {r}");
     for n in c.all_nodes() {
-        wait_until(
+        wait_for(
             secs(10),
             &format!("node {n} to show node {g} labelled and disabled"),
-            || {
-                let m = c.get_json(n, &format!("/api/v1/nodes/{g}"))?;
-                if m["labels"] == patch["labels"] && m["enabled"] == false {
-                    Ok(())
-                } else {
-                    Err(m.to_string())
-                }
-            },
+            || c.get_json(n, &format!("/api/v1/nodes/{g}")),
+            |m| m["labels"] == patch["labels"] && m["enabled"] == false,
         );
     }
     wait_listed(&c, f, "?enabled=false", &[g]);
@@ -176,20 +163,14 @@ fn the_node_registry_is_listed_filtered_and_edited_through_a_follower() {
     assert!(m["voter"] == true && m["status"] == "up", "node {g}: {m}");
 
     // Patching a node nobody registered is a 404.
-    let r = c
-        .call(f, Method::PATCH, "/api/v1/nodes/42", Some(&patch))
-        .unwrap();
+    let r = c.patch(f, "/api/v1/nodes/42", &patch).unwrap();
     assert_eq!(r.status, 404, "PATCH node 42: {r}");
     r.check_problem().unwrap();
 }
 
 #[test]
 fn a_decommissioned_node_leaves_the_membership_and_is_refused_when_restarted() {
-    let c = Cluster::builder()
-        .name("nodes-decommission")
-        .voters(3)
-        .joiner(&["manager"])
-        .start();
+    let c = three_voters_and_a_joiner("nodes-decommission", &["manager"]);
     let four = 4;
     // Node 4 joined through `join` and became the fourth voter.
     wait_until(secs(30), "node 4 to be an up voter", || {
@@ -202,9 +183,7 @@ fn a_decommissioned_node_leaves_the_membership_and_is_refused_when_restarted() {
 
     // The operator decommissions node 4 through one of the bootstrap nodes.
     let via = c.followers().into_iter().find(|n| *n != four).unwrap();
-    let r = c
-        .call(via, Method::DELETE, &format!("/api/v1/nodes/{four}"), None)
-        .unwrap();
+    let r = c.delete(via, &format!("/api/v1/nodes/{four}")).unwrap();
     assert_eq!(r.status, 200, "DELETE node {four} via node {via}: {r}");
     assert_eq!(r.json()["status"], "removed", "{r}");
 
@@ -260,14 +239,7 @@ fn a_decommissioned_node_leaves_the_membership_and_is_refused_when_restarted() {
     // rather than answer from a state that no longer follows the cluster.
     let ready = c.call(four, Method::GET, "/readyz", None).unwrap();
     assert_eq!(ready.status, 503, "/readyz on the refused node 4: {ready}");
-    let put = c
-        .call(
-            four,
-            Method::PUT,
-            "/api/v1/config/via-removed",
-            Some(&json!({"value": 1})),
-        )
-        .unwrap();
+    let put = c.put_config(four, "via-removed", &json!(1)).unwrap();
     assert_eq!(put.status, 503, "a write through the refused node 4: {put}");
     let detail = put.json()["detail"].as_str().unwrap_or("").to_string();
     assert!(
@@ -294,31 +266,18 @@ fn a_decommissioned_node_leaves_the_membership_and_is_refused_when_restarted() {
 
 #[test]
 fn deleting_a_voter_that_would_leave_no_quorum_is_refused_and_changes_nothing() {
-    let c = Cluster::builder().name("nodes-no-quorum").voters(3).start();
-    let leader = c.wait_for_leader();
-    let followers = c.followers();
-    let (live, dead) = (followers[0], followers[1]);
-    c.kill(dead);
+    let (c, leader, live, dead) = three_voters_with_a_follower_killed("nodes-no-quorum");
     // The cluster manager notices that `dead` is down.
-    wait_until(secs(10), &format!("node {dead} to be shown down"), || {
-        let m = c.get_json(live, &format!("/api/v1/nodes/{dead}"))?;
-        if m["status"] == "down" {
-            Ok(())
-        } else {
-            Err(m.to_string())
-        }
-    });
+    wait_for(
+        secs(10),
+        &format!("node {dead} to be shown down"),
+        || c.get_json(live, &format!("/api/v1/nodes/{dead}")),
+        |m| m["status"] == "down",
+    );
 
     // Removing either live voter would leave one up voter of two: refused.
     for (target, via) in [(live, leader), (leader, live)] {
-        let r = c
-            .call(
-                via,
-                Method::DELETE,
-                &format!("/api/v1/nodes/{target}"),
-                None,
-            )
-            .unwrap();
+        let r = c.delete(via, &format!("/api/v1/nodes/{target}")).unwrap();
         assert_eq!(r.status, 409, "DELETE node {target} via node {via}: {r}");
         r.check_problem().unwrap();
         let detail = r.json()["detail"].as_str().unwrap_or("").to_string();
@@ -348,23 +307,10 @@ fn deleting_a_voter_that_would_leave_no_quorum_is_refused_and_changes_nothing() 
 
 #[test]
 fn deleting_a_voter_right_after_another_died_is_refused_and_leaves_the_cluster_whole() {
-    let c = Cluster::builder()
-        .name("nodes-no-quorum-race")
-        .voters(3)
-        .start();
-    let leader = c.wait_for_leader();
-    let followers = c.followers();
-    let (live, dead) = (followers[0], followers[1]);
-
     // A voter dies, and the operator, not yet aware, decommissions another one at once:
     // with `dead` gone, removing `live` would leave the leader alone with a dead voter.
-    c.kill(dead);
-    let r = c.call(
-        leader,
-        Method::DELETE,
-        &format!("/api/v1/nodes/{live}"),
-        None,
-    );
+    let (c, leader, live, dead) = three_voters_with_a_follower_killed("nodes-no-quorum-race");
+    let r = c.delete(leader, &format!("/api/v1/nodes/{live}"));
     let r = r.unwrap_or_else(|e| {
         panic!(
             "DELETE node {live} via node {leader} right after node {dead} died got no answer \
@@ -395,11 +341,10 @@ fn deleting_a_voter_right_after_another_died_is_refused_and_leaves_the_cluster_w
 /// PATCHes `id`'s roles through `via` and expects 200 with those roles.
 fn set_roles(c: &Cluster, via: u64, id: u64, roles: &[&str]) {
     let r = c
-        .call(
+        .patch(
             via,
-            Method::PATCH,
             &format!("/api/v1/nodes/{id}"),
-            Some(&json!({ "roles": roles })),
+            &json!({ "roles": roles }),
         )
         .unwrap();
     assert_eq!(
@@ -413,11 +358,7 @@ fn set_roles(c: &Cluster, via: u64, id: u64, roles: &[&str]) {
 fn roles_set_through_the_api_move_nodes_between_voters_and_learners() {
     use crate::forming::wait_for_membership;
 
-    let c = Cluster::builder()
-        .name("nodes-roles-voters")
-        .voters(3)
-        .joiner(&["storage"])
-        .start();
+    let c = three_voters_and_a_joiner("nodes-roles-voters", &["storage"]);
     wait_for_membership(&c, &[(1, true), (2, true), (3, true), (4, false)]);
     let leader = c.wait_for_leader();
     let f = c.followers()[0];
@@ -465,11 +406,10 @@ fn roles_set_through_the_api_move_nodes_between_voters_and_learners() {
 
     // Taking manager from the last node that has it is refused and changes nothing.
     let r = c
-        .call(
+        .patch(
             f,
-            Method::PATCH,
             &format!("/api/v1/nodes/{last}"),
-            Some(&json!({ "roles": ["storage"] })),
+            &json!({ "roles": ["storage"] }),
         )
         .unwrap();
     assert_eq!(
@@ -518,14 +458,7 @@ fn agreed_leader_among(c: &Cluster, among: &[u64]) -> u64 {
 fn a_demotion_that_would_leave_no_quorum_waits_until_it_is_safe() {
     use crate::forming::wait_for_membership;
 
-    let c = Cluster::builder()
-        .name("nodes-roles-quorum")
-        .voters(3)
-        .start();
-    let leader = c.wait_for_leader();
-    let followers = c.followers();
-    let (down, f) = (followers[0], followers[1]);
-    c.kill(down);
+    let (c, leader, f, down) = three_voters_with_a_follower_killed("nodes-roles-quorum");
 
     // With `down` dead, losing f would leave the leader alone among two voters.
     set_roles(&c, leader, f, &["storage"]);

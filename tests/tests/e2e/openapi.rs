@@ -9,6 +9,7 @@ use bcm_tests::{Cluster, Reply};
 use reqwest::Method;
 
 use crate::access::routes;
+use crate::{assert_no_failures, PASSWORD};
 
 /// The routes anyone may call: logging in, the document itself and the probes.
 const PUBLIC: &[&str] = &[
@@ -127,11 +128,9 @@ fn every_documented_route_but_the_public_ones_answers_401_without_a_token() {
             Err(e) => failures.push(format!("{method} {template}: {e}")),
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} documented routes did not refuse a request without a token:\n{}",
-        failures.len(),
-        failures.join("\n")
+    assert_no_failures(
+        &failures,
+        "documented routes did not refuse a request without a token",
     );
 
     // The public routes answer without one.
@@ -163,7 +162,10 @@ fn every_documented_route_but_the_public_ones_answers_401_without_a_token() {
             failures.push(format!("{} {}: tried but not documented", r.method, r.path));
         }
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_no_failures(
+        &failures,
+        "routes documented but not tried, or tried but not documented",
+    );
 }
 
 /// The properties a schema (or `$ref`) lists.
@@ -194,6 +196,23 @@ fn check_shape(
         return Err(format!("{what}: no JSON schema documented for {status}"));
     }
     let props = properties(doc, schema);
+    same_fields(what, props, body)?;
+    if let (Some(items), Some(first)) = (props.get("items"), body["items"].get(0)) {
+        same_fields(
+            &format!("{what} items"),
+            properties(doc, &items["items"]),
+            first,
+        )?;
+    }
+    Ok(())
+}
+
+/// Checks that the JSON object `body` has exactly the fields `props` documents.
+fn same_fields(
+    what: &str,
+    props: &serde_json::Map<String, Value>,
+    body: &Value,
+) -> Result<(), String> {
     let want: BTreeSet<&String> = props.keys().collect();
     let got: BTreeSet<&String> = body
         .as_object()
@@ -203,19 +222,6 @@ fn check_shape(
         return Err(format!(
             "{what}: documented fields {want:?}, answered {got:?}"
         ));
-    }
-    if let (Some(items), Some(first)) = (props.get("items"), body["items"].get(0)) {
-        let item_props = properties(doc, &items["items"]);
-        let want: BTreeSet<&String> = item_props.keys().collect();
-        let got: BTreeSet<&String> = first
-            .as_object()
-            .map(|o| o.keys().collect())
-            .unwrap_or_default();
-        if want != got {
-            return Err(format!(
-                "{what} items: documented fields {want:?}, answered {got:?}"
-            ));
-        }
     }
     Ok(())
 }
@@ -254,9 +260,7 @@ fn the_answers_have_the_documented_shape() {
     let r = call(
         Method::POST,
         "/api/v1/users",
-        Some(
-            json!({"name": "shape", "password": "Tr0ub4dor&3-gazelle-kiwi", "groups": ["viewer"]}),
-        ),
+        Some(json!({"name": "shape", "password": PASSWORD, "groups": ["viewer"]})),
     );
     check("post", "/api/v1/users", &r);
     let user = r.json()["id"].as_u64().unwrap();
@@ -309,5 +313,5 @@ fn the_answers_have_the_documented_shape() {
         .call(n, Method::DELETE, "/api/v1/config/a.b", None)
         .unwrap();
     check("delete", "/api/v1/config/{key}", &r);
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_no_failures(&failures, "answers without their documented shape");
 }

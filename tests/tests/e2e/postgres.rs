@@ -4,12 +4,19 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 use bcm_tests::serde_json::{json, Map, Value};
-use bcm_tests::{bcm_bin, wait_until, Cluster, Postgres, ADMIN_PASSWORD};
+use bcm_tests::{bcm_bin, wait_for, wait_until, Cluster, Postgres, ADMIN_PASSWORD};
 use reqwest::Method;
 
-use crate::secs;
+use crate::{secs, PASSWORD};
 
-const PASSWORD: &str = "Tr0ub4dor&3-gazelle-kiwi";
+/// Three voters exporting their snapshots to `pg` every second.
+fn cluster_exporting_to(pg: &Postgres, name: &str) -> Cluster {
+    Cluster::builder()
+        .name(name)
+        .voters(3)
+        .postgres(&pg.url(), 1)
+        .start()
+}
 
 /// Waits until the leader's export (asked through `via`) holds `index` or later,
 /// with no error; returns the export status.
@@ -28,10 +35,29 @@ fn wait_exported(c: &Cluster, via: u64, index: u64) -> Value {
     )
 }
 
+/// Waits until the export (asked through `via`) reports an error that mentions
+/// `why` (any error, for ""); returns the export status.
+fn wait_export_error(c: &Cluster, via: u64, why: &str, what: &str) -> Value {
+    wait_for(
+        secs(20),
+        what,
+        || Ok(c.cluster(via)?["snapshot_export"].clone()),
+        |ex| ex["last_error"].as_str().is_some_and(|e| e.contains(why)),
+    )
+}
+
 fn call_ok(c: &Cluster, node: u64, method: Method, path: &str, body: Value) -> Value {
     let r = c.call(node, method.clone(), path, Some(&body)).unwrap();
     assert!(r.is_success(), "{method} {path}: {r}");
     r.json()
+}
+
+/// Writes `value` under `key` through `node`, which must acknowledge it (200);
+/// returns the write's version.
+fn put_ok(c: &Cluster, node: u64, key: &str, value: &Value) -> u64 {
+    let r = c.put_config(node, key, value).unwrap();
+    assert_eq!(r.status, 200, "PUT {key} via node {node}: {r}");
+    r.json()["version"].as_u64().unwrap()
 }
 
 /// The items of an API list, all pages.
@@ -53,14 +79,26 @@ fn project(rows: &[Value], key: &str, fields: &[&str]) -> BTreeMap<String, Value
         .collect()
 }
 
+/// `bcm node --restore-from-postgres` with node 1's config, `args` and the
+/// environment variable `env`, as an operator runs it by hand: whether it
+/// succeeded, and what it printed.
+fn restore_from_postgres(c: &Cluster, args: &[&str], env: (&str, &str)) -> (bool, String) {
+    let out = Command::new(bcm_bin())
+        .args(["node", "--restore-from-postgres", "--config"])
+        .arg(c.config_path(1))
+        .args(args)
+        .env(env.0, env.1)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    (out.status.success(), text)
+}
+
 #[test]
 fn after_a_snapshot_the_tables_hold_exactly_the_clusters_state() {
     let pg = Postgres::start("tables");
-    let c = Cluster::builder()
-        .name("pg-tables")
-        .voters(3)
-        .postgres(&pg.url(), 1)
-        .start();
+    let c = cluster_exporting_to(&pg, "pg-tables");
     let f = c.followers()[0];
     // The cluster manager writes on its own (members joining -> up, the
     // backup-manager assignment). Let it settle first, or those writes can land
@@ -78,72 +116,36 @@ fn after_a_snapshot_the_tables_hold_exactly_the_clusters_state() {
     });
 
     // Something of every kind, written through a follower.
-    call_ok(
-        &c,
-        f,
-        Method::POST,
+    let post = |path: &str, body: Value| call_ok(&c, f, Method::POST, path, body);
+    post(
         "/api/v1/groups",
         json!({"name": "auditors", "permissions": ["config.read", "users.read"]}),
     );
-    call_ok(
-        &c,
-        f,
-        Method::POST,
+    post(
         "/api/v1/users",
         json!({"name": "alice", "password": PASSWORD, "groups": ["operator", "auditors"]}),
     );
-    let bob = call_ok(
-        &c,
-        f,
-        Method::POST,
+    let bob = post(
         "/api/v1/users",
         json!({"name": "bob", "password": PASSWORD, "groups": ["viewer"]}),
     );
-    call_ok(
-        &c,
-        f,
-        Method::PATCH,
-        &format!("/api/v1/users/{}", bob["id"]),
-        json!({"enabled": false}),
-    );
+    let bob = format!("/api/v1/users/{}", bob["id"]);
+    call_ok(&c, f, Method::PATCH, &bob, json!({"enabled": false}));
     for (k, v) in [
         ("retention.days", json!(30)),
         ("site/name", json!("Zürich \"main\"")),
         ("limits", json!({"max": [1, 2.5, null], "on": true})),
     ] {
-        call_ok(
-            &c,
-            f,
-            Method::PUT,
-            &format!("/api/v1/config/{k}"),
-            json!({"value": v}),
-        );
+        put_ok(&c, f, k, &v);
     }
-    call_ok(
-        &c,
-        f,
-        Method::PATCH,
-        "/api/v1/nodes/2",
-        json!({"labels": {"rack": "r2"}}),
-    );
-    let plan = call_ok(
-        &c,
-        f,
-        Method::POST,
+    let rack = json!({"labels": {"rack": "r2"}});
+    call_ok(&c, f, Method::PATCH, "/api/v1/nodes/2", rack);
+    let plan = post(
         "/api/v1/plans",
         json!({"name": "etc", "source_node": 1, "paths": ["/etc", "/srv"], "schedule": "0 3 * * *"}),
     );
-    call_ok(
-        &c,
-        f,
-        Method::POST,
-        "/api/v1/backups",
-        json!({"plan": plan["id"]}),
-    );
-    call_ok(
-        &c,
-        f,
-        Method::POST,
+    post("/api/v1/backups", json!({"plan": plan["id"]}));
+    post(
         "/api/v1/backups",
         json!({"source_node": 2, "paths": ["/var/lib"]}),
     );
@@ -170,21 +172,29 @@ fn after_a_snapshot_the_tables_hold_exactly_the_clusters_state() {
         "the voters at that index: {row}"
     );
 
-    // Every table equals what the API answers.
+    // Every table equals what the API lists at the path of the same name, in the
+    // columns named (the first is the key that matches rows up).
     let cid = cluster["cluster_id"].as_str().unwrap();
     let q = |sql: &str| pg.rows(&sql.replace("$CID", &format!("'{cid}'"))).unwrap();
     let n = c.leader().unwrap();
-
-    let fields = ["id", "name", "enabled", "groups"];
-    assert_eq!(
-        project(
-            &q("SELECT id, name, enabled, groups FROM users WHERE cluster_id = $CID"),
-            "id",
-            &fields
-        ),
-        project(&api_items(&c, n, "/api/v1/users"), "id", &fields),
-        "users"
-    );
+    for table in [
+        "users: id name enabled groups",
+        "nodes: id name api_addr rpc_addr roles enabled labels status",
+        "config: key value version",
+        "plans: id name source_node paths schedule keep_last replicas enabled",
+        "backups: id plan plan_name source_node paths status size_bytes storage_nodes error",
+    ] {
+        let (table, columns) = table.split_once(": ").unwrap();
+        let fields: Vec<&str> = columns.split_whitespace().collect();
+        let rows = q(&format!("SELECT * FROM {table} WHERE cluster_id = $CID"));
+        let items = api_items(&c, n, &format!("/api/v1/{table}"));
+        assert_eq!(
+            project(&rows, fields[0], &fields),
+            project(&items, fields[0], &fields),
+            "{table}"
+        );
+    }
+    // Groups, with their permissions in one order on both sides.
     let fields = ["name", "permissions", "builtin"];
     let mut api_groups = api_items(&c, n, "/api/v1/groups");
     for g in &mut api_groups {
@@ -196,63 +206,6 @@ fn after_a_snapshot_the_tables_hold_exactly_the_clusters_state() {
         project(&q("SELECT name, ARRAY(SELECT unnest(permissions) ORDER BY 1) AS permissions, builtin FROM groups WHERE cluster_id = $CID"), "name", &fields),
         project(&api_groups, "name", &fields),
         "groups"
-    );
-    let fields = [
-        "id", "name", "api_addr", "rpc_addr", "roles", "enabled", "labels", "status",
-    ];
-    assert_eq!(
-        project(&q("SELECT id, name, api_addr, rpc_addr, roles, enabled, labels, status FROM nodes WHERE cluster_id = $CID"), "id", &fields),
-        project(&api_items(&c, n, "/api/v1/nodes"), "id", &fields),
-        "nodes"
-    );
-    let fields = ["key", "value", "version"];
-    assert_eq!(
-        project(
-            &q("SELECT key, value, version FROM config WHERE cluster_id = $CID"),
-            "key",
-            &fields
-        ),
-        project(&api_items(&c, n, "/api/v1/config"), "key", &fields),
-        "config"
-    );
-    let fields = [
-        "id",
-        "name",
-        "source_node",
-        "paths",
-        "schedule",
-        "keep_last",
-        "replicas",
-        "enabled",
-    ];
-    assert_eq!(
-        project(
-            &q("SELECT * FROM plans WHERE cluster_id = $CID"),
-            "id",
-            &fields
-        ),
-        project(&api_items(&c, n, "/api/v1/plans"), "id", &fields),
-        "plans"
-    );
-    let fields = [
-        "id",
-        "plan",
-        "plan_name",
-        "source_node",
-        "paths",
-        "status",
-        "size_bytes",
-        "storage_nodes",
-        "error",
-    ];
-    assert_eq!(
-        project(
-            &q("SELECT * FROM backups WHERE cluster_id = $CID"),
-            "id",
-            &fields
-        ),
-        project(&api_items(&c, n, "/api/v1/backups"), "id", &fields),
-        "backups"
     );
     assert_eq!(
         q("SELECT * FROM restores WHERE cluster_id = $CID").len(),
@@ -282,37 +235,19 @@ fn after_a_snapshot_the_tables_hold_exactly_the_clusters_state() {
 #[test]
 fn writes_keep_succeeding_while_postgres_is_down_and_the_export_catches_up() {
     let mut pg = Postgres::start("outage");
-    let c = Cluster::builder()
-        .name("pg-outage")
-        .voters(3)
-        .postgres(&pg.url(), 1)
-        .start();
+    let c = cluster_exporting_to(&pg, "pg-outage");
     let n = c.followers()[0];
-    let first = call_ok(
-        &c,
-        n,
-        Method::PUT,
-        "/api/v1/config/before",
-        json!({"value": 1}),
-    );
-    wait_exported(&c, n, first["version"].as_u64().unwrap());
+    let first = put_ok(&c, n, "before", &json!(1));
+    wait_exported(&c, n, first);
 
     pg.stop();
     let mut last = 0;
     for i in 0..20 {
-        let r = c.put_config(n, &format!("during/{i}"), &json!(i)).unwrap();
-        assert_eq!(r.status, 200, "write {i} with Postgres down: {r}");
-        last = r.json()["version"].as_u64().unwrap();
+        // Each write is acknowledged with Postgres down.
+        last = put_ok(&c, n, &format!("during/{i}"), &json!(i));
     }
     // The failure is reported, and reads and writes go on.
-    let ex = wait_until(secs(20), "the export error to show", || {
-        let ex = c.cluster(n)?["snapshot_export"].clone();
-        if ex["last_error"].is_string() {
-            Ok(ex)
-        } else {
-            Err(ex.to_string())
-        }
-    });
+    let ex = wait_export_error(&c, n, "", "the export error to show");
     assert!(ex["lag"].as_u64().unwrap() > 0, "{ex}");
     let leader = c.leader().unwrap();
     let healthy = bcm_tests::metric(&c.metrics(leader).unwrap(), "bcm_snapshot_export_healthy");
@@ -331,11 +266,7 @@ fn writes_keep_succeeding_while_postgres_is_down_and_the_export_catches_up() {
 #[test]
 fn a_cluster_that_lost_every_disk_comes_back_from_postgres() {
     let pg = Postgres::start("restore");
-    let c = Cluster::builder()
-        .name("pg-restore")
-        .voters(3)
-        .postgres(&pg.url(), 1)
-        .start();
+    let c = cluster_exporting_to(&pg, "pg-restore");
     let n = c.leader().unwrap();
     let before = c.cluster(n).unwrap();
     call_ok(
@@ -348,11 +279,7 @@ fn a_cluster_that_lost_every_disk_comes_back_from_postgres() {
     let mut acked = BTreeMap::new();
     let mut last = 0;
     for i in 0..50 {
-        let r = c
-            .put_config(n, &format!("dr/{i}"), &json!({"i": i}))
-            .unwrap();
-        assert_eq!(r.status, 200, "{r}");
-        last = r.json()["version"].as_u64().unwrap();
+        last = put_ok(&c, n, &format!("dr/{i}"), &json!({"i": i}));
         acked.insert(format!("dr/{i}"), json!({"i": i}));
     }
     wait_exported(&c, n, last);
@@ -363,35 +290,18 @@ fn a_cluster_that_lost_every_disk_comes_back_from_postgres() {
     }
 
     // A restore refuses a data directory that is not empty...
-    let out = Command::new(bcm_bin())
-        .args(["node", "--restore-from-postgres", "--config"])
-        .arg(c.config_path(1))
-        .env("BCM_LOG__FORMAT", "human")
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
-    assert!(
-        !out.status.success() && text.contains("not empty"),
-        "{text}"
-    );
+    let (ok, text) = restore_from_postgres(&c, &[], ("BCM_LOG__FORMAT", "human"));
+    assert!(!ok && text.contains("not empty"), "{text}");
     // ...and a database that holds no snapshot.
     pg.psql("CREATE DATABASE empty OWNER bcm").unwrap();
     let empty_dir = tempfile::tempdir().unwrap();
-    let out = Command::new(bcm_bin())
-        .args(["node", "--restore-from-postgres", "--config"])
-        .arg(c.config_path(1))
-        .arg("--data-dir")
-        .arg(empty_dir.path().join("data"))
-        .env("BCM_POSTGRES__URL", pg.url_of("empty"))
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
-    assert!(
-        !out.status.success() && text.contains("no bcm snapshot"),
-        "{text}"
+    let data_dir = empty_dir.path().join("data");
+    let (ok, text) = restore_from_postgres(
+        &c,
+        &["--data-dir", &data_dir.to_string_lossy()],
+        ("BCM_POSTGRES__URL", &pg.url_of("empty")),
     );
+    assert!(!ok && text.contains("no bcm snapshot"), "{text}");
 
     for id in c.all_nodes() {
         c.wipe(id);
@@ -425,44 +335,27 @@ fn a_cluster_that_lost_every_disk_comes_back_from_postgres() {
         let r = c.login_with(id, "admin", ADMIN_PASSWORD).unwrap();
         assert_eq!(r.status, 200, "admin logs in on node {id}: {r}");
     }
-    wait_until(
+    wait_for(
         secs(30),
         "the members to join the restored node as voters",
-        || {
-            let cl = c.cluster(1)?;
-            let voters = cl["members"]
+        || Ok(c.cluster(1)?["members"].clone()),
+        |members| {
+            let voters = members
                 .as_array()
-                .map(|m| m.iter().filter(|m| m["voter"] == true).count())
-                .unwrap_or(0);
-            if voters == 3 {
-                Ok(())
-            } else {
-                Err(cl["members"].to_string())
-            }
+                .map(|m| m.iter().filter(|m| m["voter"] == true).count());
+            voters == Some(3)
         },
     );
     // And the cluster takes new writes.
-    let r = c.put_config(2, "after/restore", &json!(true)).unwrap();
-    assert_eq!(r.status, 200, "{r}");
+    put_ok(&c, 2, "after/restore", &json!(true));
 }
 
 #[test]
 fn nodes_starting_at_once_against_an_empty_database_all_migrate_and_come_up() {
     let pg = Postgres::start("migrate");
-    let c = Cluster::builder()
-        .name("pg-migrate")
-        .voters(3)
-        .postgres(&pg.url(), 1)
-        .start();
+    let c = cluster_exporting_to(&pg, "pg-migrate");
     for id in c.all_nodes() {
-        wait_until(secs(20), &format!("node {id} to apply the schema"), || {
-            let log = std::fs::read_to_string(c.log_path(id)).unwrap_or_default();
-            if log.contains("schema up to date") {
-                Ok(())
-            } else {
-                Err("not yet".to_string())
-            }
-        });
+        c.wait_for_log(id, "schema up to date", secs(20));
     }
     let applied = pg
         .rows("SELECT version, success FROM _sqlx_migrations")
@@ -470,28 +363,21 @@ fn nodes_starting_at_once_against_an_empty_database_all_migrate_and_come_up() {
     assert_eq!(applied.len(), 1, "{applied:?}");
     assert_eq!(applied[0]["success"], true, "{applied:?}");
     let n = c.leader().unwrap();
-    let r = c.put_config(n, "migrated", &json!(1)).unwrap();
-    wait_exported(&c, n, r.json()["version"].as_u64().unwrap());
+    let written = c.put_config(n, "migrated", &json!(1)).unwrap();
+    wait_exported(&c, n, written.json()["version"].as_u64().unwrap());
 }
 
 #[test]
 fn a_leader_killed_during_an_export_leaves_postgres_consistent() {
     let pg = Postgres::start("leader-change");
-    let c = Cluster::builder()
-        .name("pg-leader-change")
-        .voters(3)
-        .postgres(&pg.url(), 1)
-        .start();
+    let c = cluster_exporting_to(&pg, "pg-leader-change");
     // A state big enough that an export takes a while.
     let big = "x".repeat(4000);
     let mut versions = BTreeMap::new();
     let writer = c.leader().unwrap();
     for i in 0..400 {
-        let r = c
-            .put_config(writer, &format!("big/{i:04}"), &json!(big))
-            .unwrap();
-        assert_eq!(r.status, 200, "{r}");
-        versions.insert(format!("big/{i:04}"), r.json()["version"].as_u64().unwrap());
+        let key = format!("big/{i:04}");
+        versions.insert(key.clone(), put_ok(&c, writer, &key, &json!(big)));
     }
 
     for round in 0..3 {
@@ -514,18 +400,11 @@ fn a_leader_killed_during_an_export_leaves_postgres_consistent() {
             }
             Err("no export in flight".to_string())
         });
-        c.kill(leader);
-        let next = c.wait_for_new_leader(leader);
-        let r = c
-            .put_config(next, &format!("after-kill/{round}"), &json!(round))
-            .unwrap();
-        assert_eq!(r.status, 200, "{r}");
-        versions.insert(
-            format!("after-kill/{round}"),
-            r.json()["version"].as_u64().unwrap(),
-        );
-        c.restart(leader);
-        c.wait_ready(leader, secs(30));
+        c.while_killed(leader, || {
+            let next = c.wait_for_new_leader(leader);
+            let key = format!("after-kill/{round}");
+            versions.insert(key.clone(), put_ok(&c, next, &key, &json!(round)));
+        });
     }
 
     // Once the new leader exported everything, Postgres holds one consistent state:
@@ -534,11 +413,8 @@ fn a_leader_killed_during_an_export_leaves_postgres_consistent() {
     let n = c.leader().unwrap();
     let last = *versions.values().max().unwrap();
     wait_exported(&c, n, last);
-    let newest: u64 = pg
-        .psql("SELECT max(last_log_index) FROM snapshots")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let number = |sql: &str| -> u64 { pg.psql(sql).unwrap().parse().unwrap() };
+    let newest = number("SELECT max(last_log_index) FROM snapshots");
     let expected: Vec<String> = versions
         .iter()
         .filter(|(_, v)| **v <= newest)
@@ -556,20 +432,12 @@ fn a_leader_killed_during_an_export_leaves_postgres_consistent() {
         in_table, expected,
         "config table vs the writes at or below index {newest}"
     );
-    let max_version: u64 = pg
-        .psql("SELECT max(version) FROM config")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let max_version = number("SELECT max(version) FROM config");
     assert!(
         max_version <= newest,
         "a row newer ({max_version}) than the newest snapshot ({newest})"
     );
-    let kept: u64 = pg
-        .psql("SELECT count(*) FROM snapshots")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let kept = number("SELECT count(*) FROM snapshots");
     assert!((1..=10).contains(&kept), "{kept} snapshot rows kept");
 }
 
@@ -588,14 +456,8 @@ fn the_export_goes_over_tls_and_checks_the_servers_certificate() {
         .voters(1)
         .postgres(&url("verify-full", &pg.ca_cert()), 1)
         .start();
-    let w = call_ok(
-        &c,
-        1,
-        Method::PUT,
-        "/api/v1/config/over-tls",
-        json!({"value": 7}),
-    );
-    wait_exported(&c, 1, w["version"].as_u64().unwrap());
+    let written = put_ok(&c, 1, "over-tls", &json!(7));
+    wait_exported(&c, 1, written);
     assert_eq!(
         pg.psql("SELECT value FROM config WHERE key = 'over-tls'")
             .unwrap(),
@@ -636,17 +498,8 @@ fn the_export_goes_over_tls_and_checks_the_servers_certificate() {
             w["version"].is_u64(),
             "writes go on without the export: {w}"
         );
-        let ex = wait_until(
-            secs(20),
-            &format!("{name}: the export error to show"),
-            || {
-                let ex = c.cluster(1)?["snapshot_export"].clone();
-                match ex["last_error"].as_str() {
-                    Some(e) if e.contains(why) => Ok(ex.clone()),
-                    _ => Err(ex.to_string()),
-                }
-            },
-        );
+        let what = format!("{name}: the export error to show");
+        let ex = wait_export_error(&c, 1, why, &what);
         assert!(ex["last_index"].is_null(), "{name}: nothing exported: {ex}");
         let cluster_id = c.cluster(1).unwrap()["cluster_id"]
             .as_str()

@@ -51,6 +51,32 @@ fn post_once(b: &Browser, path: &str, fields: Value) -> (u64, String) {
     )
 }
 
+/// The session's CSRF token, from the page's logout form.
+fn csrf_token(b: &Browser) -> String {
+    b.attr("form.logout input[name=csrf]", "value")
+        .unwrap()
+        .expect("a CSRF token in the logout form")
+}
+
+/// Waits until the page's connection indicator (`#conn`) reads one of `states`.
+fn wait_conn(b: &Browser, states: &[&str], timeout: Duration, what: &str) {
+    wait_until(timeout, what, || match b.text("#conn") {
+        Ok(t) if states.contains(&t.as_str()) => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+}
+
+/// Three voters, and a browser in which the admin logged in through a follower's
+/// UI: `(cluster, that follower, its base URL, the browser)`.
+fn admin_logged_in_through_a_follower(name: &str) -> (Cluster, u64, String, Browser) {
+    let c = Cluster::builder().name(name).voters(3).start();
+    let follower = c.followers()[0];
+    let base = c.api_url(follower);
+    let b = Browser::start();
+    b.log_in(&base, "admin", ADMIN_PASSWORD);
+    (c, follower, base, b)
+}
+
 fn users_named(c: &Cluster, name: &str) -> Vec<Value> {
     c.get_json(c.wait_for_leader(), &format!("/api/v1/users?q={name}"))
         .expect("listing users")["items"]
@@ -64,13 +90,8 @@ fn users_named(c: &Cluster, name: &str) -> Vec<Value> {
 
 #[test]
 fn ui_users_through_a_follower_with_permissions_and_csrf() {
-    let c = Cluster::builder().name("ui-users").voters(3).start();
-    let follower = c.followers()[0];
-    let base = c.api_url(follower);
-    let b = Browser::start();
-
     // Log in through a follower's UI: its dashboard says who serves and who leads.
-    b.log_in(&base, "admin", ADMIN_PASSWORD);
+    let (c, follower, base, b) = admin_logged_in_through_a_follower("ui-users");
     b.wait_for(".member[data-node-id]", secs(10));
     assert_eq!(b.count(".member[data-node-id]"), 3);
     assert_eq!(
@@ -93,16 +114,14 @@ fn ui_users_through_a_follower_with_permissions_and_csrf() {
 
     // Create a user with a predefined group.
     b.goto(&format!("{base}/users"));
-    let fill = |b: &Browser| {
-        b.type_into("#u-name", "alice-ui");
-        b.type_into("#u-password", PASSWORD);
-        b.click("input[name=groups][value=operator]");
-    };
-    fill(&b);
-    b.submit(
+    b.fill_in_and_submit(
+        |b| {
+            b.type_into("#u-name", "alice-ui");
+            b.type_into("#u-password", PASSWORD);
+            b.click("input[name=groups][value=operator]");
+        },
         "form[method=post][action='/users'] button[type=submit]",
         "the new user's page",
-        fill,
         |b| {
             let t = b.text("#flash").unwrap_or_default();
             // "already exists": a first submission reached the server but its answer
@@ -120,21 +139,19 @@ fn ui_users_through_a_follower_with_permissions_and_csrf() {
 
     // A refused form says why, inline, and keeps what was typed.
     b.goto(&format!("{base}/users"));
-    let fill = |b: &Browser| {
-        b.type_into("#u-name", "bob-ui");
-        b.type_into("#u-password", "short");
-        // Bypass the browser's own minlength check to reach the server's.
-        b.exec(
-            "document.getElementById('u-password').removeAttribute('minlength')",
-            json!([]),
-        )
-        .unwrap();
-    };
-    fill(&b);
-    let flash = b.submit(
+    let flash = b.fill_in_and_submit(
+        |b| {
+            b.type_into("#u-name", "bob-ui");
+            b.type_into("#u-password", "short");
+            // Bypass the browser's own minlength check to reach the server's.
+            b.exec(
+                "document.getElementById('u-password').removeAttribute('minlength')",
+                json!([]),
+            )
+            .unwrap();
+        },
         "form[method=post][action='/users'] button[type=submit]",
         "the refusal",
-        fill,
         |b| b.text("#flash"),
     );
     assert!(
@@ -149,19 +166,11 @@ fn ui_users_through_a_follower_with_permissions_and_csrf() {
 
     // Find it by search.
     b.goto(&format!("{base}/users"));
-    let fill = |b: &Browser| b.type_into("#f-q", "alice");
-    fill(&b);
-    b.submit(
+    b.fill_in_and_submit(
+        |b| b.type_into("#f-q", "alice"),
         "form.filters button[type=submit]",
         "the search result",
-        fill,
-        |b| {
-            if b.url().contains("q=alice") && b.exists("tr[data-user='alice-ui']") {
-                Ok(())
-            } else {
-                Err("no result".into())
-            }
-        },
+        |b| listed_alone(b, "q=alice", "alice-ui"),
     );
     assert!(!b.exists("tr[data-user='admin']"), "the search filters");
 
@@ -181,19 +190,11 @@ fn ui_users_through_a_follower_with_permissions_and_csrf() {
 
     // Filter by disabled: a shareable URL, the API's own parameters.
     b.goto(&format!("{base}/users"));
-    let fill = |b: &Browser| b.click("#f-enabled option[value=false]");
-    fill(&b);
-    b.submit(
+    b.fill_in_and_submit(
+        |b| b.click("#f-enabled option[value=false]"),
         "form.filters button[type=submit]",
         "the disabled filter",
-        fill,
-        |b| {
-            if b.url().contains("enabled=false") && b.exists("tr[data-user='alice-ui']") {
-                Ok(())
-            } else {
-                Err("no result".into())
-            }
-        },
+        |b| listed_alone(b, "enabled=false", "alice-ui"),
     );
     assert!(!b.exists("tr[data-user='admin']"));
     b.screenshot(&screenshot_dir().join("users.png"));
@@ -219,14 +220,8 @@ fn ui_users_through_a_follower_with_permissions_and_csrf() {
     assert!(users_named(&c, "mallory-ui").is_empty());
 
     // A viewer sees no edit controls, and is refused if it posts a form anyway.
-    let r = c
-        .call(
-            leader,
-            Method::POST,
-            "/api/v1/users",
-            Some(&json!({"name": "victor-ui", "password": PASSWORD, "groups": ["viewer"]})),
-        )
-        .unwrap();
+    let victor = json!({"name": "victor-ui", "password": PASSWORD, "groups": ["viewer"]});
+    let r = c.post(leader, "/api/v1/users", &victor).unwrap();
     assert_eq!(r.status, 201, "{r}");
     let session = b.cookie("bcm_session").unwrap();
     b.submit(
@@ -262,10 +257,7 @@ fn ui_users_through_a_follower_with_permissions_and_csrf() {
     b.goto(&format!("{base}/users/1"));
     b.wait_for("#user-state", secs(10));
     assert!(!b.exists("button[name=op]"), "no edit buttons for a viewer");
-    let csrf = b
-        .attr("form.logout input[name=csrf]", "value")
-        .unwrap()
-        .unwrap();
+    let csrf = csrf_token(&b);
     // The same form posted from outside the browser with the viewer's session: the
     // server refuses it whatever the client.
     let r = reqwest::blocking::Client::new()
@@ -299,20 +291,16 @@ fn ui_users_through_a_follower_with_permissions_and_csrf() {
 
     // An admin disables the viewer: its open page stops being live and goes to the
     // login page (the server ends the session's event stream).
-    wait_until(secs(10), "the viewer's page to be live", || {
-        match b.text("#conn") {
-            Ok(t) if t == "live" || t == "reconnected" => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    });
+    wait_conn(
+        &b,
+        &["live", "reconnected"],
+        secs(10),
+        "the viewer's page to be live",
+    );
     let victor = users_named(&c, "victor-ui")[0]["id"].as_u64().unwrap();
+    let disable = json!({"enabled": false});
     let r = c
-        .call(
-            leader,
-            Method::PATCH,
-            &format!("/api/v1/users/{victor}"),
-            Some(&json!({"enabled": false})),
-        )
+        .patch(leader, &format!("/api/v1/users/{victor}"), &disable)
         .unwrap();
     assert_eq!(r.status, 200, "{r}");
     wait_until(
@@ -328,9 +316,37 @@ fn ui_users_through_a_follower_with_permissions_and_csrf() {
     );
 }
 
+/// The users page after a search or a filter: its URL carries `query`, and it
+/// lists `user`.
+fn listed_alone(b: &Browser, query: &str, user: &str) -> Result<(), String> {
+    if b.url().contains(query) && b.exists(&format!("tr[data-user='{user}']")) {
+        Ok(())
+    } else {
+        Err("no result".into())
+    }
+}
+
 fn member_status(b: &Browser, id: u64) -> Result<String, String> {
     b.attr(&format!(".member[data-node-id='{id}']"), "data-status")
         .and_then(|s| s.ok_or_else(|| "no data-status".into()))
+}
+
+/// Waits until the open page shows member `id` as `status` (`what` it is waiting
+/// for); returns how long that took.
+fn wait_shown(b: &Browser, id: u64, status: &str, timeout: Duration, what: &str) -> Duration {
+    let start = Instant::now();
+    wait_until(timeout, what, || match member_status(b, id)? {
+        s if s == status => Ok(()),
+        s => Err(s),
+    });
+    start.elapsed()
+}
+
+/// The page is still the one marked by `window.__bcm_no_reload`: not reloaded.
+fn not_reloaded(b: &Browser) -> bool {
+    b.exec("return window.__bcm_no_reload === true", json!([]))
+        .unwrap()
+        == json!(true)
 }
 
 #[test]
@@ -341,29 +357,16 @@ fn ui_dashboard_follows_nodes_dying_and_moves_off_a_dead_node() {
     let b = Browser::start();
     b.log_in(&c.api_url(serving), "admin", ADMIN_PASSWORD);
     b.wait_for(".member[data-node-id]", secs(10));
-    wait_until(secs(10), "the page's event stream", || {
-        match b.text("#conn") {
-            Ok(t) if t == "live" => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    });
+    wait_conn(&b, &["live"], secs(10), "the page's event stream");
     // Marks the page: a reload would lose it.
     b.exec("window.__bcm_no_reload = true", json!([])).unwrap();
 
     // Kill another node: its picture turns down on the open page, no reload.
     c.kill(other);
-    let killed = Instant::now();
-    wait_until(
-        secs(15),
-        "the killed node to show down",
-        || match member_status(&b, other)? {
-            s if s == "down" => Ok(()),
-            s => Err(s),
-        },
-    );
+    let took = wait_shown(&b, other, "down", secs(15), "the killed node to show down");
     c.log(format!(
         "ui: node {other} shown down {:.1}s after kill",
-        killed.elapsed().as_secs_f64()
+        took.as_secs_f64()
     ));
     b.screenshot(&screenshot_dir().join("dashboard-node-down.png"));
     // And the cluster itself said so: the page shows what the API says.
@@ -374,33 +377,16 @@ fn ui_dashboard_follows_nodes_dying_and_moves_off_a_dead_node() {
         .find(|m| m["id"] == other)
         .map(|m| m["status"].clone());
     assert_eq!(api_status, Some(json!("down")));
-    assert_eq!(
-        b.exec("return window.__bcm_no_reload === true", json!([]))
-            .unwrap(),
-        json!(true),
-        "the page was not reloaded"
-    );
+    assert!(not_reloaded(&b), "the page was reloaded");
 
     // Restart it: it turns up.
     c.restart(other);
-    let restarted = Instant::now();
-    wait_until(
-        secs(30),
-        "the restarted node to show up",
-        || match member_status(&b, other)? {
-            s if s == "up" => Ok(()),
-            s => Err(s),
-        },
-    );
+    let took = wait_shown(&b, other, "up", secs(30), "the restarted node to show up");
     c.log(format!(
         "ui: node {other} shown up {:.1}s after restart",
-        restarted.elapsed().as_secs_f64()
+        took.as_secs_f64()
     ));
-    assert_eq!(
-        b.exec("return window.__bcm_no_reload === true", json!([]))
-            .unwrap(),
-        json!(true)
-    );
+    assert!(not_reloaded(&b), "the page was reloaded");
     b.screenshot(&screenshot_dir().join("dashboard-live.png"));
 
     // Kill the node serving the page: it carries on from another member by itself,
@@ -429,19 +415,13 @@ fn ui_dashboard_follows_nodes_dying_and_moves_off_a_dead_node() {
     ));
     assert!(b.url().starts_with(&c.api_url(moved_to)), "{}", b.url());
     // It works there: live again, and it sees the dead node go down.
-    wait_until(secs(15), "the moved page to be live", || {
-        match b.text("#conn") {
-            Ok(t) if t == "live" => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    });
-    wait_until(
+    wait_conn(&b, &["live"], secs(15), "the moved page to be live");
+    wait_shown(
+        &b,
+        serving,
+        "down",
         secs(15),
         "the dead serving node to show down",
-        || match member_status(&b, serving)? {
-            s if s == "down" => Ok(()),
-            s => Err(s),
-        },
     );
     b.goto(&format!("{}/users", c.api_url(moved_to)));
     b.wait_for("tr[data-user='admin']", secs(10));
@@ -459,52 +439,40 @@ fn flash_with(b: &Browser, want: &str) -> Result<String, String> {
 
 #[test]
 fn ui_config_plans_backups_restores_nodes_and_groups_through_forms() {
-    let c = Cluster::builder().name("ui-forms").voters(3).start();
-    let follower = c.followers()[0];
-    let base = c.api_url(follower);
-    let b = Browser::start();
-    b.log_in(&base, "admin", ADMIN_PASSWORD);
+    let (c, follower, base, b) = admin_logged_in_through_a_follower("ui-forms");
 
     // Config: set a key, then edit it (compare-and-set on the version shown).
+    let retention = || c.config_value(follower, "retention.days").unwrap();
     b.goto(&format!("{base}/config"));
-    let fill = |b: &Browser| {
-        b.type_into("#c-key", "retention.days");
-        b.type_into("#c-value", "30");
-    };
-    fill(&b);
-    b.submit(
+    b.fill_in_and_submit(
+        |b| {
+            b.type_into("#c-key", "retention.days");
+            b.type_into("#c-value", "30");
+        },
         "form[method=post][action='/config'] button[type=submit]",
         "the key saved",
-        fill,
         |b| flash_with(b, "retention.days saved"),
     );
-    assert_eq!(
-        c.config_value(follower, "retention.days").unwrap(),
-        Some(json!(30))
+    assert_eq!(retention(), Some(json!(30)));
+    b.fill_in_and_submit(
+        |b| b.type_into("#c-value", "31"),
+        "button[name=op][value=save]",
+        "the key edited",
+        |b| flash_with(b, "retention.days saved"),
     );
-    let fill = |b: &Browser| b.type_into("#c-value", "31");
-    fill(&b);
-    b.submit("button[name=op][value=save]", "the key edited", fill, |b| {
-        flash_with(b, "retention.days saved")
-    });
-    assert_eq!(
-        c.config_value(follower, "retention.days").unwrap(),
-        Some(json!(31))
-    );
+    assert_eq!(retention(), Some(json!(31)));
 
     // Plans: create one.
     b.goto(&format!("{base}/plans"));
-    let fill = |b: &Browser| {
-        b.type_into("#p-name", "etc-nightly");
-        b.click("#p-node option[value='1']");
-        b.type_into("#p-paths", "/etc\n/var/lib/app");
-        b.type_into("#p-schedule", "0 3 * * *");
-    };
-    fill(&b);
-    b.submit(
+    b.fill_in_and_submit(
+        |b| {
+            b.type_into("#p-name", "etc-nightly");
+            b.click("#p-node option[value='1']");
+            b.type_into("#p-paths", "/etc\n/var/lib/app");
+            b.type_into("#p-schedule", "0 3 * * *");
+        },
         "form[method=post][action='/plans'] button[type=submit]",
         "the plan created",
-        fill,
         |b| flash_with(b, "etc-nightly created"),
     );
     let plans = c.get_json(follower, "/api/v1/plans?q=etc-nightly").unwrap();
@@ -526,10 +494,7 @@ fn ui_config_plans_backups_restores_nodes_and_groups_through_forms() {
     // anyway is refused (409) in plain words, on the page.
     assert!(!b.exists("#r-path"));
     assert!(b.text("#restore-note").unwrap().contains("pending"));
-    let csrf = b
-        .attr("form.logout input[name=csrf]", "value")
-        .unwrap()
-        .unwrap();
+    let csrf = csrf_token(&b);
     let path = backup_url.trim_start_matches(&base).to_string();
     let (status, body) = post_from_page(
         &b,
@@ -554,25 +519,24 @@ fn ui_config_plans_backups_restores_nodes_and_groups_through_forms() {
 
     // Nodes: configure a node's labels.
     b.goto(&format!("{base}/nodes/2"));
-    let fill = |b: &Browser| b.type_into("#n-labels", "rack=b");
-    fill(&b);
-    b.submit("button[type=submit].primary", "the node saved", fill, |b| {
-        flash_with(b, "configuration saved")
-    });
+    b.fill_in_and_submit(
+        |b| b.type_into("#n-labels", "rack=b"),
+        "button[type=submit].primary",
+        "the node saved",
+        |b| flash_with(b, "configuration saved"),
+    );
     let n2 = c.get_json(follower, "/api/v1/nodes/2").unwrap();
     assert_eq!(n2["labels"], json!({"rack": "b"}));
 
     // Groups: a custom group with one permission.
     b.goto(&format!("{base}/groups"));
-    let fill = |b: &Browser| {
-        b.type_into("#g-name", "night-shift");
-        b.click("input[name=permissions][value='backups.read']");
-    };
-    fill(&b);
-    b.submit(
+    b.fill_in_and_submit(
+        |b| {
+            b.type_into("#g-name", "night-shift");
+            b.click("input[name=permissions][value='backups.read']");
+        },
         "form[method=post][action='/groups'] button[type=submit]",
         "the group created",
-        fill,
         |b| flash_with(b, "night-shift created"),
     );
     let g = c.get_json(follower, "/api/v1/groups/night-shift").unwrap();

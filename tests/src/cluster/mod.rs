@@ -1,0 +1,190 @@
+//! A test cluster: real `bcm node` processes on loopback, their files in one temp dir.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::Mutex;
+use std::thread;
+use std::time::Duration;
+
+use crate::{free_port, tail, wait_for, wait_until, Api};
+
+mod builder;
+mod config;
+mod leader;
+mod process;
+
+pub use builder::{ClusterBuilder, StartOrder};
+
+struct Node {
+    id: u64,
+    roles: Vec<String>,
+    api_port: u16,
+    rpc_port: u16,
+    config_path: PathBuf,
+    data_dir: PathBuf,
+    log_path: PathBuf,
+    child: Mutex<Option<Child>>,
+    paused: AtomicBool,
+    starts: AtomicU64,
+}
+
+impl Node {
+    fn api_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.api_port)
+    }
+    fn rpc_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.rpc_port)
+    }
+}
+
+/// A set of real `bcm node` processes on loopback, with their configs, data and logs in
+/// one temp dir. Dereferences to [`Api`] for talking to them.
+pub struct Cluster {
+    dir: Option<tempfile::TempDir>,
+    path: PathBuf,
+    bin: PathBuf,
+    nodes: BTreeMap<u64, Node>,
+    bootstrap: Vec<String>,
+    snapshot_every: Option<u64>,
+    keep_logs: Option<u64>,
+    grace_ms: Option<u64>,
+    postgres: Option<(String, u64)>,
+    api: Api,
+}
+
+impl std::ops::Deref for Cluster {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+impl Cluster {
+    /// Options: number of voters, joiners, snapshot interval, start order, ...
+    pub fn builder() -> ClusterBuilder {
+        ClusterBuilder::new()
+    }
+
+    /// `n` bootstrap voters with every role, started together; returns once all are ready.
+    pub fn start(n: usize) -> Cluster {
+        Cluster::builder().voters(n).start()
+    }
+
+    /// A clone of the API handle, for other threads.
+    pub fn api(&self) -> Api {
+        self.api.clone()
+    }
+
+    /// The directory holding configs, data dirs and logs.
+    pub fn dir(&self) -> &Path {
+        &self.path
+    }
+
+    /// The log file of `node`.
+    pub fn log_path(&self, node: u64) -> PathBuf {
+        self.node(node).log_path.clone()
+    }
+
+    /// The data dir of `node`.
+    pub fn data_dir(&self, node: u64) -> PathBuf {
+        self.node(node).data_dir.clone()
+    }
+
+    /// The path of a node's configuration file.
+    pub fn config_path(&self, id: u64) -> PathBuf {
+        self.node(id).config_path.clone()
+    }
+
+    fn node(&self, id: u64) -> &Node {
+        self.nodes
+            .get(&id)
+            .unwrap_or_else(|| panic!("no node {id} in this cluster"))
+    }
+
+    fn define_node(&mut self, id: u64, roles: Vec<String>) {
+        let node = Node {
+            id,
+            roles,
+            api_port: free_port(),
+            rpc_port: free_port(),
+            config_path: self.path.join(format!("node{id}.toml")),
+            data_dir: self.path.join(format!("node{id}")),
+            log_path: self.path.join(format!("node{id}.log")),
+            child: Mutex::new(None),
+            paused: AtomicBool::new(false),
+            starts: AtomicU64::new(0),
+        };
+        self.api.add_node(id, node.api_url(), node.rpc_url());
+        self.nodes.insert(id, node);
+    }
+
+    /// Starts a new node that is not in `bootstrap` and only registers through `join`
+    /// (the bootstrap members). Returns its id. Does not wait.
+    pub fn start_extra(&mut self, roles: &[&str]) -> u64 {
+        let id = self.nodes.keys().max().copied().unwrap_or(0) + 1;
+        self.define_node(id, roles.iter().map(|r| r.to_string()).collect());
+        self.write_config(id);
+        self.log(format!("node {id} joins with roles {roles:?}"));
+        self.spawn(id);
+        id
+    }
+
+    /// Waits until `/readyz` on `id` answers 200.
+    pub fn wait_ready(&self, id: u64, timeout: Duration) {
+        wait_for(
+            timeout,
+            &format!("node {id} to be ready (/readyz 200)"),
+            || {
+                self.check_processes();
+                self.readyz(id)
+            },
+            |r| r.status == 200,
+        );
+    }
+
+    /// Waits until `node`'s log (of all its runs) contains `text`.
+    pub fn wait_for_log(&self, node: u64, text: &str, timeout: Duration) {
+        let path = self.log_path(node);
+        wait_until(timeout, &format!("node {node} to log {text:?}"), || {
+            if std::fs::read_to_string(&path)
+                .unwrap_or_default()
+                .contains(text)
+            {
+                Ok(())
+            } else {
+                Err(self.log_tail(node, 5))
+            }
+        });
+    }
+
+    /// The last `n` lines of `node`'s log.
+    pub fn log_tail(&self, node: u64, n: usize) -> String {
+        tail(&self.node(node).log_path, n)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.kill_all();
+        let keep = thread::panicking() || std::env::var_os("BCM_KEEP_LOGS").is_some();
+        if !keep {
+            return;
+        }
+        if let Some(dir) = self.dir.take() {
+            let path = dir.keep();
+            let mut report = format!("\n===== bcm e2e: logs kept in {} =====\n", path.display());
+            for node in self.nodes.values() {
+                let _ = writeln!(
+                    report,
+                    "----- {} (last 40 lines) -----\n{}",
+                    node.log_path.display(),
+                    tail(&node.log_path, 40)
+                );
+            }
+            eprintln!("{report}");
+        }
+    }
+}
