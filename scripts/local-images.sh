@@ -45,10 +45,15 @@ if docker image inspect "$base" >/dev/null 2>&1; then
   say "base image $base: cached"
 else
   say "base image $base: debootstrap (minbase + $packages), once"
-  command -v debootstrap >/dev/null || {
-    echo "debootstrap is not installed (apt-get install debootstrap)" >&2
-    exit 1
-  }
+  if ! command -v debootstrap >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      say "installing debootstrap (apt-get)"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+    else
+      echo "debootstrap is not installed: run as root, or apt-get install debootstrap" >&2
+      exit 1
+    fi
+  fi
   root=$(mktemp -d /var/tmp/bcm-base.XXXXXX)
   trap 'rm -rf "$root"' EXIT
   start=$SECONDS
@@ -83,10 +88,15 @@ build --build-arg BASE_IMAGE="$base" -t bcm-local/haproxy:2 \
   -f docker/local/haproxy.Dockerfile docker/local
 
 say "bcm-local/bcm:latest (Dockerfile target prebuilt, binary $binary)"
-[ -x "$binary" ] || {
-  echo "$binary does not exist: build it first (cargo build --bin bcm)" >&2
-  exit 1
-}
+if [ ! -x "$binary" ]; then
+  if [ "$binary" = target/debug/bcm ] && command -v cargo >/dev/null; then
+    say "building $binary (cargo build --bin bcm)"
+    cargo build --bin bcm
+  else
+    echo "$binary does not exist: build it first (cargo build --bin bcm)" >&2
+    exit 1
+  fi
+fi
 # Staged without debug info: a tenth of the size, so the image builds in seconds.
 mkdir -p target/docker
 strip --strip-debug -o target/docker/bcm "$binary"
