@@ -1,0 +1,258 @@
+//! A backup's manifest: every directory, file and symlink it holds, in walk order
+//! (a directory before what it contains), with the chunks of each file.
+//!
+//! Paths are relative to the file system root (`/srv/data/a` is `srv/data/a`),
+//! as bytes (a Unix name need not be UTF-8), and are checked on the way in and
+//! out: a manifest naming `..` or an absolute path is refused, so a restore can
+//! never write outside its target.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::ChunkId;
+
+const MAGIC: &[u8; 8] = b"bcmmani1";
+
+/// What an entry is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntryKind {
+    Dir,
+    /// A regular file: its length and its chunks, in order.
+    File {
+        size: u64,
+        chunks: Vec<ChunkId>,
+    },
+    /// A symbolic link and what it points to (as written, not resolved).
+    Symlink {
+        target: Vec<u8>,
+    },
+}
+
+/// One directory, file or symlink of a backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Relative to the file system root, `/`-separated, no `.` or `..`.
+    pub path: Vec<u8>,
+    pub kind: EntryKind,
+    /// Permission bits (`0o7777` at most).
+    pub mode: u32,
+    /// Modification time: seconds and nanoseconds since the Unix epoch.
+    pub mtime: (i64, u32),
+}
+
+impl Entry {
+    pub fn path(&self) -> &Path {
+        Path::new(OsStr::from_bytes(&self.path))
+    }
+
+    /// Logical bytes: a file's length, nothing for the others.
+    pub fn size(&self) -> u64 {
+        match &self.kind {
+            EntryKind::File { size, .. } => *size,
+            _ => 0,
+        }
+    }
+}
+
+/// A backup's contents.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub entries: Vec<Entry>,
+    /// Paths the walk met and did not keep (sockets, devices, fifos, unreadable
+    /// files), with why.
+    pub skipped: Vec<(Vec<u8>, String)>,
+}
+
+/// A manifest that cannot be read, or names a path a restore must not write.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("not a manifest (no manifest header)")]
+    NotAManifest,
+    #[error("the manifest is damaged: {0}")]
+    Damaged(String),
+    #[error("the manifest names a path that leaves its root: {0:?}")]
+    BadPath(String),
+}
+
+impl Manifest {
+    pub fn files(&self) -> impl Iterator<Item = &Entry> {
+        self.entries
+            .iter()
+            .filter(|e| matches!(e.kind, EntryKind::File { .. }))
+    }
+
+    /// Logical bytes of all files.
+    pub fn size(&self) -> u64 {
+        self.entries.iter().map(Entry::size).sum()
+    }
+
+    /// Every chunk the manifest uses, each once, in first-use order.
+    pub fn chunks(&self) -> Vec<ChunkId> {
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for e in &self.entries {
+            if let EntryKind::File { chunks, .. } = &e.kind {
+                out.extend(chunks.iter().filter(|c| seen.insert(**c)));
+            }
+        }
+        out
+    }
+
+    /// The entries at or under `prefix` (relative, like entry paths; empty for
+    /// all), in order.
+    pub fn under<'a>(&'a self, prefix: &'a Path) -> impl Iterator<Item = &'a Entry> + 'a {
+        self.entries
+            .iter()
+            .filter(move |e| e.path().starts_with(prefix))
+    }
+
+    /// Header, CRC-32 of the body, body (postcard).
+    pub fn encode(&self) -> Vec<u8> {
+        let body = postcard::to_stdvec(self).expect("a manifest encodes");
+        let mut out = Vec::with_capacity(body.len() + 12);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Reads a manifest back, checking its checksum and every path in it.
+    pub fn decode(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+        if bytes.len() < 12 || &bytes[..8] != MAGIC {
+            return Err(ManifestError::NotAManifest);
+        }
+        let crc = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+        let body = &bytes[12..];
+        if crc32fast::hash(body) != crc {
+            return Err(ManifestError::Damaged("its checksum does not match".into()));
+        }
+        let m: Manifest =
+            postcard::from_bytes(body).map_err(|e| ManifestError::Damaged(e.to_string()))?;
+        for e in &m.entries {
+            relative_path(e.path())?;
+        }
+        Ok(m)
+    }
+}
+
+/// `path` checked to stay below its root: plain names joined by single `/`
+/// (no `..`, `.`, empty name or leading `/`), at least one of them.
+pub fn relative_path(path: &Path) -> Result<&Path, ManifestError> {
+    let bytes = path.as_os_str().as_bytes();
+    let plain = !bytes.is_empty()
+        && bytes
+            .split(|b| *b == b'/')
+            .all(|name| !matches!(name, b"" | b"." | b".."));
+    if plain {
+        Ok(path)
+    } else {
+        Err(ManifestError::BadPath(path.to_string_lossy().into_owned()))
+    }
+}
+
+/// An absolute source path as an entry path (`/srv/a` → `srv/a`).
+pub fn entry_path(absolute: &Path) -> PathBuf {
+    absolute
+        .components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, chunks: &[&[u8]]) -> Entry {
+        Entry {
+            path: path.as_bytes().to_vec(),
+            kind: EntryKind::File {
+                size: chunks.iter().map(|c| c.len() as u64).sum(),
+                chunks: chunks.iter().map(|c| ChunkId::of(c)).collect(),
+            },
+            mode: 0o644,
+            mtime: (1_700_000_000, 5),
+        }
+    }
+
+    #[test]
+    fn a_manifest_round_trips_and_counts_its_chunks_once() {
+        let m = Manifest {
+            entries: vec![
+                Entry {
+                    path: b"srv".to_vec(),
+                    kind: EntryKind::Dir,
+                    mode: 0o755,
+                    mtime: (1, 0),
+                },
+                file("srv/a", &[b"x", b"y"]),
+                file("srv/b", &[b"y", b"z"]),
+                Entry {
+                    path: b"srv/l".to_vec(),
+                    kind: EntryKind::Symlink {
+                        target: b"../elsewhere".to_vec(),
+                    },
+                    mode: 0o777,
+                    mtime: (2, 0),
+                },
+            ],
+            skipped: vec![(b"srv/sock".to_vec(), "a socket".into())],
+        };
+        let back = Manifest::decode(&m.encode()).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(back.chunks().len(), 3);
+        assert_eq!(back.size(), 4);
+        assert_eq!(back.files().count(), 2);
+        assert_eq!(back.under(Path::new("srv/a")).count(), 1);
+        assert_eq!(back.under(Path::new("")).count(), 4);
+    }
+
+    #[test]
+    fn damage_and_escaping_paths_are_refused() {
+        let m = Manifest {
+            entries: vec![file("ok", &[b"1"])],
+            ..Manifest::default()
+        };
+        let mut bytes = m.encode();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        assert!(matches!(
+            Manifest::decode(&bytes),
+            Err(ManifestError::Damaged(_))
+        ));
+        assert!(matches!(
+            Manifest::decode(b"short"),
+            Err(ManifestError::NotAManifest)
+        ));
+        for bad in [
+            "../etc/passwd",
+            "/etc/passwd",
+            "a/../../b",
+            "a/./b",
+            "a//b",
+            "a/",
+            "",
+        ] {
+            let m = Manifest {
+                entries: vec![file(bad, &[])],
+                ..Manifest::default()
+            };
+            let r = Manifest::decode(&m.encode());
+            assert!(
+                matches!(r, Err(ManifestError::BadPath(_))),
+                "{bad:?}: {r:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn absolute_paths_become_entry_paths() {
+        assert_eq!(
+            entry_path(Path::new("/srv/data/x")),
+            Path::new("srv/data/x")
+        );
+        assert_eq!(entry_path(Path::new("/")), Path::new(""));
+    }
+}

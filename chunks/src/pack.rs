@@ -1,0 +1,312 @@
+//! The pack file: many chunks, each compressed (zstd) unless that would not make
+//! it smaller, then an index of them (the trailer) and a fixed tail:
+//!
+//! ```text
+//! blob 0 | blob 1 | ... | trailer (postcard: [BlobEntry]) | trailer length (u32 LE)
+//!   | CRC-32 of the trailer (u32 LE) | magic "bcmpack1"
+//! ```
+//!
+//! A pack is named by the BLAKE3 hash of its whole content ([`PackId`]), so a copy
+//! on another node, or in an object store, is the same pack by name. Each blob is
+//! checked against its chunk id when it is read.
+
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::ChunkId;
+
+const MAGIC: &[u8; 8] = b"bcmpack1";
+/// Trailer length, trailer CRC, magic.
+const TAIL: usize = 4 + 4 + 8;
+/// zstd's level for chunks: its default, fast and about as good as it gets for
+/// data that is not already compressed.
+const LEVEL: i32 = 3;
+
+/// Where a chunk lies in its pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobEntry {
+    pub id: ChunkId,
+    pub offset: u64,
+    /// Bytes in the pack.
+    pub stored_len: u32,
+    /// Bytes of the chunk.
+    pub raw_len: u32,
+    pub compressed: bool,
+}
+
+/// A pack's name: the BLAKE3 hash of its content.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PackId(pub [u8; 32]);
+
+impl fmt::Display for PackId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for PackId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PackId({})", &self.to_string()[..16])
+    }
+}
+
+/// What is wrong with a pack file or a blob in it.
+#[derive(Debug, thiserror::Error)]
+pub enum PackError {
+    #[error("cannot read it: {0}")]
+    Io(#[from] io::Error),
+    #[error("it is not a pack (no pack tail)")]
+    NotAPack,
+    #[error("its index is damaged ({0})")]
+    BadTrailer(String),
+    #[error("chunk {0} does not check out (its bytes do not hash to its id)")]
+    BadChunk(ChunkId),
+}
+
+/// A chunk as it is sent and stored: compressed (zstd) unless that would not make
+/// it smaller, with what it takes to check it against its id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blob {
+    pub id: ChunkId,
+    pub raw_len: u32,
+    pub compressed: bool,
+    pub stored: Vec<u8>,
+}
+
+impl Blob {
+    /// `raw` (the chunk `id` names), compressed when that makes it smaller.
+    pub fn new(id: ChunkId, raw: &[u8]) -> io::Result<Blob> {
+        let packed = zstd::bulk::compress(raw, LEVEL)?;
+        let compressed = packed.len() < raw.len();
+        Ok(Blob {
+            id,
+            raw_len: raw.len() as u32,
+            compressed,
+            stored: if compressed { packed } else { raw.to_vec() },
+        })
+    }
+
+    /// The chunk's bytes, checked against its id.
+    pub fn open(&self) -> Result<Vec<u8>, PackError> {
+        unpack(&self.entry(0), &self.stored)
+    }
+
+    fn entry(&self, offset: u64) -> BlobEntry {
+        BlobEntry {
+            id: self.id,
+            offset,
+            stored_len: self.stored.len() as u32,
+            raw_len: self.raw_len,
+            compressed: self.compressed,
+        }
+    }
+}
+
+/// A pack being filled, in memory.
+#[derive(Default)]
+pub struct PackBuilder {
+    bytes: Vec<u8>,
+    entries: Vec<BlobEntry>,
+}
+
+impl PackBuilder {
+    /// Adds a chunk (compressed when that makes it smaller).
+    pub fn add(&mut self, id: ChunkId, raw: &[u8]) -> io::Result<()> {
+        self.push(&Blob::new(id, raw)?);
+        Ok(())
+    }
+
+    /// Adds a blob as it is (the caller has checked it).
+    pub fn push(&mut self, blob: &Blob) {
+        self.entries.push(blob.entry(self.bytes.len() as u64));
+        self.bytes.extend_from_slice(&blob.stored);
+    }
+
+    /// Bytes of blobs so far.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn entries(&self) -> &[BlobEntry] {
+        &self.entries
+    }
+
+    /// A chunk added to this pack, as stored.
+    pub fn blob(&self, entry: &BlobEntry) -> Blob {
+        let at = entry.offset as usize;
+        Blob {
+            id: entry.id,
+            raw_len: entry.raw_len,
+            compressed: entry.compressed,
+            stored: self.bytes[at..at + entry.stored_len as usize].to_vec(),
+        }
+    }
+
+    /// The whole pack file, its name, and its index.
+    pub fn finish(&self) -> (PackId, Vec<u8>, Vec<BlobEntry>) {
+        let trailer = postcard::to_stdvec(&self.entries).expect("an index encodes");
+        let mut bytes = Vec::with_capacity(self.bytes.len() + trailer.len() + TAIL);
+        bytes.extend_from_slice(&self.bytes);
+        bytes.extend_from_slice(&trailer);
+        bytes.extend_from_slice(&(trailer.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&crc32fast::hash(&trailer).to_le_bytes());
+        bytes.extend_from_slice(MAGIC);
+        let id = PackId(*blake3::hash(&bytes).as_bytes());
+        (id, bytes, self.entries.clone())
+    }
+}
+
+/// The index of a pack file, from its trailer.
+pub fn read_index(file: &File) -> Result<Vec<BlobEntry>, PackError> {
+    let len = file.metadata()?.len();
+    if len < TAIL as u64 {
+        return Err(PackError::NotAPack);
+    }
+    let mut tail = [0u8; TAIL];
+    file.read_exact_at(&mut tail, len - TAIL as u64)?;
+    if &tail[8..] != MAGIC {
+        return Err(PackError::NotAPack);
+    }
+    let trailer_len = u32::from_le_bytes(tail[..4].try_into().expect("4 bytes")) as u64;
+    let crc = u32::from_le_bytes(tail[4..8].try_into().expect("4 bytes"));
+    if trailer_len + TAIL as u64 > len {
+        return Err(PackError::BadTrailer("longer than the file".into()));
+    }
+    let start = len - TAIL as u64 - trailer_len;
+    let mut trailer = vec![0u8; trailer_len as usize];
+    file.read_exact_at(&mut trailer, start)?;
+    if crc32fast::hash(&trailer) != crc {
+        return Err(PackError::BadTrailer("its checksum does not match".into()));
+    }
+    let entries: Vec<BlobEntry> =
+        postcard::from_bytes(&trailer).map_err(|e| PackError::BadTrailer(e.to_string()))?;
+    if let Some(e) = entries
+        .iter()
+        .find(|e| e.offset + e.stored_len as u64 > start)
+    {
+        return Err(PackError::BadTrailer(format!(
+            "chunk {} lies past the blobs",
+            e.id
+        )));
+    }
+    Ok(entries)
+}
+
+/// One chunk from a pack file, checked against its id.
+pub fn read_blob(file: &File, entry: &BlobEntry) -> Result<Vec<u8>, PackError> {
+    read_stored(file, entry)?.open()
+}
+
+/// One chunk from a pack file as it is stored (not checked: [`Blob::open`] does).
+pub fn read_stored(file: &File, entry: &BlobEntry) -> Result<Blob, PackError> {
+    let mut stored = vec![0u8; entry.stored_len as usize];
+    file.read_exact_at(&mut stored, entry.offset)?;
+    Ok(Blob {
+        id: entry.id,
+        raw_len: entry.raw_len,
+        compressed: entry.compressed,
+        stored,
+    })
+}
+
+fn unpack(entry: &BlobEntry, stored: &[u8]) -> Result<Vec<u8>, PackError> {
+    // No chunk is larger: a forged length must not make us allocate gigabytes.
+    if entry.raw_len > crate::chunker::MAX_CHUNK {
+        return Err(PackError::BadChunk(entry.id));
+    }
+    let raw = if entry.compressed {
+        zstd::bulk::decompress(stored, entry.raw_len as usize)
+            .map_err(|_| PackError::BadChunk(entry.id))?
+    } else {
+        stored.to_vec()
+    };
+    if raw.len() != entry.raw_len as usize || !entry.id.matches(&raw) {
+        return Err(PackError::BadChunk(entry.id));
+    }
+    Ok(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn pack_of(chunks: &[&[u8]]) -> (PackId, Vec<u8>, Vec<BlobEntry>) {
+        let mut b = PackBuilder::default();
+        for c in chunks {
+            b.add(ChunkId::of(c), c).unwrap();
+        }
+        b.finish()
+    }
+
+    fn file_with(bytes: &[u8]) -> (tempfile::TempDir, File) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.pack");
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(bytes)
+            .unwrap();
+        let f = File::open(&path).unwrap();
+        (dir, f)
+    }
+
+    #[test]
+    fn a_pack_reads_back_its_chunks_compressed_or_not() {
+        let text = b"compressible ".repeat(1000);
+        let random: Vec<u8> = (0..5000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        let (id, bytes, entries) = pack_of(&[&text, &random, b""]);
+        assert!(entries[0].compressed && entries[0].stored_len < 1000);
+        let (_d, f) = file_with(&bytes);
+        assert_eq!(read_index(&f).unwrap(), entries);
+        assert_eq!(read_blob(&f, &entries[0]).unwrap(), text);
+        assert_eq!(read_blob(&f, &entries[1]).unwrap(), random);
+        assert_eq!(read_blob(&f, &entries[2]).unwrap(), b"");
+        assert_eq!(id, PackId(*blake3::hash(&bytes).as_bytes()));
+    }
+
+    #[test]
+    fn a_blob_opens_only_to_its_own_bytes() {
+        let data = b"twice twice twice twice twice".to_vec();
+        let blob = Blob::new(ChunkId::of(&data), &data).unwrap();
+        assert_eq!(blob.open().unwrap(), data);
+        let mut forged = blob.clone();
+        forged.id = ChunkId::of(b"something else");
+        assert!(matches!(forged.open(), Err(PackError::BadChunk(_))));
+        let mut bent = blob.clone();
+        bent.raw_len += 1;
+        assert!(bent.open().is_err());
+    }
+
+    #[test]
+    fn damage_is_found_in_the_index_and_in_a_blob() {
+        let (_, bytes, entries) = pack_of(&[b"one chunk", b"another chunk"]);
+        let mut flipped = bytes.clone();
+        flipped[3] ^= 0xff; // inside the first blob
+        let (_d, f) = file_with(&flipped);
+        assert!(matches!(
+            read_blob(&f, &entries[0]),
+            Err(PackError::BadChunk(_))
+        ));
+        assert_eq!(read_blob(&f, &entries[1]).unwrap(), b"another chunk");
+        let mut trailer_hit = bytes.clone();
+        let at = trailer_hit.len() - TAIL - 2;
+        trailer_hit[at] ^= 0xff;
+        let (_d, f) = file_with(&trailer_hit);
+        assert!(matches!(read_index(&f), Err(PackError::BadTrailer(_))));
+        let (_d, f) = file_with(&bytes[..bytes.len() - 1]);
+        assert!(matches!(read_index(&f), Err(PackError::NotAPack)));
+    }
+}

@@ -1,0 +1,268 @@
+//! Writing a backup's entries back under a target directory: each file into a
+//! temporary name, every chunk checked against its id, flushed, then renamed;
+//! modes and mtimes set (directories' last, once their contents are in);
+//! symlinks recreated. Nothing is written outside the target: entry paths are
+//! plain names, and no directory on the way may be a symlink.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use filetime::FileTime;
+
+use crate::id::ChunkId;
+use crate::manifest::{relative_path, Entry, EntryKind, Manifest, ManifestError};
+
+/// Suffix of a file being restored.
+const PART: &str = ".bcm-restore";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("the target path {0:?} is not absolute")]
+    NotAbsolute(PathBuf),
+    #[error("the target path {0:?} is not empty (restore with overwrite to write into it)")]
+    NotEmpty(PathBuf),
+    #[error("{0:?} is in the way: it is not a directory")]
+    NotADirectory(PathBuf),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("chunk {id} of {path:?}: {why}")]
+    Chunk {
+        id: ChunkId,
+        path: PathBuf,
+        why: String,
+    },
+    #[error("{path:?}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+fn at(path: &Path) -> impl FnOnce(io::Error) -> RestoreError + '_ {
+    move |source| RestoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What a restore wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RestoreStats {
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub bytes: u64,
+}
+
+/// A restore in progress under one target directory.
+pub struct Restorer {
+    target: PathBuf,
+    overwrite: bool,
+    /// Directories restored, to get their modes and mtimes at the end.
+    dirs: Vec<(PathBuf, u32, (i64, u32))>,
+    pub stats: RestoreStats,
+}
+
+impl Restorer {
+    /// Checks the target (absolute; a directory or absent; empty unless
+    /// `overwrite`) and creates it when absent. Nothing is touched on refusal.
+    pub fn new(target: &Path, overwrite: bool) -> Result<Restorer, RestoreError> {
+        if !target.is_absolute() {
+            return Err(RestoreError::NotAbsolute(target.to_path_buf()));
+        }
+        match fs::metadata(target) {
+            Ok(m) if !m.is_dir() => return Err(RestoreError::NotADirectory(target.into())),
+            Ok(_) => {
+                let mut entries = fs::read_dir(target).map_err(at(target))?;
+                if entries.next().is_some() && !overwrite {
+                    return Err(RestoreError::NotEmpty(target.to_path_buf()));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(target).map_err(at(target))?
+            }
+            Err(e) => return Err(at(target)(e)),
+        }
+        Ok(Restorer {
+            target: target.to_path_buf(),
+            overwrite,
+            dirs: Vec::new(),
+            stats: RestoreStats::default(),
+        })
+    }
+
+    /// Restores one entry; a file's chunks come from `fetch`, and each is checked
+    /// against its id before it is written.
+    pub fn entry<E: std::fmt::Display>(
+        &mut self,
+        entry: &Entry,
+        mut fetch: impl FnMut(&ChunkId) -> Result<Vec<u8>, E>,
+    ) -> Result<(), RestoreError> {
+        let rel = relative_path(entry.path())?;
+        let path = self.target.join(rel);
+        self.make_parents(rel)?;
+        match &entry.kind {
+            EntryKind::Dir => {
+                match fs::symlink_metadata(&path) {
+                    Ok(m) if m.is_dir() => {}
+                    Ok(_) => return Err(RestoreError::NotADirectory(path)),
+                    Err(_) => fs::create_dir(&path).map_err(at(&path))?,
+                }
+                // Writable while its contents go in; its own mode comes last.
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).map_err(at(&path))?;
+                self.dirs.push((path, entry.mode, entry.mtime));
+                self.stats.dirs += 1;
+            }
+            EntryKind::File { size, chunks } => {
+                let part = part_name(&path);
+                let written = match write_file(&part, &path, *size, chunks, entry, &mut fetch) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        let _ = fs::remove_file(&part);
+                        return Err(e);
+                    }
+                };
+                self.replace(&part, &path)?;
+                self.stats.files += 1;
+                self.stats.bytes += written;
+            }
+            EntryKind::Symlink { target } => {
+                let part = part_name(&path);
+                let _ = fs::remove_file(&part);
+                let to = Path::new(std::ffi::OsStr::from_bytes(target));
+                std::os::unix::fs::symlink(to, &part).map_err(at(&part))?;
+                filetime::set_symlink_file_times(&part, time(entry.mtime), time(entry.mtime))
+                    .map_err(at(&part))?;
+                self.replace(&part, &path)?;
+                self.stats.symlinks += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves a restored file or symlink to its name, over what is there when
+    /// overwriting (never over a directory).
+    fn replace(&self, part: &Path, path: &Path) -> Result<(), RestoreError> {
+        if let Ok(m) = fs::symlink_metadata(path) {
+            if m.is_dir() || !self.overwrite {
+                let _ = fs::remove_file(part);
+                return Err(if m.is_dir() {
+                    RestoreError::NotADirectory(part.to_path_buf())
+                } else {
+                    RestoreError::NotEmpty(path.to_path_buf())
+                });
+            }
+        }
+        fs::rename(part, path).map_err(at(path))
+    }
+
+    /// Creates the directories above `rel` that are missing; refuses one that is
+    /// a symlink or not a directory, so that nothing lands outside the target.
+    fn make_parents(&self, rel: &Path) -> Result<(), RestoreError> {
+        let mut dir = self.target.clone();
+        let Some(parent) = rel.parent() else {
+            return Ok(());
+        };
+        for name in parent.components() {
+            dir.push(name);
+            match fs::symlink_metadata(&dir) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => return Err(RestoreError::NotADirectory(dir)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    fs::create_dir(&dir).map_err(at(&dir))?
+                }
+                Err(e) => return Err(at(&dir)(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives directories their modes and mtimes, deepest first, and flushes
+    /// them (so the renames into them are durable).
+    pub fn finish(mut self) -> Result<RestoreStats, RestoreError> {
+        self.dirs.sort_by(|a, b| b.0.cmp(&a.0));
+        for (dir, mode, mtime) in &self.dirs {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(at(dir))?;
+            fs::set_permissions(dir, fs::Permissions::from_mode(*mode)).map_err(at(dir))?;
+            filetime::set_file_mtime(dir, time(*mtime)).map_err(at(dir))?;
+        }
+        File::open(&self.target)
+            .and_then(|d| d.sync_all())
+            .map_err(at(&self.target))?;
+        Ok(self.stats)
+    }
+}
+
+/// Writes a file's chunks into `part` (created anew: never through a symlink
+/// someone left there), checking each, with its mode and mtime, flushed.
+fn write_file<E: std::fmt::Display>(
+    part: &Path,
+    path: &Path,
+    size: u64,
+    chunks: &[ChunkId],
+    entry: &Entry,
+    fetch: &mut impl FnMut(&ChunkId) -> Result<Vec<u8>, E>,
+) -> Result<u64, RestoreError> {
+    let _ = fs::remove_file(part);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(part)
+        .map_err(at(part))?;
+    let bad = |id: &ChunkId, why: String| RestoreError::Chunk {
+        id: *id,
+        path: path.to_path_buf(),
+        why,
+    };
+    let mut written = 0u64;
+    for id in chunks {
+        let data = fetch(id).map_err(|e| bad(id, e.to_string()))?;
+        if !id.matches(&data) {
+            return Err(bad(id, "its bytes do not hash to its id".into()));
+        }
+        f.write_all(&data).map_err(at(part))?;
+        written += data.len() as u64;
+    }
+    if written != size {
+        let last = chunks.last().copied().unwrap_or(ChunkId([0; 32]));
+        return Err(bad(
+            &last,
+            format!("the chunks hold {written} bytes, the file {size}"),
+        ));
+    }
+    f.set_permissions(fs::Permissions::from_mode(entry.mode))
+        .map_err(at(part))?;
+    filetime::set_file_handle_times(&f, None, Some(time(entry.mtime))).map_err(at(part))?;
+    f.sync_data().map_err(at(part))?;
+    Ok(written)
+}
+
+/// Restores the entries of `manifest` at or under `include` (an entry path; all
+/// when `None`) into `target`.
+pub fn restore<E: std::fmt::Display>(
+    manifest: &Manifest,
+    target: &Path,
+    overwrite: bool,
+    include: Option<&Path>,
+    mut fetch: impl FnMut(&ChunkId) -> Result<Vec<u8>, E>,
+) -> Result<RestoreStats, RestoreError> {
+    let prefix = include.unwrap_or(Path::new(""));
+    let mut r = Restorer::new(target, overwrite)?;
+    for entry in manifest.under(prefix) {
+        r.entry(entry, &mut fetch)?;
+    }
+    r.finish()
+}
+
+fn part_name(path: &Path) -> PathBuf {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name().expect("an entry has a name"));
+    name.push(PART);
+    path.with_file_name(name)
+}
+
+fn time((secs, nanos): (i64, u32)) -> FileTime {
+    FileTime::from_unix_time(secs, nanos)
+}
