@@ -46,6 +46,7 @@ pub mod nodes;
 pub mod page;
 pub mod plans;
 pub mod problem;
+pub mod storage;
 pub mod time;
 pub mod users;
 
@@ -62,6 +63,7 @@ pub use nodes::{NewNode, NodeFilter, NodeStatus, NodeView, Removed, Role, Update
 pub use page::{Page, Window};
 pub use plans::{PlanBody, PlanFilter, PlanPatch, PlanView};
 pub use problem::Problem;
+pub use storage::StorageView;
 pub use users::{
     GroupFilter, GroupPatch, GroupView, NewGroup, NewUser, UserFilter, UserPatch, UserView,
 };

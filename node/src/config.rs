@@ -72,6 +72,18 @@ pub struct Config {
     pub log: LogSection,
     #[serde(default)]
     pub http: HttpSection,
+    #[serde(default)]
+    pub storage: StorageSection,
+}
+
+/// Where a storage node keeps backup data.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    /// The chunk store's directory; `<data_dir>/store` when unset.
+    pub dir: Option<PathBuf>,
+    /// `local` (the default: pack files under `dir`).
+    pub backend: Option<String>,
 }
 
 /// Bounds on both listeners (public API and cluster-internal), each on its own.
@@ -288,6 +300,8 @@ pub struct NodeConfig {
     pub log: LogSection,
     pub postgres: Option<PostgresConfig>,
     pub http: HttpSection,
+    /// The chunk store's directory (used when the node has role `storage`).
+    pub storage_dir: PathBuf,
 }
 
 /// Loads the layered configuration.
@@ -500,12 +514,29 @@ fn resolve(c: Config) -> Result<NodeConfig, ConfigError> {
     if c.log.format != "human" && c.log.format != "json" {
         return Err(invalid("log.format", "must be \"human\" or \"json\""));
     }
+    match c.storage.backend.as_deref() {
+        None | Some("local") => {}
+        Some("s3") => {
+            return Err(invalid(
+                "storage.backend",
+                "\"s3\" is not available in this release; use \"local\"",
+            ))
+        }
+        Some(other) => {
+            return Err(invalid(
+                "storage.backend",
+                format!("unknown backend {other:?}; known: local"),
+            ))
+        }
+    }
+    let data_dir = n
+        .data_dir
+        .unwrap_or_else(|| PathBuf::from(format!("data/node{}", n.id)));
     Ok(NodeConfig {
         id: n.id,
         name: n.name.unwrap_or_else(|| format!("node-{}", n.id)),
-        data_dir: n
-            .data_dir
-            .unwrap_or_else(|| PathBuf::from(format!("data/node{}", n.id))),
+        storage_dir: c.storage.dir.unwrap_or_else(|| data_dir.join("store")),
+        data_dir,
         api_listen: n.api_listen,
         api_advertise,
         rpc_listen: n.rpc_listen,

@@ -8,6 +8,7 @@ mod crypto;
 mod http;
 mod net;
 mod service;
+mod storage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -211,10 +212,12 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         .postgres
         .is_some()
         .then(|| Arc::new(cluster::export::ExportState::default()));
+    let storage = storage::Storage::open(&node.cfg)?;
     let rpc_extra = match &export {
         Some(e) => cluster::export::router(e.clone()),
         None => axum::Router::new(),
-    };
+    }
+    .merge(storage::routes::router(storage.clone()));
     let rpc_app = cluster::rpc_server::router(node.clone(), rpc_extra);
     let (api_stats, rpc_stats) = (Arc::default(), Arc::default());
     let app = http::AppState::new(

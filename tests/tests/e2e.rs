@@ -44,6 +44,8 @@ mod postgres;
 mod quorum;
 #[path = "e2e/snapshots.rs"]
 mod snapshots;
+#[path = "e2e/storage.rs"]
+mod storage;
 #[path = "e2e/ui.rs"]
 mod ui;
 #[path = "e2e/wipe.rs"]

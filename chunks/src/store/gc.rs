@@ -16,7 +16,7 @@ use crate::pack::{self, BlobEntry, PackBuilder, PackId};
 /// A pack whose dead bytes are at least this share of it is rewritten.
 const REWRITE_DEAD_SHARE: f64 = 0.5;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GcReport {
     pub packs_deleted: u64,
     pub packs_rewritten: u64,
@@ -25,7 +25,7 @@ pub struct GcReport {
     pub bytes_freed: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VerifyReport {
     pub packs: u64,
     pub chunks: u64,

@@ -73,7 +73,7 @@ struct Inner {
 }
 
 /// The store's numbers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoreStats {
     pub packs: u64,
     pub chunks: u64,

@@ -11,6 +11,7 @@ pub mod config;
 pub mod groups;
 pub mod nodes;
 pub mod plans;
+pub mod storage;
 pub mod users;
 
 use bcm_raft_store::{Command, Rejection, Response};

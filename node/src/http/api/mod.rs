@@ -8,6 +8,7 @@ mod cluster;
 mod config;
 mod events;
 mod plans;
+mod storage;
 pub use events::too_many_streams;
 mod groups;
 mod health;
@@ -69,6 +70,7 @@ fn documented_routes(node: &App) -> OpenApiRouter<App> {
         .routes(routes!(auth::logout))
         .routes(routes!(cluster::get_cluster))
         .routes(routes!(cluster::take_snapshot))
+        .routes(routes!(storage::list))
         .routes(routes!(nodes::list, nodes::add))
         .routes(routes!(nodes::get_one, nodes::update, nodes::remove))
         .routes(routes!(config::list))

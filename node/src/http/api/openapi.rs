@@ -36,6 +36,7 @@ use crate::net::problem::Problem;
         (name = "groups", description = "Groups and their permissions"),
         (name = "plans", description = "Backup plans"),
         (name = "backups", description = "Taken backups and restores"),
+        (name = "storage", description = "Storage nodes: room, use, what they hold"),
         (name = "events", description = "Server-Sent Events"),
     )
 )]

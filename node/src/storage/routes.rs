@@ -1,0 +1,186 @@
+//! The storage node's cluster-internal routes: which chunks it lacks, chunks in
+//! (answered once durable) and out, manifests, GC, verify and its numbers.
+//!
+//! Writes carry the backup manager's epoch and are refused (409) when it is
+//! older than the one this node has applied: a manager that lost the role cannot
+//! write or delete anything. Store work runs on the blocking pool (hashing,
+//! decompressing, fsync), never on the Raft runtime's workers that serve these
+//! routes.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::post;
+use axum::Router;
+use bcm_chunks::{Manifest, StoreError};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::wire::{self, Fence};
+use super::{capacity, Storage};
+use crate::cluster::rpc_server::encode;
+use crate::cluster::SharedNode;
+use crate::net::problem::Problem;
+
+type Answer = Result<Response, Problem>;
+
+/// The routes, answering 503 on a node that keeps no store.
+pub fn router(storage: Option<Arc<Storage>>) -> Router<SharedNode> {
+    let on = |path: &'static str, f: fn(&Storage, &SharedNode, Bytes) -> Answer| {
+        let storage = storage.clone();
+        (
+            path,
+            post(
+                move |State(node): State<SharedNode>, body: Bytes| async move {
+                    let Some(storage) = storage else {
+                        return Err(Problem::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "this node keeps no chunk store (it does not have role storage)",
+                        ));
+                    };
+                    tokio::task::spawn_blocking(move || f(&storage, &node, body))
+                        .await
+                        .map_err(|e| {
+                            Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+                        })?
+                },
+            ),
+        )
+    };
+    let routes = [
+        on(wire::PATH_MISSING, missing),
+        on(wire::PATH_PUT, put),
+        on(wire::PATH_GET, get),
+        on(wire::PATH_MANIFEST_PUT, manifest_put),
+        on(wire::PATH_MANIFEST_GET, manifest_get),
+        on(wire::PATH_MANIFEST_DELETE, manifest_delete),
+        on(wire::PATH_GC, gc),
+        on(wire::PATH_VERIFY, verify),
+        on(wire::PATH_STATS, stats),
+    ];
+    routes
+        .into_iter()
+        .fold(Router::new(), |r, (path, route)| r.route(path, route))
+}
+
+fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+    bcm_raft_store::codec::decode(body)
+        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, format!("undecodable body: {e}")))
+}
+
+fn reply<T: Serialize>(value: &T) -> Answer {
+    Ok(encode(value))
+}
+
+/// Refuses a write made under an epoch older than the one applied here.
+fn check(node: &SharedNode, fence: Fence) -> Result<(), Problem> {
+    let current = node
+        .state
+        .read(|d| d.state.backup_manager.map(|b| b.epoch))
+        .unwrap_or(0);
+    if fence.epoch < current {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            format!(
+                "stale epoch {}: the backup-manager role has moved on (epoch {current})",
+                fence.epoch
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn store_problem(e: StoreError) -> Problem {
+    let status = match &e {
+        StoreError::NotFound(_) => StatusCode::NOT_FOUND,
+        StoreError::Mismatch(_) | StoreError::MissingChunks(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        StoreError::Io(io) if io.raw_os_error() == Some(28) => StatusCode::INSUFFICIENT_STORAGE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    Problem::new(status, e.to_string())
+}
+
+fn missing(s: &Storage, node: &SharedNode, body: Bytes) -> Answer {
+    let req: wire::Missing = decode(&body)?;
+    check(node, req.fence)?;
+    reply(&s.with_session(req.backup, |session| session.missing(&req.ids)))
+}
+
+fn put(s: &Storage, node: &SharedNode, body: Bytes) -> Answer {
+    let req: wire::Put = decode(&body)?;
+    check(node, req.fence)?;
+    s.renew(req.backup);
+    let mut out = wire::PutReply::default();
+    for blob in &req.blobs {
+        if s.store.put(blob).map_err(store_problem)? {
+            out.new_chunks += 1;
+            out.new_bytes += blob.stored.len() as u64;
+        }
+    }
+    s.store.flush().map_err(store_problem)?;
+    reply(&out)
+}
+
+fn get(s: &Storage, _: &SharedNode, body: Bytes) -> Answer {
+    let req: wire::Get = decode(&body)?;
+    let mut blobs = Vec::new();
+    let mut bytes = 0;
+    for id in &req.ids {
+        if !blobs.is_empty() && bytes >= wire::GET_REPLY_BYTES {
+            break;
+        }
+        let blob = s.store.get_blob(id).map_err(store_problem)?;
+        bytes += blob.stored.len();
+        blobs.push(blob);
+    }
+    reply(&blobs)
+}
+
+fn manifest_put(s: &Storage, node: &SharedNode, body: Bytes) -> Answer {
+    let req: wire::ManifestPut = decode(&body)?;
+    check(node, req.fence)?;
+    let manifest = Manifest::decode(&req.manifest)
+        .map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    s.store
+        .put_manifest(req.backup, &manifest)
+        .map_err(store_problem)?;
+    s.release(req.backup);
+    reply(&())
+}
+
+fn manifest_get(s: &Storage, _: &SharedNode, body: Bytes) -> Answer {
+    let req: wire::ManifestGet = decode(&body)?;
+    let manifest = s.store.manifest(req.backup).map_err(store_problem)?;
+    reply(&manifest.map(|m| m.encode()))
+}
+
+fn manifest_delete(s: &Storage, node: &SharedNode, body: Bytes) -> Answer {
+    let req: wire::ManifestDelete = decode(&body)?;
+    check(node, req.fence)?;
+    s.release(req.backup);
+    reply(&s.store.delete_manifest(req.backup).map_err(store_problem)?)
+}
+
+fn gc(s: &Storage, node: &SharedNode, body: Bytes) -> Answer {
+    check(node, decode(&body)?)?;
+    reply(&s.store.gc().map_err(store_problem)?)
+}
+
+fn verify(s: &Storage, node: &SharedNode, body: Bytes) -> Answer {
+    check(node, decode(&body)?)?;
+    reply(&s.store.verify().map_err(store_problem)?)
+}
+
+fn stats(s: &Storage, _: &SharedNode, _: Bytes) -> Answer {
+    let store = s.store.stats().map_err(store_problem)?;
+    let (capacity_bytes, free_bytes) = capacity(s.store.root())
+        .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    reply(&wire::Stats {
+        store,
+        capacity_bytes,
+        free_bytes,
+    })
+}

@@ -1,0 +1,86 @@
+//! What storage nodes and the nodes that talk to them (sources, restore targets,
+//! the backup manager) send each other on the cluster-internal listener: POST
+//! bodies in postcard, like the Raft routes, behind the same cluster secret.
+
+use bcm_chunks::store::StoreStats;
+use bcm_chunks::{Blob, ChunkId};
+use serde::{Deserialize, Serialize};
+
+pub const PATH_MISSING: &str = "/internal/storage/missing";
+pub const PATH_PUT: &str = "/internal/storage/put";
+pub const PATH_GET: &str = "/internal/storage/get";
+pub const PATH_MANIFEST_PUT: &str = "/internal/storage/manifest/put";
+pub const PATH_MANIFEST_GET: &str = "/internal/storage/manifest/get";
+pub const PATH_MANIFEST_DELETE: &str = "/internal/storage/manifest/delete";
+pub const PATH_GC: &str = "/internal/storage/gc";
+pub const PATH_VERIFY: &str = "/internal/storage/verify";
+pub const PATH_STATS: &str = "/internal/storage/stats";
+
+/// A `get` answers with at most this many bytes of blobs (and at least one blob);
+/// the caller asks again for the rest.
+pub const GET_REPLY_BYTES: usize = 24 * 1024 * 1024;
+/// The backup-manager epoch a write is made under: a storage node refuses one
+/// older than the epoch it knows (the role has moved since).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fence {
+    pub epoch: u64,
+}
+
+/// Which of `ids` the store lacks, for backup `backup` (the others are then kept
+/// for it until its manifest is put, whatever a GC finds meanwhile).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Missing {
+    pub fence: Fence,
+    pub backup: u64,
+    pub ids: Vec<ChunkId>,
+}
+
+/// Chunks for backup `backup`, answered once they are durable.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Put {
+    pub fence: Fence,
+    pub backup: u64,
+    pub blobs: Vec<Blob>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutReply {
+    /// Chunks the store did not have.
+    pub new_chunks: u64,
+    /// Their bytes as stored (compressed).
+    pub new_bytes: u64,
+}
+
+/// Chunks to read, answered as stored (the reader checks each against its id).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Get {
+    pub ids: Vec<ChunkId>,
+}
+
+/// A backup's manifest (encoded), kept only once every chunk it names is held.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManifestPut {
+    pub fence: Fence,
+    pub backup: u64,
+    pub manifest: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct ManifestGet {
+    pub backup: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct ManifestDelete {
+    pub fence: Fence,
+    pub backup: u64,
+}
+
+/// A storage node's numbers: its store's, and its file system's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub store: StoreStats,
+    /// The file system holding the store: its size and what is free on it.
+    pub capacity_bytes: u64,
+    pub free_bytes: u64,
+}
