@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::records::{
-    Backup, ConfigEntry, Group, JobStatus, Millis, NodeRecord, NodeStatus, Plan, PlanSpec, Restore,
-    Role, User,
+    Backup, ConfigEntry, Group, JobRef, JobStatus, Millis, NodeRecord, NodeStatus, Outcome, Plan,
+    PlanSpec, Progress, Restore, Role, User,
 };
 
 /// What a node tells the cluster about itself when it registers.
@@ -167,6 +167,52 @@ pub enum Command {
         expires_at: u64,
         at: Millis,
     },
+    /// A restore as the API asks for it today (with `overwrite` and `include`);
+    /// [`Command::CreateRestore`] stays for logs written before.
+    RequestRestore {
+        backup: u64,
+        target_node: u64,
+        target_path: String,
+        overwrite: bool,
+        include: Option<String>,
+        at: Millis,
+    },
+    /// The backup manager of `epoch` starts attempt `attempt` of `job`: a pending
+    /// job (attempt 1), or a running one it takes over from an attempt that will
+    /// not finish (the role moved, the node running it died). For a backup,
+    /// `nodes` are the storage nodes its replicas go to; for a restore, nothing.
+    StartJob {
+        job: JobRef,
+        epoch: u64,
+        attempt: u32,
+        nodes: Vec<u64>,
+        at: Millis,
+    },
+    /// How far the running attempt has come.
+    JobProgress {
+        job: JobRef,
+        epoch: u64,
+        attempt: u32,
+        progress: Progress,
+        at: Millis,
+    },
+    /// The running attempt ended, as `outcome` says.
+    FinishJob {
+        job: JobRef,
+        epoch: u64,
+        attempt: u32,
+        outcome: Outcome,
+        at: Millis,
+    },
+    /// The backup manager of `epoch` runs plan `plan`'s scheduled slot `slot`: a
+    /// backup for it, unless the plan already ran for this slot or a later one
+    /// (so slots missed while nobody held the role run once, as the latest).
+    RunSlot {
+        plan: u64,
+        slot: Millis,
+        epoch: u64,
+        at: Millis,
+    },
 }
 
 impl Command {
@@ -222,8 +268,10 @@ pub enum Response {
     User(User),
     Group(Group),
     Plan(Plan),
-    Backup(Backup),
-    Restore(Restore),
+    /// (Boxed: a backup is the largest answer. postcard encodes a box as what it
+    /// holds, so the encoding is the same.)
+    Backup(Box<Backup>),
+    Restore(Box<Restore>),
     Rejected(Rejection),
     /// The responses to a [`Command::Batch`], in order.
     Batch(Vec<Response>),

@@ -13,8 +13,8 @@ pub mod state;
 
 pub use command::{Command, NodeInfo, NodePatch, Rejection, Response};
 pub use records::{
-    Backup, BackupManager, ConfigEntry, ConfigMap, Group, JobStatus, Millis, NodeRecord,
-    NodeStatus, PermissionSet, Plan, PlanSpec, Restore, RevokedTokens, Role, StateEvent, User,
-    BUILTIN_GROUPS, PERMISSIONS,
+    Attempt, Backup, BackupManager, ConfigEntry, ConfigMap, Group, JobRef, JobStatus, Millis,
+    NodeRecord, NodeStatus, Outcome, PermissionSet, Plan, PlanSpec, Progress, Restore,
+    RevokedTokens, Role, StateEvent, User, BUILTIN_GROUPS, PERMISSIONS,
 };
 pub use state::{Applied, ClusterState};

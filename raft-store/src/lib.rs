@@ -11,9 +11,9 @@ pub mod wal;
 
 pub use bcm_model::{codec, limits};
 pub use bcm_model::{
-    Backup, BackupManager, ClusterState, Command, ConfigEntry, Group, JobStatus, Millis, NodeInfo,
-    NodePatch, NodeRecord, NodeStatus, PermissionSet, Plan, PlanSpec, Rejection, Response, Restore,
-    Role, StateEvent, User, BUILTIN_GROUPS, PERMISSIONS,
+    Attempt, Backup, BackupManager, ClusterState, Command, ConfigEntry, Group, JobRef, JobStatus,
+    Millis, NodeInfo, NodePatch, NodeRecord, NodeStatus, Outcome, PermissionSet, Plan, PlanSpec,
+    Progress, Rejection, Response, Restore, Role, StateEvent, User, BUILTIN_GROUPS, PERMISSIONS,
 };
 pub use store::{seed_from_export, LogStore, StateHandle, StateMachineData, StateMachineStore};
 pub use types::*;

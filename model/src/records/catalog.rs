@@ -1,9 +1,10 @@
 //! The backup catalog: plans (what to back up), backups (taken or under way) and
-//! restores. The backup manager (a later release) acts on it; status changes are
-//! commands with legal transitions only (applied in `state/catalog.rs`).
+//! restores. The backup manager acts on it; status changes are commands with
+//! legal transitions only (applied in `state/catalog.rs` and `state/jobs.rs`).
 
 use serde::{Deserialize, Serialize};
 
+use super::jobs::{Attempt, Progress};
 use super::time::Millis;
 
 /// What to back up, where from, how often, and how many copies to keep: the
@@ -88,11 +89,23 @@ pub struct Backup {
     pub source_node: u64,
     pub paths: Vec<String>,
     pub status: JobStatus,
+    /// Logical bytes read (set when it succeeded).
     pub size_bytes: Option<u64>,
+    /// The storage nodes its replicas go to (chosen when it starts) or are on.
     pub storage_nodes: Vec<u64>,
     pub error: Option<String>,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// Replicas wanted: the plan's, 1 for a backup on demand without a plan.
+    pub replicas: u32,
+    /// The scheduled slot it was taken for; None when started on demand.
+    pub slot: Option<Millis>,
+    pub attempt: Attempt,
+    pub progress: Option<Progress>,
+    pub files: Option<u64>,
+    /// New bytes it added to a store (after dedup and compression).
+    pub stored_bytes: Option<u64>,
+    pub finished_at: Option<Millis>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +118,15 @@ pub struct Restore {
     pub error: Option<String>,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// Write into a non-empty target.
+    pub overwrite: bool,
+    /// Only this path of the backup (and what is below it).
+    pub include: Option<String>,
+    pub attempt: Attempt,
+    pub progress: Option<Progress>,
+    pub files: Option<u64>,
+    pub bytes: Option<u64>,
+    pub finished_at: Option<Millis>,
 }
 
 #[cfg(test)]

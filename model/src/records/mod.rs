@@ -26,6 +26,7 @@ pub mod access;
 pub mod catalog;
 pub mod config;
 pub mod event;
+pub mod jobs;
 pub mod nodes;
 pub mod time;
 pub mod tokens;
@@ -34,6 +35,7 @@ pub use access::{builtin_permissions, Group, PermissionSet, User, BUILTIN_GROUPS
 pub use catalog::{Backup, JobStatus, Plan, PlanSpec, Restore};
 pub use config::{ConfigEntry, ConfigMap};
 pub use event::StateEvent;
+pub use jobs::{Attempt, JobRef, Outcome, Progress};
 pub use nodes::{BackupManager, NodeRecord, NodeStatus, Role};
 pub use time::Millis;
 pub use tokens::RevokedTokens;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::{conflict, invalid, not_found, take_id, Applied, ClusterState};
 use crate::command::{Rejection, Response};
-use crate::records::{Backup, JobStatus, Millis, Plan, PlanSpec, Restore, StateEvent};
+use crate::records::{Attempt, Backup, JobStatus, Millis, Plan, PlanSpec, Restore, StateEvent};
 
 /// What a status change needs of a backup or a restore.
 trait Job {
@@ -62,22 +62,22 @@ fn plan_changed(plan: Plan) -> Applied {
 }
 
 /// The answer to a command that created or changed backup `b`.
-fn backup_changed(b: Backup) -> Applied {
+pub(super) fn backup_changed(b: Backup) -> Applied {
     let (backup_id, status) = (b.id, b.status);
     let event = StateEvent::BackupChanged { backup_id, status };
-    Applied::ok(Response::Backup(b), vec![event])
+    Applied::ok(Response::Backup(Box::new(b)), vec![event])
 }
 
 /// The answer to a command that created or changed restore `r`.
-fn restore_changed(r: Restore) -> Applied {
+pub(super) fn restore_changed(r: Restore) -> Applied {
     let (restore_id, status) = (r.id, r.status);
     let event = StateEvent::RestoreChanged { restore_id, status };
-    Applied::ok(Response::Restore(r), vec![event])
+    Applied::ok(Response::Restore(Box::new(r)), vec![event])
 }
 
 impl ClusterState {
     /// Refuses a `field` that names a node not registered.
-    fn check_node(&self, field: &str, node: u64) -> Option<Applied> {
+    pub(super) fn check_node(&self, field: &str, node: u64) -> Option<Applied> {
         (!self.nodes.contains_key(&node))
             .then(|| invalid(format!("{field} {node} is not a registered node")))
     }
@@ -133,7 +133,10 @@ impl ClusterState {
 
     pub(super) fn delete_plan(&mut self, id: u64) -> Applied {
         match self.plans.remove(&id) {
-            Some(plan) => plan_changed(plan),
+            Some(plan) => {
+                self.plan_slots.remove(&id);
+                plan_changed(plan)
+            }
             None => not_found("plan", id),
         }
     }
@@ -143,19 +146,21 @@ impl ClusterState {
         plan: Option<u64>,
         source_node: Option<u64>,
         paths: &[String],
+        slot: Option<Millis>,
         at: Millis,
     ) -> Applied {
-        let (plan_name, source_node, paths) = match plan {
+        let (plan_name, source_node, paths, replicas) = match plan {
             Some(pid) => match self.plans.get(&pid) {
                 Some(p) => (
                     Some(p.spec.name.clone()),
                     p.spec.source_node,
                     p.spec.paths.clone(),
+                    p.spec.replicas,
                 ),
                 None => return not_found("plan", pid),
             },
             None => match source_node {
-                Some(n) if !paths.is_empty() => (None, n, paths.to_vec()),
+                Some(n) if !paths.is_empty() => (None, n, paths.to_vec(), 1),
                 _ => return invalid("a backup needs a plan, or a source_node and paths"),
             },
         };
@@ -174,6 +179,13 @@ impl ClusterState {
             error: None,
             created_at: at,
             updated_at: at,
+            replicas,
+            slot,
+            attempt: Attempt::default(),
+            progress: None,
+            files: None,
+            stored_bytes: None,
+            finished_at: None,
         };
         self.backups.insert(backup.id, backup.clone());
         backup_changed(backup)
@@ -215,7 +227,7 @@ impl ClusterState {
         }
         let b = self.backups.remove(&id).expect("checked above");
         let event = StateEvent::BackupDeleted { backup_id: id };
-        Applied::ok(Response::Backup(b), vec![event])
+        Applied::ok(Response::Backup(Box::new(b)), vec![event])
     }
 
     /// Only a succeeded backup can be restored, and only to a registered node.
@@ -237,6 +249,7 @@ impl ClusterState {
         backup: u64,
         target_node: u64,
         target_path: &str,
+        (overwrite, include): (bool, Option<&str>),
         at: Millis,
     ) -> Applied {
         if let Some(refused) = self.check_restore(backup, target_node) {
@@ -251,6 +264,13 @@ impl ClusterState {
             error: None,
             created_at: at,
             updated_at: at,
+            overwrite,
+            include: include.map(str::to_string),
+            attempt: Attempt::default(),
+            progress: None,
+            files: None,
+            bytes: None,
+            finished_at: None,
         };
         self.restores.insert(r.id, r.clone());
         restore_changed(r)

@@ -6,12 +6,15 @@
 //! This file holds the state, the dispatch of commands, and what concerns the whole
 //! cluster (its formation, batches, earlier encodings). The transitions of each
 //! domain are `impl ClusterState` blocks in the files beside it (`access.rs`,
-//! `nodes.rs`, `config.rs`, `catalog.rs`, `tokens.rs`), which import this file and
-//! the records; nothing here imports them.
+//! `nodes.rs`, `config.rs`, `catalog.rs`, `jobs.rs`, `tokens.rs`), which import
+//! this file and the records; nothing here imports them. Earlier encodings of the
+//! state are in `legacy.rs`.
 
 mod access;
 mod catalog;
 mod config;
+mod jobs;
+mod legacy;
 mod nodes;
 mod tokens;
 
@@ -21,8 +24,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, Rejection, Response};
 use crate::records::{
-    Backup, BackupManager, ConfigEntry, ConfigMap, Group, Millis, NodeRecord, Plan, Restore,
-    RevokedTokens, StateEvent, User,
+    Backup, BackupManager, ConfigMap, Group, Millis, NodeRecord, Plan, Restore, RevokedTokens,
+    StateEvent, User,
 };
 
 /// The whole replicated control-plane state.
@@ -46,51 +49,8 @@ pub struct ClusterState {
     pub backup_manager: Option<BackupManager>,
     /// Tokens logged out before they expired.
     pub revoked_tokens: RevokedTokens,
-}
-
-/// [`ClusterState`] as encoded before `revoked_tokens` existed: snapshots (on disk
-/// and in PostgreSQL) written by earlier versions decode through it. postcard
-/// encodes fields in order without names, so a new field is a new layout.
-#[derive(Deserialize)]
-struct ClusterStateV1 {
-    cluster_id: Option<String>,
-    initialized_at: Millis,
-    token_key: Vec<u8>,
-    users: BTreeMap<u64, User>,
-    groups: BTreeMap<String, Group>,
-    plans: BTreeMap<u64, Plan>,
-    next_plan_id: u64,
-    backups: BTreeMap<u64, Backup>,
-    next_backup_id: u64,
-    restores: BTreeMap<u64, Restore>,
-    next_restore_id: u64,
-    next_user_id: u64,
-    nodes: BTreeMap<u64, NodeRecord>,
-    config: BTreeMap<String, ConfigEntry>,
-    backup_manager: Option<BackupManager>,
-}
-
-impl From<ClusterStateV1> for ClusterState {
-    fn from(v: ClusterStateV1) -> ClusterState {
-        ClusterState {
-            cluster_id: v.cluster_id,
-            initialized_at: v.initialized_at,
-            token_key: v.token_key,
-            users: v.users,
-            groups: v.groups,
-            plans: v.plans,
-            next_plan_id: v.next_plan_id,
-            backups: v.backups,
-            next_backup_id: v.next_backup_id,
-            restores: v.restores,
-            next_restore_id: v.next_restore_id,
-            next_user_id: v.next_user_id,
-            nodes: v.nodes,
-            config: v.config.into(),
-            backup_manager: v.backup_manager,
-            revoked_tokens: RevokedTokens::default(),
-        }
-    }
+    /// The last scheduled slot each plan ran for (so a slot runs once).
+    pub plan_slots: BTreeMap<u64, Millis>,
 }
 
 /// The outcome of applying one command.
@@ -195,7 +155,7 @@ impl ClusterState {
                 source_node,
                 paths,
                 at,
-            } => self.create_backup(*plan, *source_node, paths, *at),
+            } => self.create_backup(*plan, *source_node, paths, None, *at),
             Command::SetBackupStatus {
                 id,
                 status,
@@ -217,7 +177,48 @@ impl ClusterState {
                 target_node,
                 target_path,
                 at,
-            } => self.create_restore(*backup, *target_node, target_path, *at),
+            } => self.create_restore(*backup, *target_node, target_path, (false, None), *at),
+            Command::RequestRestore {
+                backup,
+                target_node,
+                target_path,
+                overwrite,
+                include,
+                at,
+            } => self.create_restore(
+                *backup,
+                *target_node,
+                target_path,
+                (*overwrite, include.as_deref()),
+                *at,
+            ),
+            Command::StartJob {
+                job,
+                epoch,
+                attempt,
+                nodes,
+                at,
+            } => self.start_job(*job, *epoch, *attempt, nodes, *at),
+            Command::JobProgress {
+                job,
+                epoch,
+                attempt,
+                progress,
+                at,
+            } => self.job_progress(*job, *epoch, *attempt, progress, *at),
+            Command::FinishJob {
+                job,
+                epoch,
+                attempt,
+                outcome,
+                at,
+            } => self.finish_job(*job, *epoch, *attempt, outcome, *at),
+            Command::RunSlot {
+                plan,
+                slot,
+                epoch,
+                at,
+            } => self.run_slot(*plan, *slot, *epoch, *at),
             Command::SetRestoreStatus {
                 id,
                 status,
@@ -232,13 +233,10 @@ impl ClusterState {
         }
     }
 
-    /// Decodes a state encoded by this version or an earlier one.
+    /// Decodes a state encoded by this version or an earlier one (see
+    /// `legacy.rs`).
     pub fn decode(bytes: &[u8]) -> Result<ClusterState, crate::codec::CodecError> {
-        crate::codec::decode::<ClusterState>(bytes).or_else(|e| {
-            crate::codec::decode::<ClusterStateV1>(bytes)
-                .map(ClusterState::from)
-                .map_err(|_| e)
-        })
+        crate::codec::decode::<ClusterState>(bytes).or_else(|e| legacy::decode(bytes).ok_or(e))
     }
 
     fn init_cluster(
@@ -317,7 +315,7 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn a_state_from_before_revocations_still_decodes() {
+    fn states_from_before_revocations_and_slots_still_decode() {
         let mut s = initialized();
         s.apply(
             2,
@@ -329,11 +327,13 @@ mod tests {
             },
         );
         let bytes = crate::codec::encode(&s).unwrap();
-        // The earlier layout is this one without the (empty) map at the end: a
-        // postcard map starts with its length, one byte 0 when empty.
-        assert_eq!(bytes.last(), Some(&0));
-        let old = &bytes[..bytes.len() - 1];
-        assert_eq!(ClusterState::decode(old).unwrap(), s);
+        // The earlier layouts are this one without the (empty) maps at the end
+        // (plan slots; then revoked tokens): a postcard map starts with its
+        // length, one byte 0 when empty. (Backups' layout is legacy.rs's test.)
+        assert_eq!(&bytes[bytes.len() - 2..], &[0, 0]);
+        for old in [&bytes[..bytes.len() - 1], &bytes[..bytes.len() - 2]] {
+            assert_eq!(ClusterState::decode(old).unwrap(), s);
+        }
         assert_eq!(ClusterState::decode(&bytes).unwrap(), s);
         assert!(ClusterState::decode(&bytes[..bytes.len() / 2]).is_err());
     }
@@ -493,6 +493,82 @@ mod tests {
                 status,
                 error: None,
                 at: 11
+            }),
+            job_command(),
+        ]
+    }
+
+    /// The backup manager's commands, with epochs and attempts near the real ones.
+    fn job_command() -> impl Strategy<Value = Command> {
+        use crate::records::{JobRef, Outcome, Progress};
+        let job = prop_oneof![
+            (1u64..4).prop_map(JobRef::Backup),
+            (1u64..3).prop_map(JobRef::Restore)
+        ];
+        let outcome = prop_oneof![
+            Just(Outcome::Failed {
+                error: "gone".into()
+            }),
+            Just(Outcome::RestoreDone { files: 1, bytes: 2 }),
+            proptest::collection::vec(1u64..5, 1..3).prop_map(|storage_nodes| {
+                Outcome::BackupDone {
+                    files: 1,
+                    size_bytes: 2,
+                    stored_bytes: 1,
+                    storage_nodes,
+                }
+            }),
+        ];
+        prop_oneof![
+            (
+                job.clone(),
+                0u64..4,
+                0u32..3,
+                proptest::collection::vec(1u64..5, 0..3)
+            )
+                .prop_map(|(job, epoch, attempt, nodes)| Command::StartJob {
+                    job,
+                    epoch,
+                    attempt,
+                    nodes,
+                    at: 12
+                }),
+            (job.clone(), 0u64..4, 0u32..3, 0u64..9).prop_map(|(job, epoch, attempt, n)| {
+                Command::JobProgress {
+                    job,
+                    epoch,
+                    attempt,
+                    progress: Progress {
+                        files_done: n,
+                        ..Progress::default()
+                    },
+                    at: 13,
+                }
+            }),
+            (job, 0u64..4, 0u32..3, outcome).prop_map(|(job, epoch, attempt, outcome)| {
+                Command::FinishJob {
+                    job,
+                    epoch,
+                    attempt,
+                    outcome,
+                    at: 14,
+                }
+            }),
+            (1u64..3, 0u64..5, 0u64..4).prop_map(|(plan, slot, epoch)| Command::RunSlot {
+                plan,
+                slot: slot * 60_000,
+                epoch,
+                at: 15
+            }),
+            (1u64..4, 1u64..5, any::<bool>()).prop_map(|(backup, target_node, overwrite)| {
+                Command::RequestRestore {
+                    backup,
+                    target_node,
+                    target_path: "/restore".into(),
+                    overwrite,
+                    include: None,
+                    at: 16,
+                }
             }),
         ]
     }

@@ -150,12 +150,13 @@ pub trait Answer: Sized {
     fn of(r: Response) -> Result<Self, Box<Response>>;
 }
 
+/// `Variant => Record`; `as Box` when the response holds the record boxed.
 macro_rules! answers {
-    ($($variant:ident => $record:ty),* $(,)?) => {$(
+    ($($variant:ident => $record:ty $(as $boxed:ident)?),* $(,)?) => {$(
         impl Answer for $record {
             fn of(r: Response) -> Result<$record, Box<Response>> {
                 match r {
-                    Response::$variant(x) => Ok(x),
+                    Response::$variant(x) => Ok($(*$boxed::from)?(x)),
                     other => Err(Box::new(other)),
                 }
             }
@@ -169,8 +170,8 @@ answers!(
     Config => bcm_raft_store::ConfigEntry,
     Node => bcm_raft_store::NodeRecord,
     Plan => bcm_raft_store::Plan,
-    Backup => bcm_raft_store::Backup,
-    Restore => bcm_raft_store::Restore,
+    Backup => bcm_raft_store::Backup as Box,
+    Restore => bcm_raft_store::Restore as Box,
 );
 
 /// A write that answers with nothing (`Response::Done`).
