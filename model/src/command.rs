@@ -196,7 +196,8 @@ pub enum Command {
         progress: Progress,
         at: Millis,
     },
-    /// The running attempt ended, as `outcome` says.
+    /// The running attempt ended, as `outcome` says. (Attempt 0 with a failure:
+    /// the backup manager gives up on a pending job it cannot start.)
     FinishJob {
         job: JobRef,
         epoch: u64,
@@ -210,6 +211,16 @@ pub enum Command {
     RunSlot {
         plan: u64,
         slot: Millis,
+        epoch: u64,
+        at: Millis,
+    },
+    /// A verify re-created a succeeded backup's replica that was on `from` (a
+    /// node down or gone) on storage node `to`: the catalog now places it there.
+    /// Refused unless `epoch` is the current backup manager's.
+    MoveReplica {
+        backup: u64,
+        from: u64,
+        to: u64,
         epoch: u64,
         at: Millis,
     },

@@ -144,9 +144,17 @@ impl ClusterState {
         self.job_changed(job)
     }
 
-    /// The run of `job` if `epoch` and `attempt` are its current ones and it
-    /// runs; the refusal otherwise.
-    fn current_run(&mut self, job: JobRef, epoch: u64, attempt: u32) -> Result<Run<'_>, Rejection> {
+    /// The run of `job` if `epoch` is the current one, `attempt` the job's, and
+    /// it runs under that epoch; the refusal otherwise. The current backup
+    /// manager may also give up on (`failing`) a job of an earlier one, and on
+    /// a pending job (attempt 0) it cannot start.
+    fn current_run(
+        &mut self,
+        job: JobRef,
+        epoch: u64,
+        attempt: u32,
+        failing: bool,
+    ) -> Result<Run<'_>, Rejection> {
         if let Some(stale) = self.stale(epoch) {
             return Err(stale);
         }
@@ -155,13 +163,14 @@ impl ClusterState {
             what: what.into(),
             id: id.to_string(),
         })?;
-        if *run.status != JobStatus::Running {
+        let pending = failing && *run.status == JobStatus::Pending && attempt == 0;
+        if *run.status != JobStatus::Running && !pending {
             return Err(Rejection::Conflict(format!(
                 "{what} {id} is {}, not running",
                 run.status.as_str()
             )));
         }
-        if run.attempt.number != attempt || run.attempt.epoch != epoch {
+        if run.attempt.number != attempt || (!failing && run.attempt.epoch != epoch) {
             return Err(Rejection::Conflict(format!(
                 "{what} {id} runs attempt {} (epoch {}), not attempt {attempt} (epoch {epoch})",
                 run.attempt.number, run.attempt.epoch
@@ -178,7 +187,7 @@ impl ClusterState {
         progress: &Progress,
         at: Millis,
     ) -> Applied {
-        match self.current_run(job, epoch, attempt) {
+        match self.current_run(job, epoch, attempt, false) {
             Ok(run) => {
                 *run.progress = Some(*progress);
                 *run.updated_at = at;
@@ -219,7 +228,8 @@ impl ClusterState {
                 ));
             }
         }
-        match self.current_run(job, epoch, attempt) {
+        let failed = matches!(outcome, Outcome::Failed { .. });
+        match self.current_run(job, epoch, attempt, failed) {
             Ok(run) => {
                 *run.status = match outcome {
                     Outcome::Failed { error } => {
@@ -279,6 +289,47 @@ impl ClusterState {
             self.plan_slots.insert(plan, slot);
         }
         applied
+    }
+
+    pub(super) fn move_replica(
+        &mut self,
+        backup: u64,
+        from: u64,
+        to: u64,
+        epoch: u64,
+        at: Millis,
+    ) -> Applied {
+        if let Some(refused) = self.check_epoch(epoch) {
+            return refused;
+        }
+        let Some(b) = self.backups.get(&backup) else {
+            return not_found("backup", backup);
+        };
+        if b.status != JobStatus::Succeeded {
+            return conflict(format!(
+                "backup {backup} is {}: only a succeeded backup's replicas move",
+                b.status.as_str()
+            ));
+        }
+        if !b.storage_nodes.contains(&from) {
+            return conflict(format!("backup {backup} has no replica on node {from}"));
+        }
+        if b.storage_nodes.contains(&to) {
+            return conflict(format!(
+                "backup {backup} has a replica on node {to} already"
+            ));
+        }
+        match self.nodes.get(&to) {
+            Some(n) if n.has_role(Role::Storage) => {}
+            Some(_) => return invalid(format!("node {to} does not have role storage")),
+            None => return invalid(format!("node {to} is not a registered node")),
+        }
+        let b = self.backups.get_mut(&backup).expect("looked up above");
+        for n in b.storage_nodes.iter_mut().filter(|n| **n == from) {
+            *n = to;
+        }
+        b.updated_at = at;
+        backup_changed(b.clone())
     }
 }
 

@@ -219,6 +219,13 @@ impl ClusterState {
                 epoch,
                 at,
             } => self.run_slot(*plan, *slot, *epoch, *at),
+            Command::MoveReplica {
+                backup,
+                from,
+                to,
+                epoch,
+                at,
+            } => self.move_replica(*backup, *from, *to, *epoch, *at),
             Command::SetRestoreStatus {
                 id,
                 status,
@@ -559,6 +566,15 @@ mod tests {
                 slot: slot * 60_000,
                 epoch,
                 at: 15
+            }),
+            (1u64..4, 1u64..5, 1u64..5, 0u64..4).prop_map(|(backup, from, to, epoch)| {
+                Command::MoveReplica {
+                    backup,
+                    from,
+                    to,
+                    epoch,
+                    at: 17,
+                }
             }),
             (1u64..4, 1u64..5, any::<bool>()).prop_map(|(backup, target_node, overwrite)| {
                 Command::RequestRestore {

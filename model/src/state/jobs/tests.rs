@@ -323,3 +323,76 @@ fn a_failed_attempt_says_why_and_is_final() {
         Rejection::Conflict(_)
     ));
 }
+
+#[test]
+fn a_pending_job_that_cannot_start_is_failed_by_the_backup_manager_only() {
+    let mut s = with_a_backup();
+    let give_up = |epoch, attempt| Command::FinishJob {
+        job: JobRef::Backup(1),
+        epoch,
+        attempt,
+        outcome: Outcome::Failed {
+            error: "2 replicas need as many storage nodes; 1 is up".into(),
+        },
+        at: 30,
+    };
+    assert!(matches!(
+        rejection(&s.apply(9, &give_up(0, 0)).response),
+        Rejection::StaleEpoch { .. }
+    ));
+    assert!(matches!(
+        rejection(&s.apply(10, &give_up(1, 1)).response),
+        Rejection::Conflict(_)
+    ));
+    // Only a failure ends a job that never started.
+    rejection(&s.apply(11, &done(1, 0, &[2, 3])).response);
+    assert_eq!(s.backups[&1].status, JobStatus::Pending);
+    s.apply(12, &give_up(1, 0));
+    assert_eq!(s.backups[&1].status, JobStatus::Failed);
+}
+
+fn move_replica(from: u64, to: u64, epoch: u64) -> Command {
+    Command::MoveReplica {
+        backup: 1,
+        from,
+        to,
+        epoch,
+        at: 300,
+    }
+}
+
+#[test]
+fn a_succeeded_backups_replica_moves_to_another_storage_node_once() {
+    let mut s = with_a_backup();
+    // Not before it succeeded.
+    assert!(matches!(
+        rejection(&s.apply(9, &move_replica(2, 1, 1)).response),
+        Rejection::Conflict(_)
+    ));
+    s.apply(10, &start(JobRef::Backup(1), 1, 1, &[2, 3]));
+    s.apply(11, &done(1, 1, &[2, 3]));
+    let before = s.clone();
+    for (index, cmd) in [
+        (12, move_replica(2, 1, 0)), // a stale epoch
+        (13, move_replica(1, 2, 1)), // no replica on 1
+        (14, move_replica(2, 3, 1)), // 3 holds one already
+        (15, move_replica(2, 4, 1)), // 4 keeps no chunks
+        (16, move_replica(2, 9, 1)), // not a node
+    ] {
+        assert!(
+            matches!(s.apply(index, &cmd).response, Response::Rejected(_)),
+            "{cmd:?}"
+        );
+    }
+    assert_eq!(s, before);
+    let r = s.apply(17, &move_replica(2, 1, 1));
+    let Response::Backup(b) = r.response else {
+        panic!("{:?}", r.response)
+    };
+    assert_eq!(b.storage_nodes, vec![1, 3]);
+    assert_eq!(s.backups[&1].storage_nodes, vec![1, 3]);
+    assert!(matches!(
+        s.apply(18, &move_replica(2, 1, 1)).response,
+        Response::Rejected(_)
+    ));
+}
