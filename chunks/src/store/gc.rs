@@ -193,54 +193,18 @@ impl PackStore {
                     _ => bad.push(entry.id),
                 }
             }
-            let whole = whole_file_hash(&file)? == id.0;
+            let gone = !self.pack_path(&id).exists();
+            let whole = !gone && whole_file_hash(&file)? == id.0;
             if bad.is_empty() && whole {
                 continue;
             }
             let why = match bad.len() {
+                _ if gone => "its file is gone".to_string(),
                 0 => "its bytes do not hash to its name".to_string(),
                 n => format!("{n} of {} chunk(s) do not check out", entries.len()),
             };
+            self.set_aside(id, &entries, good)?;
             report.damaged.push((id, why));
-            let path = self.pack_path(&id);
-            {
-                let mut inner = self.lock();
-                inner.packs.remove(&id);
-                let lost: HashSet<ChunkId> = entries
-                    .iter()
-                    .filter(|e| inner.index.get(&e.id).is_some_and(|l| l.pack == id))
-                    .map(|e| e.id)
-                    .collect();
-                inner.index.retain(|c, _| !lost.contains(c));
-                // A copy in another pack (a rewrite cut short leaves some) serves.
-                let copies: Vec<(ChunkId, Loc)> = inner
-                    .packs
-                    .iter()
-                    .flat_map(|(p, pack)| {
-                        pack.entries
-                            .iter()
-                            .filter(|e| lost.contains(&e.id))
-                            .map(|e| {
-                                (
-                                    e.id,
-                                    Loc {
-                                        pack: *p,
-                                        entry: *e,
-                                    },
-                                )
-                            })
-                    })
-                    .collect();
-                for (c, loc) in copies {
-                    inner.index.entry(c).or_insert(loc);
-                }
-            }
-            if !good.is_empty() {
-                let (new_id, pack) = self.write_pack(&good)?;
-                self.adopt(new_id, pack);
-            }
-            let name = path.file_name().expect("a file name");
-            durable::rename(&path, &self.root.join("quarantine").join(name))?;
         }
         for backup in self.backups()? {
             match self.manifest(backup) {
@@ -255,6 +219,66 @@ impl PackStore {
             }
         }
         Ok(report)
+    }
+}
+
+impl PackStore {
+    /// Takes a damaged pack (or one whose file is gone) out of the store: its
+    /// `good` chunks go into a new durable pack, the file into `quarantine/`, and
+    /// what it alone held shows as missing from then on. Call with the seal lock
+    /// held.
+    pub(super) fn set_aside(
+        &self,
+        id: PackId,
+        entries: &[BlobEntry],
+        good: PackBuilder,
+    ) -> Result<(), StoreError> {
+        let path = self.pack_path(&id);
+        {
+            let mut inner = self.lock();
+            inner.packs.remove(&id);
+            let lost: HashSet<ChunkId> = entries
+                .iter()
+                .filter(|e| inner.index.get(&e.id).is_some_and(|l| l.pack == id))
+                .map(|e| e.id)
+                .collect();
+            inner.index.retain(|c, _| !lost.contains(c));
+            // A copy in another pack (a rewrite cut short leaves some) serves.
+            let copies: Vec<(ChunkId, Loc)> = inner
+                .packs
+                .iter()
+                .flat_map(|(p, pack)| {
+                    pack.entries
+                        .iter()
+                        .filter(|e| lost.contains(&e.id))
+                        .map(|e| {
+                            (
+                                e.id,
+                                Loc {
+                                    pack: *p,
+                                    entry: *e,
+                                },
+                            )
+                        })
+                })
+                .collect();
+            for (c, loc) in copies {
+                inner.index.entry(c).or_insert(loc);
+            }
+        }
+        if !good.is_empty() {
+            let (new_id, pack) = self.write_pack(&good)?;
+            self.adopt(new_id, pack);
+            if new_id == id {
+                // Every chunk was good and the file only gone: written anew as it was.
+                return Ok(());
+            }
+        }
+        if path.exists() {
+            let name = path.file_name().expect("a file name");
+            durable::rename(&path, &self.root.join("quarantine").join(name))?;
+        }
+        Ok(())
     }
 }
 

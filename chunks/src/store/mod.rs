@@ -5,8 +5,10 @@
 //! A chunk is durable, and may be acknowledged, once [`PackStore::flush`] has
 //! returned after its put; a manifest once [`PackStore::put_manifest`] has (which
 //! flushes first and refuses a manifest whose chunks are not all held). Garbage
-//! collection and verification are in [`gc`].
+//! collection and verification are in [`gc`], the check of one backup in
+//! [`check`].
 
+pub mod check;
 pub mod durable;
 pub mod gc;
 
@@ -20,6 +22,7 @@ use crate::id::ChunkId;
 use crate::manifest::{Manifest, ManifestError};
 use crate::pack::{self, Blob, BlobEntry, PackBuilder, PackError, PackId};
 
+pub use check::BackupCheck;
 pub use gc::{GcReport, VerifyReport};
 
 /// An open pack is sealed into a file once it holds this many bytes.

@@ -231,3 +231,60 @@ fn opening_sets_aside_what_is_not_a_pack_and_clears_crash_leftovers() {
     assert!(!junk.exists());
     assert_eq!(store.get(&ChunkId::of(b"kept")).unwrap(), b"kept");
 }
+
+#[test]
+fn checking_a_backup_reads_its_chunks_and_sets_a_damaged_pack_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let (good, bad) = (noise(20_000, 8), noise(20_000, 9));
+    store.put(&blob(&good)).unwrap();
+    store.put(&blob(&bad)).unwrap();
+    store.put_manifest(1, &manifest_of(&[&good, &bad])).unwrap();
+    let clean = store.check_backup(1).unwrap();
+    assert!(clean.is_clean(), "{clean:?}");
+    assert_eq!(clean.chunks, 2);
+    assert!(
+        !store.check_backup(7).unwrap().held,
+        "no manifest, not held"
+    );
+    drop(store);
+    let pack = pack_files(dir.path()).remove(0);
+    let mut bytes = fs::read(&pack).unwrap();
+    bytes[20_000 + 100] ^= 0x55;
+    fs::write(&pack, bytes).unwrap();
+    let store = open(dir.path());
+    let found = store.check_backup(1).unwrap();
+    assert!(!found.is_clean());
+    assert_eq!(found.damaged.len(), 1, "{found:?}");
+    assert_eq!(found.missing, vec![ChunkId::of(&bad)]);
+    assert_eq!(store.get(&ChunkId::of(&good)).unwrap(), good, "kept");
+    store.put(&blob(&bad)).unwrap();
+    assert!(store.check_backup(1).unwrap().is_clean());
+}
+
+#[test]
+fn a_pack_file_deleted_under_a_running_store_is_written_anew_or_shows_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let a = noise(30_000, 10);
+    store.put(&blob(&a)).unwrap();
+    store.put_manifest(1, &manifest_of(&[&a])).unwrap();
+    let pack = pack_files(dir.path()).remove(0);
+    fs::remove_file(&pack).unwrap();
+    // Still open: its chunks are read from the open file into a new one.
+    let found = store.check_backup(1).unwrap();
+    assert_eq!(found.damaged.len(), 1, "{found:?}");
+    assert!(found.missing.is_empty(), "{found:?}");
+    assert_eq!(pack_files(dir.path()).len(), 1, "written anew");
+    assert!(store.check_backup(1).unwrap().is_clean());
+    // Deleted while the store is down: the chunk is missing at the next check.
+    drop(store);
+    for p in pack_files(dir.path()) {
+        fs::remove_file(p).unwrap();
+    }
+    let store = open(dir.path());
+    let found = store.check_backup(1).unwrap();
+    assert!(found.held);
+    assert_eq!(found.missing, vec![ChunkId::of(&a)]);
+    assert!(!store.verify().unwrap().is_clean());
+}
