@@ -16,8 +16,9 @@ pub struct BackupView {
     /// `pending`, `running`, `succeeded`, `failed` or `cancelled`.
     #[schema(value_type = String)]
     pub status: JobStatus,
+    /// Logical bytes read (once it succeeded).
     pub size_bytes: Option<u64>,
-    /// The storage nodes holding it.
+    /// The storage nodes holding it (chosen when it starts).
     pub storage_nodes: Vec<u64>,
     /// Why it failed.
     pub error: Option<String>,
@@ -25,6 +26,40 @@ pub struct BackupView {
     pub created_at_ms: u64,
     /// Unix milliseconds.
     pub updated_at_ms: u64,
+    /// Replicas wanted.
+    #[serde(default)]
+    pub replicas: u32,
+    /// Files backed up (once it succeeded).
+    #[serde(default)]
+    pub files: Option<u64>,
+    /// New bytes it added to the store after dedup and compression.
+    #[serde(default)]
+    pub stored_bytes: Option<u64>,
+    /// How far it has come while it runs.
+    #[serde(default)]
+    pub progress: Option<ProgressView>,
+    /// Which run it is (1 for the first; more after a restart or a takeover).
+    #[serde(default)]
+    pub attempt: u32,
+    /// The backup-manager epoch of that run.
+    #[serde(default)]
+    pub epoch: u64,
+    /// The scheduled slot it was taken for (Unix ms); null when on demand.
+    #[serde(default)]
+    pub slot_ms: Option<u64>,
+    /// When it ended (Unix ms).
+    #[serde(default)]
+    pub finished_at_ms: Option<u64>,
+}
+
+/// How far a running job has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ProgressView {
+    pub files_done: u64,
+    pub bytes_done: u64,
+    /// Known once the source's walk ended (a restore knows them from the start).
+    pub files_total: Option<u64>,
+    pub bytes_total: Option<u64>,
 }
 
 /// A restore of a backup onto a node.
@@ -43,6 +78,24 @@ pub struct RestoreView {
     pub created_at_ms: u64,
     /// Unix milliseconds.
     pub updated_at_ms: u64,
+    /// It writes into a non-empty target.
+    #[serde(default)]
+    pub overwrite: bool,
+    /// Only this path of the backup (and what is below it).
+    #[serde(default)]
+    pub include: Option<String>,
+    #[serde(default)]
+    pub progress: Option<ProgressView>,
+    /// Files and bytes written (once it succeeded).
+    #[serde(default)]
+    pub files: Option<u64>,
+    #[serde(default)]
+    pub bytes: Option<u64>,
+    #[serde(default)]
+    pub attempt: u32,
+    /// When it ended (Unix ms).
+    #[serde(default)]
+    pub finished_at_ms: Option<u64>,
 }
 
 crate::optional_fields! {
@@ -59,7 +112,15 @@ crate::optional_fields! {
 #[serde(deny_unknown_fields)]
 pub struct NewRestore {
     pub target_node: u64,
+    /// An absolute directory on the target node; it must be empty or absent
+    /// unless `overwrite`.
     pub target_path: String,
+    /// Write into a non-empty target (files of the backup replace those there).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub overwrite: bool,
+    /// Only this path of the backup (absolute, as backed up) and what is below it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include: Option<String>,
 }
 
 crate::filters! {

@@ -3,7 +3,9 @@
 
 use bcm_model as m;
 
-use crate::{BackupView, ConfigView, GroupView, NodeView, PlanView, RestoreView, UserView};
+use crate::{
+    BackupView, ConfigView, GroupView, NodeView, PlanView, ProgressView, RestoreView, UserView,
+};
 
 impl From<&m::User> for UserView {
     fn from(u: &m::User) -> UserView {
@@ -82,6 +84,25 @@ impl From<&m::Backup> for BackupView {
             error: b.error.clone(),
             created_at_ms: b.created_at,
             updated_at_ms: b.updated_at,
+            replicas: b.replicas,
+            files: b.files,
+            stored_bytes: b.stored_bytes,
+            progress: b.progress.as_ref().map(ProgressView::from),
+            attempt: b.attempt.number,
+            epoch: b.attempt.epoch,
+            slot_ms: b.slot,
+            finished_at_ms: b.finished_at,
+        }
+    }
+}
+
+impl From<&m::Progress> for ProgressView {
+    fn from(p: &m::Progress) -> ProgressView {
+        ProgressView {
+            files_done: p.files_done,
+            bytes_done: p.bytes_done,
+            files_total: p.files_total,
+            bytes_total: p.bytes_total,
         }
     }
 }
@@ -97,6 +118,13 @@ impl From<&m::Restore> for RestoreView {
             error: r.error.clone(),
             created_at_ms: r.created_at,
             updated_at_ms: r.updated_at,
+            overwrite: r.overwrite,
+            include: r.include.clone(),
+            progress: r.progress.as_ref().map(ProgressView::from),
+            files: r.files,
+            bytes: r.bytes,
+            attempt: r.attempt.number,
+            finished_at_ms: r.finished_at,
         }
     }
 }

@@ -38,6 +38,7 @@ macro_rules! optional_fields {
 }
 
 pub mod auth;
+pub mod backup_data;
 pub mod backups;
 pub mod cluster;
 pub mod config;
@@ -51,8 +52,10 @@ pub mod time;
 pub mod users;
 
 pub use auth::{Login, Me, Session};
+pub use backup_data::{FileView, FilesQuery, ReplicaView, VerifyView};
 pub use backups::{
-    BackupFilter, BackupView, JobStatus, NewBackup, NewRestore, RestoreFilter, RestoreView,
+    BackupFilter, BackupView, JobStatus, NewBackup, NewRestore, ProgressView, RestoreFilter,
+    RestoreView,
 };
 pub use cluster::{
     BackupManagerView, ClusterView, Health, LeaderView, MemberView, SnapshotExportView,

@@ -6,6 +6,7 @@ mod cluster;
 mod config;
 mod crypto;
 mod http;
+mod jobs;
 mod net;
 mod service;
 mod storage;
@@ -217,7 +218,8 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         Some(e) => cluster::export::router(e.clone()),
         None => axum::Router::new(),
     }
-    .merge(storage::routes::router(storage.clone()));
+    .merge(storage::routes::router(storage.clone()))
+    .merge(jobs::routes::router(Arc::default()));
     let rpc_app = cluster::rpc_server::router(node.clone(), rpc_extra);
     let (api_stats, rpc_stats) = (Arc::default(), Arc::default());
     let app = http::AppState::new(
@@ -245,6 +247,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         stop_rx.clone(),
     ));
     tokio::spawn(cluster::manager::run(node.clone()));
+    tokio::spawn(jobs::manager::run(node.clone()));
     if let (Some(pg), Some(status)) = (node.cfg.postgres.clone(), export) {
         tokio::spawn(cluster::export::run(node.clone(), pg, status));
     }

@@ -35,6 +35,7 @@ mod pg;
 mod ports;
 mod sse;
 mod tokens;
+pub mod tree;
 mod wait;
 mod writers;
 

@@ -22,6 +22,8 @@ mod cli;
 mod config;
 #[path = "e2e/crash_safety.rs"]
 mod crash_safety;
+#[path = "e2e/data.rs"]
+mod data;
 #[path = "e2e/dev.rs"]
 mod dev;
 #[path = "e2e/failover.rs"]
@@ -42,6 +44,8 @@ mod pause;
 mod postgres;
 #[path = "e2e/quorum.rs"]
 mod quorum;
+#[path = "e2e/replicas.rs"]
+mod replicas;
 #[path = "e2e/snapshots.rs"]
 mod snapshots;
 #[path = "e2e/storage.rs"]

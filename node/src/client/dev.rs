@@ -17,6 +17,10 @@ pub struct DevArgs {
     /// Where the nodes keep their data; reused (with its data) when it exists.
     #[arg(long, default_value = "bcm-dev-data")]
     data_dir: PathBuf,
+    /// Skip the first job: a backup of a small generated tree (in
+    /// <data-dir>/demo/source) from node 1 and its restore onto the last node.
+    #[arg(long)]
+    no_demo: bool,
 }
 
 fn write_config(
@@ -110,6 +114,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("  admin user: admin   password: {password}");
     if ready {
         println!("bcm dev: the cluster is ready. Try: BCM_PASSWORD='{password}' bcm status --server http://127.0.0.1:{}", args.base_port);
+        if !args.no_demo {
+            if let Err(e) = super::demo::run(&dir, args.base_port, args.nodes, &password).await {
+                eprintln!("bcm dev: the first backup and restore did not work: {e:#}");
+            }
+        }
     } else {
         println!("bcm dev: the cluster is not ready yet after 30 s; see the logs above");
     }

@@ -476,6 +476,7 @@ mod tests {
 }
 
 pub mod bench;
+mod demo;
 pub mod dev;
 pub mod healthcheck;
 pub mod resources;

@@ -1,12 +1,15 @@
 //! The backup catalog: backups taken (or under way) and restores. Starting one
-//! records it as `pending` for the backup manager.
+//! records it as `pending`; the backup manager (jobs/manager.rs) runs it.
 
 use bcm_api::{BackupFilter, NewBackup, NewRestore, RestoreFilter};
 use bcm_raft_store::{Backup, Command, JobStatus, Restore};
 
+use std::time::Duration;
+
 use super::plans::{check_node, check_paths};
 use super::{lookup, write, OpError};
 use crate::cluster::{now_ms, Node};
+use crate::jobs::wire::{CheckPaths, PATH_CHECK_PATHS};
 
 /// A job status from a query string (400 naming `status` otherwise).
 pub fn parse_status(s: Option<&str>) -> Result<Option<JobStatus>, OpError> {
@@ -57,16 +60,22 @@ pub fn get(node: &Node, id: u64) -> Result<Backup, OpError> {
     lookup(node, "backup", id, |s| s.backups.get(&id))
 }
 
-/// Starts a backup now: of a plan, or of `paths` on `source_node`.
+/// Starts a backup now: of a plan, or of `paths` on `source_node`. The source
+/// node is asked whether the paths are there (422 when it says they are not;
+/// a source that does not answer is left to the backup manager).
 pub async fn start(node: &Node, new: NewBackup) -> Result<Backup, OpError> {
     let command = match (new.plan, new.source_node, new.paths) {
         (Some(plan), None, None) => {
-            if !node.state.read(|d| d.state.plans.contains_key(&plan)) {
+            let Some(spec) = node
+                .state
+                .read(|d| d.state.plans.get(&plan).map(|p| p.spec.clone()))
+            else {
                 return Err(OpError::invalid(
                     "plan",
                     format!("plan {plan} does not exist"),
                 ));
-            }
+            };
+            check_on_source(node, spec.source_node, &spec.paths).await?;
             Command::CreateBackup {
                 plan: Some(plan),
                 source_node: None,
@@ -77,6 +86,7 @@ pub async fn start(node: &Node, new: NewBackup) -> Result<Backup, OpError> {
         (None, Some(source_node), Some(paths)) => {
             check_paths("paths", &paths)?;
             check_node(node, "source_node", source_node)?;
+            check_on_source(node, source_node, &paths).await?;
             Command::CreateBackup {
                 plan: None,
                 source_node: Some(source_node),
@@ -95,6 +105,34 @@ pub async fn start(node: &Node, new: NewBackup) -> Result<Backup, OpError> {
     write(node, command).await
 }
 
+/// Asks `source` whether `paths` can be backed up there.
+async fn check_on_source(node: &Node, source: u64, paths: &[String]) -> Result<(), OpError> {
+    let Some(rpc) = node
+        .state
+        .read(|d| d.state.nodes.get(&source).map(|n| n.rpc_addr.clone()))
+    else {
+        return Ok(()); // refused below, naming the field
+    };
+    let ask = CheckPaths {
+        paths: paths.to_vec(),
+    };
+    let answer: Result<Vec<String>, _> = node
+        .peers
+        .call(&rpc, PATH_CHECK_PATHS, &ask, Duration::from_secs(5))
+        .await;
+    match answer {
+        Ok(problems) if !problems.is_empty() => Err(OpError::invalid(
+            "paths",
+            format!("on node {source}: {}", problems.join("; ")),
+        )),
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::debug!("source node {source} not asked about its paths: {e}");
+            Ok(())
+        }
+    }
+}
+
 /// Deletes a backup (not while it runs or is being restored).
 pub async fn delete(node: &Node, id: u64) -> Result<Backup, OpError> {
     write(node, Command::DeleteBackup { id }).await
@@ -103,11 +141,16 @@ pub async fn delete(node: &Node, id: u64) -> Result<Backup, OpError> {
 /// Restores a succeeded backup onto a node.
 pub async fn restore_to(node: &Node, backup: u64, to: NewRestore) -> Result<Restore, OpError> {
     check_paths("target_path", std::slice::from_ref(&to.target_path))?;
+    if let Some(include) = &to.include {
+        check_paths("include", std::slice::from_ref(include))?;
+    }
     check_node(node, "target_node", to.target_node)?;
-    let command = Command::CreateRestore {
+    let command = Command::RequestRestore {
         backup,
         target_node: to.target_node,
         target_path: to.target_path,
+        overwrite: to.overwrite,
+        include: to.include,
         at: now_ms(),
     };
     write(node, command).await

@@ -5,6 +5,7 @@
 //! the cluster (`cluster::leader`), which routes them to the leader.
 
 pub mod auth;
+pub mod backup_data;
 pub mod backups;
 pub mod cluster;
 pub mod config;

@@ -21,6 +21,16 @@ pub fn check_paths(field: &str, paths: &[String]) -> Result<(), OpError> {
             format!("{p:?} is not an absolute path"),
         ));
     }
+    // A path says where it is, with no way around: no `.` or `..` names.
+    if let Some(p) = paths
+        .iter()
+        .find(|p| p.split('/').any(|name| name == "." || name == ".."))
+    {
+        return Err(OpError::invalid(
+            field,
+            format!("{p:?} must not contain . or .. (give the path itself)"),
+        ));
+    }
     Ok(())
 }
 

@@ -1,7 +1,8 @@
 //! This node as a storage node: its chunk store (`bcm-chunks`' pack store under
 //! `storage.dir`) and the cluster-internal routes that serve it ([`routes`]),
-//! whose wire types are in [`wire`].
+//! whose wire types are in [`wire`], and the client side of them ([`client`]).
 
+pub mod client;
 pub mod routes;
 pub mod wire;
 

@@ -1,5 +1,6 @@
 //! The storage node's cluster-internal routes: which chunks it lacks, chunks in
-//! (answered once durable) and out, manifests, GC, verify and its numbers.
+//! (answered once durable) and out, manifests, GC, verify (of the whole store or
+//! of one backup) and its numbers.
 //!
 //! Writes carry the backup manager's epoch and are refused (409) when it is
 //! older than the one this node has applied: a manager that lost the role cannot
@@ -57,8 +58,10 @@ pub fn router(storage: Option<Arc<Storage>>) -> Router<SharedNode> {
         on(wire::PATH_MANIFEST_PUT, manifest_put),
         on(wire::PATH_MANIFEST_GET, manifest_get),
         on(wire::PATH_MANIFEST_DELETE, manifest_delete),
+        on(wire::PATH_MANIFEST_LIST, manifest_list),
         on(wire::PATH_GC, gc),
         on(wire::PATH_VERIFY, verify),
+        on(wire::PATH_CHECK, check_backup),
         on(wire::PATH_STATS, stats),
     ];
     routes
@@ -66,7 +69,7 @@ pub fn router(storage: Option<Arc<Storage>>) -> Router<SharedNode> {
         .fold(Router::new(), |r, (path, route)| r.route(path, route))
 }
 
-fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
     bcm_raft_store::codec::decode(body)
         .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, format!("undecodable body: {e}")))
 }
@@ -75,8 +78,9 @@ fn reply<T: Serialize>(value: &T) -> Answer {
     Ok(encode(value))
 }
 
-/// Refuses a write made under an epoch older than the one applied here.
-fn check(node: &SharedNode, fence: Fence) -> Result<(), Problem> {
+/// Refuses a write made under an epoch older than the one applied here (the
+/// jobs' routes use it too).
+pub fn check(node: &SharedNode, fence: Fence) -> Result<(), Problem> {
     let current = node
         .state
         .read(|d| d.state.backup_manager.map(|b| b.epoch))
@@ -164,6 +168,10 @@ fn manifest_delete(s: &Storage, node: &SharedNode, body: Bytes) -> Answer {
     reply(&s.store.delete_manifest(req.backup).map_err(store_problem)?)
 }
 
+fn manifest_list(s: &Storage, _: &SharedNode, _: Bytes) -> Answer {
+    reply(&s.store.backups().map_err(store_problem)?)
+}
+
 fn gc(s: &Storage, node: &SharedNode, body: Bytes) -> Answer {
     check(node, decode(&body)?)?;
     reply(&s.store.gc().map_err(store_problem)?)
@@ -172,6 +180,11 @@ fn gc(s: &Storage, node: &SharedNode, body: Bytes) -> Answer {
 fn verify(s: &Storage, node: &SharedNode, body: Bytes) -> Answer {
     check(node, decode(&body)?)?;
     reply(&s.store.verify().map_err(store_problem)?)
+}
+
+fn check_backup(s: &Storage, _: &SharedNode, body: Bytes) -> Answer {
+    let req: wire::Check = decode(&body)?;
+    reply(&s.store.check_backup(req.backup).map_err(store_problem)?)
 }
 
 fn stats(s: &Storage, _: &SharedNode, _: Bytes) -> Answer {

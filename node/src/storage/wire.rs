@@ -12,9 +12,15 @@ pub const PATH_GET: &str = "/internal/storage/get";
 pub const PATH_MANIFEST_PUT: &str = "/internal/storage/manifest/put";
 pub const PATH_MANIFEST_GET: &str = "/internal/storage/manifest/get";
 pub const PATH_MANIFEST_DELETE: &str = "/internal/storage/manifest/delete";
+pub const PATH_MANIFEST_LIST: &str = "/internal/storage/manifest/list";
 pub const PATH_GC: &str = "/internal/storage/gc";
 pub const PATH_VERIFY: &str = "/internal/storage/verify";
+pub const PATH_CHECK: &str = "/internal/storage/check";
 pub const PATH_STATS: &str = "/internal/storage/stats";
+
+/// A batch of chunks to put: at most this many bytes of blobs (well under the
+/// internal listener's body limit).
+pub const PUT_BATCH_BYTES: usize = 16 * 1024 * 1024;
 
 /// A `get` answers with at most this many bytes of blobs (and at least one blob);
 /// the caller asks again for the rest.
@@ -43,6 +49,14 @@ pub struct Put {
     pub blobs: Vec<Blob>,
 }
 
+/// [`Put`] as a sender writes it, without copying the blobs (the same encoding).
+#[derive(Debug, Serialize)]
+pub struct PutRef<'a> {
+    pub fence: Fence,
+    pub backup: u64,
+    pub blobs: &'a [Blob],
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PutReply {
     /// Chunks the store did not have.
@@ -67,6 +81,12 @@ pub struct ManifestPut {
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct ManifestGet {
+    pub backup: u64,
+}
+
+/// Read back every chunk of backup `backup` (see `PackStore::check_backup`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Check {
     pub backup: u64,
 }
 

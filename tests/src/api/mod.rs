@@ -27,6 +27,7 @@ mod auth;
 mod cluster;
 mod config;
 mod http;
+mod jobs;
 
 pub use http::{Reply, Req};
 

@@ -33,6 +33,7 @@ pub struct ClusterBuilder {
     delay: Duration,
     name: String,
     postgres: Option<(String, u64)>,
+    voter_roles: Vec<String>,
 }
 
 impl ClusterBuilder {
@@ -48,7 +49,15 @@ impl ClusterBuilder {
             delay: Duration::ZERO,
             name: "cluster".to_string(),
             postgres: None,
+            voter_roles: ALL_ROLES.iter().map(|r| r.to_string()).collect(),
         }
+    }
+
+    /// The bootstrap voters' roles (default: all). Without `backup-manager`
+    /// nobody runs jobs: backups and restores stay pending.
+    pub fn voter_roles(mut self, roles: &[&str]) -> Self {
+        self.voter_roles = roles.iter().map(|r| r.to_string()).collect();
+        self
     }
 
     /// `[postgres] url` and `export_interval_secs`: the snapshot export.
@@ -149,9 +158,8 @@ impl ClusterBuilder {
             cluster.bin.display()
         ));
 
-        let all_roles: Vec<String> = ALL_ROLES.iter().map(|r| r.to_string()).collect();
         for id in 1..=self.voters as u64 {
-            cluster.define_node(id, all_roles.clone());
+            cluster.define_node(id, self.voter_roles.clone());
         }
         cluster.bootstrap = (1..=self.voters as u64)
             .map(|id| cluster.nodes[&id].rpc_url())

@@ -36,6 +36,21 @@ fn bcm_dev_starts_a_working_cluster_and_ctrl_c_stops_every_node() {
         );
     }
 
+    // Its first job: a backup from node 1, restored onto node 3, checked file by file.
+    let demo = dev.wait_for_stdout(secs(60), "bcm dev's first backup and restore", |out| {
+        out.lines()
+            .find(|l| l.contains("bcm dev: restore"))
+            .map(str::to_string)
+            .ok_or_else(|| format!("it printed so far:\n{out}"))
+    });
+    assert!(demo.contains("byte-identical to the source"), "{demo}");
+    let out = dev.stdout();
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("bcm dev: backup 1 ") && l.contains(" files, ")),
+        "bcm dev reports its backup:\n{out}"
+    );
+
     // The printed password works with the CLI, against node 2.
     let status = Bcm::new(&dev.home(), &["status", "--server", &dev.api_url(2)])
         .env("BCM_PASSWORD", &password)

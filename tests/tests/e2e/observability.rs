@@ -207,12 +207,14 @@ fn the_event_stream_reports_user_group_plan_and_backup_changes() {
         );
     }
 
+    let src = c.dir().join("srv");
+    std::fs::create_dir_all(&src).unwrap();
     let plan = c
         .call(
             other,
             Method::POST,
             "/api/v1/plans",
-            Some(&json!({"name": "nightly", "source_node": 1, "paths": ["/srv"]})),
+            Some(&json!({"name": "nightly", "source_node": 1, "paths": [src]})),
         )
         .unwrap();
     assert_eq!(plan.status, 201, "{plan}");

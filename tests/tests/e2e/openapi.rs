@@ -270,10 +270,13 @@ fn the_answers_have_the_documented_shape() {
         Some(json!({"name": "shapers", "permissions": ["config.read"]})),
     );
     check("post", "/api/v1/groups", &r);
+    let src = c.dir().join("etc");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("hosts"), b"127.0.0.1 localhost\n").unwrap();
     let r = call(
         Method::POST,
         "/api/v1/plans",
-        Some(json!({"name": "etc", "source_node": 1, "paths": ["/etc"], "schedule": "0 3 * * *"})),
+        Some(json!({"name": "etc", "source_node": 1, "paths": [src], "schedule": "0 3 * * *"})),
     );
     check("post", "/api/v1/plans", &r);
     let plan = r.json()["id"].as_u64().unwrap();

@@ -140,15 +140,29 @@ fn after_a_snapshot_the_tables_hold_exactly_the_clusters_state() {
     }
     let rack = json!({"labels": {"rack": "r2"}});
     call_ok(&c, f, Method::PATCH, "/api/v1/nodes/2", rack);
+    // Two backups of small trees, ended before the snapshot (so the tables and
+    // the API agree on their status and numbers).
+    let dirs: Vec<String> = ["etc", "srv", "lib"]
+        .iter()
+        .map(|d| {
+            let dir = c.dir().join(d);
+            bcm_tests::tree::make_tree(&dir, 60);
+            dir.to_string_lossy().into_owned()
+        })
+        .collect();
     let plan = post(
         "/api/v1/plans",
-        json!({"name": "etc", "source_node": 1, "paths": ["/etc", "/srv"], "schedule": "0 3 * * *"}),
+        json!({"name": "etc", "source_node": 1, "paths": [dirs[0], dirs[1]], "schedule": "0 3 * * *"}),
     );
-    post("/api/v1/backups", json!({"plan": plan["id"]}));
-    post(
+    let b1 = post("/api/v1/backups", json!({"plan": plan["id"]}));
+    let b2 = post(
         "/api/v1/backups",
-        json!({"source_node": 2, "paths": ["/var/lib"]}),
+        json!({"source_node": 2, "paths": [dirs[2]]}),
     );
+    for b in [b1, b2] {
+        let ended = c.wait_backup(f, b["id"].as_u64().unwrap(), secs(60));
+        assert_eq!(ended.status.as_str(), "succeeded", "{ended:?}");
+    }
 
     let snap = call_ok(&c, f, Method::POST, "/api/v1/cluster/snapshot", json!(null));
     let index = snap["snapshot_index"].as_u64().unwrap();

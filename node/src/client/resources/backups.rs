@@ -1,8 +1,13 @@
-//! `bcm backups ...`: the catalog: list, start, delete, and restore a backup.
+//! `bcm backups ...`: the catalog: list, start, delete, and restore a backup; a
+//! backup's files, and the verify of its replicas.
 
 use anyhow::bail;
 use bcm_api::time::human_bytes;
-use bcm_api::{BackupFilter, BackupView, NewBackup, NewRestore, Page, RestoreView};
+use bcm_api::time::utc;
+use bcm_api::{
+    BackupFilter, BackupView, FileView, FilesQuery, NewBackup, Page, ReplicaView, VerifyView,
+    Window,
+};
 use clap::{Args, Subcommand};
 use reqwest::Method;
 
@@ -39,19 +44,80 @@ enum BackupsCmd {
         node: Option<u64>,
         #[arg(long = "path")]
         paths: Vec<String>,
+        /// Follow it to its end with a progress bar and a summary line (the
+        /// command fails when the backup does).
+        #[arg(long)]
+        wait: bool,
     },
     /// Delete a backup and its data.
     Delete {
         id: u64,
     },
-    /// Restore a backup to a node and path.
+    /// Restore a backup to a node and path (as `bcm restores start`).
     Restore {
         id: u64,
-        #[arg(long)]
-        node: u64,
-        #[arg(long)]
-        path: String,
+        #[command(flatten)]
+        to: super::restores::RestoreTo,
     },
+    /// List what a backup holds: what is directly in --path (the backup's own
+    /// paths without it), or everything below it with --recursive.
+    Files {
+        id: u64,
+        #[arg(long)]
+        path: Option<String>,
+        #[arg(long)]
+        recursive: bool,
+    },
+    /// Check every replica of a backup (each chunk read back and hashed),
+    /// repairing a replica that is not whole from one that is; fails unless
+    /// every replica is whole in the end.
+    Verify {
+        id: u64,
+    },
+}
+
+impl Table for FileView {
+    fn header() -> &'static [&'static str] {
+        &["MODE", "SIZE", "MTIME", "PATH"]
+    }
+
+    fn row(&self) -> Vec<String> {
+        let kind = match self.kind.as_str() {
+            "dir" => 'd',
+            "symlink" => 'l',
+            _ => '-',
+        };
+        let path = match &self.target {
+            Some(t) => format!("{} -> {t}", self.path),
+            None => self.path.clone(),
+        };
+        vec![
+            format!("{kind}{}", self.mode),
+            or_dash(self.size.map(human_bytes)),
+            utc(u64::try_from(self.mtime_ms).unwrap_or(0)),
+            path,
+        ]
+    }
+}
+
+impl Table for ReplicaView {
+    fn header() -> &'static [&'static str] {
+        &[
+            "NODE", "STATE", "CHUNKS", "MISSING", "REPAIRED", "MOVED_TO", "ERROR",
+        ]
+    }
+
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.node_id.to_string(),
+            self.state.clone(),
+            or_dash(self.chunks),
+            self.missing_chunks.to_string(),
+            self.repaired_chunks.to_string(),
+            or_dash(self.moved_to),
+            or_dash(self.error.as_ref()),
+        ]
+    }
 }
 
 impl Table for BackupView {
@@ -102,7 +168,12 @@ pub async fn backups(args: BackupsArgs) -> anyhow::Result<()> {
             let backup: BackupView = api.get(&format!("/api/v1/backups/{id}")).await?;
             api.show(&backup)
         }
-        BackupsCmd::Start { plan, node, paths } => {
+        BackupsCmd::Start {
+            plan,
+            node,
+            paths,
+            wait,
+        } => {
             let new = match (plan, node) {
                 (Some(p), _) => NewBackup {
                     plan: Some(p),
@@ -116,20 +187,62 @@ pub async fn backups(args: BackupsArgs) -> anyhow::Result<()> {
                 _ => bail!("give --plan ID, or --node ID and at least one --path"),
             };
             let backup: BackupView = api.send(Method::POST, "/api/v1/backups", &new).await?;
+            if wait {
+                return super::follow::backup(&api, backup.id).await;
+            }
             api.show(&backup)
         }
         BackupsCmd::Delete { id } => {
             let req = api.request(Method::DELETE, format!("/api/v1/backups/{id}"));
             api.delete(req, &format!("backup {id}")).await
         }
-        BackupsCmd::Restore { id, node, path } => {
-            let new = NewRestore {
-                target_node: node,
-                target_path: path,
+        BackupsCmd::Restore { id, to } => super::restores::start(&api, id, to).await,
+        BackupsCmd::Files {
+            id,
+            path,
+            recursive,
+        } => {
+            let filter = FilesQuery {
+                path,
+                recursive: recursive.then_some(true),
             };
-            let path = format!("/api/v1/backups/{id}/restore");
-            let restore: RestoreView = api.send(Method::POST, &path, &new).await?;
-            api.show(&restore)
+            let page = all_files(&api, id, &filter).await?;
+            api.show_page(&page)
+        }
+        BackupsCmd::Verify { id } => {
+            let path = format!("/api/v1/backups/{id}/verify");
+            let v: VerifyView = api.send(Method::POST, &path, &()).await?;
+            if api.json {
+                super::print_json(&v)?;
+            } else {
+                print!("{}", super::table(&v.replicas));
+            }
+            if !v.ok {
+                bail!("backup {id}: not every replica is whole (see above)");
+            }
+            if !api.json {
+                println!("backup {id}: every replica is whole");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Every entry `filter` names, page after page.
+async fn all_files(api: &Api, id: u64, filter: &FilesQuery) -> anyhow::Result<Page<FileView>> {
+    let mut all = Page::default();
+    loop {
+        let window = Window {
+            limit: Some(Window::MAX_LIMIT),
+            offset: Some(all.items.len()),
+        };
+        let qs = super::query(filter, window)?;
+        let page: Page<FileView> = api.get(&format!("/api/v1/backups/{id}/files{qs}")).await?;
+        all.total = page.total;
+        let got = page.items.len();
+        all.items.extend(page.items);
+        if got == 0 || all.items.len() >= all.total {
+            return Ok(all);
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::client::{servers, token, Request, ServerArgs};
 
 mod backups;
 mod config;
+mod follow;
 mod groups;
 mod nodes;
 mod plans;

@@ -3,15 +3,15 @@
 
 use axum::extract::Path;
 use bcm_api::{
-    BackupFilter, BackupView, NewBackup, NewRestore, Page, ReadParams, RestoreFilter, RestoreView,
-    Window,
+    BackupFilter, BackupView, FileView, FilesQuery, NewBackup, NewRestore, Page, ReadParams,
+    RestoreFilter, RestoreView, VerifyView, Window,
 };
 
 use super::{
     accepted, ok, path_id, Answer, ApiJson, BackupsRead, BackupsWrite, Ctx, Edit, ListQuery,
     RestoresRead, RestoresWrite,
 };
-use crate::service::{self, backups};
+use crate::service::{self, backup_data, backups};
 
 /// Backups, newest first (400 for an unknown `status`). Permission `backups.read`.
 #[utoipa::path(get, path = "/backups", tag = "backups", params(BackupFilter, Window, ReadParams), responses((status = 200, description = "one page of matching backups", body = Page<BackupView>)))]
@@ -55,6 +55,30 @@ pub async fn restore(ctx: Ctx<RestoresWrite>, Edit(id, body): Edit<NewRestore>) 
     accepted(RestoreView::from(
         &backups::restore_to(&ctx, backup, body).await?,
     ))
+}
+
+/// The tree of a succeeded backup: what is directly in `path` (or below it, with
+/// `recursive`; the backup's own paths without `path`), read from a storage node
+/// holding it (404 for a path it does not hold, 409 unless it succeeded, 503
+/// when no holder answers). Permission `backups.read`.
+#[utoipa::path(get, path = "/backups/{id}/files", tag = "backups", params(("id" = u64, Path, description = "backup id"), FilesQuery, Window), responses((status = 200, description = "one page of the backup's entries, in walk order", body = Page<FileView>)))]
+pub async fn files(
+    ctx: Ctx<BackupsRead>,
+    Path(id): Path<String>,
+    q: ListQuery<FilesQuery>,
+) -> Answer {
+    let id = path_id("backup", &id)?;
+    let files = backup_data::files(&ctx, id, &q.filter).await?;
+    ok(q.window.page(files.into_iter()))
+}
+
+/// Check every replica of a succeeded backup: each storage node holding it
+/// reads back and hashes every chunk; a replica that lacks some is repaired
+/// from a whole one, one on a node that is down is re-created on another
+/// storage node (409 unless it succeeded). Permission `backups.write`.
+#[utoipa::path(post, path = "/backups/{id}/verify", tag = "backups", params(("id" = u64, Path, description = "backup id")), responses((status = 202, description = "how every replica fared (answered once the check and the repairs are done); `ok` when all are whole now", body = VerifyView)))]
+pub async fn verify(ctx: Ctx<BackupsWrite>, Path(id): Path<String>) -> Answer {
+    accepted(backup_data::verify(&ctx, path_id("backup", &id)?).await?)
 }
 
 /// Restores, newest first (400 for an unknown `status`). Permission

@@ -85,6 +85,8 @@ fn documented_routes(node: &App) -> OpenApiRouter<App> {
         .routes(routes!(backups::list, backups::create))
         .routes(routes!(backups::get_one, backups::remove))
         .routes(routes!(backups::restore))
+        .routes(routes!(backups::files))
+        .routes(routes!(backups::verify))
         .routes(routes!(backups::list_restores))
         .routes(routes!(backups::get_restore))
         .layer(middleware::from_fn_with_state(

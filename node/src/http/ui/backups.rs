@@ -136,9 +136,12 @@ pub async fn change(State(ui): State<UiState>, Path(id): Path<String>, p: Posted
     } else {
         match number(f, "target_node") {
             Ok(target_node) => {
+                let include = f.get("include").trim();
                 let restore = NewRestore {
                     target_node,
                     target_path: f.get("target_path").trim().into(),
+                    overwrite: f.get("overwrite") == "on",
+                    include: (!include.is_empty()).then(|| include.to_string()),
                 };
                 ui.send(&p.s, Method::POST, &format!("{uri}/restore"), &restore)
                     .await

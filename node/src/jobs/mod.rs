@@ -1,0 +1,104 @@
+//! The data plane's jobs: the backup manager's loop ([`manager`]: schedules,
+//! placement, dispatch, takeover, retention, cleanup), and the work a node is
+//! given: a backup on its source ([`source`]), a restore on its target
+//! ([`restore`]), received on the cluster-internal routes of [`routes`]; and
+//! the check and repair of a backup's replicas ([`verify`]).
+//!
+//! Every state change of a job is a replicated command carrying the manager's
+//! epoch and the job's attempt (see model/DESIGN.md, rule 5); a node running a
+//! job stops when the cluster refuses its report (the job has moved on).
+
+pub mod manager;
+pub mod placement;
+pub mod restore;
+pub mod routes;
+pub mod source;
+pub mod verify;
+pub mod wire;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bcm_raft_store::{Command, JobRef, Response};
+use tokio::task::AbortHandle;
+
+use crate::cluster::error::ClusterError;
+use crate::cluster::{leader, Node};
+
+/// How often a running job says how far it has come (and so that it is alive).
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
+/// The jobs this node runs now, by job: the attempt and how to stop it.
+#[derive(Default)]
+pub struct Runs {
+    running: Mutex<HashMap<JobRef, (u32, AbortHandle)>>,
+}
+
+impl Runs {
+    /// Starts `attempt` of `job` with `run`, unless it runs already (a repeated
+    /// dispatch); an older attempt of the job here is stopped first.
+    pub fn start<F>(self: &std::sync::Arc<Self>, job: JobRef, attempt: u32, run: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let mut running = self.running.lock().expect("runs lock");
+        if let Some((a, handle)) = running.get(&job) {
+            if *a >= attempt && !handle.is_finished() {
+                return;
+            }
+            handle.abort();
+        }
+        let runs = self.clone();
+        let task = tokio::spawn(async move {
+            run.await;
+            let mut running = runs.running.lock().expect("runs lock");
+            if running.get(&job).is_some_and(|(a, _)| *a == attempt) {
+                running.remove(&job);
+            }
+        });
+        running.insert(job, (attempt, task.abort_handle()));
+    }
+}
+
+/// Why a job's run stopped before it could report its end.
+#[derive(Debug, thiserror::Error)]
+pub enum Stop {
+    /// The cluster refused the report: the job moved on (another attempt, another
+    /// manager) or ended; nothing more to do.
+    #[error("the job moved on: {0}")]
+    Superseded(String),
+    /// No leader took the report for a long while.
+    #[error("no leader took the report: {0}")]
+    Unreported(String),
+}
+
+/// Proposes a job's report, trying again while no leader answers (up to about a
+/// minute); a refusal means the run is over.
+pub async fn report(node: &Node, command: Command) -> Result<(), Stop> {
+    let mut wait = Duration::from_millis(100);
+    let mut last = String::new();
+    for _ in 0..12 {
+        match leader::write(node, command.clone()).await {
+            Ok(Response::Rejected(why)) => return Err(Stop::Superseded(why.to_string())),
+            Ok(_) => return Ok(()),
+            Err(e @ (ClusterError::NoLeader(_) | ClusterError::Unavailable(_))) => {
+                last = e.to_string()
+            }
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(8));
+    }
+    Err(Stop::Unreported(last))
+}
+
+/// An error text short enough for the catalog (the model bounds what a command
+/// may hold; a failure says what went wrong in one line).
+pub fn short(error: impl std::fmt::Display) -> String {
+    let text = error.to_string();
+    match text.char_indices().nth(1000) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
