@@ -30,6 +30,8 @@ mod dev;
 mod failover;
 #[path = "e2e/forming.rs"]
 mod forming;
+#[path = "e2e/job_failover.rs"]
+mod job_failover;
 #[path = "e2e/load.rs"]
 mod load;
 #[path = "e2e/nodes.rs"]
@@ -52,6 +54,8 @@ mod snapshots;
 mod storage;
 #[path = "e2e/ui.rs"]
 mod ui;
+#[path = "e2e/ui_jobs.rs"]
+mod ui_jobs;
 #[path = "e2e/wipe.rs"]
 mod wipe;
 

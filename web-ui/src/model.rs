@@ -8,7 +8,7 @@ use serde_json::Value;
 pub use bcm_api::{
     BackupManagerView as BackupManager, BackupView as Backup, ClusterView as Cluster,
     ConfigView as ConfigEntry, GroupView as Group, MemberView as Member, PlanView as Plan,
-    RestoreView as Restore, UserView as User,
+    ProgressView, RestoreView as Restore, UserView as User,
 };
 
 /// `{items, total}`: one page of a list.
@@ -197,6 +197,46 @@ pub trait BackupText {
     fn plan_text(&self) -> String;
     fn size_text(&self) -> String;
     fn storage_text(&self) -> String;
+    fn stored_text(&self) -> String;
+    fn files_text(&self) -> String;
+}
+
+/// How far a running job has come: "120 files, 3.5 MiB (40%)"; empty when it
+/// reported nothing (not running, or just started).
+pub fn progress_text(p: Option<&ProgressView>) -> String {
+    let Some(p) = p else {
+        return String::new();
+    };
+    let files = match p.files_total {
+        Some(t) => format!("{} of {t} files", p.files_done),
+        None => format!("{} files", p.files_done),
+    };
+    match p.bytes_total.filter(|t| *t > 0) {
+        Some(t) => format!(
+            "{files}, {} of {} ({}%)",
+            human_bytes(p.bytes_done),
+            human_bytes(t),
+            p.bytes_done.saturating_mul(100) / t
+        ),
+        None => format!("{files}, {} read", human_bytes(p.bytes_done)),
+    }
+}
+
+/// A job's progress, for the templates.
+pub trait ProgressText {
+    fn progress_text(&self) -> String;
+}
+
+impl ProgressText for Backup {
+    fn progress_text(&self) -> String {
+        progress_text(self.progress.as_ref())
+    }
+}
+
+impl ProgressText for Restore {
+    fn progress_text(&self) -> String {
+        progress_text(self.progress.as_ref())
+    }
 }
 
 impl BackupText for Backup {
@@ -217,13 +257,32 @@ impl BackupText for Backup {
 
     fn storage_text(&self) -> String {
         if self.storage_nodes.is_empty() {
-            "—".into()
-        } else {
-            self.storage_nodes
-                .iter()
-                .map(|n| format!("node {n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            return format!("— ({} replica(s) wanted)", self.replicas);
+        }
+        let on = self
+            .storage_nodes
+            .iter()
+            .map(|n| format!("node {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "{on} ({} of {} replica(s))",
+            self.storage_nodes.len(),
+            self.replicas
+        )
+    }
+
+    fn stored_text(&self) -> String {
+        match self.stored_bytes {
+            Some(b) => format!("{} new after dedup and compression", human_bytes(b)),
+            None => "—".into(),
+        }
+    }
+
+    fn files_text(&self) -> String {
+        match self.files {
+            Some(f) => f.to_string(),
+            None => "—".into(),
         }
     }
 }

@@ -9,7 +9,7 @@ use crate::events::RecentEvent;
 #[allow(unused_imports)] // the templates call the traits' methods
 use crate::model::{
     Backup, BackupText, Cluster, ClusterText, ConfigEntry, ConfigText, Group, GroupText, JobText,
-    List, Member, MemberText, Plan, PlanText, Restore, User, UserText,
+    List, Member, MemberText, Plan, PlanText, ProgressText, Restore, User, UserText,
 };
 use crate::{Chrome, Draft, Pager};
 
@@ -429,8 +429,9 @@ impl ListView for BackupsPage {
     const PATH: &'static str = "/backups";
     const TITLE: &'static str = "Backups";
     const NOUN: &'static str = "backup";
-    const COLUMNS: &'static [&'static str] =
-        &["Backup", "Plan", "Source", "Status", "Size", "Started"];
+    const COLUMNS: &'static [&'static str] = &[
+        "Backup", "Plan", "Source", "Status", "Size", "Replicas", "Started",
+    ];
     const LIVE_ON: &'static str = "backup_changed backup_deleted";
 }
 

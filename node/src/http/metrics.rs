@@ -195,6 +195,7 @@ pub fn render(app: &AppState) -> String {
         out,
         "# HELP bcm_raft_proposed_writes_total Client writes in those entries (divided by bcm_raft_proposals_total: the mean batch size).\n# TYPE bcm_raft_proposed_writes_total counter\nbcm_raft_proposed_writes_total {writes}"
     );
+    data_metrics(&mut out, app);
     let listeners = [
         ("api", &app.metrics.api_listener),
         ("rpc", &app.metrics.rpc_listener),
@@ -259,6 +260,80 @@ pub fn render(app: &AppState) -> String {
         );
     }
     out
+}
+
+/// The data plane: what this node's jobs moved, and the catalog's backups by
+/// status (the replicated state's, the same on every node).
+fn data_metrics(out: &mut String, app: &AppState) {
+    use crate::jobs::{DataCounters, DATA};
+    for (name, help, counter) in [
+        (
+            "bcm_backup_read_bytes_total",
+            "Bytes of files read by backups that succeeded with this node as their source.",
+            &DATA.backed_up_bytes,
+        ),
+        (
+            "bcm_backup_stored_bytes_total",
+            "Bytes those backups added to their first replica (compressed, after dedup).",
+            &DATA.stored_bytes,
+        ),
+        (
+            "bcm_backup_deduplicated_bytes_total",
+            "Bytes those backups read and did not send: chunks already held.",
+            &DATA.deduplicated_bytes,
+        ),
+        (
+            "bcm_restore_written_bytes_total",
+            "Bytes written by restores that succeeded with this node as their target.",
+            &DATA.restored_bytes,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+            DataCounters::get(counter)
+        );
+    }
+    for (name, help, ok, failed) in [
+        (
+            "bcm_backup_runs_total",
+            "Backup runs this node ended as their source, by outcome.",
+            &DATA.backups_succeeded,
+            &DATA.backups_failed,
+        ),
+        (
+            "bcm_restore_runs_total",
+            "Restore runs this node ended as their target, by outcome.",
+            &DATA.restores_succeeded,
+            &DATA.restores_failed,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name}{{outcome=\"succeeded\"}} {}\n{name}{{outcome=\"failed\"}} {}",
+            DataCounters::get(ok),
+            DataCounters::get(failed)
+        );
+    }
+    let by_status = app.node.state.read(|d| {
+        let mut n = [0u64; 5];
+        for b in d.state.backups.values() {
+            n[b.status as usize] += 1;
+        }
+        n
+    });
+    let _ = writeln!(
+        out,
+        "# HELP bcm_catalog_backups Backups in the catalog, by status.\n# TYPE bcm_catalog_backups gauge"
+    );
+    for status in bcm_raft_store::JobStatus::ALL {
+        let _ = writeln!(
+            out,
+            "bcm_catalog_backups{{status=\"{}\"}} {}",
+            status.as_str(),
+            by_status[status as usize]
+        );
+    }
 }
 
 #[cfg(test)]

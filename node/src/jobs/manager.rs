@@ -307,17 +307,16 @@ async fn start_backup(node: &Node, memory: &mut Memory, b: &Backup, attempt: u32
             return blocked(node, memory, job, attempt, why).await;
         }
     };
-    // A takeover keeps the replicas' nodes while they are all up.
-    let kept = placement::addressed(node, &b.storage_nodes);
-    let all_up =
-        kept.len() == b.replicas as usize && kept.iter().all(|n| usable(node, n.id).is_ok());
-    let replicas = if b.status == JobStatus::Running && all_up {
-        kept
+    // A takeover keeps the replicas' nodes that answer (the chunks they got
+    // stay useful); a first start prefers the plan's previous backup's.
+    let sticky = if b.status == JobStatus::Running {
+        b.storage_nodes.clone()
     } else {
-        match placement::choose(node, b.replicas, &placement::previous_home(node, b), &[]).await {
-            Ok(r) => r,
-            Err(why) => return blocked(node, memory, job, attempt, why).await,
-        }
+        placement::previous_home(node, b)
+    };
+    let replicas = match placement::choose(node, b.replicas, &sticky, &[]).await {
+        Ok(r) => r,
+        Err(why) => return blocked(node, memory, job, attempt, why).await,
     };
     memory.blocked.remove(&job);
     let nodes: Vec<u64> = replicas.iter().map(|r| r.id).collect();

@@ -17,6 +17,7 @@ pub mod verify;
 pub mod wire;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -28,6 +29,44 @@ use crate::cluster::{leader, Node};
 
 /// How often a running job says how far it has come (and so that it is alive).
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
+/// What this node's jobs have moved since it started (`/metrics`).
+pub struct DataCounters {
+    /// Bytes of files read by backups that succeeded here (as their source).
+    pub backed_up_bytes: AtomicU64,
+    /// Bytes those backups added to their first replica (compressed).
+    pub stored_bytes: AtomicU64,
+    /// Bytes read that were not sent: chunks the replicas (or the backup
+    /// itself) already had.
+    pub deduplicated_bytes: AtomicU64,
+    /// Bytes written by restores that succeeded here (as their target).
+    pub restored_bytes: AtomicU64,
+    pub backups_succeeded: AtomicU64,
+    pub backups_failed: AtomicU64,
+    pub restores_succeeded: AtomicU64,
+    pub restores_failed: AtomicU64,
+}
+
+pub static DATA: DataCounters = DataCounters {
+    backed_up_bytes: AtomicU64::new(0),
+    stored_bytes: AtomicU64::new(0),
+    deduplicated_bytes: AtomicU64::new(0),
+    restored_bytes: AtomicU64::new(0),
+    backups_succeeded: AtomicU64::new(0),
+    backups_failed: AtomicU64::new(0),
+    restores_succeeded: AtomicU64::new(0),
+    restores_failed: AtomicU64::new(0),
+};
+
+impl DataCounters {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
 
 /// The jobs this node runs now, by job: the attempt and how to stop it.
 #[derive(Default)]

@@ -13,7 +13,7 @@ use bcm_chunks::{ChunkId, Entry, EntryKind, Restorer};
 use bcm_raft_store::{Command, JobRef, Outcome, Progress};
 
 use super::wire::RunRestore;
-use super::{report, short, Stop, PROGRESS_EVERY};
+use super::{report, short, DataCounters, Stop, DATA, PROGRESS_EVERY};
 use crate::cluster::rpc::Peers;
 use crate::cluster::{now_ms, SharedNode};
 use crate::storage::client::{manifest_from, StorageNode};
@@ -31,12 +31,17 @@ pub async fn run(node: SharedNode, job: RunRestore) {
         "restore started"
     );
     let outcome = match restore(&node, &job).await {
-        Ok((files, bytes)) => Outcome::RestoreDone { files, bytes },
+        Ok((files, bytes)) => {
+            DataCounters::add(&DATA.restored_bytes, bytes);
+            DataCounters::add(&DATA.restores_succeeded, 1);
+            Outcome::RestoreDone { files, bytes }
+        }
         Err(Ok(stop)) => {
             tracing::info!(restore = id, "restore stopped: {stop}");
             return;
         }
         Err(Err(error)) => {
+            DataCounters::add(&DATA.restores_failed, 1);
             tracing::warn!(restore = id, "restore failed: {error}");
             Outcome::Failed {
                 error: short(error),

@@ -18,7 +18,7 @@ use bcm_raft_store::{Command, JobRef, Outcome, Progress};
 use futures_util::future::try_join_all;
 
 use super::wire::RunBackup;
-use super::{report, short, Stop, PROGRESS_EVERY};
+use super::{report, short, DataCounters, Stop, DATA, PROGRESS_EVERY};
 use crate::cluster::rpc::Peers;
 use crate::cluster::{now_ms, SharedNode};
 use crate::storage::client::StorageError;
@@ -78,6 +78,11 @@ pub async fn run(node: SharedNode, job: RunBackup) {
             Outcome::Failed { error }
         }
     };
+    let ended = match outcome {
+        Outcome::Failed { .. } => &DATA.backups_failed,
+        _ => &DATA.backups_succeeded,
+    };
+    DataCounters::add(ended, 1);
     let end = Command::FinishJob {
         job: JobRef::Backup(id),
         epoch,
@@ -102,11 +107,17 @@ async fn backup(node: &SharedNode, job: &RunBackup) -> Result<Outcome, Fail> {
     let peers = node.peers.with_own_pool();
     let fence = Fence { epoch: job.epoch };
     let mut stored = 0u64;
+    // Raw bytes of the chunks some replica lacked (the rest was deduplicated).
+    let mut sent_raw = 0u64;
     let mut ticker = tokio::time::interval(PROGRESS_EVERY);
     loop {
         tokio::select! {
             batch = rx.recv() => match batch {
-                Some(chunks) => stored += send(&peers, job, fence, chunks).await?,
+                Some(chunks) => {
+                    let (added, raw) = send(&peers, job, fence, chunks).await?;
+                    stored += added;
+                    sent_raw += raw;
+                }
                 None => break,
             },
             _ = ticker.tick() => {
@@ -130,6 +141,10 @@ async fn backup(node: &SharedNode, job: &RunBackup) -> Result<Outcome, Fail> {
         retry(move || r.put_manifest(peers, fence, job.backup, manifest))
     }))
     .await?;
+    let read = counters.bytes.load(Ordering::Relaxed);
+    DataCounters::add(&DATA.backed_up_bytes, read);
+    DataCounters::add(&DATA.stored_bytes, stored);
+    DataCounters::add(&DATA.deduplicated_bytes, read.saturating_sub(sent_raw));
     Ok(Outcome::BackupDone {
         files: manifest.files().count() as u64,
         size_bytes: manifest.size(),
@@ -192,13 +207,14 @@ fn read_all(
     Ok(manifest)
 }
 
-/// Sends one batch to every replica; the bytes it added to the first one.
+/// Sends one batch to every replica; the bytes it added to the first one, and
+/// the raw bytes of the chunks some replica lacked.
 async fn send(
     peers: &Peers,
     job: &RunBackup,
     fence: Fence,
     chunks: Vec<Chunk>,
-) -> Result<u64, Fail> {
+) -> Result<(u64, u64), Fail> {
     let ids: Vec<ChunkId> = chunks.iter().map(|c| c.id).collect();
     let lacking: Vec<HashSet<ChunkId>> = try_join_all(job.replicas.iter().map(|r| {
         let ids = ids.clone();
@@ -210,8 +226,13 @@ async fn send(
     .await?;
     let wanted: HashSet<ChunkId> = lacking.iter().flatten().copied().collect();
     if wanted.is_empty() {
-        return Ok(0);
+        return Ok((0, 0));
     }
+    let raw: u64 = chunks
+        .iter()
+        .filter(|c| wanted.contains(&c.id))
+        .map(|c| c.data.len() as u64)
+        .sum();
     let blobs: Vec<Blob> = tokio::task::spawn_blocking(move || {
         chunks
             .into_iter()
@@ -237,7 +258,7 @@ async fn send(
         }
     }))
     .await?;
-    Ok(added.first().copied().unwrap_or(0))
+    Ok((added.first().copied().unwrap_or(0), raw))
 }
 
 /// `blobs` in parts of at most [`PUT_BATCH_BYTES`] (a larger blob alone).

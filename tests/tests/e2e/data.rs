@@ -7,7 +7,7 @@ use std::path::Path;
 
 use bcm_tests::serde_json::json;
 use bcm_tests::tree::{describe, make_tree};
-use bcm_tests::Cluster;
+use bcm_tests::{metric, Cluster};
 
 use crate::secs;
 
@@ -60,6 +60,22 @@ fn a_tree_backed_up_with_two_replicas_restores_byte_identical_on_another_node() 
     assert_eq!(again.status.as_str(), "succeeded", "{again:?}");
     let new = again.stored_bytes.unwrap();
     assert!(new * 100 < made.bytes, "{new} new bytes of {}", made.bytes);
+
+    // The source's and the target's metrics say what moved.
+    let sample = |node: u64, name: &str| {
+        let text = c.get(node, "/metrics").unwrap().body;
+        metric(&text, name).unwrap_or_else(|| panic!("no {name} on node {node}:\n{text}")) as u64
+    };
+    assert_eq!(sample(1, "bcm_backup_read_bytes_total"), 2 * made.bytes);
+    assert_eq!(sample(1, "bcm_backup_stored_bytes_total"), stored + new);
+    let dedup = sample(1, "bcm_backup_deduplicated_bytes_total");
+    assert!(
+        dedup >= made.bytes * 99 / 100,
+        "the second backup sent ~nothing: {dedup}"
+    );
+    assert_eq!(sample(1, "bcm_backup_runs_total{outcome=\"succeeded\"}"), 2);
+    assert_eq!(sample(3, "bcm_restore_written_bytes_total"), made.bytes);
+    assert_eq!(sample(2, "bcm_catalog_backups{status=\"succeeded\"}"), 2);
 
     // Over a non-empty target without overwrite: the restore fails saying why,
     // and what was there is untouched.
