@@ -125,6 +125,12 @@ pub fn routes(member: u64, user: u64, group: &str, tag: &str, fresh_node: u64) -
             Some("restores.write"),
         )
         .body(json!({"target_node": 1, "target_path": "/restore"})),
+        Route::new(M::GET, "/api/v1/backups/4242/files", Some("backups.read")),
+        Route::new(
+            M::POST,
+            "/api/v1/backups/4242/verify",
+            Some("backups.write"),
+        ),
         Route::new(M::GET, "/api/v1/restores", Some("restores.read")),
         Route::new(M::GET, "/api/v1/restores/4242", Some("restores.read")),
         // Last: it ends the caller's token.
