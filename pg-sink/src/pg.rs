@@ -215,7 +215,7 @@ async fn replace_tables(
 type Table = (&'static str, &'static str, String, &'static str, Vec<Value>);
 
 /// Every relational table, with the rows of state `s`.
-fn tables(s: &ClusterState) -> [Table; 7] {
+fn tables(s: &ClusterState) -> [Table; 8] {
     let users = rows(s.users.values(), |u| {
         json!({"id": u.id, "name": u.name, "enabled": u.enabled, "groups": u.groups,
                "password_hash": u.password_hash, "created_at_ms": u.created_at})
@@ -243,12 +243,25 @@ fn tables(s: &ClusterState) -> [Table; 7] {
         json!({"id": b.id, "plan": b.plan, "plan_name": b.plan_name,
                "source_node": b.source_node, "paths": b.paths, "status": b.status.as_str(),
                "size_bytes": b.size_bytes, "storage_nodes": b.storage_nodes,
-               "error": b.error, "created_at_ms": b.created_at, "updated_at_ms": b.updated_at})
+               "error": b.error, "created_at_ms": b.created_at, "updated_at_ms": b.updated_at,
+               "replicas": b.replicas, "files": b.files, "stored_bytes": b.stored_bytes,
+               "attempt": b.attempt.number, "finished_at_ms": b.finished_at})
     });
+    let replicas: Vec<Value> = s
+        .backups
+        .values()
+        .flat_map(|b| {
+            b.storage_nodes
+                .iter()
+                .map(move |n| json!({"backup": b.id, "node_id": n}))
+        })
+        .collect();
     let restores = rows(s.restores.values(), |r| {
         json!({"id": r.id, "backup": r.backup, "target_node": r.target_node,
                "target_path": r.target_path, "status": r.status.as_str(), "error": r.error,
-               "created_at_ms": r.created_at, "updated_at_ms": r.updated_at})
+               "created_at_ms": r.created_at, "updated_at_ms": r.updated_at,
+               "overwrite": r.overwrite, "include": r.include, "files": r.files,
+               "bytes": r.bytes, "finished_at_ms": r.finished_at})
     });
 
     const MS: &str = "to_timestamp(r.{} / 1000.0)";
@@ -300,28 +313,42 @@ fn tables(s: &ClusterState) -> [Table; 7] {
         (
             "backups",
             "id, plan, plan_name, source_node, paths, status, size_bytes, storage_nodes, error, \
-             created_at, updated_at",
+             created_at, updated_at, replicas, files, stored_bytes, attempt, finished_at",
             format!(
                 "r.id, r.plan, r.plan_name, r.source_node, r.paths, r.status, r.size_bytes, \
-                 r.storage_nodes, r.error, {}, {}",
+                 r.storage_nodes, r.error, {}, {}, r.replicas, r.files, r.stored_bytes, \
+                 r.attempt, {}",
                 ts("created_at_ms"),
-                ts("updated_at_ms")
+                ts("updated_at_ms"),
+                ts("finished_at_ms")
             ),
             "id bigint, plan bigint, plan_name text, source_node bigint, paths text[], status text, \
              size_bytes bigint, storage_nodes bigint[], error text, created_at_ms bigint, \
-             updated_at_ms bigint",
+             updated_at_ms bigint, replicas integer, files bigint, stored_bytes bigint, \
+             attempt integer, finished_at_ms bigint",
             backups,
         ),
         (
+            "backup_replicas",
+            "backup, node_id",
+            "r.backup, r.node_id".into(),
+            "backup bigint, node_id bigint",
+            replicas,
+        ),
+        (
             "restores",
-            "id, backup, target_node, target_path, status, error, created_at, updated_at",
+            "id, backup, target_node, target_path, status, error, created_at, updated_at, \
+             overwrite, include, files, bytes, finished_at",
             format!(
-                "r.id, r.backup, r.target_node, r.target_path, r.status, r.error, {}, {}",
+                "r.id, r.backup, r.target_node, r.target_path, r.status, r.error, {}, {}, \
+                 r.overwrite, r.include, r.files, r.bytes, {}",
                 ts("created_at_ms"),
-                ts("updated_at_ms")
+                ts("updated_at_ms"),
+                ts("finished_at_ms")
             ),
             "id bigint, backup bigint, target_node bigint, target_path text, status text, \
-             error text, created_at_ms bigint, updated_at_ms bigint",
+             error text, created_at_ms bigint, updated_at_ms bigint, overwrite boolean, \
+             include text, files bigint, bytes bigint, finished_at_ms bigint",
             restores,
         ),
     ]

@@ -196,7 +196,8 @@ fn after_a_snapshot_the_tables_hold_exactly_the_clusters_state() {
         "nodes: id name api_addr rpc_addr roles enabled labels status",
         "config: key value version",
         "plans: id name source_node paths schedule keep_last replicas enabled",
-        "backups: id plan plan_name source_node paths status size_bytes storage_nodes error",
+        "backups: id plan plan_name source_node paths status size_bytes storage_nodes error \
+         replicas files stored_bytes attempt",
     ] {
         let (table, columns) = table.split_once(": ").unwrap();
         let fields: Vec<&str> = columns.split_whitespace().collect();
@@ -226,6 +227,23 @@ fn after_a_snapshot_the_tables_hold_exactly_the_clusters_state() {
         api_items(&c, n, "/api/v1/restores").len(),
         "restores"
     );
+
+    // Placement in SQL: which storage node holds which backup, with its numbers.
+    let held = q("SELECT r.backup, n.name, b.files, b.stored_bytes \
+                    FROM backup_replicas r \
+                    JOIN nodes n ON n.cluster_id = r.cluster_id AND n.id = r.node_id \
+                    JOIN backups b ON b.cluster_id = r.cluster_id AND b.id = r.backup \
+                   WHERE r.cluster_id = $CID ORDER BY r.backup, n.name");
+    let mut want = Vec::new();
+    for b in api_items(&c, n, "/api/v1/backups") {
+        for node in b["storage_nodes"].as_array().unwrap() {
+            want.push(json!({"backup": b["id"], "name": format!("node-{node}"),
+                             "files": b["files"], "stored_bytes": b["stored_bytes"]}));
+        }
+    }
+    want.sort_by_key(|v| (v["backup"].as_u64(), v["name"].to_string()));
+    assert!(!want.is_empty());
+    assert_eq!(held, want, "backup_replicas");
 
     // Password hashes only: no password, and the signing key nowhere in the tables.
     let hashes = q("SELECT password_hash FROM users WHERE cluster_id = $CID");
