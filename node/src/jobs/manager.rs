@@ -10,12 +10,13 @@
 //!    under this epoch), and restarts one whose run has gone quiet for
 //!    [`STALL`] (up to [`MAX_ATTEMPTS`]),
 //! 4. applies retention (`keep_last` succeeded backups per plan), and
-//! 5. every [`CLEANUP_EVERY`], removes from each storage node the manifests no
+//! 5. every [`CLEANUP_EVERY`], and at once after a succeeded backup went, removes
+//!    from each storage node the manifests no
 //!    backup in the catalog keeps there, then collects its garbage, and
 //! 6. every [`SCRUB_EVERY`], verifies every succeeded backup's replicas,
 //!    repairing what it can (jobs/verify.rs), one backup after the other.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use bcm_raft_store::{
@@ -48,6 +49,8 @@ struct Memory {
     /// Per pending job: since when it could not start, and why.
     blocked: HashMap<JobRef, (Instant, String)>,
     last_cleanup: Option<Instant>,
+    /// The succeeded backups and their storage nodes at the last tick.
+    kept: Option<BTreeSet<(u64, Vec<u64>)>>,
     /// The last scrub's start (the first one comes [`SCRUB_EVERY`] after the
     /// role did) and whether it still runs.
     last_scrub: Option<Instant>,
@@ -143,9 +146,25 @@ async fn tick(node: &SharedNode, memory: &mut Memory) {
         }
     }
     retention(node).await;
-    if memory
-        .last_cleanup
-        .is_none_or(|t| t.elapsed() >= CLEANUP_EVERY)
+    // A succeeded backup deleted (or a replica moved) since the last tick: its
+    // data goes now, not at the next round.
+    let kept = node.state.read(|d| {
+        d.state
+            .backups
+            .values()
+            .filter(|b| b.status == JobStatus::Succeeded)
+            .map(|b| (b.id, b.storage_nodes.clone()))
+            .collect::<BTreeSet<_>>()
+    });
+    let changed = memory
+        .kept
+        .as_ref()
+        .is_some_and(|before| before.iter().any(|b| !kept.contains(b)));
+    memory.kept = Some(kept);
+    if changed
+        || memory
+            .last_cleanup
+            .is_none_or(|t| t.elapsed() >= CLEANUP_EVERY)
     {
         memory.last_cleanup = Some(Instant::now());
         cleanup(node, epoch).await;

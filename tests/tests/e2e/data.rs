@@ -7,7 +7,7 @@ use std::path::Path;
 
 use bcm_tests::serde_json::json;
 use bcm_tests::tree::{describe, make_tree};
-use bcm_tests::{metric, Cluster};
+use bcm_tests::{metric, wait_until, Cluster};
 
 use crate::secs;
 
@@ -186,4 +186,79 @@ fn bad_backup_and_restore_requests_are_refused_and_change_nothing() {
         c.get_json(1, "/api/v1/restores").unwrap()["total"],
         restores_before
     );
+}
+
+/// `(chunks, backups held)` of every storage node, by node id.
+fn held(c: &Cluster, via: u64) -> Result<Vec<(u64, u64, u64)>, String> {
+    let page = c.get_json(via, "/api/v1/storage")?;
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| match (s["chunks"].as_u64(), s["backups"].as_u64()) {
+            (Some(ch), Some(b)) => Ok((s["node_id"].as_u64().unwrap(), ch, b)),
+            _ => Err(format!("{s}")),
+        })
+        .collect()
+}
+
+#[test]
+fn deleting_a_backup_frees_the_chunks_only_it_used_and_the_others_still_restore() {
+    let c = Cluster::builder().name("data-delete").voters(3).start();
+    // Two trees sharing one large file; the rest differs.
+    let (one, two) = (c.dir().join("one"), c.dir().join("two"));
+    make_tree(&one, 120);
+    fs::create_dir_all(&two).unwrap();
+    fs::copy(one.join("big.bin"), two.join("big.bin")).unwrap();
+    fs::write(two.join("own.bin"), bcm_tests::tree::noise(3 << 20, 77)).unwrap();
+    let mut ids = Vec::new();
+    for dir in [&one, &two] {
+        let b = c
+            .start_backup(1, &json!({"source_node": 1, "paths": [dir]}))
+            .unwrap();
+        let b = c.wait_backup(1, b.id, secs(120));
+        assert_eq!(b.status.as_str(), "succeeded", "{b:?}");
+        ids.push(b);
+    }
+    let before = held(&c, 2).unwrap();
+    let total = |h: &[(u64, u64, u64)]| h.iter().map(|(_, ch, _)| ch).sum::<u64>();
+    assert_eq!(before.iter().map(|(.., b)| b).sum::<u64>(), 2, "{before:?}");
+
+    let r = c
+        .delete(2, &format!("/api/v1/backups/{}", ids[0].id))
+        .unwrap();
+    assert_eq!(r.status, 200, "{r}");
+    // Within seconds its manifest and the chunks only it used are gone.
+    let after = wait_until(secs(30), "the deleted backup's data to go", || {
+        let h = held(&c, 2)?;
+        let manifests: u64 = h.iter().map(|(.., b)| b).sum();
+        (manifests == 1 && total(&h) < total(&before))
+            .then_some(h.clone())
+            .ok_or(format!("{h:?}"))
+    });
+    assert!(
+        total(&after) > 0,
+        "the other backup keeps its chunks: {after:?}"
+    );
+
+    // The other backup, sharing a file with the deleted one, restores whole.
+    let target = c.dir().join("restored");
+    let r = c
+        .start_restore(
+            2,
+            ids[1].id,
+            &json!({"target_node": 3, "target_path": target}),
+        )
+        .unwrap();
+    let r = c.wait_restore(2, r.id, secs(120));
+    assert_eq!(r.status.as_str(), "succeeded", "{r:?}");
+    assert_eq!(describe(&restored(&target, &two)), describe(&two));
+    let v = c
+        .post(
+            2,
+            &format!("/api/v1/backups/{}/verify", ids[1].id),
+            &json!({}),
+        )
+        .unwrap();
+    assert_eq!(v.json()["ok"], true, "{v}");
 }
