@@ -387,3 +387,58 @@ fn catalog_subcommands_manage_plans_backups_and_restores() {
     );
     assert!(admin.bcm(&format!("plans delete {plan_id}")).success());
 }
+
+/// Data moving from the command line: `--wait` follows a backup and a restore to
+/// their end and prints one summary line each; `files` lists what a backup holds,
+/// `verify` checks its replicas; a job that fails makes the command fail.
+#[test]
+fn backups_and_restores_started_with_wait_end_with_a_summary_line() {
+    let c = Cluster::builder().name("cli-data").voters(3).start();
+    let admin = Operator::admin(&c, &c.api_url(c.followers()[0]));
+    let src = c.dir().join("source");
+    let made = bcm_tests::tree::make_tree(&src, 120);
+    let src_s = src.to_str().unwrap();
+
+    let out = admin.bcm(&format!("backups start --node 1 --path {src_s} --wait"));
+    assert!(out.success(), "{out}");
+    let line = out.stdout.lines().last().unwrap_or_default().to_string();
+    assert!(
+        line.starts_with("backup 1 succeeded: ")
+            && line.contains(&format!("{} files", made.files))
+            && line.contains("stored after dedup")
+            && line.contains("MB/s"),
+        "{out}"
+    );
+
+    let files = admin.bcm(&format!("backups files 1 --path {src_s}"));
+    assert!(files.success(), "{files}");
+    assert!(
+        files.stdout.contains(&format!("{src_s}/big.bin")),
+        "{files}"
+    );
+    assert!(
+        files.stdout.contains("-> d0/e0/f1.dat"),
+        "a symlink's target: {files}"
+    );
+
+    let verify = admin.bcm("backups verify 1");
+    assert!(verify.success(), "{verify}");
+    assert!(verify.stdout.contains("every replica is whole"), "{verify}");
+
+    let target = c.dir().join("restored");
+    let t = target.to_str().unwrap();
+    let out = admin.bcm(&format!(
+        "restores start --backup 1 --node 3 --path {t} --wait"
+    ));
+    assert!(out.success(), "{out}");
+    assert!(
+        out.stdout.contains("restore 1 succeeded: ")
+            && out.stdout.contains(&format!("to {t} on node 3")),
+        "{out}"
+    );
+    // Again into the same, now non-empty, directory: the restore fails and so
+    // does the command, saying why.
+    let again = admin.bcm(&format!("backups restore 1 --node 3 --path {t} --wait"));
+    assert!(!again.success(), "{again}");
+    assert!(again.stderr.contains("not empty"), "{again}");
+}
