@@ -138,6 +138,32 @@ pub async fn delete(node: &Node, id: u64) -> Result<Backup, OpError> {
     write(node, Command::DeleteBackup { id }).await
 }
 
+/// Cancels a pending or running backup (409 once it ended); its run stops at
+/// its next report, and what it stored goes at the next cleanup.
+pub async fn cancel(node: &Node, id: u64) -> Result<Backup, OpError> {
+    let command = Command::SetBackupStatus {
+        id,
+        status: JobStatus::Cancelled,
+        size_bytes: None,
+        storage_nodes: None,
+        error: Some("cancelled on request".into()),
+        at: now_ms(),
+    };
+    write(node, command).await
+}
+
+/// Cancels a pending or running restore (409 once it ended); what it wrote so
+/// far stays (under temporary names for a file cut short).
+pub async fn cancel_restore(node: &Node, id: u64) -> Result<Restore, OpError> {
+    let command = Command::SetRestoreStatus {
+        id,
+        status: JobStatus::Cancelled,
+        error: Some("cancelled on request".into()),
+        at: now_ms(),
+    };
+    write(node, command).await
+}
+
 /// Restores a succeeded backup onto a node.
 pub async fn restore_to(node: &Node, backup: u64, to: NewRestore) -> Result<Restore, OpError> {
     check_paths("target_path", std::slice::from_ref(&to.target_path))?;

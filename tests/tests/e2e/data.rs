@@ -262,3 +262,49 @@ fn deleting_a_backup_frees_the_chunks_only_it_used_and_the_others_still_restore(
         .unwrap();
     assert_eq!(v.json()["ok"], true, "{v}");
 }
+
+#[test]
+fn a_running_backup_cancelled_stops_and_leaves_nothing_restorable() {
+    let c = Cluster::builder().name("data-cancel").voters(3).start();
+    let src = c.dir().join("big");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..6 {
+        fs::write(
+            src.join(format!("{i}.bin")),
+            bcm_tests::tree::noise(40 << 20, 300 + i),
+        )
+        .unwrap();
+    }
+    let b = c
+        .start_backup(1, &json!({"source_node": 2, "paths": [src]}))
+        .unwrap();
+    wait_until(secs(60), "the backup to run", || {
+        let v = c.get_json(1, &format!("/api/v1/backups/{}", b.id))?;
+        (v["status"] == "running")
+            .then_some(())
+            .ok_or(format!("{v}"))
+    });
+    let r = c
+        .post(1, &format!("/api/v1/backups/{}/cancel", b.id), &json!({}))
+        .unwrap();
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(r.json()["status"], "cancelled", "{r}");
+    // Its run notices at its next report and stops; it never ends otherwise.
+    c.wait_for_log(2, "backup stopped", secs(20));
+    std::thread::sleep(secs(3));
+    let v = c.get_json(3, &format!("/api/v1/backups/{}", b.id)).unwrap();
+    assert_eq!(v["status"], "cancelled", "{v}");
+    // A cancelled backup cannot be cancelled again, nor restored.
+    let again = c
+        .post(1, &format!("/api/v1/backups/{}/cancel", b.id), &json!({}))
+        .unwrap();
+    assert_eq!(again.status, 409, "{again}");
+    let restore = c
+        .post(
+            1,
+            &format!("/api/v1/backups/{}/restore", b.id),
+            &json!({"target_node": 3, "target_path": c.dir().join("r")}),
+        )
+        .unwrap();
+    assert_eq!(restore.status, 409, "{restore}");
+}

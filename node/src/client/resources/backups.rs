@@ -53,6 +53,10 @@ enum BackupsCmd {
     Delete {
         id: u64,
     },
+    /// Cancel a pending or running backup.
+    Cancel {
+        id: u64,
+    },
     /// Restore a backup to a node and path (as `bcm restores start`).
     Restore {
         id: u64,
@@ -190,6 +194,11 @@ pub async fn backups(args: BackupsArgs) -> anyhow::Result<()> {
             if wait {
                 return super::follow::backup(&api, backup.id).await;
             }
+            api.show(&backup)
+        }
+        BackupsCmd::Cancel { id } => {
+            let path = format!("/api/v1/backups/{id}/cancel");
+            let backup: BackupView = api.send(Method::POST, &path, &()).await?;
             api.show(&backup)
         }
         BackupsCmd::Delete { id } => {

@@ -27,6 +27,10 @@ enum RestoresCmd {
     Get {
         id: u64,
     },
+    /// Cancel a pending or running restore.
+    Cancel {
+        id: u64,
+    },
     /// Restore backup --backup onto --node into --path (also `bcm backups restore`).
     Start {
         #[arg(long)]
@@ -107,6 +111,11 @@ pub async fn restores(args: RestoresArgs) -> anyhow::Result<()> {
         }
         RestoresCmd::Get { id } => {
             let restore: RestoreView = api.get(&format!("/api/v1/restores/{id}")).await?;
+            api.show(&restore)
+        }
+        RestoresCmd::Cancel { id } => {
+            let path = format!("/api/v1/restores/{id}/cancel");
+            let restore: RestoreView = api.send(Method::POST, &path, &()).await?;
             api.show(&restore)
         }
         RestoresCmd::Start { backup, to } => start(&api, backup, to).await,

@@ -81,6 +81,24 @@ pub async fn verify(ctx: Ctx<BackupsWrite>, Path(id): Path<String>) -> Answer {
     accepted(backup_data::verify(&ctx, path_id("backup", &id)?).await?)
 }
 
+/// Cancel a pending or running backup (409 once it ended). Permission
+/// `backups.write`.
+#[utoipa::path(post, path = "/backups/{id}/cancel", tag = "backups", params(("id" = u64, Path, description = "backup id")), responses((status = 200, description = "the backup, cancelled", body = BackupView)))]
+pub async fn cancel(ctx: Ctx<BackupsWrite>, Path(id): Path<String>) -> Answer {
+    ok(BackupView::from(
+        &backups::cancel(&ctx, path_id("backup", &id)?).await?,
+    ))
+}
+
+/// Cancel a pending or running restore (409 once it ended). Permission
+/// `restores.write`.
+#[utoipa::path(post, path = "/restores/{id}/cancel", tag = "backups", params(("id" = u64, Path, description = "restore id")), responses((status = 200, description = "the restore, cancelled", body = RestoreView)))]
+pub async fn cancel_restore(ctx: Ctx<RestoresWrite>, Path(id): Path<String>) -> Answer {
+    ok(RestoreView::from(
+        &backups::cancel_restore(&ctx, path_id("restore", &id)?).await?,
+    ))
+}
+
 /// Restores, newest first (400 for an unknown `status`). Permission
 /// `restores.read`.
 #[utoipa::path(get, path = "/restores", tag = "backups", params(RestoreFilter, Window, ReadParams), responses((status = 200, description = "one page of matching restores", body = Page<RestoreView>)))]

@@ -87,6 +87,8 @@ fn documented_routes(node: &App) -> OpenApiRouter<App> {
         .routes(routes!(backups::restore))
         .routes(routes!(backups::files))
         .routes(routes!(backups::verify))
+        .routes(routes!(backups::cancel))
+        .routes(routes!(backups::cancel_restore))
         .routes(routes!(backups::list_restores))
         .routes(routes!(backups::get_restore))
         .layer(middleware::from_fn_with_state(

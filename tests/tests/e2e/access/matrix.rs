@@ -131,6 +131,16 @@ pub fn routes(member: u64, user: u64, group: &str, tag: &str, fresh_node: u64) -
             "/api/v1/backups/4242/verify",
             Some("backups.write"),
         ),
+        Route::new(
+            M::POST,
+            "/api/v1/backups/4242/cancel",
+            Some("backups.write"),
+        ),
+        Route::new(
+            M::POST,
+            "/api/v1/restores/4242/cancel",
+            Some("restores.write"),
+        ),
         Route::new(M::GET, "/api/v1/restores", Some("restores.read")),
         Route::new(M::GET, "/api/v1/restores/4242", Some("restores.read")),
         // Last: it ends the caller's token.
