@@ -63,7 +63,10 @@ pub async fn verify(node: &Node, backup: &Backup) -> VerifyView {
                 if let Some(why) = &c.manifest_error {
                     view.error = Some(why.clone());
                 }
-                let m = manifest.get_or_insert(manifest_from(&peers, &donors, backup.id).await);
+                if manifest.is_none() {
+                    manifest = Some(manifest_from(&peers, &donors, backup.id).await);
+                }
+                let m = manifest.as_ref().expect("fetched above");
                 match repair(&peers, fence, backup.id, &donors, holder, m).await {
                     Ok(copied) => {
                         view.state = "repaired".into();
@@ -84,7 +87,10 @@ pub async fn verify(node: &Node, backup: &Backup) -> VerifyView {
                 view.state = "unreachable".into();
                 view.error = Some(why);
                 if gone(node, id) {
-                    let m = manifest.get_or_insert(manifest_from(&peers, &donors, backup.id).await);
+                    if manifest.is_none() {
+                        manifest = Some(manifest_from(&peers, &donors, backup.id).await);
+                    }
+                    let m = manifest.as_ref().expect("fetched above");
                     match rehome(node, &peers, fence, backup, id, &donors, m).await {
                         Ok((to, copied)) => {
                             view.state = "moved".into();
