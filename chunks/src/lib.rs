@@ -20,7 +20,7 @@ pub mod walk;
 
 pub use chunker::{Chunk, Chunker};
 pub use id::ChunkId;
-pub use manifest::{Entry, EntryKind, Manifest};
+pub use manifest::{Entry, EntryKind, Manifest, Stamp};
 pub use pack::Blob;
 pub use restore::{RestoreError, RestoreStats, Restorer};
 pub use store::{GcReport, PackStore, StoreError, StoreStats, VerifyReport};

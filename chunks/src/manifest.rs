@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::id::ChunkId;
 
-const MAGIC: &[u8; 8] = b"bcmmani1";
+const MAGIC: &[u8; 8] = b"bcmmani2";
+/// Manifests written before entries had a [`Stamp`]; still read.
+const MAGIC_V1: &[u8; 8] = b"bcmmani1";
 
 /// What an entry is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,11 +43,56 @@ pub struct Entry {
     pub mode: u32,
     /// Modification time: seconds and nanoseconds since the Unix epoch.
     pub mtime: (i64, u32),
+    /// How the file looked on the source, beside its size and mtime.
+    pub stamp: Stamp,
+}
+
+/// What tells a file unchanged since an earlier backup without reading it, beside
+/// its size and mtime (compared like restic does): its inode and its status-change
+/// time, which every write and `chmod` moves and no `touch` can set back. Zero when
+/// unknown (a manifest from before stamps), which matches no file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamp {
+    pub inode: u64,
+    pub ctime: (i64, u32),
+}
+
+/// An entry as manifests before stamps held it.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct EntryV1 {
+    path: Vec<u8>,
+    kind: EntryKind,
+    mode: u32,
+    mtime: (i64, u32),
+}
+
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct ManifestV1 {
+    entries: Vec<EntryV1>,
+    skipped: Vec<(Vec<u8>, String)>,
 }
 
 impl Entry {
     pub fn path(&self) -> &Path {
         Path::new(OsStr::from_bytes(&self.path))
+    }
+
+    /// Whether `self`, a file as the walk found it (no chunks yet), is `earlier`
+    /// unchanged: same path, size, mtime, inode and ctime, with a known stamp.
+    pub fn unchanged_since(&self, earlier: &Entry) -> bool {
+        let size_of = |e: &Entry| match e.kind {
+            EntryKind::File { size, .. } => Some(size),
+            _ => None,
+        };
+        let size = size_of(self);
+        size.is_some()
+            && size == size_of(earlier)
+            && self.path == earlier.path
+            && self.mtime == earlier.mtime
+            && self.stamp == earlier.stamp
+            && self.stamp != Stamp::default()
     }
 
     /// Logical bytes: a file's length, nothing for the others.
@@ -119,9 +166,10 @@ impl Manifest {
         out
     }
 
-    /// Reads a manifest back, checking its checksum and every path in it.
+    /// Reads a manifest back (this version's or the one before), checking its
+    /// checksum and every path in it.
     pub fn decode(bytes: &[u8]) -> Result<Manifest, ManifestError> {
-        if bytes.len() < 12 || &bytes[..8] != MAGIC {
+        if bytes.len() < 12 || (&bytes[..8] != MAGIC && &bytes[..8] != MAGIC_V1) {
             return Err(ManifestError::NotAManifest);
         }
         let crc = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
@@ -129,8 +177,26 @@ impl Manifest {
         if crc32fast::hash(body) != crc {
             return Err(ManifestError::Damaged("its checksum does not match".into()));
         }
-        let m: Manifest =
-            postcard::from_bytes(body).map_err(|e| ManifestError::Damaged(e.to_string()))?;
+        let damaged = |e: postcard::Error| ManifestError::Damaged(e.to_string());
+        let m: Manifest = if &bytes[..8] == MAGIC {
+            postcard::from_bytes(body).map_err(damaged)?
+        } else {
+            let old: ManifestV1 = postcard::from_bytes(body).map_err(damaged)?;
+            Manifest {
+                entries: old
+                    .entries
+                    .into_iter()
+                    .map(|e| Entry {
+                        path: e.path,
+                        kind: e.kind,
+                        mode: e.mode,
+                        mtime: e.mtime,
+                        stamp: Stamp::default(),
+                    })
+                    .collect(),
+                skipped: old.skipped,
+            }
+        };
         for e in &m.entries {
             relative_path(e.path())?;
         }
@@ -174,6 +240,7 @@ mod tests {
             },
             mode: 0o644,
             mtime: (1_700_000_000, 5),
+            stamp: Stamp::default(),
         }
     }
 
@@ -186,6 +253,7 @@ mod tests {
                     kind: EntryKind::Dir,
                     mode: 0o755,
                     mtime: (1, 0),
+                    stamp: Stamp::default(),
                 },
                 file("srv/a", &[b"x", b"y"]),
                 file("srv/b", &[b"y", b"z"]),
@@ -196,6 +264,7 @@ mod tests {
                     },
                     mode: 0o777,
                     mtime: (2, 0),
+                    stamp: Stamp::default(),
                 },
             ],
             skipped: vec![(b"srv/sock".to_vec(), "a socket".into())],
@@ -245,6 +314,64 @@ mod tests {
                 "{bad:?}: {r:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_manifest_from_before_stamps_still_reads_and_matches_no_file() {
+        let old = file("srv/a", &[b"x"]);
+        let v1 = ManifestV1 {
+            entries: vec![EntryV1 {
+                path: old.path.clone(),
+                kind: old.kind.clone(),
+                mode: old.mode,
+                mtime: old.mtime,
+            }],
+            skipped: vec![],
+        };
+        let body = postcard::to_stdvec(&v1).unwrap();
+        let mut bytes = MAGIC_V1.to_vec();
+        bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        bytes.extend_from_slice(&body);
+        let back = Manifest::decode(&bytes).unwrap();
+        assert_eq!(back.entries, vec![old.clone()]);
+        let mut now = old.clone();
+        now.stamp = Stamp {
+            inode: 7,
+            ctime: (1, 2),
+        };
+        assert!(!old.unchanged_since(&back.entries[0]), "no stamp, no match");
+        assert!(now.unchanged_since(&now.clone()));
+    }
+
+    #[test]
+    fn a_file_is_unchanged_only_when_size_mtime_inode_and_ctime_all_match() {
+        let mut before = file("srv/a", &[b"xy"]);
+        before.stamp = Stamp {
+            inode: 42,
+            ctime: (1_700_000_100, 9),
+        };
+        let now = before.clone();
+        assert!(now.unchanged_since(&before));
+        let changes: [fn(&mut Entry); 5] = [
+            |e| e.mtime.1 += 1,
+            |e| e.stamp.ctime.1 += 1,
+            |e| e.stamp.inode += 1,
+            |e| e.path.push(b'x'),
+            |e| {
+                e.kind = EntryKind::File {
+                    size: 3,
+                    chunks: vec![],
+                }
+            },
+        ];
+        for change in changes {
+            let mut other = now.clone();
+            change(&mut other);
+            assert!(!other.unchanged_since(&before), "{other:?}");
+        }
+        let mut dir = before.clone();
+        dir.kind = EntryKind::Dir;
+        assert!(!dir.unchanged_since(&dir.clone()));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::chunker::{Chunk, Chunker};
 use crate::id::ChunkId;
-use crate::manifest::{entry_path, Entry, EntryKind};
+use crate::manifest::{entry_path, Entry, EntryKind, Stamp};
 
 /// One thing the walk met.
 #[derive(Debug)]
@@ -123,6 +123,10 @@ fn found(path: &Path, m: &Metadata) -> Found {
         kind,
         mode: m.mode() & 0o7777,
         mtime: (m.mtime(), m.mtime_nsec() as u32),
+        stamp: Stamp {
+            inode: m.ino(),
+            ctime: (m.ctime(), m.ctime_nsec() as u32),
+        },
     };
     if t.is_dir() {
         Found::Entry(entry(EntryKind::Dir))

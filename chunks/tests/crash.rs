@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bcm_chunks::gen::noise;
-use bcm_chunks::manifest::{Entry, EntryKind, Manifest};
+use bcm_chunks::manifest::{Entry, EntryKind, Manifest, Stamp};
 use bcm_chunks::{Blob, ChunkId, PackStore};
 
 const CHILD_DIR: &str = "BCM_CHUNKS_CRASH_DIR";
@@ -43,6 +43,7 @@ fn manifest(b: u64) -> Manifest {
             kind: EntryKind::File { size, chunks: ids },
             mode: 0o600,
             mtime: (0, 0),
+            stamp: Stamp::default(),
         }],
         skipped: vec![],
     }

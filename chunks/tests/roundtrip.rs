@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bcm_chunks::gen::noise;
 use bcm_chunks::local::{self, LocalError};
-use bcm_chunks::manifest::{Entry, EntryKind, Manifest};
+use bcm_chunks::manifest::{Entry, EntryKind, Manifest, Stamp};
 use bcm_chunks::{Chunker, PackStore, RestoreError};
 use filetime::FileTime;
 
@@ -193,6 +193,7 @@ fn a_manifest_that_climbs_through_a_symlink_writes_nothing_outside() {
                 },
                 mode: 0o777,
                 mtime: (0, 0),
+                stamp: Stamp::default(),
             },
             Entry {
                 path: b"escape/planted".to_vec(),
@@ -202,6 +203,7 @@ fn a_manifest_that_climbs_through_a_symlink_writes_nothing_outside() {
                 },
                 mode: 0o644,
                 mtime: (0, 0),
+                stamp: Stamp::default(),
             },
         ],
         skipped: vec![],

@@ -1,6 +1,6 @@
 use super::*;
 use crate::gen::noise;
-use crate::manifest::{Entry, EntryKind};
+use crate::manifest::{Entry, EntryKind, Stamp};
 
 fn blob(data: &[u8]) -> Blob {
     Blob::new(ChunkId::of(data), data).unwrap()
@@ -20,6 +20,7 @@ fn manifest_of(chunks: &[&[u8]]) -> Manifest {
             },
             mode: 0o600,
             mtime: (0, 0),
+            stamp: Stamp::default(),
         }],
         skipped: vec![],
     }

@@ -273,6 +273,12 @@ fn data_metrics(out: &mut String, app: &AppState) {
             &DATA.backed_up_bytes,
         ),
         (
+            "bcm_backup_unchanged_bytes_total",
+            "Bytes of files those backups found unchanged since their plan's previous \
+             backup (size, mtime, inode, ctime) and kept without reading them.",
+            &DATA.unchanged_bytes,
+        ),
+        (
             "bcm_backup_stored_bytes_total",
             "Bytes those backups added to their first replica (compressed, after dedup).",
             &DATA.stored_bytes,

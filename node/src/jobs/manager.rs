@@ -23,7 +23,7 @@ use bcm_raft_store::{
     Backup, Command, JobRef, JobStatus, Millis, NodeStatus, Outcome, Response, Restore,
 };
 
-use super::wire::{self, RunBackup, RunRestore};
+use super::wire::{self, Parent, RunBackup, RunRestore};
 use super::{placement, short};
 use crate::cluster::{leader, now_ms, Node, SharedNode};
 use crate::storage::client::StorageNode;
@@ -342,12 +342,17 @@ async fn start_backup(node: &Node, memory: &mut Memory, b: &Backup, attempt: u32
     if !propose_start(node, memory.epoch, job, attempt, nodes).await {
         return;
     }
+    let parent = placement::previous(node, b).map(|(backup, holders)| Parent {
+        backup,
+        holders: placement::addressed(node, &holders),
+    });
     let run = RunBackup {
         backup: b.id,
         attempt,
         epoch: memory.epoch,
         paths: b.paths.clone(),
         replicas,
+        parent,
     };
     dispatch(node, &source, wire::PATH_BACKUP, &run, job).await;
 }

@@ -1,6 +1,7 @@
 //! The data plane's jobs: the backup manager's loop ([`manager`]: schedules,
 //! placement, dispatch, takeover, retention, cleanup), and the work a node is
-//! given: a backup on its source ([`source`]), a restore on its target
+//! given: a backup on its source ([`source`], which does not read again what is
+//! unchanged since the plan's previous backup: [`parent`]), a restore on its target
 //! ([`restore`]), received on the cluster-internal routes of [`routes`]; and
 //! the check and repair of a backup's replicas ([`verify`]).
 //!
@@ -9,6 +10,7 @@
 //! job stops when the cluster refuses its report (the job has moved on).
 
 pub mod manager;
+mod parent;
 pub mod placement;
 pub mod restore;
 pub mod routes;
@@ -34,6 +36,9 @@ pub const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 pub struct DataCounters {
     /// Bytes of files read by backups that succeeded here (as their source).
     pub backed_up_bytes: AtomicU64,
+    /// Bytes of files those backups found unchanged since their plan's previous
+    /// backup and kept without reading them.
+    pub unchanged_bytes: AtomicU64,
     /// Bytes those backups added to their first replica (compressed).
     pub stored_bytes: AtomicU64,
     /// Bytes read that were not sent: chunks the replicas (or the backup
@@ -49,6 +54,7 @@ pub struct DataCounters {
 
 pub static DATA: DataCounters = DataCounters {
     backed_up_bytes: AtomicU64::new(0),
+    unchanged_bytes: AtomicU64::new(0),
     stored_bytes: AtomicU64::new(0),
     deduplicated_bytes: AtomicU64::new(0),
     restored_bytes: AtomicU64::new(0),

@@ -101,6 +101,14 @@ pub fn addressed(node: &Node, ids: &[u64]) -> Vec<StorageNode> {
 /// The storage nodes of the newest succeeded backup like `b` (the same plan; or,
 /// on demand, the same source and paths).
 pub fn previous_home(node: &Node, b: &bcm_raft_store::Backup) -> Vec<u64> {
+    previous(node, b)
+        .map(|(_, nodes)| nodes)
+        .unwrap_or_default()
+}
+
+/// The latest succeeded backup before `b` of the same plan (of the same source
+/// and paths for a backup without a plan): its id and its storage nodes.
+pub fn previous(node: &Node, b: &bcm_raft_store::Backup) -> Option<(u64, Vec<u64>)> {
     node.state.read(|d| {
         d.state
             .backups
@@ -111,7 +119,6 @@ pub fn previous_home(node: &Node, b: &bcm_raft_store::Backup) -> Vec<u64> {
                 Some(p) => o.plan == Some(p),
                 None => o.plan.is_none() && o.source_node == b.source_node && o.paths == b.paths,
             })
-            .map(|o| o.storage_nodes.clone())
-            .unwrap_or_default()
+            .map(|o| (o.id, o.storage_nodes.clone()))
     })
 }

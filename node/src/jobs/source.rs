@@ -6,14 +6,14 @@
 //! Memory stays bounded: the walker hands over batches of about 16 MiB through a
 //! channel of two, so at most a few batches are held at once, never a whole file.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bcm_chunks::walk::{self, Found};
-use bcm_chunks::{Blob, Chunk, ChunkId, Chunker, EntryKind, Manifest};
+use bcm_chunks::{Blob, Chunk, ChunkId, Chunker, Entry, EntryKind, Manifest};
 use bcm_raft_store::{Command, JobRef, Outcome, Progress};
 use futures_util::future::try_join_all;
 
@@ -30,7 +30,7 @@ const BATCH_BYTES: usize = 16 * 1024 * 1024;
 const TRIES: u32 = 4;
 
 /// Why a backup did not finish.
-enum Fail {
+pub(super) enum Fail {
     Stop(Stop),
     Error(String),
 }
@@ -44,11 +44,13 @@ impl From<StorageError> for Fail {
     }
 }
 
-/// Files and bytes read so far, shared with the walker thread.
+/// Files and bytes done so far, shared with the walker thread; of the bytes,
+/// those of files kept unchanged without being read.
 #[derive(Default)]
 struct Counters {
     files: AtomicU64,
     bytes: AtomicU64,
+    unchanged: AtomicU64,
 }
 
 impl Counters {
@@ -99,13 +101,16 @@ pub async fn run(node: SharedNode, job: RunBackup) {
 async fn backup(node: &SharedNode, job: &RunBackup) -> Result<Outcome, Fail> {
     let roots: Vec<PathBuf> = job.paths.iter().map(PathBuf::from).collect();
     let counters = Arc::new(Counters::default());
+    let peers = node.peers.with_own_pool();
+    let fence = Fence { epoch: job.epoch };
+    let unchanged = super::parent::reusable(&peers, job, fence).await?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Chunk>>(2);
     let walker = {
         let counters = counters.clone();
-        tokio::task::spawn_blocking(move || read_all(&roots, &Chunker::default(), &tx, &counters))
+        tokio::task::spawn_blocking(move || {
+            read_all(&roots, &Chunker::default(), &unchanged, &tx, &counters)
+        })
     };
-    let peers = node.peers.with_own_pool();
-    let fence = Fence { epoch: job.epoch };
     let mut stored = 0u64;
     // Raw bytes of the chunks some replica lacked (the rest was deduplicated).
     let mut sent_raw = 0u64;
@@ -141,8 +146,10 @@ async fn backup(node: &SharedNode, job: &RunBackup) -> Result<Outcome, Fail> {
         retry(move || r.put_manifest(peers, fence, job.backup, manifest))
     }))
     .await?;
-    let read = counters.bytes.load(Ordering::Relaxed);
+    let unchanged = counters.unchanged.load(Ordering::Relaxed);
+    let read = counters.bytes.load(Ordering::Relaxed) - unchanged;
     DataCounters::add(&DATA.backed_up_bytes, read);
+    DataCounters::add(&DATA.unchanged_bytes, unchanged);
     DataCounters::add(&DATA.stored_bytes, stored);
     DataCounters::add(&DATA.deduplicated_bytes, read.saturating_sub(sent_raw));
     Ok(Outcome::BackupDone {
@@ -154,10 +161,12 @@ async fn backup(node: &SharedNode, job: &RunBackup) -> Result<Outcome, Fail> {
 }
 
 /// The walker: every entry of `roots` into the manifest, every chunk not met
-/// before in this backup into batches for the sender.
+/// before in this backup into batches for the sender; a file `unchanged` holds
+/// as it is now keeps its chunks there and is not read.
 fn read_all(
     roots: &[PathBuf],
     chunker: &Chunker,
+    unchanged: &HashMap<Vec<u8>, Entry>,
     tx: &tokio::sync::mpsc::Sender<Vec<Chunk>>,
     counters: &Counters,
 ) -> Result<Manifest, String> {
@@ -170,6 +179,20 @@ fn read_all(
         match found {
             Found::Entry(e) => manifest.entries.push(e),
             Found::Skipped(path, why) => manifest.skipped.push((path, why)),
+            Found::File { mut entry, .. }
+                if unchanged
+                    .get(&entry.path)
+                    .is_some_and(|before| entry.unchanged_since(before)) =>
+            {
+                let before = &unchanged[&entry.path];
+                counters.bytes.fetch_add(before.size(), Ordering::Relaxed);
+                counters
+                    .unchanged
+                    .fetch_add(before.size(), Ordering::Relaxed);
+                counters.files.fetch_add(1, Ordering::Relaxed);
+                entry.kind = before.kind.clone();
+                manifest.entries.push(entry);
+            }
             Found::File { source, mut entry } => {
                 let read = walk::chunk_file(chunker, &source, |chunk| {
                     counters
@@ -277,7 +300,7 @@ pub(super) fn split<'a>(blobs: &[&'a Blob]) -> Vec<Vec<&'a Blob>> {
 }
 
 /// `call` again (after 1, 2, 4 s) while it fails for a reason that may pass.
-async fn retry<T, F, Fut>(mut call: F) -> Result<T, Fail>
+pub(super) async fn retry<T, F, Fut>(mut call: F) -> Result<T, Fail>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, StorageError>>,

@@ -10,7 +10,7 @@ pub const PATH_RESTORE: &str = "/internal/jobs/restore";
 pub const PATH_CHECK_PATHS: &str = "/internal/jobs/check-paths";
 
 /// Run attempt `attempt` of backup `backup` here: read `paths`, send the chunks
-/// to every one of `replicas`.
+/// to every one of `replicas`; files unchanged since `parent` are not read again.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunBackup {
     pub backup: u64,
@@ -18,6 +18,14 @@ pub struct RunBackup {
     pub epoch: u64,
     pub paths: Vec<String>,
     pub replicas: Vec<StorageNode>,
+    pub parent: Option<Parent>,
+}
+
+/// The plan's latest succeeded backup and the storage nodes holding it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Parent {
+    pub backup: u64,
+    pub holders: Vec<StorageNode>,
 }
 
 /// Run attempt `attempt` of restore `restore` here: backup `backup`, from any of
