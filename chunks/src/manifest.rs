@@ -29,6 +29,7 @@ pub enum EntryKind {
     },
     /// A symbolic link and what it points to (as written, not resolved).
     Symlink {
+        #[serde(with = "serde_bytes")]
         target: Vec<u8>,
     },
 }
@@ -37,6 +38,7 @@ pub enum EntryKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     /// Relative to the file system root, `/`-separated, no `.` or `..`.
+    #[serde(with = "serde_bytes")]
     pub path: Vec<u8>,
     pub kind: EntryKind,
     /// Permission bits (`0o7777` at most).

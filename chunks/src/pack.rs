@@ -77,6 +77,7 @@ pub struct Blob {
     pub id: ChunkId,
     pub raw_len: u32,
     pub compressed: bool,
+    #[serde(with = "serde_bytes")]
     pub stored: Vec<u8>,
 }
 

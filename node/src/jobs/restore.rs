@@ -1,16 +1,18 @@
 //! A restore on its target node: the manifest from a storage node holding the
 //! backup, then every entry (under `include`) written by `bcm-chunks`' restorer
-//! on a blocking thread, its chunks fetched a few at a time from a holder (the
-//! next one when that one fails), each checked against its id before it is
-//! written.
+//! on a blocking thread, while a task fetches the chunks ahead of it, several
+//! windows at once, from a holder (the next one when that one fails), each
+//! checked against its id on the way in and again before it is written.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bcm_chunks::{ChunkId, Entry, EntryKind, Restorer};
 use bcm_raft_store::{Command, JobRef, Outcome, Progress};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
 
 use super::wire::RunRestore;
 use super::{report, short, DataCounters, Stop, DATA, PROGRESS_EVERY};
@@ -20,6 +22,10 @@ use crate::storage::client::{manifest_from, StorageNode};
 
 /// Chunks fetched in one go (about 8 MiB on average).
 const WINDOW: usize = 8;
+/// Windows being fetched at once.
+const IN_FLIGHT: usize = 3;
+/// Chunks fetched and checked, waiting for the writer.
+const AHEAD: usize = 16;
 
 /// Runs the restore and reports how it ended.
 pub async fn run(node: SharedNode, job: RunRestore) {
@@ -93,13 +99,14 @@ async fn restore(node: &SharedNode, job: &RunRestore) -> Result<(u64, u64), Resu
         bytes_total: Some(entries.iter().map(Entry::size).sum()),
     };
     let counters = Arc::new(Counters::default());
+    let entries = Arc::new(entries);
+    let (tx, rx) = mpsc::channel(AHEAD);
+    let fetcher = tokio::spawn(fetch_all(peers, job.holders.clone(), entries.clone(), tx));
+    let _stop_fetching = StopOnDrop(fetcher.abort_handle());
     let writer = {
         let counters = counters.clone();
-        let fetcher = Fetcher::new(peers, job.holders.clone());
         let (target, overwrite) = (PathBuf::from(&job.target_path), job.overwrite);
-        tokio::task::spawn_blocking(move || {
-            write_all(&target, overwrite, &entries, fetcher, &counters)
-        })
+        tokio::task::spawn_blocking(move || write_all(&target, overwrite, &entries, rx, &counters))
     };
     tokio::pin!(writer);
     let mut ticker = tokio::time::interval(PROGRESS_EVERY);
@@ -131,6 +138,15 @@ async fn restore(node: &SharedNode, job: &RunRestore) -> Result<(u64, u64), Resu
     }
 }
 
+/// Stops the fetching task when the restore ends, however it ends.
+struct StopOnDrop(tokio::task::AbortHandle);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 fn is_file(e: &Entry) -> bool {
     matches!(e.kind, EntryKind::File { .. })
 }
@@ -139,16 +155,18 @@ fn write_all(
     target: &Path,
     overwrite: bool,
     entries: &[Entry],
-    mut fetcher: Fetcher,
+    mut chunks: mpsc::Receiver<Result<(ChunkId, Vec<u8>), String>>,
     counters: &Counters,
 ) -> Result<bcm_chunks::RestoreStats, String> {
     let mut r = Restorer::new(target, overwrite).map_err(|e| e.to_string())?;
     for e in entries {
-        if let EntryKind::File { chunks, .. } = &e.kind {
-            fetcher.plan(chunks);
-        }
-        r.entry(e, |id| fetcher.take(id))
-            .map_err(|e| e.to_string())?;
+        r.entry(e, |id| match chunks.blocking_recv() {
+            Some(Ok((got, data))) if got == *id => Ok(data),
+            Some(Ok((got, _))) => Err(format!("chunk {got} came where {id} was due")),
+            Some(Err(why)) => Err(why),
+            None => Err("the fetching stopped".to_string()),
+        })
+        .map_err(|e| e.to_string())?;
         if is_file(e) {
             counters.files.fetch_add(1, Ordering::Relaxed);
             counters.bytes.fetch_add(e.size(), Ordering::Relaxed);
@@ -157,93 +175,128 @@ fn write_all(
     r.finish().map_err(|e| e.to_string())
 }
 
-/// Chunks of the file being written, fetched [`WINDOW`] at a time ahead of the
-/// writer, from the holder that answered last (the others when it fails).
-struct Fetcher {
-    handle: tokio::runtime::Handle,
+/// Every chunk of `entries`' files, in the order the writer needs them, into
+/// `out`: [`WINDOW`] at a time from a holder (the next one when it fails, each
+/// chunk checked), [`IN_FLIGHT`] windows at once. Ends early when the writer
+/// stops listening.
+async fn fetch_all(
     peers: Peers,
     holders: Vec<StorageNode>,
-    /// Index in `holders` of the one to ask first.
-    preferred: usize,
-    ahead: VecDeque<ChunkId>,
-    fetched: HashMap<ChunkId, Vec<u8>>,
+    entries: Arc<Vec<Entry>>,
+    out: mpsc::Sender<Result<(ChunkId, Vec<u8>), String>>,
+) {
+    let order: Vec<ChunkId> = entries
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EntryKind::File { chunks, .. } => Some(chunks.iter().copied()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let windows: Vec<Vec<ChunkId>> = order.chunks(WINDOW).map(<[_]>::to_vec).collect();
+    let (peers, holders) = (Arc::new(peers), Arc::new(holders));
+    let preferred = Arc::new(AtomicUsize::new(0));
+    let windows = windows.into_iter().map(move |w| {
+        let (peers, holders, preferred) = (peers.clone(), holders.clone(), preferred.clone());
+        async move {
+            let got = fetch(&peers, &holders, &preferred, &w).await;
+            (w, got)
+        }
+    });
+    let mut windows = futures_util::stream::iter(windows).buffered(IN_FLIGHT);
+    while let Some((ids, got)) = windows.next().await {
+        let sent = match got {
+            Ok(mut got) => {
+                let mut ok = true;
+                for (i, id) in ids.iter().enumerate() {
+                    // The last use of a chunk in the window takes it, the others copy.
+                    let again = ids[i + 1..].contains(id);
+                    let data = if again {
+                        got.get(id).cloned()
+                    } else {
+                        got.remove(id)
+                    };
+                    let item = data
+                        .map(|d| (*id, d))
+                        .ok_or_else(|| format!("no storage node gave chunk {id}"));
+                    if out.send(item).await.is_err() {
+                        ok = false;
+                        break;
+                    }
+                }
+                ok
+            }
+            Err(why) => {
+                let _ = out.send(Err(why)).await;
+                false
+            }
+        };
+        if !sent {
+            return;
+        }
+    }
 }
 
-impl Fetcher {
-    fn new(peers: Peers, holders: Vec<StorageNode>) -> Fetcher {
-        Fetcher {
-            handle: tokio::runtime::Handle::current(),
-            peers,
-            holders,
-            preferred: 0,
-            ahead: VecDeque::new(),
-            fetched: HashMap::new(),
-        }
-    }
-
-    /// The chunks the next file needs, in order.
-    fn plan(&mut self, chunks: &[ChunkId]) {
-        self.ahead = chunks.iter().copied().collect();
-        self.fetched.clear();
-    }
-
-    /// Chunk `id` (the next one planned), fetching the next window when needed.
-    fn take(&mut self, id: &ChunkId) -> Result<Vec<u8>, String> {
-        if self.ahead.front() == Some(id) {
-            self.ahead.pop_front();
-        }
-        if let Some(data) = self.fetched.remove(id) {
-            return Ok(data);
-        }
-        let mut window = vec![*id];
-        window.extend(self.ahead.iter().take(WINDOW - 1).copied());
-        window.dedup();
-        let got = self.fetch(&window)?;
-        self.fetched.extend(got);
-        self.fetched
-            .remove(id)
-            .ok_or_else(|| format!("no storage node gave chunk {id}"))
-    }
-
-    /// `ids` from one holder (trying each in turn), every chunk checked.
-    fn fetch(&mut self, ids: &[ChunkId]) -> Result<HashMap<ChunkId, Vec<u8>>, String> {
-        let mut why = Vec::new();
-        for turn in 0..self.holders.len() {
-            let at = (self.preferred + turn) % self.holders.len();
-            match self.fetch_from(&self.holders[at].clone(), ids) {
-                Ok(got) => {
-                    self.preferred = at;
-                    return Ok(got);
-                }
-                Err(e) => why.push(e),
+/// `ids` from one holder (the preferred one first, then each other in turn),
+/// every chunk checked against its id.
+async fn fetch(
+    peers: &Peers,
+    holders: &[StorageNode],
+    preferred: &AtomicUsize,
+    ids: &[ChunkId],
+) -> Result<HashMap<ChunkId, Vec<u8>>, String> {
+    let mut unique = ids.to_vec();
+    unique.sort();
+    unique.dedup();
+    let mut why = Vec::new();
+    let first = preferred.load(Ordering::Relaxed);
+    for turn in 0..holders.len() {
+        let at = (first + turn) % holders.len();
+        match fetch_from(peers, &holders[at], &unique).await {
+            Ok(got) => {
+                preferred.store(at, Ordering::Relaxed);
+                return Ok(got);
             }
+            Err(e) => why.push(e),
         }
-        Err(why.join("; "))
     }
+    if holders.is_empty() {
+        why.push("no storage node holds the backup".into());
+    }
+    Err(why.join("; "))
+}
 
-    fn fetch_from(
-        &self,
-        holder: &StorageNode,
-        ids: &[ChunkId],
-    ) -> Result<HashMap<ChunkId, Vec<u8>>, String> {
-        let mut got = HashMap::new();
-        let mut rest = ids.to_vec();
-        while !rest.is_empty() {
-            let blobs = self
-                .handle
-                .block_on(holder.get(&self.peers, rest.clone()))
-                .map_err(|e| e.to_string())?;
-            if blobs.is_empty() {
-                return Err(format!("storage node {} answered no chunk", holder.id));
-            }
-            for blob in &blobs {
-                let data = blob
-                    .open()
-                    .map_err(|e| format!("storage node {} sent a damaged chunk: {e}", holder.id))?;
-                got.insert(blob.id, data);
-            }
-            rest.drain(..blobs.len().min(rest.len()));
+async fn fetch_from(
+    peers: &Peers,
+    holder: &StorageNode,
+    ids: &[ChunkId],
+) -> Result<HashMap<ChunkId, Vec<u8>>, String> {
+    let mut got = HashMap::new();
+    let mut rest = ids.to_vec();
+    while !rest.is_empty() {
+        let blobs = holder
+            .get(peers, rest.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        if blobs.is_empty() {
+            return Err(format!("storage node {} answered no chunk", holder.id));
         }
-        Ok(got)
+        rest.drain(..blobs.len().min(rest.len()));
+        let id = holder.id;
+        let opened = tokio::task::spawn_blocking(move || {
+            blobs
+                .into_iter()
+                .map(|b| {
+                    let data = b
+                        .open()
+                        .map_err(|e| format!("storage node {id} sent a damaged chunk: {e}"))?;
+                    Ok((b.id, data))
+                })
+                .collect::<Result<Vec<_>, String>>()
+        })
+        .await
+        .map_err(|e| format!("checking chunks stopped: {e}"))??;
+        got.extend(opened);
     }
+    Ok(got)
 }

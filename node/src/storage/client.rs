@@ -137,7 +137,7 @@ impl StorageNode {
         peers: &Peers,
         backup: u64,
     ) -> Result<Option<Manifest>, StorageError> {
-        let bytes: Option<Vec<u8>> = self
+        let bytes: Option<serde_bytes::ByteBuf> = self
             .call(
                 peers,
                 wire::PATH_MANIFEST_GET,

@@ -158,7 +158,7 @@ fn manifest_put(s: &Storage, node: &SharedNode, body: Bytes) -> Answer {
 fn manifest_get(s: &Storage, _: &SharedNode, body: Bytes) -> Answer {
     let req: wire::ManifestGet = decode(&body)?;
     let manifest = s.store.manifest(req.backup).map_err(store_problem)?;
-    reply(&manifest.map(|m| m.encode()))
+    reply(&manifest.map(|m| serde_bytes::ByteBuf::from(m.encode())))
 }
 
 fn manifest_delete(s: &Storage, node: &SharedNode, body: Bytes) -> Answer {

@@ -76,6 +76,7 @@ pub struct Get {
 pub struct ManifestPut {
     pub fence: Fence,
     pub backup: u64,
+    #[serde(with = "serde_bytes")]
     pub manifest: Vec<u8>,
 }
 
