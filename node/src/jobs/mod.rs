@@ -12,6 +12,7 @@
 pub mod manager;
 mod parent;
 pub mod placement;
+mod read;
 pub mod restore;
 pub mod routes;
 pub mod source;

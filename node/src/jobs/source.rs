@@ -1,22 +1,25 @@
-//! A backup on its source node: walk the paths and cut the files into chunks on
-//! a blocking thread, and send each batch of chunks to every replica: ask each
-//! which it lacks, compress only those, send each its own (in parallel across
-//! replicas). Then the manifest to every replica, then the end to the cluster.
+//! A backup on its source node: walk the paths and cut the files into chunks
+//! (several files at once: [`super::read`]), and send each batch of chunks to
+//! every replica: ask each which it lacks, compress only those, send each its own
+//! (in parallel across replicas, two batches at once). Then the manifest to every
+//! replica, then the end to the cluster.
 //!
-//! Memory stays bounded: the walker hands over batches of about 16 MiB through a
-//! channel of two, so at most a few batches are held at once, never a whole file.
+//! Memory stays bounded: each reading thread hands over batches of about 8 MiB
+//! through a channel of two, and two are sent at once, so at most a few batches
+//! are held at once, never a whole file.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bcm_chunks::walk::{self, Found};
-use bcm_chunks::{Blob, Chunk, ChunkId, Chunker, Entry, EntryKind, Manifest};
-use bcm_raft_store::{Command, JobRef, Outcome, Progress};
+use bcm_chunks::{Blob, Chunk, ChunkId, Chunker};
+use bcm_raft_store::{Command, JobRef, Outcome};
 use futures_util::future::try_join_all;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 
+use super::read::{self, Counters};
 use super::wire::RunBackup;
 use super::{report, short, DataCounters, Stop, DATA, PROGRESS_EVERY};
 use crate::cluster::rpc::Peers;
@@ -24,8 +27,8 @@ use crate::cluster::{now_ms, SharedNode};
 use crate::storage::client::StorageError;
 use crate::storage::wire::{Fence, PUT_BATCH_BYTES};
 
-/// Raw bytes of chunks the walker gathers before it hands them over.
-const BATCH_BYTES: usize = 16 * 1024 * 1024;
+/// Batches being sent at once (one compressed while the other is stored).
+const SENDING: usize = 2;
 /// Tries of a storage call that failed for a reason that may pass.
 const TRIES: u32 = 4;
 
@@ -40,26 +43,6 @@ impl From<StorageError> for Fail {
         match e {
             StorageError::Stale { .. } => Fail::Stop(Stop::Superseded(e.to_string())),
             other => Fail::Error(short(other)),
-        }
-    }
-}
-
-/// Files and bytes done so far, shared with the walker thread; of the bytes,
-/// those of files kept unchanged without being read.
-#[derive(Default)]
-struct Counters {
-    files: AtomicU64,
-    bytes: AtomicU64,
-    unchanged: AtomicU64,
-}
-
-impl Counters {
-    fn progress(&self) -> Progress {
-        Progress {
-            files_done: self.files.load(Ordering::Relaxed),
-            bytes_done: self.bytes.load(Ordering::Relaxed),
-            files_total: None,
-            bytes_total: None,
         }
     }
 }
@@ -108,23 +91,26 @@ async fn backup(node: &SharedNode, job: &RunBackup) -> Result<Outcome, Fail> {
     let walker = {
         let counters = counters.clone();
         tokio::task::spawn_blocking(move || {
-            read_all(&roots, &Chunker::default(), &unchanged, &tx, &counters)
+            read::read_all(&roots, &Chunker::default(), &unchanged, &tx, &counters)
         })
     };
     let mut stored = 0u64;
     // Raw bytes of the chunks some replica lacked (the rest was deduplicated).
     let mut sent_raw = 0u64;
     let mut ticker = tokio::time::interval(PROGRESS_EVERY);
-    loop {
+    let mut sending = FuturesUnordered::new();
+    let mut walking = true;
+    while walking || !sending.is_empty() {
         tokio::select! {
-            batch = rx.recv() => match batch {
-                Some(chunks) => {
-                    let (added, raw) = send(&peers, job, fence, chunks).await?;
-                    stored += added;
-                    sent_raw += raw;
-                }
-                None => break,
+            batch = rx.recv(), if walking && sending.len() < SENDING => match batch {
+                Some(chunks) => sending.push(send(&peers, job, fence, chunks)),
+                None => walking = false,
             },
+            Some(sent) = sending.next(), if !sending.is_empty() => {
+                let (added, raw) = sent?;
+                stored += added;
+                sent_raw += raw;
+            }
             _ = ticker.tick() => {
                 let progress = Command::JobProgress {
                     job: JobRef::Backup(job.backup),
@@ -158,76 +144,6 @@ async fn backup(node: &SharedNode, job: &RunBackup) -> Result<Outcome, Fail> {
         stored_bytes: stored,
         storage_nodes: job.replicas.iter().map(|r| r.id).collect(),
     })
-}
-
-/// The walker: every entry of `roots` into the manifest, every chunk not met
-/// before in this backup into batches for the sender; a file `unchanged` holds
-/// as it is now keeps its chunks there and is not read.
-fn read_all(
-    roots: &[PathBuf],
-    chunker: &Chunker,
-    unchanged: &HashMap<Vec<u8>, Entry>,
-    tx: &tokio::sync::mpsc::Sender<Vec<Chunk>>,
-    counters: &Counters,
-) -> Result<Manifest, String> {
-    let stopped = || "the backup was stopped".to_string();
-    let mut manifest = Manifest::default();
-    let mut seen: HashSet<ChunkId> = HashSet::new();
-    let mut batch: Vec<Chunk> = Vec::new();
-    let mut batch_bytes = 0usize;
-    for found in walk::walk(roots).map_err(|e| e.to_string())? {
-        match found {
-            Found::Entry(e) => manifest.entries.push(e),
-            Found::Skipped(path, why) => manifest.skipped.push((path, why)),
-            Found::File { mut entry, .. }
-                if unchanged
-                    .get(&entry.path)
-                    .is_some_and(|before| entry.unchanged_since(before)) =>
-            {
-                let before = &unchanged[&entry.path];
-                counters.bytes.fetch_add(before.size(), Ordering::Relaxed);
-                counters
-                    .unchanged
-                    .fetch_add(before.size(), Ordering::Relaxed);
-                counters.files.fetch_add(1, Ordering::Relaxed);
-                entry.kind = before.kind.clone();
-                manifest.entries.push(entry);
-            }
-            Found::File { source, mut entry } => {
-                let read = walk::chunk_file(chunker, &source, |chunk| {
-                    counters
-                        .bytes
-                        .fetch_add(chunk.data.len() as u64, Ordering::Relaxed);
-                    if seen.insert(chunk.id) {
-                        batch_bytes += chunk.data.len();
-                        batch.push(chunk);
-                    }
-                    if batch_bytes >= BATCH_BYTES {
-                        batch_bytes = 0;
-                        tx.blocking_send(std::mem::take(&mut batch))
-                            .map_err(|_| std::io::Error::other(stopped()))?;
-                    }
-                    Ok(())
-                });
-                if tx.is_closed() {
-                    return Err(stopped());
-                }
-                match read {
-                    Ok((size, chunks)) => {
-                        entry.kind = EntryKind::File { size, chunks };
-                        manifest.entries.push(entry);
-                        counters.files.fetch_add(1, Ordering::Relaxed);
-                    }
-                    // Unreadable (permissions, gone meanwhile): skipped, said why.
-                    Err(e) => manifest.skipped.push((entry.path, e.to_string())),
-                }
-            }
-        }
-    }
-    if !batch.is_empty() {
-        tx.blocking_send(batch).map_err(|_| stopped())?;
-    }
-    Ok(manifest)
 }
 
 /// Sends one batch to every replica; the bytes it added to the first one, and

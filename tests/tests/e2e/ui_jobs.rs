@@ -16,7 +16,7 @@ fn ui_shows_a_running_backups_progress_live_and_restores_a_path_through_the_form
     let src = c.dir().join("source");
     make_tree(&src, 120);
     // Large files that do not compress: the backup runs for seconds.
-    for i in 0..4 {
+    for i in 0..10 {
         fs::write(src.join(format!("bulk-{i}.bin")), noise(40 << 20, 90 + i)).unwrap();
     }
     let plan = c.create_plan(1, "ui-tree", 1, &[src.to_str().unwrap()], 2);
