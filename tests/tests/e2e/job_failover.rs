@@ -56,24 +56,30 @@ fn the_backup_manager_killed_mid_backup_its_successor_finishes_each_job_once() {
         .filter(|n| *n != old)
         .take(3)
         .collect();
-    let mut ids = Vec::new();
+    // Every tree and plan first, then the three backups in one burst: writing
+    // a tree takes seconds on a slow disk, longer than a backup of the last.
+    let mut plans = Vec::new();
     let mut trees = Vec::new();
     for (i, source) in sources.iter().enumerate() {
         let root = c.dir().join(format!("source-{i}"));
         big_tree(&root, i as u64 + 1);
-        let plan = c.create_plan(
+        plans.push(c.create_plan(
             sources[0],
             &format!("p{i}"),
             *source,
             &[root.to_str().unwrap()],
             2,
-        );
-        let b = c
-            .start_backup(sources[0], &json!({ "plan": plan }))
-            .unwrap();
-        ids.push(b.id);
+        ));
         trees.push(root);
     }
+    let ids: Vec<u64> = plans
+        .iter()
+        .map(|plan| {
+            c.start_backup(sources[0], &json!({ "plan": plan }))
+                .unwrap()
+                .id
+        })
+        .collect();
     let via = sources[0];
     wait_until(
         secs(60),
@@ -213,4 +219,44 @@ fn the_backup_manager_killed_mid_backup_its_successor_finishes_each_job_once() {
         describe(&target.join(trees[0].strip_prefix("/").unwrap())),
         want
     );
+}
+
+#[test]
+fn a_source_node_killed_mid_backup_fails_its_backup_saying_so_and_backs_up_again_once_back() {
+    let mut c = Cluster::builder().name("source-dies").voters(3).start();
+    // Any node can be a source; a node needs one role, and this one keeps no
+    // data (the backup-manager role stays with node 1 while it is up).
+    let source = c.start_extra(&["backup-manager"]);
+    c.wait_ready(source, secs(30));
+    let root = c.dir().join("source-tree");
+    big_tree(&root, 7);
+    let plan = c.create_plan(1, "dies", source, &[root.to_str().unwrap()], 2);
+    let b = c.start_backup(1, &json!({ "plan": plan })).unwrap();
+    wait_until(secs(60), "the backup to run", || {
+        let v = c.get_json(1, &format!("/api/v1/backups/{}", b.id))?;
+        (v["status"] == "running")
+            .then_some(())
+            .ok_or(format!("{v}"))
+    });
+    c.kill(source);
+    c.log(format!("killed the source, node {source}"));
+    let b = c.wait_backup(1, b.id, secs(240));
+    if b.status.as_str() == "succeeded" {
+        c.log("the backup ended before its source died".to_string());
+    } else {
+        // Its run went silent; the manager's next attempt finds the source down.
+        assert_eq!(b.status.as_str(), "failed", "{b:?}");
+        let error = b.error.clone().unwrap_or_default();
+        assert!(
+            error.contains(&format!("source node {source}")),
+            "the failure names the source: {b:?}"
+        );
+    }
+    // Back up again once the source is back: the plan works as before.
+    c.restart(source);
+    c.wait_ready(source, secs(30));
+    let again = c.start_backup(1, &json!({ "plan": plan })).unwrap();
+    let again = c.wait_backup(1, again.id, secs(240));
+    assert_eq!(again.status.as_str(), "succeeded", "{again:?}");
+    assert_eq!(again.storage_nodes.len(), 2, "{again:?}");
 }
