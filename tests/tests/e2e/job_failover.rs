@@ -242,7 +242,7 @@ fn a_source_node_killed_mid_backup_fails_its_backup_saying_so_and_backs_up_again
     c.log(format!("killed the source, node {source}"));
     let b = c.wait_backup(1, b.id, secs(240));
     if b.status.as_str() == "succeeded" {
-        c.log("the backup ended before its source died".to_string());
+        c.log("the backup ended before its source died");
     } else {
         // Its run went silent; the manager's next attempt finds the source down.
         assert_eq!(b.status.as_str(), "failed", "{b:?}");
