@@ -10,7 +10,8 @@ the local disk (format 2, compression on); bcm runs three nodes on loopback (nod
 2 replicas, fsync on, as shipped. The tree is in the page cache for both (it was
 just written or read). Environment knobs: SIZE_MB, SEED (default 1), BASE_PORT
 (default 17300), BENCH_DIR (where the data goes; default the system's temp
-directory), BCM_ONLY=1 (skip restic: bcm's figures alone, for quick iterations).
+directory), BCM_ONLY=1 (skip restic: bcm's figures alone, for quick iterations),
+BCM_BIN (another build of bcm, to compare two).
 Prints one table and writes target/bench/restic-results.json.
 """
 
@@ -27,7 +28,7 @@ import urllib.error
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BCM = os.path.join(ROOT, "target", "release", "bcm")
+BCM = os.environ.get("BCM_BIN") or os.path.join(ROOT, "target", "release", "bcm")
 OUT = os.path.join(ROOT, "target", "bench")
 SIZE_MB = int(os.environ.get("SIZE_MB", "1400"))
 SEED = int(os.environ.get("SEED", "1"))
@@ -152,15 +153,29 @@ def du(path):
     return total
 
 
+def settle():
+    """Writes back what earlier steps left dirty (restic does not sync its
+    restores), so that no timed step pays for another's writes."""
+    os.sync()
+
+
 def timed(args, env=None):
-    """(seconds, peak RSS in MiB) of one command run to its end."""
+    """(seconds, peak RSS in MiB, CPU seconds) of one command run to its end."""
+    settle()
     start = time.monotonic()
     p = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(p.pid, 0)
     took = time.monotonic() - start
     if status != 0:
         raise SystemExit(f"{args[0]} {args[1:4]} failed: {p.stderr.read().decode()[-2000:]}")
-    return took, usage.ru_maxrss / 1024.0
+    return took, usage.ru_maxrss / 1024.0, usage.ru_utime + usage.ru_stime
+
+
+def cpu_s(pid):
+    """CPU seconds (user and system) a running process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # ---------------------------------------------------------------------- restic
@@ -173,15 +188,19 @@ def run_restic(work, data):
                    stdout=subprocess.DEVNULL)
     res = {}
     log("restic: backup")
-    res["backup_s"], res["backup_rss_mib"] = timed(["restic", "backup", "-q", data], env)
+    res["backup_s"], res["backup_rss_mib"], res["backup_cpu_s"] = timed(
+        ["restic", "backup", "-q", data], env)
     log("restic: unchanged backup")
-    res["rebackup_s"], _ = timed(["restic", "backup", "-q", data], env)
+    res["rebackup_s"], _, _ = timed(["restic", "backup", "-q", data], env)
     res["repo_bytes"] = du(repo)
     target = os.path.join(work, "restic-restore")
     log("restic: restore")
-    res["restore_s"], _ = timed(["restic", "restore", "latest", "--target", target], env)
+    res["restore_s"], _, res["restore_cpu_s"] = timed(
+        ["restic", "restore", "latest", "--target", target], env)
     res["restored"] = digest(os.path.join(target, data.lstrip("/")))
-    shutil.rmtree(target)
+    # Kept until bcm's restore has run: on ext4 without a journal, creating files
+    # soon after deleting thousands scans the deleted inodes (`recently_deleted`,
+    # 30 s), which would slow whichever restore came next.
     return res
 
 
@@ -271,10 +290,14 @@ class Bcm:
         return j
 
     def backup(self, plan):
+        settle()
         start = time.monotonic()
         _, b = self.call("POST", "/api/v1/backups", {"plan": plan})
         b = self.job("backups", b["id"])
         return time.monotonic() - start, b
+
+    def cpu(self):
+        return sum(cpu_s(p.pid) for p in self.procs)
 
     def stop(self):
         for p in self.procs:
@@ -290,7 +313,9 @@ def run_bcm(work, data):
             "name": "bench", "source_node": 1, "paths": [data], "replicas": 2})
         res = {}
         log("bcm: backup")
+        cpu = c.cpu()
         res["backup_s"], first = c.backup(plan["id"])
+        res["backup_cpu_s"] = c.cpu() - cpu
         res["stored_bytes"] = first["stored_bytes"]
         log("bcm: unchanged backup")
         res["rebackup_s"], second = c.backup(plan["id"])
@@ -300,11 +325,13 @@ def run_bcm(work, data):
         res["repo_bytes_all"] = res["repo_bytes"] + du(os.path.join(work, "bcm3", "store"))
         target = os.path.join(work, "bcm-restore")
         log("bcm: restore")
-        start = time.monotonic()
+        settle()
+        start, cpu = time.monotonic(), c.cpu()
         _, r = c.call("POST", f"/api/v1/backups/{second['id']}/restore",
                       {"target_node": 1, "target_path": target})
         c.job("restores", r["id"])
         res["restore_s"] = time.monotonic() - start
+        res["restore_cpu_s"] = c.cpu() - cpu
         res["restored"] = digest(os.path.join(target, data.lstrip("/")))
         shutil.rmtree(target)
         return res
@@ -334,14 +361,19 @@ def main():
     if restic is None:
         print(f"bcm alone: backup {bcm['backup_s']:.2f} s ({size / bcm['backup_s']:.0f} MiB/s), "
               f"unchanged {bcm['rebackup_s']:.2f} s, restore {bcm['restore_s']:.2f} s "
-              f"({size / bcm['restore_s']:.0f} MiB/s), RSS {bcm['backup_rss_mib']:.0f} MiB")
+              f"({size / bcm['restore_s']:.0f} MiB/s), RSS {bcm['backup_rss_mib']:.0f} MiB; "
+              f"CPU backup {bcm['backup_cpu_s']:.1f} s, restore {bcm['restore_cpu_s']:.1f} s")
         return
     rows = [
         ("backup (s)", bcm["backup_s"], restic["backup_s"], "lower"),
         ("backup (MiB/s)", size / bcm["backup_s"], size / restic["backup_s"], "higher"),
+        ("backup CPU, all processes (s)", bcm["backup_cpu_s"], restic["backup_cpu_s"],
+         "lower"),
         ("unchanged re-backup (s)", bcm["rebackup_s"], restic["rebackup_s"], "lower"),
         ("restore (s)", bcm["restore_s"], restic["restore_s"], "lower"),
         ("restore (MiB/s)", size / bcm["restore_s"], size / restic["restore_s"], "higher"),
+        ("restore CPU, all processes (s)", bcm["restore_cpu_s"], restic["restore_cpu_s"],
+         "lower"),
         ("repository, one copy (MiB)", bcm["repo_bytes"] / MIB, restic["repo_bytes"] / MIB,
          "lower"),
         ("source peak RSS (MiB)", bcm["backup_rss_mib"], restic["backup_rss_mib"], "lower"),

@@ -40,6 +40,33 @@ impl fmt::Debug for ChunkId {
     }
 }
 
+/// A chunk's bytes, known to hash to its id: only [`Checked::new`] makes one,
+/// so whatever takes a `Checked` need not hash the bytes again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    id: ChunkId,
+    data: Vec<u8>,
+}
+
+impl Checked {
+    /// `data` as chunk `id`, when it hashes to it.
+    pub fn new(id: ChunkId, data: Vec<u8>) -> Option<Checked> {
+        id.matches(&data).then_some(Checked { id, data })
+    }
+
+    pub fn id(&self) -> ChunkId {
+        self.id
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.data
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.data
+    }
+}
+
 /// Not 64 hex characters.
 #[derive(Debug, thiserror::Error)]
 #[error("a chunk id is 64 hex characters, not {0:?}")]
@@ -78,5 +105,15 @@ mod tests {
         for bad in ["", "zz", &"g".repeat(64), &hex[..63]] {
             assert!(bad.parse::<ChunkId>().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn only_bytes_that_hash_to_the_id_are_checked() {
+        let id = ChunkId::of(b"hello");
+        assert_eq!(
+            Checked::new(id, b"hello".to_vec()).unwrap().bytes(),
+            b"hello"
+        );
+        assert!(Checked::new(id, b"hellO".to_vec()).is_none());
     }
 }

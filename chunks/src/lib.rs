@@ -9,6 +9,7 @@
 //! files and asks a store which chunks it lacks, and both speak in the types here.
 
 pub mod chunker;
+pub mod direct;
 pub mod gen;
 pub mod id;
 pub mod local;
@@ -19,7 +20,7 @@ pub mod store;
 pub mod walk;
 
 pub use chunker::{Chunk, Chunker};
-pub use id::ChunkId;
+pub use id::{Checked, ChunkId};
 pub use manifest::{Entry, EntryKind, Manifest, Stamp};
 pub use pack::Blob;
 pub use restore::{RestoreError, RestoreStats, Restorer};

@@ -47,13 +47,14 @@ pub fn backup(
     let session = store.session();
     let mut manifest = Manifest::default();
     let mut stats = BackupStats::default();
+    let mut cutter = chunker.cutter();
     for found in walk::walk(roots)? {
         match found {
             Found::Entry(e) => manifest.entries.push(e),
             Found::Skipped(path, why) => manifest.skipped.push((path, why)),
             Found::File { source, mut entry } => {
                 let mut put_error = None;
-                let read = walk::chunk_file(chunker, &source, |chunk| {
+                let read = walk::chunk_file(&mut cutter, &source, |chunk| {
                     if session.missing(&[chunk.id]).is_empty() {
                         return Ok(());
                     }
@@ -102,6 +103,8 @@ pub fn restore(
     let manifest = store
         .manifest(backup)?
         .ok_or(LocalError::NoBackup(backup))?;
-    let stats = restore::restore(&manifest, target, overwrite, include, |id| store.get(id))?;
+    let stats = restore::restore(&manifest, target, overwrite, include, |id| {
+        store.get_checked(id)
+    })?;
     Ok(stats)
 }

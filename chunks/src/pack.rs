@@ -17,7 +17,7 @@ use std::os::unix::fs::FileExt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::id::ChunkId;
+use crate::id::{Checked, ChunkId};
 
 const MAGIC: &[u8; 8] = b"bcmpack1";
 /// Trailer length, trailer CRC, magic.
@@ -96,7 +96,22 @@ impl Blob {
 
     /// The chunk's bytes, checked against its id.
     pub fn open(&self) -> Result<Vec<u8>, PackError> {
+        self.check().map(Checked::into_bytes)
+    }
+
+    /// [`Blob::open`], saying so in its type.
+    pub fn check(&self) -> Result<Checked, PackError> {
         unpack(&self.entry(0), &self.stored)
+    }
+
+    /// Whether the blob holds the chunk its id names (an uncompressed one is
+    /// hashed where it lies, not copied first).
+    pub fn verify(&self) -> bool {
+        if self.compressed {
+            self.check().is_ok()
+        } else {
+            self.stored.len() == self.raw_len as usize && self.id.matches(&self.stored)
+        }
     }
 
     fn entry(&self, offset: u64) -> BlobEntry {
@@ -156,15 +171,29 @@ impl PackBuilder {
 
     /// The whole pack file, its name, and its index.
     pub fn finish(&self) -> (PackId, Vec<u8>, Vec<BlobEntry>) {
+        let (id, end) = self.end();
+        (id, [&self.bytes[..], &end].concat(), self.entries.clone())
+    }
+
+    /// The pack file's name and what follows its blobs (trailer and tail), so
+    /// that the file is written as [`PackBuilder::blob_bytes`] then this,
+    /// without copying the blobs into one buffer first.
+    pub fn end(&self) -> (PackId, Vec<u8>) {
         let trailer = postcard::to_stdvec(&self.entries).expect("an index encodes");
-        let mut bytes = Vec::with_capacity(self.bytes.len() + trailer.len() + TAIL);
-        bytes.extend_from_slice(&self.bytes);
-        bytes.extend_from_slice(&trailer);
-        bytes.extend_from_slice(&(trailer.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(&crc32fast::hash(&trailer).to_le_bytes());
-        bytes.extend_from_slice(MAGIC);
-        let id = PackId(*blake3::hash(&bytes).as_bytes());
-        (id, bytes, self.entries.clone())
+        let mut end = Vec::with_capacity(trailer.len() + TAIL);
+        end.extend_from_slice(&trailer);
+        end.extend_from_slice(&(trailer.len() as u32).to_le_bytes());
+        end.extend_from_slice(&crc32fast::hash(&trailer).to_le_bytes());
+        end.extend_from_slice(MAGIC);
+        let mut hash = blake3::Hasher::new();
+        hash.update(&self.bytes);
+        hash.update(&end);
+        (PackId(*hash.finalize().as_bytes()), end)
+    }
+
+    /// The blobs' bytes, as they start the pack file.
+    pub fn blob_bytes(&self) -> &[u8] {
+        &self.bytes
     }
 }
 
@@ -221,7 +250,7 @@ pub fn read_stored(file: &File, entry: &BlobEntry) -> Result<Blob, PackError> {
     })
 }
 
-fn unpack(entry: &BlobEntry, stored: &[u8]) -> Result<Vec<u8>, PackError> {
+fn unpack(entry: &BlobEntry, stored: &[u8]) -> Result<Checked, PackError> {
     // No chunk is larger: a forged length must not make us allocate gigabytes.
     if entry.raw_len > crate::chunker::MAX_CHUNK {
         return Err(PackError::BadChunk(entry.id));
@@ -232,10 +261,10 @@ fn unpack(entry: &BlobEntry, stored: &[u8]) -> Result<Vec<u8>, PackError> {
     } else {
         stored.to_vec()
     };
-    if raw.len() != entry.raw_len as usize || !entry.id.matches(&raw) {
+    if raw.len() != entry.raw_len as usize {
         return Err(PackError::BadChunk(entry.id));
     }
-    Ok(raw)
+    Checked::new(entry.id, raw).ok_or(PackError::BadChunk(entry.id))
 }
 
 #[cfg(test)]
@@ -283,12 +312,26 @@ mod tests {
         let data = b"twice twice twice twice twice".to_vec();
         let blob = Blob::new(ChunkId::of(&data), &data).unwrap();
         assert_eq!(blob.open().unwrap(), data);
+        assert!(blob.verify());
         let mut forged = blob.clone();
         forged.id = ChunkId::of(b"something else");
         assert!(matches!(forged.open(), Err(PackError::BadChunk(_))));
+        assert!(!forged.verify());
         let mut bent = blob.clone();
         bent.raw_len += 1;
-        assert!(bent.open().is_err());
+        assert!(bent.open().is_err() && !bent.verify());
+        let plain = Blob {
+            id: ChunkId::of(b"as it is"),
+            raw_len: 8,
+            compressed: false,
+            stored: b"as it is".to_vec(),
+        };
+        assert!(plain.verify());
+        let flipped = Blob {
+            stored: b"as it iz".to_vec(),
+            ..plain.clone()
+        };
+        assert!(!flipped.verify() && flipped.open().is_err());
     }
 
     #[test]

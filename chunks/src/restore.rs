@@ -1,19 +1,21 @@
 //! Writing a backup's entries back under a target directory: each file into a
-//! temporary name, every chunk checked against its id, then renamed once it is
+//! temporary name, from chunks checked against their ids ([`Checked`]: the
+//! caller checks them, once, as they arrive), then renamed once it is
 //! durable (files go in batches: one `syncfs` makes a batch durable, then its
 //! files get their names); modes and mtimes set (directories' last, once their
 //! contents are in); symlinks recreated. Nothing is written outside the target: entry paths are
 //! plain names, and no directory on the way may be a symlink.
 
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use filetime::FileTime;
 
-use crate::id::ChunkId;
+use crate::direct::{AlignedBuf, DirectWriter};
+use crate::id::{Checked, ChunkId};
 use crate::manifest::{relative_path, Entry, EntryKind, Manifest, ManifestError};
 
 /// Suffix of a file being restored.
@@ -21,6 +23,11 @@ const PART: &str = ".bcm-restore";
 /// Files written and not yet renamed, at most (and their bytes).
 const BATCH_FILES: usize = 512;
 const BATCH_BYTES: u64 = 256 << 20;
+/// Files this large or larger are written around the page cache
+/// ([`crate::direct`]); smaller ones through it (one device write each would
+/// cost more than the copy), from a buffer of `WRITE_BUF` bytes.
+const DIRECT_MIN: u64 = 1 << 20;
+const WRITE_BUF: usize = 4 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
@@ -68,6 +75,7 @@ pub struct Restorer {
     /// their bytes.
     written: Vec<(PathBuf, PathBuf)>,
     written_bytes: u64,
+    buf: AlignedBuf,
     pub stats: RestoreStats,
 }
 
@@ -97,17 +105,18 @@ impl Restorer {
             dirs: Vec::new(),
             written: Vec::new(),
             written_bytes: 0,
+            buf: AlignedBuf::new(WRITE_BUF),
             stats: RestoreStats::default(),
         })
     }
 
-    /// Restores one entry; a file's chunks come from `fetch`, and each is checked
+    /// Restores one entry; a file's chunks come from `fetch`, each checked
     /// against its id before it is written. On an error, the files written and
     /// not yet renamed are removed.
     pub fn entry<E: std::fmt::Display>(
         &mut self,
         entry: &Entry,
-        fetch: impl FnMut(&ChunkId) -> Result<Vec<u8>, E>,
+        fetch: impl FnMut(&ChunkId) -> Result<Checked, E>,
     ) -> Result<(), RestoreError> {
         let done = self.entry_inner(entry, fetch);
         if done.is_err() {
@@ -119,7 +128,7 @@ impl Restorer {
     fn entry_inner<E: std::fmt::Display>(
         &mut self,
         entry: &Entry,
-        mut fetch: impl FnMut(&ChunkId) -> Result<Vec<u8>, E>,
+        mut fetch: impl FnMut(&ChunkId) -> Result<Checked, E>,
     ) -> Result<(), RestoreError> {
         let rel = relative_path(entry.path())?;
         let path = self.target.join(rel);
@@ -138,7 +147,9 @@ impl Restorer {
             }
             EntryKind::File { size, chunks } => {
                 let part = part_name(&path);
-                let written = match write_file(&part, &path, *size, chunks, entry, &mut fetch) {
+                let buf = &mut self.buf;
+                let written = match write_file(&part, &path, buf, *size, chunks, entry, &mut fetch)
+                {
                     Ok(n) => n,
                     Err(e) => {
                         let _ = fs::remove_file(&part);
@@ -252,35 +263,31 @@ impl Restorer {
 }
 
 /// Writes a file's chunks into `part` (created anew: never through a symlink
-/// someone left there), checking each, with its mode and mtime, flushed.
+/// someone left there), checking each, with its mode and mtime; not flushed.
 fn write_file<E: std::fmt::Display>(
     part: &Path,
     path: &Path,
+    buf: &mut AlignedBuf,
     size: u64,
     chunks: &[ChunkId],
     entry: &Entry,
-    fetch: &mut impl FnMut(&ChunkId) -> Result<Vec<u8>, E>,
+    fetch: &mut impl FnMut(&ChunkId) -> Result<Checked, E>,
 ) -> Result<u64, RestoreError> {
     let _ = fs::remove_file(part);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(part)
-        .map_err(at(part))?;
+    let mut f = DirectWriter::create_new(part, buf, size >= DIRECT_MIN).map_err(at(part))?;
     let bad = |id: &ChunkId, why: String| RestoreError::Chunk {
         id: *id,
         path: path.to_path_buf(),
         why,
     };
-    let mut written = 0u64;
     for id in chunks {
         let data = fetch(id).map_err(|e| bad(id, e.to_string()))?;
-        if !id.matches(&data) {
-            return Err(bad(id, "its bytes do not hash to its id".into()));
+        if data.id() != *id {
+            return Err(bad(id, format!("chunk {} came in its place", data.id())));
         }
-        f.write_all(&data).map_err(at(part))?;
-        written += data.len() as u64;
+        f.write_all(data.bytes()).map_err(at(part))?;
     }
+    let (f, written) = f.finish().map_err(at(part))?;
     if written != size {
         let last = chunks.last().copied().unwrap_or(ChunkId([0; 32]));
         return Err(bad(
@@ -314,7 +321,7 @@ pub fn restore<E: std::fmt::Display>(
     target: &Path,
     overwrite: bool,
     include: Option<&Path>,
-    mut fetch: impl FnMut(&ChunkId) -> Result<Vec<u8>, E>,
+    mut fetch: impl FnMut(&ChunkId) -> Result<Checked, E>,
 ) -> Result<RestoreStats, RestoreError> {
     let prefix = include.unwrap_or(Path::new(""));
     let mut r = Restorer::new(target, overwrite)?;

@@ -5,12 +5,12 @@
 
 use std::collections::HashSet;
 use std::fs::{File, Metadata};
-use std::io::{self, BufReader};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use crate::chunker::{Chunk, Chunker};
+use crate::chunker::{Chunk, Cutter};
 use crate::id::ChunkId;
 use crate::manifest::{entry_path, Entry, EntryKind, Stamp};
 
@@ -162,18 +162,17 @@ fn found(path: &Path, m: &Metadata) -> Found {
 /// Reads the file at `source` and cuts it into chunks, handing each to `each` in
 /// order; the file's length (as read) and its chunk ids.
 pub fn chunk_file(
-    chunker: &Chunker,
+    cutter: &mut Cutter,
     source: &Path,
     mut each: impl FnMut(Chunk) -> io::Result<()>,
 ) -> io::Result<(u64, Vec<ChunkId>)> {
     let file = File::open(source)?;
     let mut size = 0u64;
     let mut ids = Vec::new();
-    for chunk in chunker.chunks(BufReader::with_capacity(1 << 20, file)) {
-        let chunk = chunk?;
+    cutter.cut(file, |chunk| {
         size += chunk.data.len() as u64;
         ids.push(chunk.id);
-        each(chunk)?;
-    }
+        each(chunk)
+    })?;
     Ok((size, ids))
 }

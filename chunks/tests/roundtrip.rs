@@ -171,7 +171,7 @@ fn a_relative_target_and_bad_sources_are_refused() {
     assert!(store.backups().unwrap().is_empty());
     let m = Manifest::default();
     let err = bcm_chunks::restore::restore(&m, Path::new("rel"), false, None, |_| {
-        Err::<Vec<u8>, String>("unused".into())
+        Err::<bcm_chunks::Checked, String>("unused".into())
     })
     .unwrap_err();
     assert!(matches!(err, RestoreError::NotAbsolute(_)), "{err}");
@@ -209,7 +209,7 @@ fn a_manifest_that_climbs_through_a_symlink_writes_nothing_outside() {
         skipped: vec![],
     };
     let err = bcm_chunks::restore::restore(&m, &target, false, None, |_| {
-        Err::<Vec<u8>, String>("unused".into())
+        Err::<bcm_chunks::Checked, String>("unused".into())
     })
     .unwrap_err();
     assert!(matches!(err, RestoreError::NotADirectory(_)), "{err}");
@@ -225,7 +225,7 @@ fn a_chunk_that_does_not_hash_to_its_id_fails_the_restore_and_leaves_no_part_fil
         if data.len() > 1000 {
             data[500] ^= 1; // a bit flipped on the way
         }
-        Ok::<_, String>(data)
+        bcm_chunks::Checked::new(*id, data).ok_or("its bytes do not hash to its id".to_string())
     })
     .unwrap_err();
     assert!(

@@ -128,13 +128,17 @@ fn limit_malloc_arenas() {
     }
     // glibc raises its mmap threshold each time a large block is freed (up to
     // 32 MiB), after which snapshot-sized buffers (the whole state, encoded) come
-    // from the heap and their pages stay resident. A fixed 1 MiB threshold keeps
-    // them mmapped and returned at free: a follower with 100 000 keys measured
-    // 178 MiB RSS before, 123 MiB after (docs/BENCHMARKS.md).
+    // from the heap and their pages stay resident. A fixed threshold keeps them
+    // mmapped and returned at free. It sits just above the largest chunk (8 MiB)
+    // and its compressed blob, so that the data path's chunk buffers come from
+    // the heap and reuse its pages: at 1 MiB each one was mmapped and faulted in
+    // afresh (a backup of 1.4 GB measured 10.0 s of CPU, 7.0 s at 9 MiB); a
+    // follower with 100 000 keys measured 75 MiB RSS at 1 MiB, 85 MiB at 9 MiB
+    // (178 MiB with glibc's moving threshold) (docs/BENCHMARKS.md).
     if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
         // SAFETY: as above.
         unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 9 << 20);
         }
     }
     // With a fixed threshold glibc also trims the heap's top whenever 128 KiB

@@ -18,7 +18,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::id::ChunkId;
+use crate::direct::AlignedBuf;
+use crate::id::{Checked, ChunkId};
 use crate::manifest::{Manifest, ManifestError};
 use crate::pack::{self, Blob, BlobEntry, PackBuilder, PackError, PackId};
 
@@ -27,6 +28,8 @@ pub use gc::{GcReport, VerifyReport};
 
 /// An open pack is sealed into a file once it holds this many bytes.
 pub const PACK_TARGET: usize = 16 * 1024 * 1024;
+/// Bytes of a pack written at once.
+const SCRATCH: usize = 4 * 1024 * 1024;
 
 /// What went wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +105,9 @@ pub struct PackStore {
     inner: Mutex<Inner>,
     /// Held while a pack is sealed or the packs are collected: one at a time.
     seal: Mutex<()>,
+    /// The buffer packs are written through (around the page cache), used
+    /// under the seal lock.
+    scratch: Mutex<AlignedBuf>,
 }
 
 impl PackStore {
@@ -140,6 +146,7 @@ impl PackStore {
             root: root.to_path_buf(),
             inner: Mutex::new(inner),
             seal: Mutex::new(()),
+            scratch: Mutex::new(AlignedBuf::new(SCRATCH)),
         };
         Ok((store, report))
     }
@@ -167,7 +174,11 @@ impl PackStore {
     /// Checks `blob` against its id and keeps it unless held already. Not durable
     /// until [`PackStore::flush`]. True when it was new.
     pub fn put(&self, blob: &Blob) -> Result<bool, StoreError> {
-        if blob.open().is_err() {
+        if self.claim_if_held(blob.id) {
+            return Ok(false);
+        }
+        // Checked outside the lock: other puts go on meanwhile.
+        if !blob.verify() {
             return Err(StoreError::Mismatch(blob.id));
         }
         let full = {
@@ -187,6 +198,18 @@ impl PackStore {
             self.flush()?;
         }
         Ok(true)
+    }
+
+    /// Whether the store holds the chunk; if so, it is kept for the open
+    /// sessions (see [`PackStore::session`]) in the same step, so that no GC
+    /// can take it in between.
+    fn claim_if_held(&self, id: ChunkId) -> bool {
+        let mut inner = self.lock();
+        let held = inner.has(&id);
+        if held && inner.sessions > 0 {
+            inner.claimed.insert(id);
+        }
+        held
     }
 
     /// Seals the chunks put so far into a pack file, durably.
@@ -231,13 +254,18 @@ impl PackStore {
 
     /// Writes a pack file durably and opens it.
     fn write_pack(&self, builder: &PackBuilder) -> Result<(PackId, Pack), StoreError> {
-        let (id, bytes, entries) = builder.finish();
+        let (id, end) = builder.end();
         let path = self.pack_path(&id);
-        durable::write(&path, &bytes)?;
+        let mut scratch = self
+            .scratch
+            .lock()
+            .expect("the scratch lock is never poisoned");
+        durable::write_direct(&path, &[builder.blob_bytes(), &end], &mut scratch)?;
+        drop(scratch);
         let pack = Pack {
             file: Arc::new(File::open(&path)?),
-            size: bytes.len() as u64,
-            entries,
+            size: (builder.len() + end.len()) as u64,
+            entries: builder.entries().to_vec(),
         };
         Ok((id, pack))
     }
@@ -252,8 +280,13 @@ impl PackStore {
 
     /// A chunk's bytes, checked against its id.
     pub fn get(&self, id: &ChunkId) -> Result<Vec<u8>, StoreError> {
+        self.get_checked(id).map(Checked::into_bytes)
+    }
+
+    /// [`PackStore::get`], saying so in its type.
+    pub fn get_checked(&self, id: &ChunkId) -> Result<Checked, StoreError> {
         self.get_blob(id)?
-            .open()
+            .check()
             .map_err(|source| StoreError::Pack { id: *id, source })
     }
 

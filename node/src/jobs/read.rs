@@ -143,6 +143,7 @@ fn reader(
 ) {
     let mut batch: Vec<Chunk> = Vec::new();
     let mut batch_bytes = 0usize;
+    let mut cutter = chunker.cutter();
     loop {
         let next = queue.lock().expect("queue lock").recv();
         let Ok((at, source)) = next else { break };
@@ -151,7 +152,7 @@ fn reader(
             let _ = done.send((at, Err(std::io::Error::other(stopped()))));
             continue;
         }
-        let read = walk::chunk_file(chunker, &source, |chunk| {
+        let read = walk::chunk_file(&mut cutter, &source, |chunk| {
             let len = chunk.data.len();
             counters.bytes.fetch_add(len as u64, Ordering::Relaxed);
             if seen.lock().expect("seen lock").insert(chunk.id) {

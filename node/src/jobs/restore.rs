@@ -2,14 +2,15 @@
 //! backup, then every entry (under `include`) written by `bcm-chunks`' restorer
 //! on a blocking thread, while a task fetches the chunks ahead of it, several
 //! windows at once, from a holder (the next one when that one fails), each
-//! checked against its id on the way in and again before it is written.
+//! checked against its id once, on the way in (a damaged copy is fetched from
+//! the next holder).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use bcm_chunks::{ChunkId, Entry, EntryKind, Restorer};
+use bcm_chunks::{Checked, ChunkId, Entry, EntryKind, Restorer};
 use bcm_raft_store::{Command, JobRef, Outcome, Progress};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
@@ -155,14 +156,14 @@ fn write_all(
     target: &Path,
     overwrite: bool,
     entries: &[Entry],
-    mut chunks: mpsc::Receiver<Result<(ChunkId, Vec<u8>), String>>,
+    mut chunks: mpsc::Receiver<Result<Checked, String>>,
     counters: &Counters,
 ) -> Result<bcm_chunks::RestoreStats, String> {
     let mut r = Restorer::new(target, overwrite).map_err(|e| e.to_string())?;
     for e in entries {
         r.entry(e, |id| match chunks.blocking_recv() {
-            Some(Ok((got, data))) if got == *id => Ok(data),
-            Some(Ok((got, _))) => Err(format!("chunk {got} came where {id} was due")),
+            Some(Ok(got)) if got.id() == *id => Ok(got),
+            Some(Ok(got)) => Err(format!("chunk {} came where {id} was due", got.id())),
             Some(Err(why)) => Err(why),
             None => Err("the fetching stopped".to_string()),
         })
@@ -183,7 +184,7 @@ async fn fetch_all(
     peers: Peers,
     holders: Vec<StorageNode>,
     entries: Arc<Vec<Entry>>,
-    out: mpsc::Sender<Result<(ChunkId, Vec<u8>), String>>,
+    out: mpsc::Sender<Result<Checked, String>>,
 ) {
     let order: Vec<ChunkId> = entries
         .iter()
@@ -216,9 +217,7 @@ async fn fetch_all(
                     } else {
                         got.remove(id)
                     };
-                    let item = data
-                        .map(|d| (*id, d))
-                        .ok_or_else(|| format!("no storage node gave chunk {id}"));
+                    let item = data.ok_or_else(|| format!("no storage node gave chunk {id}"));
                     if out.send(item).await.is_err() {
                         ok = false;
                         break;
@@ -244,7 +243,7 @@ async fn fetch(
     holders: &[StorageNode],
     preferred: &AtomicUsize,
     ids: &[ChunkId],
-) -> Result<HashMap<ChunkId, Vec<u8>>, String> {
+) -> Result<HashMap<ChunkId, Checked>, String> {
     let mut unique = ids.to_vec();
     unique.sort();
     unique.dedup();
@@ -270,7 +269,7 @@ async fn fetch_from(
     peers: &Peers,
     holder: &StorageNode,
     ids: &[ChunkId],
-) -> Result<HashMap<ChunkId, Vec<u8>>, String> {
+) -> Result<HashMap<ChunkId, Checked>, String> {
     let mut got = HashMap::new();
     let mut rest = ids.to_vec();
     while !rest.is_empty() {
@@ -288,7 +287,7 @@ async fn fetch_from(
                 .into_iter()
                 .map(|b| {
                     let data = b
-                        .open()
+                        .check()
                         .map_err(|e| format!("storage node {id} sent a damaged chunk: {e}"))?;
                     Ok((b.id, data))
                 })

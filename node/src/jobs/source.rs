@@ -188,7 +188,6 @@ async fn send(
             let mine: Vec<&Blob> = blobs.iter().filter(|b| lacks.contains(&b.id)).collect();
             let mut added = 0;
             for part in split(&mine) {
-                let part: Vec<Blob> = part.into_iter().cloned().collect();
                 added += retry(|| r.put(peers, fence, job.backup, &part))
                     .await?
                     .new_bytes;

@@ -230,7 +230,6 @@ async fn copy(
         }
         let refs: Vec<&Blob> = blobs.iter().collect();
         for part in source::split(&refs) {
-            let part: Vec<Blob> = part.into_iter().cloned().collect();
             to.put(peers, fence, backup, &part)
                 .await
                 .map_err(|e| e.to_string())?;

@@ -100,7 +100,7 @@ impl StorageNode {
         peers: &Peers,
         fence: Fence,
         backup: u64,
-        blobs: &[Blob],
+        blobs: &[&Blob],
     ) -> Result<wire::PutReply, StorageError> {
         let req = wire::PutRef {
             fence,

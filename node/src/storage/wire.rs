@@ -54,7 +54,7 @@ pub struct Put {
 pub struct PutRef<'a> {
     pub fence: Fence,
     pub backup: u64,
-    pub blobs: &'a [Blob],
+    pub blobs: &'a [&'a Blob],
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
