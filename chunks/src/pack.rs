@@ -169,12 +169,6 @@ impl PackBuilder {
         }
     }
 
-    /// The whole pack file, its name, and its index.
-    pub fn finish(&self) -> (PackId, Vec<u8>, Vec<BlobEntry>) {
-        let (id, end) = self.end();
-        (id, [&self.bytes[..], &end].concat(), self.entries.clone())
-    }
-
     /// The pack file's name and what follows its blobs (trailer and tail), so
     /// that the file is written as [`PackBuilder::blob_bytes`] then this,
     /// without copying the blobs into one buffer first.
@@ -277,7 +271,8 @@ mod tests {
         for c in chunks {
             b.add(ChunkId::of(c), c).unwrap();
         }
-        b.finish()
+        let (id, end) = b.end();
+        (id, [b.blob_bytes(), &end].concat(), b.entries().to_vec())
     }
 
     fn file_with(bytes: &[u8]) -> (tempfile::TempDir, File) {
