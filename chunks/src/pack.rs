@@ -10,6 +10,7 @@
 //! on another node, or in an object store, is the same pack by name. Each blob is
 //! checked against its chunk id when it is read.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::fs::File;
 use std::io;
@@ -101,7 +102,14 @@ impl Blob {
 
     /// [`Blob::open`], saying so in its type.
     pub fn check(&self) -> Result<Checked, PackError> {
-        unpack(&self.entry(0), &self.stored)
+        unpack(&self.entry(0), Cow::Borrowed(&self.stored))
+    }
+
+    /// [`Blob::check`] taking the blob: an uncompressed chunk's bytes are
+    /// checked where they lie and become the [`Checked`] without a copy.
+    pub fn into_checked(self) -> Result<Checked, PackError> {
+        let entry = self.entry(0);
+        unpack(&entry, Cow::Owned(self.stored))
     }
 
     /// Whether the blob holds the chunk its id names (an uncompressed one is
@@ -244,16 +252,16 @@ pub fn read_stored(file: &File, entry: &BlobEntry) -> Result<Blob, PackError> {
     })
 }
 
-fn unpack(entry: &BlobEntry, stored: &[u8]) -> Result<Checked, PackError> {
+fn unpack(entry: &BlobEntry, stored: Cow<'_, [u8]>) -> Result<Checked, PackError> {
     // No chunk is larger: a forged length must not make us allocate gigabytes.
     if entry.raw_len > crate::chunker::MAX_CHUNK {
         return Err(PackError::BadChunk(entry.id));
     }
     let raw = if entry.compressed {
-        zstd::bulk::decompress(stored, entry.raw_len as usize)
+        zstd::bulk::decompress(&stored, entry.raw_len as usize)
             .map_err(|_| PackError::BadChunk(entry.id))?
     } else {
-        stored.to_vec()
+        stored.into_owned()
     };
     if raw.len() != entry.raw_len as usize {
         return Err(PackError::BadChunk(entry.id));

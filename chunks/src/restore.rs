@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use filetime::FileTime;
 
-use crate::direct::{AlignedBuf, DirectWriter};
+use crate::direct::{DirectWriter, Pipeline};
 use crate::id::{Checked, ChunkId};
 use crate::manifest::{relative_path, Entry, EntryKind, Manifest, ManifestError};
 
@@ -25,9 +25,11 @@ const BATCH_FILES: usize = 512;
 const BATCH_BYTES: u64 = 256 << 20;
 /// Files this large or larger are written around the page cache
 /// ([`crate::direct`]); smaller ones through it (one device write each would
-/// cost more than the copy), from a buffer of `WRITE_BUF` bytes.
+/// cost more than the copy), through buffers of `WRITE_BUF` bytes, up to
+/// `WRITES_IN_FLIGHT` of them being written while the next is filled.
 const DIRECT_MIN: u64 = 1 << 20;
 const WRITE_BUF: usize = 4 << 20;
+const WRITES_IN_FLIGHT: usize = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
@@ -65,6 +67,24 @@ pub struct RestoreStats {
     pub bytes: u64,
 }
 
+impl std::ops::AddAssign for RestoreStats {
+    fn add_assign(&mut self, o: RestoreStats) {
+        self.files += o.files;
+        self.dirs += o.dirs;
+        self.symlinks += o.symlinks;
+        self.bytes += o.bytes;
+    }
+}
+
+impl std::ops::Add for RestoreStats {
+    type Output = RestoreStats;
+
+    fn add(mut self, o: RestoreStats) -> RestoreStats {
+        self += o;
+        self
+    }
+}
+
 /// A restore in progress under one target directory.
 pub struct Restorer {
     target: PathBuf,
@@ -75,7 +95,8 @@ pub struct Restorer {
     /// their bytes.
     written: Vec<(PathBuf, PathBuf)>,
     written_bytes: u64,
-    buf: AlignedBuf,
+    /// Large files' writes go out while the next chunks are copied in.
+    writes: Pipeline,
     pub stats: RestoreStats,
 }
 
@@ -105,9 +126,25 @@ impl Restorer {
             dirs: Vec::new(),
             written: Vec::new(),
             written_bytes: 0,
-            buf: AlignedBuf::new(WRITE_BUF),
+            writes: Pipeline::new(WRITE_BUF, WRITES_IN_FLIGHT),
             stats: RestoreStats::default(),
         })
+    }
+
+    /// Another restorer into the same target (already checked), for a thread of
+    /// its own: restorers share a target when each takes some of the files.
+    /// Give it no directory entries (their modes are set by the one that has
+    /// them, last); finish it before the first one.
+    pub fn worker(&self) -> Restorer {
+        Restorer {
+            target: self.target.clone(),
+            overwrite: self.overwrite,
+            dirs: Vec::new(),
+            written: Vec::new(),
+            written_bytes: 0,
+            writes: Pipeline::new(WRITE_BUF, WRITES_IN_FLIGHT),
+            stats: RestoreStats::default(),
+        }
     }
 
     /// Restores one entry; a file's chunks come from `fetch`, each checked
@@ -135,11 +172,7 @@ impl Restorer {
         self.make_parents(rel)?;
         match &entry.kind {
             EntryKind::Dir => {
-                match fs::symlink_metadata(&path) {
-                    Ok(m) if m.is_dir() => {}
-                    Ok(_) => return Err(RestoreError::NotADirectory(path)),
-                    Err(_) => fs::create_dir(&path).map_err(at(&path))?,
-                }
+                make_dir(&path)?;
                 // Writable while its contents go in; its own mode comes last.
                 fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).map_err(at(&path))?;
                 self.dirs.push((path, entry.mode, entry.mtime));
@@ -147,15 +180,15 @@ impl Restorer {
             }
             EntryKind::File { size, chunks } => {
                 let part = part_name(&path);
-                let buf = &mut self.buf;
-                let written = match write_file(&part, &path, buf, *size, chunks, entry, &mut fetch)
-                {
-                    Ok(n) => n,
-                    Err(e) => {
-                        let _ = fs::remove_file(&part);
-                        return Err(e);
-                    }
-                };
+                let writes = &mut self.writes;
+                let written =
+                    match write_file(&part, &path, writes, *size, chunks, entry, &mut fetch) {
+                        Ok(n) => n,
+                        Err(e) => {
+                            let _ = fs::remove_file(&part);
+                            return Err(e);
+                        }
+                    };
                 self.written.push((part, path));
                 self.written_bytes += written;
                 self.stats.files += 1;
@@ -195,6 +228,11 @@ impl Restorer {
         Ok(())
     }
 
+    /// Gives up: the files written and not yet renamed are removed.
+    pub fn abandon(mut self) {
+        self.discard();
+    }
+
     /// Removes the files written and not renamed (a restore that failed).
     fn discard(&mut self) {
         for (part, _) in self.written.drain(..) {
@@ -228,14 +266,7 @@ impl Restorer {
         };
         for name in parent.components() {
             dir.push(name);
-            match fs::symlink_metadata(&dir) {
-                Ok(m) if m.is_dir() => {}
-                Ok(_) => return Err(RestoreError::NotADirectory(dir)),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    fs::create_dir(&dir).map_err(at(&dir))?
-                }
-                Err(e) => return Err(at(&dir)(e)),
-            }
+            make_dir(&dir)?;
         }
         Ok(())
     }
@@ -262,19 +293,37 @@ impl Restorer {
     }
 }
 
+/// Creates the directory `dir` unless it is one already (another restorer of the
+/// same target may create it at the same moment); refuses anything else there,
+/// a symlink included.
+fn make_dir(dir: &Path) -> Result<(), RestoreError> {
+    for _ in 0..2 {
+        match fs::symlink_metadata(dir) {
+            Ok(m) if m.is_dir() => return Ok(()),
+            Ok(_) => return Err(RestoreError::NotADirectory(dir.to_path_buf())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::create_dir(dir) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                made => return made.map_err(at(dir)),
+            },
+            Err(e) => return Err(at(dir)(e)),
+        }
+    }
+    Err(RestoreError::NotADirectory(dir.to_path_buf()))
+}
+
 /// Writes a file's chunks into `part` (created anew: never through a symlink
 /// someone left there), checking each, with its mode and mtime; not flushed.
 fn write_file<E: std::fmt::Display>(
     part: &Path,
     path: &Path,
-    buf: &mut AlignedBuf,
+    writes: &mut Pipeline,
     size: u64,
     chunks: &[ChunkId],
     entry: &Entry,
     fetch: &mut impl FnMut(&ChunkId) -> Result<Checked, E>,
 ) -> Result<u64, RestoreError> {
     let _ = fs::remove_file(part);
-    let mut f = DirectWriter::create_new(part, buf, size >= DIRECT_MIN).map_err(at(part))?;
+    let mut f = DirectWriter::create_new(part, writes, size >= DIRECT_MIN).map_err(at(part))?;
     let bad = |id: &ChunkId, why: String| RestoreError::Chunk {
         id: *id,
         path: path.to_path_buf(),

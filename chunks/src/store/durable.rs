@@ -5,7 +5,7 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::Path;
 
-use crate::direct::{AlignedBuf, DirectWriter};
+use crate::direct::{DirectWriter, Pipeline};
 
 /// Suffix of a file being written; any left at start-up are a crash's leftovers.
 pub const TMP: &str = ".tmp";
@@ -22,14 +22,14 @@ pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// [`write`] of `parts` one after the other, through [`crate::direct`]: around
 /// the page cache, for pack files.
-pub fn write_direct(path: &Path, parts: &[&[u8]], buf: &mut AlignedBuf) -> io::Result<()> {
+pub fn write_direct(path: &Path, parts: &[&[u8]], pipeline: &mut Pipeline) -> io::Result<()> {
     put(path, |tmp| {
         // A crash's leftover of the same file: written again from the start.
         match fs::remove_file(tmp) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
-        let mut w = DirectWriter::create_new(tmp, buf, true)?;
+        let mut w = DirectWriter::create_new(tmp, pipeline, true)?;
         for part in parts {
             w.write_all(part)?;
         }

@@ -18,7 +18,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::direct::AlignedBuf;
+use crate::direct::Pipeline;
 use crate::id::{Checked, ChunkId};
 use crate::manifest::{Manifest, ManifestError};
 use crate::pack::{self, Blob, BlobEntry, PackBuilder, PackError, PackId};
@@ -105,9 +105,9 @@ pub struct PackStore {
     inner: Mutex<Inner>,
     /// Held while a pack is sealed or the packs are collected: one at a time.
     seal: Mutex<()>,
-    /// The buffer packs are written through (around the page cache), used
-    /// under the seal lock.
-    scratch: Mutex<AlignedBuf>,
+    /// The buffers packs are written through (around the page cache, one
+    /// being filled while the other is written), used under the seal lock.
+    scratch: Mutex<Pipeline>,
 }
 
 impl PackStore {
@@ -146,7 +146,7 @@ impl PackStore {
             root: root.to_path_buf(),
             inner: Mutex::new(inner),
             seal: Mutex::new(()),
-            scratch: Mutex::new(AlignedBuf::new(SCRATCH)),
+            scratch: Mutex::new(Pipeline::new(SCRATCH, 1)),
         };
         Ok((store, report))
     }
@@ -286,7 +286,7 @@ impl PackStore {
     /// [`PackStore::get`], saying so in its type.
     pub fn get_checked(&self, id: &ChunkId) -> Result<Checked, StoreError> {
         self.get_blob(id)?
-            .check()
+            .into_checked()
             .map_err(|source| StoreError::Pack { id: *id, source })
     }
 

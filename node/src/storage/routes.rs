@@ -10,10 +10,10 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use bcm_chunks::{Manifest, StoreError};
@@ -140,7 +140,13 @@ fn get(s: &Storage, _: &SharedNode, body: Bytes) -> Answer {
         bytes += blob.stored.len();
         blobs.push(blob);
     }
-    reply(&blobs)
+    // The blobs' bytes go out as they were read, not copied into one body.
+    let pieces = wire::encode_blobs(blobs)
+        .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let body = Body::from_stream(futures_util::stream::iter(
+        pieces.into_iter().map(Ok::<_, std::convert::Infallible>),
+    ));
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
 }
 
 fn manifest_put(s: &Storage, node: &SharedNode, body: Bytes) -> Answer {

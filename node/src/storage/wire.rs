@@ -2,8 +2,10 @@
 //! the backup manager) send each other on the cluster-internal listener: POST
 //! bodies in postcard, like the Raft routes, behind the same cluster secret.
 
+use axum::body::Bytes;
 use bcm_chunks::store::StoreStats;
 use bcm_chunks::{Blob, ChunkId};
+use bcm_raft_store::codec::{self, CodecError};
 use serde::{Deserialize, Serialize};
 
 pub const PATH_MISSING: &str = "/internal/storage/missing";
@@ -71,6 +73,21 @@ pub struct Get {
     pub ids: Vec<ChunkId>,
 }
 
+/// The encoding of `blobs` (a [`Get`]'s answer, a `Vec<Blob>`) in pieces: each
+/// blob's stored bytes are a piece of their own, not copied.
+pub fn encode_blobs(blobs: Vec<Blob>) -> Result<Vec<Bytes>, CodecError> {
+    let mut pieces = Vec::with_capacity(2 * blobs.len() + 1);
+    pieces.push(Bytes::from(codec::encode(&blobs.len())?));
+    for b in blobs {
+        // A blob's fields in order; its bytes as serde_bytes puts them: a
+        // length, then the bytes.
+        let head = (b.id, b.raw_len, b.compressed, b.stored.len());
+        pieces.push(Bytes::from(codec::encode(&head)?));
+        pieces.push(Bytes::from(b.stored));
+    }
+    Ok(pieces)
+}
+
 /// A backup's manifest (encoded), kept only once every chunk it names is held.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ManifestPut {
@@ -104,4 +121,28 @@ pub struct Stats {
     /// The file system holding the store: its size and what is free on it.
     pub capacity_bytes: u64,
     pub free_bytes: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blobs_in_pieces_are_the_encoding_of_the_blobs() {
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        for raws in [
+            vec![],
+            vec![&b""[..]],
+            vec![&b"x"[..], &big[..], &b"hello"[..]],
+        ] {
+            let blobs: Vec<Blob> = raws
+                .iter()
+                .map(|r| Blob::new(ChunkId::of(r), r).unwrap())
+                .collect();
+            let pieces = encode_blobs(blobs.clone()).unwrap();
+            assert_eq!(pieces.concat(), codec::encode(&blobs).unwrap());
+            let back: Vec<Blob> = codec::decode(&pieces.concat()).unwrap();
+            assert_eq!(back, blobs);
+        }
+    }
 }
