@@ -28,6 +28,9 @@ use crate::net::problem::Problem;
 
 type Answer = Result<Response, Problem>;
 
+/// Chunks of a `get` whose reads are started at once (about the most one answer holds).
+const GET_AHEAD: usize = 32;
+
 /// The routes, answering 503 on a node that keeps no store.
 pub fn router(storage: Option<Arc<Storage>>) -> Router<SharedNode> {
     let on = |path: &'static str, f: fn(&Storage, &SharedNode, Bytes) -> Answer| {
@@ -130,6 +133,7 @@ fn put(s: &Storage, node: &SharedNode, body: Bytes) -> Answer {
 
 fn get(s: &Storage, _: &SharedNode, body: Bytes) -> Answer {
     let req: wire::Get = decode(&body)?;
+    s.store.will_need(&req.ids[..req.ids.len().min(GET_AHEAD)]);
     let mut blobs = Vec::new();
     let mut bytes = 0;
     for id in &req.ids {
