@@ -80,7 +80,7 @@ pub struct Pipeline {
     failed: Option<io::Error>,
 }
 
-/// One buffer to write at `offset` of `file` (`len` bytes of it, padded when direct).
+/// One buffer to write at `offset` of `file` (its filled bytes, padded when direct).
 struct Job {
     file: Arc<File>,
     offset: u64,
@@ -193,9 +193,7 @@ impl Pipeline {
 
 impl Drop for Pipeline {
     fn drop(&mut self) {
-        while self.in_flight > 0 {
-            self.wait_one();
-        }
+        let _ = self.wait_all();
         self.jobs = None;
         if let Some(t) = self.thread.take() {
             let _ = t.join();
