@@ -106,7 +106,7 @@ async fn try_bootstrap(node: &SharedNode) -> anyhow::Result<bool> {
 async fn try_join(node: &SharedNode, fresh: bool) -> anyhow::Result<bool> {
     let leader_rpc = match node.leader() {
         Some((_, n)) => n.rpc_addr,
-        None => find_leader_via(node, &node.cfg.join).await?,
+        None => find_leader_via(node, &leader_finders(&node.cfg)).await?,
     };
     let req = JoinRequest {
         info: node.info(),
@@ -174,6 +174,19 @@ fn warn_if_roles_differ(node: SharedNode) {
             }
         }
     });
+}
+
+/// Whom to ask for the leader: `cluster.join`, then the bootstrap members it does
+/// not list (a bootstrap member whose `join` names only itself, wiped and started
+/// again, finds the cluster it belongs to through its bootstrap peers).
+fn leader_finders(cfg: &crate::config::NodeConfig) -> Vec<String> {
+    let mut addrs = cfg.join.clone();
+    for b in &cfg.bootstrap {
+        if !addrs.contains(b) {
+            addrs.push(b.clone());
+        }
+    }
+    addrs
 }
 
 /// Asks each address for the leader's rpc address.

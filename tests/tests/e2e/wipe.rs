@@ -84,3 +84,40 @@ fn a_wiped_follower_catches_up_from_a_snapshot_and_never_splits_a_term() {
     wait_voter(&format!("wiped node {victim} to be a voter at the end"));
     c.wait_all_present(&c.all_nodes(), &acked, secs(30));
 }
+
+/// A bootstrap member whose `cluster.join` names only itself loses its disk: started
+/// again, it finds the leader through its bootstrap peers and is back within 10 s.
+#[test]
+fn a_wiped_bootstrap_member_whose_join_lists_only_itself_rejoins() {
+    let c = Cluster::builder().name("wipe-join-self").voters(3).start();
+    let mut acked = BTreeMap::new();
+    write_many(&c, "before", 20, &mut acked);
+
+    let victim = c.followers()[0];
+    c.kill(victim);
+    c.wipe(victim);
+    let path = c.config_path(victim);
+    let config = std::fs::read_to_string(&path).expect("the victim's config");
+    let own = format!("join = [\"{}\"]", c.rpc_url(victim));
+    let rewritten: Vec<String> = config
+        .lines()
+        .map(|l| {
+            if l.starts_with("join = ") {
+                own.clone()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    assert!(
+        rewritten.contains(&own),
+        "no join line in {}",
+        path.display()
+    );
+    std::fs::write(&path, rewritten.join("\n") + "\n").expect("rewrite the config");
+    write_many(&c, "while-down", 10, &mut acked);
+
+    c.restart(victim);
+    c.wait_ready(victim, secs(10));
+    c.wait_all_present(&[victim], &acked, secs(30));
+}
