@@ -55,6 +55,27 @@ impl AlignedBuf {
         &self.raw[self.start..self.start + end]
     }
 
+    /// Reads `len` bytes of `file` from `offset` into the buffer, fewer at the
+    /// end of the file: its length is what was read. Direct when `file` is, then
+    /// `offset` and `len` must be multiples of [`ALIGN`].
+    pub fn read_at(&mut self, file: &File, offset: u64, len: usize) -> io::Result<()> {
+        assert!(len <= self.cap, "a read larger than the buffer");
+        self.len = 0;
+        while self.len < len {
+            let at = self.start + self.len;
+            match file.read_at(
+                &mut self.raw[at..self.start + len],
+                offset + self.len as u64,
+            ) {
+                Ok(0) => break,
+                Ok(n) => self.len += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// Copies in as much of `data` as fits; how much that was.
     fn fill(&mut self, data: &[u8]) -> usize {
         let n = data.len().min(self.cap - self.len);
@@ -62,6 +83,12 @@ impl AlignedBuf {
         self.raw[at..at + n].copy_from_slice(&data[..n]);
         self.len += n;
         n
+    }
+}
+
+impl AsRef<[u8]> for AlignedBuf {
+    fn as_ref(&self) -> &[u8] {
+        self.filled()
     }
 }
 

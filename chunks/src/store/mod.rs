@@ -6,11 +6,12 @@
 //! returned after its put; a manifest once [`PackStore::put_manifest`] has (which
 //! flushes first and refuses a manifest whose chunks are not all held). Garbage
 //! collection and verification are in [`gc`], the check of one backup in
-//! [`check`].
+//! [`check`], reads of many chunks at once in [`read`].
 
 pub mod check;
 pub mod durable;
 pub mod gc;
+pub mod read;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
@@ -25,6 +26,7 @@ use crate::pack::{self, Blob, BlobEntry, PackBuilder, PackError, PackId};
 
 pub use check::BackupCheck;
 pub use gc::{GcReport, VerifyReport};
+pub use read::Stored;
 
 /// An open pack is sealed into a file once it holds this many bytes.
 pub const PACK_TARGET: usize = 16 * 1024 * 1024;
@@ -306,29 +308,6 @@ impl PackStore {
             (inner.packs[&loc.pack].file.clone(), loc.entry)
         };
         pack::read_stored(&file, &entry).map_err(|source| StoreError::Pack { id: *id, source })
-    }
-
-    /// Tells the kernel that `ids`' stored bytes are about to be read, so that
-    /// it reads them from the disk all at once (pack files are written around
-    /// the page cache: a read of one is a read from the device) while the
-    /// caller takes them one by one.
-    pub fn will_need(&self, ids: &[ChunkId]) {
-        use std::os::fd::AsRawFd;
-        let ranges: Vec<(Arc<File>, BlobEntry)> = {
-            let inner = self.lock();
-            ids.iter()
-                .filter_map(|id| inner.index.get(id))
-                .map(|loc| (inner.packs[&loc.pack].file.clone(), loc.entry))
-                .collect()
-        };
-        for (file, e) in ranges {
-            // Advice only: a refusal changes nothing but the speed.
-            // SAFETY: an open descriptor; no memory is passed.
-            let (offset, len) = (e.offset as libc::off_t, e.stored_len as libc::off_t);
-            unsafe {
-                libc::posix_fadvise(file.as_raw_fd(), offset, len, libc::POSIX_FADV_WILLNEED)
-            };
-        }
     }
 
     /// Starts writing a backup: until the session is dropped, every chunk that

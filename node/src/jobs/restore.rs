@@ -1,9 +1,10 @@
 //! A restore on its target node: the manifest from a storage node holding the
 //! backup, then every entry (under `include`) written by `bcm-chunks`'
 //! restorers, several threads at once (each file whole by one of them), while
-//! tasks fetch the chunks ahead of them, several windows at once, from a holder
-//! (the next one when that one fails), each checked against its id once, on the
-//! way in (a damaged copy is fetched from the next holder).
+//! a stream of fetches per writer brings its chunks ahead of it, several windows
+//! at once, from a holder (each writer's another one first; the next one when
+//! that one fails), each chunk checked against its id once, on the way in (a
+//! damaged copy is fetched from the next holder).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -22,8 +23,8 @@ use crate::storage::client::{manifest_from, StorageNode};
 
 /// Chunks fetched in one go (about 8 MiB on average).
 const WINDOW: usize = 8;
-/// Windows being fetched at once.
-const IN_FLIGHT: usize = 4;
+/// Windows being fetched at once for each writer.
+const IN_FLIGHT: usize = 3;
 /// Chunks fetched and checked, waiting for each writer.
 const AHEAD: usize = 12;
 /// Threads writing files at once (a file is written by one, whole): the
@@ -261,10 +262,12 @@ fn write_all(
     Ok(stats + first.finish().map_err(|e| e.to_string())?)
 }
 
-/// Every chunk of `entries`' files, in the order the writers need them, each to
-/// its file's writer (`assigned`, `outs`): [`WINDOW`] at a time from a holder
-/// (the next one when it fails, each chunk checked), [`IN_FLIGHT`] windows at
-/// once. Ends early when a writer stops listening.
+/// Every chunk of `entries`' files to its writer (`assigned`, `outs`): one
+/// stream of fetches per writer, in the order that writer needs them (a writer
+/// slow to take its chunks holds up no other), each [`WINDOW`] chunks at a time
+/// from a holder (writer k's asks the k-th first, spreading the reads; the next
+/// one when it fails; each chunk checked), [`IN_FLIGHT`] windows at once. A
+/// stream ends early when its writer stops listening.
 async fn fetch_all(
     peers: Peers,
     holders: Vec<StorageNode>,
@@ -272,28 +275,45 @@ async fn fetch_all(
     assigned: Arc<Vec<usize>>,
     outs: Vec<mpsc::Sender<Result<Checked, String>>>,
 ) {
-    let order: Vec<(usize, ChunkId)> = entries
-        .iter()
-        .zip(assigned.iter())
-        .filter_map(|(e, w)| match &e.kind {
-            EntryKind::File { chunks, .. } => Some(chunks.iter().map(move |c| (*w, *c))),
-            _ => None,
-        })
-        .flatten()
-        .collect();
     let (peers, holders) = (Arc::new(peers), Arc::new(holders));
-    let preferred = Arc::new(AtomicUsize::new(0));
+    let streams = outs.into_iter().enumerate().map(|(k, out)| {
+        let order: Vec<ChunkId> = entries
+            .iter()
+            .zip(assigned.iter())
+            .filter(|(_, w)| **w == k)
+            .filter_map(|(e, _)| match &e.kind {
+                EntryKind::File { chunks, .. } => Some(chunks.iter().copied()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let first = k % holders.len().max(1);
+        fetch_stream(peers.clone(), holders.clone(), first, order, out)
+    });
+    futures_util::future::join_all(streams).await;
+}
+
+/// One writer's chunks (`order`) to it, in order, starting with holder `first`.
+async fn fetch_stream(
+    peers: Arc<Peers>,
+    holders: Arc<Vec<StorageNode>>,
+    first: usize,
+    order: Vec<ChunkId>,
+    out: mpsc::Sender<Result<Checked, String>>,
+) {
+    let preferred = Arc::new(AtomicUsize::new(first));
     let mut windows = order.chunks(WINDOW);
     // Each window fetched (and checked) by a task of its own, so that fetching
-    // goes on while this one waits for a writer to take a chunk.
+    // goes on while this one waits for the writer to take a chunk.
     let mut fetching = std::collections::VecDeque::new();
     loop {
         while fetching.len() < IN_FLIGHT {
-            let Some(w) = windows.next() else { break };
+            let Some(ids) = windows.next() else { break };
             let (peers, holders, preferred) = (peers.clone(), holders.clone(), preferred.clone());
-            let ids: Vec<ChunkId> = w.iter().map(|(_, id)| *id).collect();
-            let task = tokio::spawn(async move { fetch(&peers, &holders, &preferred, &ids).await });
-            fetching.push_back((w, StopOnDrop(task.abort_handle()), task));
+            let wanted = ids.to_vec();
+            let task =
+                tokio::spawn(async move { fetch(&peers, &holders, &preferred, &wanted).await });
+            fetching.push_back((ids, StopOnDrop(task.abort_handle()), task));
         }
         let Some((ids, _stop, task)) = fetching.pop_front() else {
             return;
@@ -304,22 +324,19 @@ async fn fetch_all(
         let mut got = match got {
             Ok(got) => got,
             Err(why) => {
-                for out in &outs {
-                    let _ = out.send(Err(why.clone())).await;
-                }
+                let _ = out.send(Err(why)).await;
                 return;
             }
         };
-        for (i, (writer, id)) in ids.iter().enumerate() {
+        for (i, id) in ids.iter().enumerate() {
             // The last use of a chunk in the window takes it, the others copy.
-            let again = ids[i + 1..].iter().any(|(_, later)| later == id);
-            let data = if again {
+            let data = if ids[i + 1..].contains(id) {
                 got.get(id).cloned()
             } else {
                 got.remove(id)
             };
             let item = data.ok_or_else(|| format!("no storage node gave chunk {id}"));
-            if outs[*writer].send(item).await.is_err() {
+            if out.send(item).await.is_err() {
                 return;
             }
         }

@@ -28,9 +28,6 @@ use crate::net::problem::Problem;
 
 type Answer = Result<Response, Problem>;
 
-/// Chunks of a `get` whose reads are started at once (about the most one answer holds).
-const GET_AHEAD: usize = 32;
-
 /// The routes, answering 503 on a node that keeps no store.
 pub fn router(storage: Option<Arc<Storage>>) -> Router<SharedNode> {
     let on = |path: &'static str, f: fn(&Storage, &SharedNode, Bytes) -> Answer| {
@@ -133,17 +130,10 @@ fn put(s: &Storage, node: &SharedNode, body: Bytes) -> Answer {
 
 fn get(s: &Storage, _: &SharedNode, body: Bytes) -> Answer {
     let req: wire::Get = decode(&body)?;
-    s.store.will_need(&req.ids[..req.ids.len().min(GET_AHEAD)]);
-    let mut blobs = Vec::new();
-    let mut bytes = 0;
-    for id in &req.ids {
-        if !blobs.is_empty() && bytes >= wire::GET_REPLY_BYTES {
-            break;
-        }
-        let blob = s.store.get_blob(id).map_err(store_problem)?;
-        bytes += blob.stored.len();
-        blobs.push(blob);
-    }
+    let blobs = s
+        .store
+        .read_many(&req.ids, wire::GET_REPLY_BYTES)
+        .map_err(store_problem)?;
     // The blobs' bytes go out as they were read, not copied into one body.
     let pieces = wire::encode_blobs(blobs)
         .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;

@@ -3,7 +3,7 @@
 //! bodies in postcard, like the Raft routes, behind the same cluster secret.
 
 use axum::body::Bytes;
-use bcm_chunks::store::StoreStats;
+use bcm_chunks::store::{StoreStats, Stored};
 use bcm_chunks::{Blob, ChunkId};
 use bcm_raft_store::codec::{self, CodecError};
 use serde::{Deserialize, Serialize};
@@ -73,17 +73,17 @@ pub struct Get {
     pub ids: Vec<ChunkId>,
 }
 
-/// The encoding of `blobs` (a [`Get`]'s answer, a `Vec<Blob>`) in pieces: each
-/// blob's stored bytes are a piece of their own, not copied.
-pub fn encode_blobs(blobs: Vec<Blob>) -> Result<Vec<Bytes>, CodecError> {
+/// The encoding of `blobs` (a [`Get`]'s answer, read as a `Vec<Blob>`) in
+/// pieces: each blob's stored bytes are a piece of their own, not copied.
+pub fn encode_blobs(blobs: Vec<Stored>) -> Result<Vec<Bytes>, CodecError> {
     let mut pieces = Vec::with_capacity(2 * blobs.len() + 1);
     pieces.push(Bytes::from(codec::encode(&blobs.len())?));
     for b in blobs {
         // A blob's fields in order; its bytes as serde_bytes puts them: a
         // length, then the bytes.
-        let head = (b.id, b.raw_len, b.compressed, b.stored.len());
+        let head = (b.id, b.raw_len, b.compressed, b.bytes.len());
         pieces.push(Bytes::from(codec::encode(&head)?));
-        pieces.push(Bytes::from(b.stored));
+        pieces.push(b.bytes);
     }
     Ok(pieces)
 }
@@ -139,7 +139,7 @@ mod tests {
                 .iter()
                 .map(|r| Blob::new(ChunkId::of(r), r).unwrap())
                 .collect();
-            let pieces = encode_blobs(blobs.clone()).unwrap();
+            let pieces = encode_blobs(blobs.iter().cloned().map(Stored::from).collect()).unwrap();
             assert_eq!(pieces.concat(), codec::encode(&blobs).unwrap());
             let back: Vec<Blob> = codec::decode(&pieces.concat()).unwrap();
             assert_eq!(back, blobs);
