@@ -1,5 +1,7 @@
 //! The backup manager: whichever node holds the role (the cluster manager hands
-//! it out with an epoch) runs this loop; the others wait. Each tick it
+//! it out with an epoch) runs this loop; the others wait. Each tick (every
+//! [`TICK`], and at once when a job is created or ends, so that a job starts
+//! without waiting for the next one) it
 //!
 //! 1. runs due scheduled slots (`RunSlot`: once per slot, the latest one when
 //!    several were missed),
@@ -20,8 +22,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use bcm_raft_store::{
-    Backup, Command, JobRef, JobStatus, Millis, NodeStatus, Outcome, Response, Restore,
+    Backup, Command, JobRef, JobStatus, Millis, NodeStatus, Outcome, Response, Restore, StateEvent,
 };
+
+use tokio::sync::broadcast::{self, error::TryRecvError};
 
 use super::wire::{self, Parent, RunBackup, RunRestore};
 use super::{placement, short};
@@ -57,12 +61,34 @@ struct Memory {
     scrub: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// Returns once a backup or restore is created or ends here (or events were
+/// missed: the tick that follows looks at everything).
+async fn job_created_or_ended(changes: &mut broadcast::Receiver<StateEvent>) {
+    use JobStatus::Running;
+    loop {
+        match changes.recv().await {
+            Ok(
+                StateEvent::BackupChanged { status, .. }
+                | StateEvent::RestoreChanged { status, .. },
+            ) if status != Running => return,
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(_)) => return,
+            Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+        }
+    }
+}
+
 pub async fn run(node: SharedNode) {
     let mut shutdown = node.shutdown.clone();
     let mut memory = Memory::default();
+    let mut changes = node.state.subscribe();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
+            _ = job_created_or_ended(&mut changes) => {
+                // One tick for a burst of them.
+                while !matches!(changes.try_recv(), Err(TryRecvError::Empty | TryRecvError::Closed)) {}
+            }
             _ = shutdown.changed() => return,
         }
         let mine = node.state.read(|d| {
