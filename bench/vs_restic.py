@@ -276,8 +276,12 @@ class Bcm:
                             {"username": "admin", "password": PASSWORD})
         assert status == 200, f"bcm login: HTTP {status} {body}"
         self.token = body["token"]
+        # The role is handed out a moment after the cluster forms: a backup
+        # posted before would time the wait for it.
         wait("the backup manager and both storage nodes",
-             lambda: self.call("GET", "/api/v1/storage")[1]["total"] == 2
+             lambda: (self.call("GET", "/api/v1/cluster")[1].get("backup_manager") or {})
+             .get("node_id") == 1
+             and self.call("GET", "/api/v1/storage")[1]["total"] == 2
              and all(s["reachable"] for s in self.call("GET", "/api/v1/storage")[1]["items"]))
 
     def call(self, method, path, body=None):
