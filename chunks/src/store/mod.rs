@@ -294,20 +294,12 @@ impl PackStore {
 
     /// A chunk as stored (compressed), to send on; the receiver checks it.
     pub fn get_blob(&self, id: &ChunkId) -> Result<Blob, StoreError> {
-        let (file, entry) = {
-            let inner = self.lock();
-            if let Some(at) = inner.open_index.get(id) {
-                return Ok(inner.open.blob(&inner.open.entries()[*at]));
-            }
-            if let Some((b, index)) = inner.sealing.as_deref() {
-                if let Some(at) = index.get(id) {
-                    return Ok(b.blob(&b.entries()[*at]));
-                }
-            }
-            let loc = inner.index.get(id).ok_or(StoreError::NotFound(*id))?;
-            (inner.packs[&loc.pack].file.clone(), loc.entry)
-        };
-        pack::read_stored(&file, &entry).map_err(|source| StoreError::Pack { id: *id, source })
+        match self.places(std::slice::from_ref(id), 0)?.pop() {
+            Some(read::Place::Packed { file, entry, .. }) => pack::read_stored(&file, &entry)
+                .map_err(|source| StoreError::Pack { id: *id, source }),
+            Some(read::Place::Here(blob)) => Ok(blob),
+            None => Err(StoreError::NotFound(*id)),
+        }
     }
 
     /// Starts writing a backup: until the session is dropped, every chunk that

@@ -42,7 +42,7 @@ impl From<Blob> for Stored {
 }
 
 /// Where one of the chunks asked for is: still in memory, or in a pack file.
-enum Place {
+pub(super) enum Place {
     Here(Blob),
     Packed {
         pack: PackId,
@@ -111,7 +111,11 @@ impl PackStore {
     }
 
     /// Where each chunk of `ids`' prefix that `max_bytes` hold is.
-    fn places(&self, ids: &[ChunkId], max_bytes: usize) -> Result<Vec<Place>, StoreError> {
+    pub(super) fn places(
+        &self,
+        ids: &[ChunkId],
+        max_bytes: usize,
+    ) -> Result<Vec<Place>, StoreError> {
         let inner = self.lock();
         let mut places = Vec::new();
         let mut bytes = 0;
