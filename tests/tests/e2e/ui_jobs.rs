@@ -20,19 +20,30 @@ fn ui_shows_a_running_backups_progress_live_and_restores_a_path_through_the_form
         fs::write(src.join(format!("bulk-{i}.bin")), noise(40 << 20, 90 + i)).unwrap();
     }
     let plan = c.create_plan(1, "ui-tree", 1, &[src.to_str().unwrap()], 2);
-    let follower = c.followers()[0];
+    // The page is served by a node other than the source, which is paused below.
+    let follower = c.followers().into_iter().find(|&n| n != 1).unwrap();
     let base = c.api_url(follower);
     let b = Browser::start();
     b.log_in(&base, "admin", ADMIN_PASSWORD);
 
     let backup = c.start_backup(follower, &json!({ "plan": plan })).unwrap();
+    // A backup of these 400 MB can end within two seconds; the source is frozen
+    // once it runs (SIGSTOP) so that the page is sure to find it running.
+    wait_until(secs(60), "the backup to run", || {
+        let v = c.get_json(follower, &format!("/api/v1/backups/{}", backup.id))?;
+        (v["status"] == "running")
+            .then_some(())
+            .ok_or(format!("{v}"))
+    });
+    c.pause(1);
     b.goto(&format!("{base}/backups/{}", backup.id));
     b.exec("window.__bcm_no_reload = true; return true", json!([]))
         .unwrap();
-    // Progress appears while it runs, and moves, on the same page.
+    // Progress appears while it runs, on the same page.
     b.wait_for("#backup-progress", secs(60));
     let seen = b.text("#backup-progress").unwrap_or_default();
     assert!(seen.contains("files"), "{seen}");
+    c.resume(1);
     wait_until(
         secs(180),
         "the page to show the backup succeeded",
