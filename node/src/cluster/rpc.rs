@@ -274,7 +274,7 @@ impl Peers {
             return Err(PeerError::Status {
                 addr: addr.to_string(),
                 status: status.as_u16(),
-                body: String::from_utf8_lossy(&bytes).chars().take(500).collect(),
+                body: String::from_utf8_lossy(&bytes).chars().take(4000).collect(),
             });
         }
         codec::decode(&bytes).map_err(|e| PeerError::Decode {
