@@ -10,7 +10,13 @@ pub struct StorageView {
     /// Whether it answered just now; when not, the numbers are null and `error`
     /// says why.
     pub reachable: bool,
-    /// Size of the file system holding its chunk store.
+    /// `local` (pack files on its disk) or `s3` (an object store).
+    pub backend: Option<String>,
+    /// Where its chunk store is: `pack files in <dir>`, or `bucket "<name>"
+    /// at <endpoint>` (storage nodes sharing a bucket name the same one).
+    pub place: Option<String>,
+    /// Size of the file system holding its chunk store (null in an object
+    /// store, which does not say).
     pub capacity_bytes: Option<u64>,
     /// Free on that file system (for unprivileged writers).
     pub free_bytes: Option<u64>,

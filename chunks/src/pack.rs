@@ -71,6 +71,20 @@ pub enum PackError {
     BadChunk(ChunkId),
 }
 
+impl PackError {
+    /// A failure to read (the disk, the link to an object store), rather than
+    /// bytes that were read and found wrong: a pack is not judged damaged by it.
+    pub fn is_io(&self) -> bool {
+        match self {
+            PackError::Io(e) => !matches!(
+                e.kind(),
+                io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// A chunk as it is sent and stored: compressed (zstd) unless that would not make
 /// it smaller, with what it takes to check it against its id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,11 +129,7 @@ impl Blob {
     /// Whether the blob holds the chunk its id names (an uncompressed one is
     /// hashed where it lies, not copied first).
     pub fn verify(&self) -> bool {
-        if self.compressed {
-            self.check().is_ok()
-        } else {
-            self.stored.len() == self.raw_len as usize && self.id.matches(&self.stored)
-        }
+        holds(self.id, self.raw_len, self.compressed, &self.stored)
     }
 
     fn entry(&self, offset: u64) -> BlobEntry {
@@ -130,6 +140,23 @@ impl Blob {
             raw_len: self.raw_len,
             compressed: self.compressed,
         }
+    }
+}
+
+/// Whether `stored` (compressed or not, as a blob keeps it) is the chunk `id`
+/// of `raw_len` bytes; an uncompressed one is hashed where it lies.
+pub fn holds(id: ChunkId, raw_len: u32, compressed: bool, stored: &[u8]) -> bool {
+    if compressed {
+        let entry = BlobEntry {
+            id,
+            offset: 0,
+            stored_len: stored.len() as u32,
+            raw_len,
+            compressed,
+        };
+        unpack(&entry, Cow::Borrowed(stored)).is_ok()
+    } else {
+        stored.len() == raw_len as usize && id.matches(stored)
     }
 }
 
@@ -199,14 +226,37 @@ impl PackBuilder {
     }
 }
 
+/// Bytes at the end of a pack that hold its whole trailer in all but very full
+/// packs: a pack's index is found with one read of this many.
+pub const TAIL_READ: usize = 64 * 1024;
+
 /// The index of a pack file, from its trailer.
 pub fn read_index(file: &File) -> Result<Vec<BlobEntry>, PackError> {
     let len = file.metadata()?.len();
-    if len < TAIL as u64 {
+    let suffix = |n: usize| -> io::Result<Vec<u8>> {
+        let n = n.min(len as usize);
+        let mut buf = vec![0u8; n];
+        file.read_exact_at(&mut buf, len - n as u64)?;
+        Ok(buf)
+    };
+    match index_from_suffix(len, &suffix(TAIL_READ)?)? {
+        Ok(entries) => Ok(entries),
+        Err(need) => index_from_suffix(len, &suffix(need)?)?
+            .map_err(|_| PackError::BadTrailer("shorter than it says".into())),
+    }
+}
+
+/// The index of a pack of `len` bytes from its last bytes (`suffix`): the
+/// entries, or (inside `Ok`) `Err(n)` when the trailer starts before them and
+/// the last `n` bytes are needed.
+pub fn index_from_suffix(
+    len: u64,
+    suffix: &[u8],
+) -> Result<Result<Vec<BlobEntry>, usize>, PackError> {
+    if len < TAIL as u64 || suffix.len() < TAIL || suffix.len() as u64 > len {
         return Err(PackError::NotAPack);
     }
-    let mut tail = [0u8; TAIL];
-    file.read_exact_at(&mut tail, len - TAIL as u64)?;
+    let tail = &suffix[suffix.len() - TAIL..];
     if &tail[8..] != MAGIC {
         return Err(PackError::NotAPack);
     }
@@ -215,14 +265,17 @@ pub fn read_index(file: &File) -> Result<Vec<BlobEntry>, PackError> {
     if trailer_len + TAIL as u64 > len {
         return Err(PackError::BadTrailer("longer than the file".into()));
     }
-    let start = len - TAIL as u64 - trailer_len;
-    let mut trailer = vec![0u8; trailer_len as usize];
-    file.read_exact_at(&mut trailer, start)?;
-    if crc32fast::hash(&trailer) != crc {
+    let wanted = (trailer_len as usize) + TAIL;
+    if wanted > suffix.len() {
+        return Ok(Err(wanted));
+    }
+    let start = len - wanted as u64;
+    let trailer = &suffix[suffix.len() - wanted..suffix.len() - TAIL];
+    if crc32fast::hash(trailer) != crc {
         return Err(PackError::BadTrailer("its checksum does not match".into()));
     }
     let entries: Vec<BlobEntry> =
-        postcard::from_bytes(&trailer).map_err(|e| PackError::BadTrailer(e.to_string()))?;
+        postcard::from_bytes(trailer).map_err(|e| PackError::BadTrailer(e.to_string()))?;
     if let Some(e) = entries
         .iter()
         .find(|e| e.offset + e.stored_len as u64 > start)
@@ -232,7 +285,7 @@ pub fn read_index(file: &File) -> Result<Vec<BlobEntry>, PackError> {
             e.id
         )));
     }
-    Ok(entries)
+    Ok(Ok(entries))
 }
 
 /// One chunk from a pack file, checked against its id.
@@ -240,16 +293,22 @@ pub fn read_blob(file: &File, entry: &BlobEntry) -> Result<Vec<u8>, PackError> {
     read_stored(file, entry)?.open()
 }
 
-/// One chunk from a pack file as it is stored (not checked: [`Blob::open`] does).
-pub fn read_stored(file: &File, entry: &BlobEntry) -> Result<Blob, PackError> {
-    let mut stored = vec![0u8; entry.stored_len as usize];
-    file.read_exact_at(&mut stored, entry.offset)?;
-    Ok(Blob {
+/// One chunk as stored, from its entry and the bytes read for it (not checked:
+/// [`Blob::open`] does).
+pub fn stored_blob(entry: &BlobEntry, stored: Vec<u8>) -> Blob {
+    Blob {
         id: entry.id,
         raw_len: entry.raw_len,
         compressed: entry.compressed,
         stored,
-    })
+    }
+}
+
+/// One chunk from a pack file as it is stored (not checked: [`Blob::open`] does).
+pub fn read_stored(file: &File, entry: &BlobEntry) -> Result<Blob, PackError> {
+    let mut stored = vec![0u8; entry.stored_len as usize];
+    file.read_exact_at(&mut stored, entry.offset)?;
+    Ok(stored_blob(entry, stored))
 }
 
 fn unpack(entry: &BlobEntry, stored: Cow<'_, [u8]>) -> Result<Checked, PackError> {

@@ -82,8 +82,34 @@ pub struct Config {
 pub struct StorageSection {
     /// The chunk store's directory; `<data_dir>/store` when unset.
     pub dir: Option<PathBuf>,
-    /// `local` (the default: pack files under `dir`).
+    /// `local` (the default: pack files under `dir`) or `s3` (an
+    /// S3-compatible object store: the keys below).
     pub backend: Option<String>,
+    /// The object store's URL, `http://` or `https://` (`s3`).
+    pub endpoint: Option<String>,
+    pub bucket: Option<String>,
+    /// The region the store signs for (Garage's default is `garage`).
+    pub region: Option<String>,
+    /// Keys start with this inside the bucket (several clusters in one bucket).
+    pub prefix: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<Secret>,
+    pub secret_access_key_file: Option<PathBuf>,
+    /// `https://endpoint/bucket/key` (the default, what Garage, MinIO and
+    /// Ceph serve without DNS set up) rather than `https://bucket.endpoint/key`.
+    pub path_style: Option<bool>,
+}
+
+/// The resolved `[storage]` section of a `backend = "s3"` node.
+#[derive(Debug, Clone)]
+pub struct S3Config {
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    pub prefix: String,
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    pub path_style: bool,
 }
 
 /// Bounds on both listeners (public API and cluster-internal), each on its own.
@@ -302,6 +328,9 @@ pub struct NodeConfig {
     pub http: HttpSection,
     /// The chunk store's directory (used when the node has role `storage`).
     pub storage_dir: PathBuf,
+    /// With `backend = "s3"`: the object store that keeps the chunk store
+    /// instead of `storage_dir`.
+    pub storage_s3: Option<S3Config>,
 }
 
 /// Loads the layered configuration.
@@ -365,6 +394,74 @@ fn read_secret_file(key: &'static str, path: &Path) -> Result<Secret, ConfigErro
         source,
     })?;
     Ok(Secret::new(text.trim()))
+}
+
+/// `[storage]`'s object-store keys, checked: all there with `backend = "s3"`,
+/// none without it.
+fn resolve_s3(s: &StorageSection) -> Result<Option<S3Config>, ConfigError> {
+    match s.backend.as_deref() {
+        None | Some("local") => {
+            let stray = [
+                ("storage.endpoint", s.endpoint.is_some()),
+                ("storage.bucket", s.bucket.is_some()),
+                ("storage.access_key_id", s.access_key_id.is_some()),
+                ("storage.secret_access_key", s.secret_access_key.is_some()),
+                (
+                    "storage.secret_access_key_file",
+                    s.secret_access_key_file.is_some(),
+                ),
+            ];
+            if let Some((key, _)) = stray.iter().find(|(_, set)| *set) {
+                return Err(invalid(
+                    key,
+                    "is for backend = \"s3\"; this node's backend is \"local\"",
+                ));
+            }
+            return Ok(None);
+        }
+        Some("s3") => {}
+        Some(other) => {
+            return Err(invalid(
+                "storage.backend",
+                format!("unknown backend {other:?}; known: local, s3"),
+            ))
+        }
+    }
+    let required = |key: &'static str, v: &Option<String>| match v.as_deref().map(str::trim) {
+        Some(v) if !v.is_empty() => Ok(v.to_string()),
+        _ => Err(invalid(key, "is required with backend = \"s3\"")),
+    };
+    let endpoint = normalize_url(
+        "storage.endpoint",
+        &required("storage.endpoint", &s.endpoint)?,
+    )?;
+    let bucket = required("storage.bucket", &s.bucket)?;
+    let secret_access_key = match (&s.secret_access_key, &s.secret_access_key_file) {
+        (Some(k), _) if !k.is_empty() => k.clone(),
+        (_, Some(path)) => read_secret_file("storage.secret_access_key_file", path)?,
+        _ => {
+            return Err(invalid(
+                "storage.secret_access_key",
+                "is required with backend = \"s3\" (or secret_access_key_file)",
+            ))
+        }
+    };
+    let prefix = s.prefix.clone().unwrap_or_default();
+    if prefix.starts_with('/') || prefix.contains("//") {
+        return Err(invalid(
+            "storage.prefix",
+            "must not start with / or hold an empty part",
+        ));
+    }
+    Ok(Some(S3Config {
+        endpoint,
+        bucket,
+        region: s.region.clone().unwrap_or_else(|| "garage".into()),
+        prefix: prefix.trim_end_matches('/').to_string(),
+        access_key_id: required("storage.access_key_id", &s.access_key_id)?,
+        secret_access_key,
+        path_style: s.path_style.unwrap_or(true),
+    }))
 }
 
 fn resolve(c: Config) -> Result<NodeConfig, ConfigError> {
@@ -514,21 +611,7 @@ fn resolve(c: Config) -> Result<NodeConfig, ConfigError> {
     if c.log.format != "human" && c.log.format != "json" {
         return Err(invalid("log.format", "must be \"human\" or \"json\""));
     }
-    match c.storage.backend.as_deref() {
-        None | Some("local") => {}
-        Some("s3") => {
-            return Err(invalid(
-                "storage.backend",
-                "\"s3\" is not available in this release; use \"local\"",
-            ))
-        }
-        Some(other) => {
-            return Err(invalid(
-                "storage.backend",
-                format!("unknown backend {other:?}; known: local"),
-            ))
-        }
-    }
+    let storage_s3 = resolve_s3(&c.storage)?;
     let data_dir = n
         .data_dir
         .unwrap_or_else(|| PathBuf::from(format!("data/node{}", n.id)));
@@ -536,6 +619,7 @@ fn resolve(c: Config) -> Result<NodeConfig, ConfigError> {
         id: n.id,
         name: n.name.unwrap_or_else(|| format!("node-{}", n.id)),
         storage_dir: c.storage.dir.unwrap_or_else(|| data_dir.join("store")),
+        storage_s3,
         data_dir,
         api_listen: n.api_listen,
         api_advertise,
@@ -631,6 +715,45 @@ bootstrap = ["http://127.0.0.1:9080/"]
         let none = format!("{BASE}[postgres]\nkeep_snapshots = 3\n");
         let e = load(Some(&write(d.path(), &none)), Overrides::default()).unwrap_err();
         assert!(e.to_string().contains("postgres.url"), "{e}");
+    }
+
+    #[test]
+    fn storage_s3_section() {
+        let d = tempfile::tempdir().unwrap();
+        let key_file = d.path().join("s3.key");
+        std::fs::write(&key_file, "very-secret-key\n").unwrap();
+        let s3 = format!(
+            "{BASE}[storage]\nbackend = \"s3\"\nendpoint = \"http://127.0.0.1:3900/\"\n\
+             bucket = \"bcm\"\naccess_key_id = \"GK1\"\nsecret_access_key_file = {:?}\n",
+            key_file.display().to_string()
+        );
+        let c = load(Some(&write(d.path(), &s3)), Overrides::default()).unwrap();
+        let s = c.storage_s3.unwrap();
+        assert_eq!(
+            (s.endpoint.as_str(), s.bucket.as_str(), s.region.as_str()),
+            ("http://127.0.0.1:3900", "bcm", "garage")
+        );
+        assert_eq!(s.secret_access_key.expose(), "very-secret-key");
+        assert!(s.path_style && s.prefix.is_empty());
+        assert!(!format!("{s:?}").contains("very-secret-key"));
+        let no_bucket = s3.replace("bucket = \"bcm\"\n", "");
+        let e = load(Some(&write(d.path(), &no_bucket)), Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("storage.bucket: is required"), "{e}");
+        let no_key = s3.replace("secret_access_key_file", "other_file");
+        let e = load(Some(&write(d.path(), &no_key)), Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("other_file"), "{e}");
+        let ftp = s3.replace("http://127.0.0.1:3900/", "ftp://h");
+        let e = load(Some(&write(d.path(), &ftp)), Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("storage.endpoint"), "{e}");
+        let local = format!("{BASE}[storage]\nbucket = \"bcm\"\n");
+        let e = load(Some(&write(d.path(), &local)), Overrides::default()).unwrap_err();
+        assert!(
+            e.to_string().contains("storage.bucket: is for backend"),
+            "{e}"
+        );
+        let odd = format!("{BASE}[storage]\nbackend = \"tape\"\n");
+        let e = load(Some(&write(d.path(), &odd)), Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("known: local, s3"), "{e}");
     }
 
     #[test]

@@ -240,6 +240,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let app = http::AppState::new(
         node.clone(),
         export.clone(),
+        storage.clone(),
         Arc::clone(&api_stats),
         Arc::clone(&rpc_stats),
     );

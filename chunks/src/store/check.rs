@@ -7,7 +7,10 @@ use std::collections::BTreeMap;
 
 use super::{PackStore, StoreError};
 use crate::id::ChunkId;
-use crate::pack::{self, PackBuilder, PackId};
+use crate::pack::PackId;
+
+/// Bytes of chunks read back at once.
+const CHECK_BYTES: usize = 16 * 1024 * 1024;
 
 /// What [`PackStore::check_backup`] found.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -34,6 +37,7 @@ impl PackStore {
     /// Reads back every chunk of `backup`'s manifest (see the module's doc).
     pub fn check_backup(&self, backup: u64) -> Result<BackupCheck, StoreError> {
         self.flush()?;
+        self.refresh()?;
         let manifest = match self.manifest(backup) {
             Ok(Some(m)) => m,
             Ok(None) => return Ok(BackupCheck::default()),
@@ -46,18 +50,43 @@ impl PackStore {
             Err(e) => return Err(e),
         };
         let ids = manifest.chunks();
+        // The chunks by pack: each pack is asked after once, and its chunks
+        // read in runs (one read of the backend for neighbours).
+        let mut by_pack: BTreeMap<PackId, Vec<ChunkId>> = BTreeMap::new();
+        {
+            let inner = self.lock();
+            for id in &ids {
+                // One not in the index is missing: counted below.
+                if let Some(loc) = inner.index.get(id) {
+                    by_pack.entry(loc.pack).or_default().push(*id);
+                }
+            }
+        }
         let mut suspects: BTreeMap<PackId, String> = BTreeMap::new();
-        for id in &ids {
-            let Some(pack) = self.lock().index.get(id).map(|l| l.pack) else {
-                continue; // missing: counted below
-            };
-            if suspects.contains_key(&pack) {
+        for (pack, chunks) in by_pack {
+            if !self.backend.has_pack(&pack)? {
+                suspects.insert(pack, "its file is gone".into());
                 continue;
             }
-            if !self.pack_path(&pack).exists() {
-                suspects.insert(pack, "its file is gone".into());
-            } else if let Err(e) = self.get(id) {
-                suspects.insert(pack, e.to_string());
+            let mut left = &chunks[..];
+            while !left.is_empty() {
+                let read = match self.read_places(left, CHECK_BYTES) {
+                    Ok(read) => read,
+                    Err(StoreError::Pack { source, .. }) if !source.is_io() => {
+                        suspects.insert(pack, source.to_string());
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                };
+                let bad = read
+                    .iter()
+                    .find(|s| !crate::pack::holds(s.id, s.raw_len, s.compressed, &s.bytes));
+                if let Some(bad) = bad {
+                    let why = crate::pack::PackError::BadChunk(bad.id);
+                    suspects.insert(pack, why.to_string());
+                    break;
+                }
+                left = &left[read.len()..];
             }
         }
         let mut check = BackupCheck {
@@ -68,23 +97,17 @@ impl PackStore {
         if !suspects.is_empty() {
             let _one = self.seal.lock().expect("the seal lock is never poisoned");
             for (id, why) in suspects {
-                let Some((file, entries)) = self
+                let Some((size, entries)) = self
                     .lock()
                     .packs
                     .get(&id)
-                    .map(|p| (p.file.clone(), p.entries.clone()))
+                    .map(|p| (p.size, p.entries.clone()))
                 else {
                     continue; // rewritten by a GC meanwhile
                 };
-                let mut good = PackBuilder::default();
-                for entry in &entries {
-                    if let Ok(blob) = pack::read_stored(&file, entry) {
-                        if blob.open().is_ok() {
-                            good.push(&blob);
-                        }
-                    }
-                }
-                self.set_aside(id, &entries, good)?;
+                let bytes = self.read_pack(&id, size)?;
+                let (good, _) = super::gc::sort_out(bytes.as_ref(), &entries);
+                self.set_aside(id, good)?;
                 check.damaged.push((id, why));
             }
         }

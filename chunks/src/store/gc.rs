@@ -7,10 +7,13 @@
 //! still whole, or one whose chunks are in another durable pack too.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::io;
 
-use super::{durable, Loc, Pack, PackStore, StoreError};
+use bytes::Bytes;
+
+use super::{Loc, Pack, PackStore, StoreError};
 use crate::id::ChunkId;
+use crate::manifest::Manifest;
 use crate::pack::{self, BlobEntry, PackBuilder, PackId};
 
 /// A pack whose dead bytes are at least this share of it is rewritten.
@@ -54,13 +57,32 @@ impl PackStore {
     /// Removes the chunks no manifest and no open session uses. Refuses to run
     /// when any manifest cannot be read: deleting on a guess could lose data.
     pub fn gc(&self) -> Result<GcReport, StoreError> {
+        self.gc_while(&|| true)
+    }
+
+    /// [`PackStore::gc`], asking `go_on` before each pack it deletes or
+    /// rewrites, and stopping (with what it did so far) once it says no. In a
+    /// place shared with other stores, the manifests they keep there count as
+    /// live too; the caller sees to it that none of them writes a backup
+    /// meanwhile (their sessions' claims are not known here), and `go_on` is
+    /// how it calls a GC off that can no longer be sure of that.
+    pub fn gc_while(&self, go_on: &dyn Fn() -> bool) -> Result<GcReport, StoreError> {
         self.flush()?;
+        self.refresh()?;
         let _one = self.seal.lock().expect("the seal lock is never poisoned");
         let mut live: HashSet<ChunkId> = HashSet::new();
         for backup in self.backups()? {
             if let Some(m) = self.manifest(backup)? {
                 live.extend(m.chunks());
             }
+        }
+        for (name, bytes) in self.backend.foreign_manifests()? {
+            let m = Manifest::decode(&bytes).map_err(|e| {
+                StoreError::Io(io::Error::other(format!(
+                    "manifest {name} of another store sharing this place: {e}"
+                )))
+            })?;
+            live.extend(m.chunks());
         }
         let mut report = GcReport::default();
         let plans = {
@@ -96,6 +118,9 @@ impl PackStore {
             plans
         };
         for plan in plans {
+            if !go_on() {
+                break;
+            }
             match plan {
                 Plan::Delete(id) => {
                     let size = self.drop_pack(&id)?;
@@ -116,19 +141,30 @@ impl PackStore {
     /// Copies `kept` chunks of pack `from` into a new durable pack, and points
     /// the index at it. The bytes written.
     fn rewrite(&self, from: &PackId, kept: &[BlobEntry]) -> Result<u64, StoreError> {
-        let file = self.lock().packs[from].file.clone();
+        let size = self.lock().packs[from].size;
+        let bytes = self.read_run(from, 0, size).map_err(|e| StoreError::Pack {
+            id: kept[0].id,
+            source: e.into(),
+        })?;
         let mut builder = PackBuilder::default();
         for entry in kept {
-            let blob = pack::read_stored(&file, entry).map_err(|source| StoreError::Pack {
-                id: entry.id,
-                source,
-            })?;
-            builder.push(&blob);
+            builder.push(&blob_in(&bytes, entry));
         }
         let (id, pack) = self.write_pack(&builder)?;
         let size = pack.size;
         self.adopt(id, pack);
         Ok(size)
+    }
+
+    /// Pack `id` (fewer bytes than `size` when it was cut short), or None when
+    /// it is gone (deleted by hand; in a shared place, rewritten by another
+    /// store's GC).
+    pub(super) fn read_pack(&self, id: &PackId, size: u64) -> Result<Option<Bytes>, StoreError> {
+        match self.backend.read(id, 0, size as usize) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Makes a newly written pack the home of its chunks.
@@ -164,7 +200,7 @@ impl PackStore {
             }
             inner.packs.remove(id)
         };
-        durable::remove(&self.pack_path(id))?;
+        self.backend.remove_pack(id)?;
         Ok(pack.map_or(0, |p| p.size))
     }
 
@@ -176,26 +212,23 @@ impl PackStore {
         self.flush()?;
         let _one = self.seal.lock().expect("the seal lock is never poisoned");
         let mut report = VerifyReport::default();
-        let packs: Vec<(PackId, Arc<std::fs::File>, Vec<BlobEntry>)> = self
+        let packs: Vec<(PackId, u64, Vec<BlobEntry>)> = self
             .lock()
             .packs
             .iter()
-            .map(|(id, p)| (*id, p.file.clone(), p.entries.clone()))
+            .map(|(id, p)| (*id, p.size, p.entries.clone()))
             .collect();
-        for (id, file, entries) in packs {
+        for (id, size, entries) in packs {
             report.packs += 1;
-            let mut good = PackBuilder::default();
-            let mut bad = Vec::new();
-            for entry in &entries {
-                report.chunks += 1;
-                match pack::read_stored(&file, entry) {
-                    Ok(blob) if blob.open().is_ok() => good.push(&blob),
-                    _ => bad.push(entry.id),
-                }
-            }
-            let gone = !self.pack_path(&id).exists();
-            let whole = !gone && whole_file_hash(&file)? == id.0;
-            if bad.is_empty() && whole {
+            report.chunks += entries.len() as u64;
+            let bytes = self.read_pack(&id, size)?;
+            let (good, bad) = sort_out(bytes.as_ref(), &entries);
+            // A file deleted by hand may still be read where it was open.
+            let gone = bytes.is_none() || !self.backend.has_pack(&id)?;
+            let whole = bytes
+                .as_ref()
+                .is_some_and(|b| *blake3::hash(b).as_bytes() == id.0);
+            if bad.is_empty() && whole && !gone {
                 continue;
             }
             let why = match bad.len() {
@@ -203,7 +236,7 @@ impl PackStore {
                 0 => "its bytes do not hash to its name".to_string(),
                 n => format!("{n} of {} chunk(s) do not check out", entries.len()),
             };
-            self.set_aside(id, &entries, good)?;
+            self.set_aside(id, good)?;
             report.damaged.push((id, why));
         }
         for backup in self.backups()? {
@@ -227,45 +260,8 @@ impl PackStore {
     /// `good` chunks go into a new durable pack, the file into `quarantine/`, and
     /// what it alone held shows as missing from then on. Call with the seal lock
     /// held.
-    pub(super) fn set_aside(
-        &self,
-        id: PackId,
-        entries: &[BlobEntry],
-        good: PackBuilder,
-    ) -> Result<(), StoreError> {
-        let path = self.pack_path(&id);
-        {
-            let mut inner = self.lock();
-            inner.packs.remove(&id);
-            let lost: HashSet<ChunkId> = entries
-                .iter()
-                .filter(|e| inner.index.get(&e.id).is_some_and(|l| l.pack == id))
-                .map(|e| e.id)
-                .collect();
-            inner.index.retain(|c, _| !lost.contains(c));
-            // A copy in another pack (a rewrite cut short leaves some) serves.
-            let copies: Vec<(ChunkId, Loc)> = inner
-                .packs
-                .iter()
-                .flat_map(|(p, pack)| {
-                    pack.entries
-                        .iter()
-                        .filter(|e| lost.contains(&e.id))
-                        .map(|e| {
-                            (
-                                e.id,
-                                Loc {
-                                    pack: *p,
-                                    entry: *e,
-                                },
-                            )
-                        })
-                })
-                .collect();
-            for (c, loc) in copies {
-                inner.index.entry(c).or_insert(loc);
-            }
-        }
+    pub(super) fn set_aside(&self, id: PackId, good: PackBuilder) -> Result<(), StoreError> {
+        self.lock().forget_pack(&id);
         if !good.is_empty() {
             let (new_id, pack) = self.write_pack(&good)?;
             self.adopt(new_id, pack);
@@ -274,27 +270,28 @@ impl PackStore {
                 return Ok(());
             }
         }
-        if path.exists() {
-            let name = path.file_name().expect("a file name");
-            durable::rename(&path, &self.root.join("quarantine").join(name))?;
-        }
+        self.backend.quarantine_pack(&id)?;
         Ok(())
     }
 }
 
-/// The BLAKE3 hash of a whole file, read by offset (the file is shared, so its
-/// cursor is not ours to move).
-fn whole_file_hash(file: &std::fs::File) -> std::io::Result<[u8; 32]> {
-    use std::os::unix::fs::FileExt;
-    let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut at = 0u64;
-    loop {
-        let n = file.read_at(&mut buf, at)?;
-        if n == 0 {
-            return Ok(*hasher.finalize().as_bytes());
+/// Chunk `entry` of a pack whose bytes are `pack`, as stored.
+fn blob_in(pack: &Bytes, entry: &BlobEntry) -> pack::Blob {
+    let at = entry.offset as usize;
+    pack::stored_blob(entry, pack[at..at + entry.stored_len as usize].to_vec())
+}
+
+/// Of a pack's `entries`, the chunks that check out in its bytes (none when it
+/// could not be read), and the ids of those that do not.
+pub(super) fn sort_out(pack: Option<&Bytes>, entries: &[BlobEntry]) -> (PackBuilder, Vec<ChunkId>) {
+    let mut good = PackBuilder::default();
+    let mut bad = Vec::new();
+    for entry in entries {
+        let fits = |b: &Bytes| entry.offset + u64::from(entry.stored_len) <= b.len() as u64;
+        match pack.filter(|b| fits(b)).map(|b| blob_in(b, entry)) {
+            Some(blob) if blob.open().is_ok() => good.push(&blob),
+            _ => bad.push(entry.id),
         }
-        hasher.update(&buf[..n]);
-        at += n as u64;
     }
+    (good, bad)
 }

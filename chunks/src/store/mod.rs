@@ -1,6 +1,9 @@
-//! The chunk store of a storage node: chunks kept once, in pack files under
-//! `<root>/packs/`, found through an index in memory rebuilt from the packs'
-//! trailers at start-up; and one manifest per backup under `<root>/manifests/`.
+//! The chunk store of a storage node: chunks kept once, in pack files, found
+//! through an index in memory rebuilt from the packs' trailers at start-up; and
+//! one manifest per backup. Where the packs and manifests are kept is its
+//! [`Backend`]'s business: a directory on this node's disk ([`Disk`]), or an
+//! object store, perhaps shared with other storage nodes
+//! ([`PackStore::refresh`] takes in what they wrote).
 //!
 //! A chunk is durable, and may be acknowledged, once [`PackStore::flush`] has
 //! returned after its put; a manifest once [`PackStore::put_manifest`] has (which
@@ -8,30 +11,31 @@
 //! collection and verification are in [`gc`], the check of one backup in
 //! [`check`], reads of many chunks at once in [`read`].
 
+pub mod backend;
 pub mod check;
+pub mod disk;
 pub mod durable;
 pub mod gc;
 pub mod read;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::{self, File};
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-use crate::direct::Pipeline;
 use crate::id::{Checked, ChunkId};
 use crate::manifest::{Manifest, ManifestError};
 use crate::pack::{self, Blob, BlobEntry, PackBuilder, PackError, PackId};
 
+pub use backend::Backend;
 pub use check::BackupCheck;
+pub use disk::Disk;
 pub use gc::{GcReport, VerifyReport};
 pub use read::Stored;
 
 /// An open pack is sealed into a file once it holds this many bytes.
 pub const PACK_TARGET: usize = 16 * 1024 * 1024;
-/// Bytes of a pack written at once.
-const SCRATCH: usize = 4 * 1024 * 1024;
 
 /// What went wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -57,10 +61,9 @@ struct Loc {
     entry: BlobEntry,
 }
 
-/// A sealed pack file.
+/// A sealed pack.
 #[derive(Debug)]
 struct Pack {
-    file: Arc<File>,
     size: u64,
     entries: Vec<BlobEntry>,
 }
@@ -96,71 +99,110 @@ pub struct StoreStats {
 #[derive(Debug, Default)]
 pub struct OpenReport {
     pub packs: usize,
-    /// Pack files that could not be read, moved to `quarantine/`, with why.
-    pub quarantined: Vec<(PathBuf, String)>,
+    /// Packs that are not packs after all (a damaged index), moved to
+    /// `quarantine/`, with why.
+    pub quarantined: Vec<(PackId, String)>,
     /// Temporary files of writes a crash cut short, removed.
     pub leftovers: usize,
 }
 
 pub struct PackStore {
-    root: PathBuf,
+    backend: Box<dyn Backend>,
     inner: Mutex<Inner>,
     /// Held while a pack is sealed or the packs are collected: one at a time.
     seal: Mutex<()>,
-    /// The buffers packs are written through (around the page cache, one
-    /// being filled while the other is written), used under the seal lock.
-    scratch: Mutex<Pipeline>,
+    /// When [`PackStore::refresh`] last looked over a shared place.
+    refreshed: Mutex<Option<Instant>>,
 }
 
 impl PackStore {
-    /// Opens (creating) the store under `root`, indexing every pack file.
+    /// Opens (creating) a store in the directory `root` on this machine.
     pub fn open(root: &Path) -> Result<(PackStore, OpenReport), StoreError> {
-        for dir in ["packs", "manifests", "quarantine"] {
-            fs::create_dir_all(root.join(dir))?;
-        }
-        let mut report = OpenReport::default();
+        PackStore::open_in(Box::new(Disk::new(root)?))
+    }
+
+    /// Opens the store kept by `backend`, indexing every pack there; a pack
+    /// whose index is damaged is moved to quarantine. Fails (and moves
+    /// nothing) when the backend cannot be read.
+    pub fn open_in(backend: Box<dyn Backend>) -> Result<(PackStore, OpenReport), StoreError> {
+        let mut report = OpenReport {
+            leftovers: backend.clean_leftovers()?,
+            ..OpenReport::default()
+        };
         let mut inner = Inner::default();
-        for path in files_under(&root.join("packs"))? {
-            if path.to_string_lossy().ends_with(durable::TMP) {
-                fs::remove_file(&path)?;
-                report.leftovers += 1;
-                continue;
-            }
-            match open_pack(&path) {
-                Ok((id, pack)) => {
+        for (id, loaded) in load_packs(&*backend, backend.list_packs()?)? {
+            match loaded {
+                Ok(pack) => {
                     inner.add_pack(id, pack);
                     report.packs += 1;
                 }
                 Err(why) => {
-                    let name = path.file_name().expect("a file name");
-                    durable::rename(&path, &root.join("quarantine").join(name))?;
-                    report.quarantined.push((path, why.to_string()));
+                    backend.quarantine_pack(&id)?;
+                    report.quarantined.push((id, why.to_string()));
                 }
             }
         }
-        for path in files_under(&root.join("manifests"))? {
-            if path.to_string_lossy().ends_with(durable::TMP) {
-                fs::remove_file(&path)?;
-                report.leftovers += 1;
-            }
-        }
         let store = PackStore {
-            root: root.to_path_buf(),
+            backend,
             inner: Mutex::new(inner),
             seal: Mutex::new(()),
-            scratch: Mutex::new(Pipeline::new(SCRATCH, 1)),
+            refreshed: Mutex::new(Some(Instant::now())),
         };
         Ok((store, report))
+    }
+
+    pub fn backend(&self) -> &dyn Backend {
+        &*self.backend
+    }
+
+    /// For a store whose place is shared with other stores: takes in the packs
+    /// they wrote there since the last look (their chunks are then not sent
+    /// again), and forgets packs gone from it (another store's GC rewrote
+    /// them), so that the index finds their chunks where they are now. Packs
+    /// whose index is damaged are left alone (their writer's verify sees to
+    /// them).
+    pub fn refresh(&self) -> Result<(), StoreError> {
+        if !self.backend.shared() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let known: HashSet<PackId> = self.lock().packs.keys().copied().collect();
+        let listed = self.backend.list_packs()?;
+        let there: HashSet<PackId> = listed.iter().map(|(id, _)| *id).collect();
+        let new: Vec<(PackId, u64)> = listed
+            .into_iter()
+            .filter(|(id, _)| !known.contains(id))
+            .collect();
+        let loaded = load_packs(&*self.backend, new)?;
+        let mut inner = self.lock();
+        // Only packs known before the listing began can be missing from it
+        // for good: one sealed since was listed, or came after the listing.
+        let gone: Vec<PackId> = known.into_iter().filter(|id| !there.contains(id)).collect();
+        for id in gone {
+            inner.forget_pack(&id);
+        }
+        for (id, pack) in loaded {
+            if let Ok(pack) = pack {
+                inner.add_pack(id, pack);
+            }
+        }
+        *self.refreshed.lock().expect("refreshed lock") = Some(started);
+        Ok(())
+    }
+
+    /// [`PackStore::refresh`] unless the last one began less than `max_age` ago.
+    pub fn refresh_if_older(&self, max_age: Duration) -> Result<(), StoreError> {
+        let last = *self.refreshed.lock().expect("refreshed lock");
+        if last.is_some_and(|t| t.elapsed() < max_age) {
+            return Ok(());
+        }
+        self.refresh()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner
             .lock()
             .expect("the store's lock is never poisoned")
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 
     pub fn has(&self, id: &ChunkId) -> bool {
@@ -254,30 +296,16 @@ impl PackStore {
         }
     }
 
-    /// Writes a pack file durably and opens it.
+    /// Writes a pack durably.
     fn write_pack(&self, builder: &PackBuilder) -> Result<(PackId, Pack), StoreError> {
         let (id, end) = builder.end();
-        let path = self.pack_path(&id);
-        let mut scratch = self
-            .scratch
-            .lock()
-            .expect("the scratch lock is never poisoned");
-        durable::write_direct(&path, &[builder.blob_bytes(), &end], &mut scratch)?;
-        drop(scratch);
+        self.backend
+            .write_pack(&id, &[builder.blob_bytes(), &end])?;
         let pack = Pack {
-            file: Arc::new(File::open(&path)?),
             size: (builder.len() + end.len()) as u64,
             entries: builder.entries().to_vec(),
         };
         Ok((id, pack))
-    }
-
-    fn pack_path(&self, id: &PackId) -> PathBuf {
-        let hex = id.to_string();
-        self.root
-            .join("packs")
-            .join(&hex[..2])
-            .join(format!("{hex}.pack"))
     }
 
     /// A chunk's bytes, checked against its id.
@@ -294,12 +322,14 @@ impl PackStore {
 
     /// A chunk as stored (compressed), to send on; the receiver checks it.
     pub fn get_blob(&self, id: &ChunkId) -> Result<Blob, StoreError> {
-        match self.places(std::slice::from_ref(id), 0)?.pop() {
-            Some(read::Place::Packed { file, entry, .. }) => pack::read_stored(&file, &entry)
-                .map_err(|source| StoreError::Pack { id: *id, source }),
-            Some(read::Place::Here(blob)) => Ok(blob),
-            None => Err(StoreError::NotFound(*id)),
-        }
+        let stored = self.read_many(std::slice::from_ref(id), 0)?.pop();
+        let stored = stored.ok_or(StoreError::NotFound(*id))?;
+        Ok(Blob {
+            id: stored.id,
+            raw_len: stored.raw_len,
+            compressed: stored.compressed,
+            stored: stored.bytes.to_vec(),
+        })
     }
 
     /// Starts writing a backup: until the session is dropped, every chunk that
@@ -311,12 +341,6 @@ impl PackStore {
         }
     }
 
-    fn manifest_path(&self, backup: u64) -> PathBuf {
-        self.root
-            .join("manifests")
-            .join(format!("{backup}.manifest"))
-    }
-
     /// Keeps a backup's manifest durably, after its chunks; refuses it when the
     /// store lacks any of them.
     pub fn put_manifest(&self, backup: u64, manifest: &Manifest) -> Result<(), StoreError> {
@@ -325,16 +349,14 @@ impl PackStore {
         if lacking > 0 {
             return Err(StoreError::MissingChunks(lacking));
         }
-        durable::write(&self.manifest_path(backup), &manifest.encode())?;
+        self.backend.write_manifest(backup, &manifest.encode())?;
         Ok(())
     }
 
     /// A backup's manifest, when this store holds it.
     pub fn manifest(&self, backup: u64) -> Result<Option<Manifest>, StoreError> {
-        let bytes = match fs::read(self.manifest_path(backup)) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e.into()),
+        let Some(bytes) = self.backend.read_manifest(backup)? else {
+            return Ok(None);
         };
         Manifest::decode(&bytes)
             .map(Some)
@@ -344,18 +366,12 @@ impl PackStore {
     /// Forgets a backup (its chunks go at the next [`PackStore::gc`]). True when
     /// the store held it.
     pub fn delete_manifest(&self, backup: u64) -> Result<bool, StoreError> {
-        Ok(durable::remove(&self.manifest_path(backup))?)
+        Ok(self.backend.remove_manifest(backup)?)
     }
 
     /// The backups whose manifests this store holds, in order.
     pub fn backups(&self) -> Result<Vec<u64>, StoreError> {
-        let mut out: Vec<u64> = fs::read_dir(self.root.join("manifests"))?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                name.strip_suffix(".manifest")?.parse().ok()
-            })
-            .collect();
+        let mut out = self.backend.manifests()?;
         out.sort_unstable();
         Ok(out)
     }
@@ -421,6 +437,37 @@ impl Inner {
                 .is_some_and(|(_, index)| index.contains_key(id))
     }
 
+    /// Takes pack `id` out: the chunks the index found there are found in
+    /// another pack holding a copy, or are missing from now on. The chunks that
+    /// went missing.
+    fn forget_pack(&mut self, id: &PackId) -> HashSet<ChunkId> {
+        let Some(pack) = self.packs.remove(id) else {
+            return HashSet::new();
+        };
+        let mut lost: HashSet<ChunkId> = pack
+            .entries
+            .iter()
+            .filter(|e| self.index.get(&e.id).is_some_and(|l| l.pack == *id))
+            .map(|e| e.id)
+            .collect();
+        self.index.retain(|c, _| !lost.contains(c));
+        // A copy in another pack (a rewrite cut short leaves some) serves.
+        for (p, other) in &self.packs {
+            for e in &other.entries {
+                if lost.remove(&e.id) {
+                    self.index.insert(
+                        e.id,
+                        Loc {
+                            pack: *p,
+                            entry: *e,
+                        },
+                    );
+                }
+            }
+        }
+        lost
+    }
+
     fn add_pack(&mut self, id: PackId, pack: Pack) {
         for entry in &pack.entries {
             self.index.entry(entry.id).or_insert(Loc {
@@ -432,35 +479,31 @@ impl Inner {
     }
 }
 
-fn open_pack(path: &Path) -> Result<(PackId, Pack), PackError> {
-    let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-    let id = parse_pack_id(name).ok_or(PackError::NotAPack)?;
-    let file = File::open(path)?;
-    let entries = pack::read_index(&file)?;
-    let size = file.metadata()?.len();
-    Ok((
-        id,
-        Pack {
-            file: Arc::new(file),
-            size,
-            entries,
-        },
-    ))
-}
+/// A listed pack read: its index, or why it is not a pack.
+type Loaded = Result<Pack, PackError>;
 
-fn parse_pack_id(hex: &str) -> Option<PackId> {
-    let id: ChunkId = hex.parse().ok()?;
-    Some(PackId(id.0))
-}
-
-/// Every file below `dir`, in no particular order.
-fn files_under(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for entry in walkdir::WalkDir::new(dir).min_depth(1) {
-        let entry = entry.map_err(io::Error::other)?;
-        if entry.file_type().is_file() {
-            out.push(entry.into_path());
-        }
+/// The packs `listed` with their indexes read (many at once where the backend
+/// can), each an index or why it is not a pack. An error reading is an error
+/// of the whole: only a pack that was read and found wanting is judged.
+fn load_packs(
+    backend: &dyn Backend,
+    listed: Vec<(PackId, u64)>,
+) -> Result<Vec<(PackId, Loaded)>, StoreError> {
+    let tails = backend.read_tails(&listed, pack::TAIL_READ);
+    let mut out = Vec::with_capacity(listed.len());
+    for ((id, size), tail) in listed.into_iter().zip(tails) {
+        let tail = tail?;
+        let entries = match pack::index_from_suffix(size, &tail) {
+            Ok(Ok(entries)) => Ok(entries),
+            Ok(Err(need)) => {
+                let more = backend.read(&id, size - need as u64, need)?;
+                pack::index_from_suffix(size, &more).and_then(|found| {
+                    found.map_err(|_| PackError::BadTrailer("shorter than it says".into()))
+                })
+            }
+            Err(e) => Err(e),
+        };
+        out.push((id, entries.map(|entries| Pack { size, entries })));
     }
     Ok(out)
 }

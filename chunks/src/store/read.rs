@@ -1,19 +1,14 @@
 //! Reading many chunks at once, for a restore: a request's blobs sorted by where
-//! they lie, neighbours in a pack read as one run, around the page cache (pack
-//! files are written around it, so a read is a read from the device either way;
-//! this one spares the kernel a page-cache page per 4 KiB and a copy).
+//! they lie, neighbours in a pack read as one run (one read of the backend: on
+//! disk, around the page cache; from an object store, one ranged GET).
 
-use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
-use std::sync::Arc;
 
 use bytes::Bytes;
 
 use super::{PackStore, StoreError};
-use crate::direct::{AlignedBuf, ALIGN};
 use crate::id::ChunkId;
-use crate::pack::{Blob, BlobEntry, PackId};
+use crate::pack::{Blob, BlobEntry, PackError, PackId};
 
 /// Bytes between two blobs of a pack that a run reads rather than splits at.
 const RUN_GAP: u64 = 256 * 1024;
@@ -44,17 +39,33 @@ impl From<Blob> for Stored {
 /// Where one of the chunks asked for is: still in memory, or in a pack file.
 pub(super) enum Place {
     Here(Blob),
-    Packed {
-        pack: PackId,
-        file: Arc<File>,
-        entry: BlobEntry,
-    },
+    Packed { pack: PackId, entry: BlobEntry },
 }
 
 impl PackStore {
     /// `ids`' chunks as stored, in `ids`' order, as many as `max_bytes` hold
     /// (at least one; the one that crosses it is the last).
     pub fn read_many(&self, ids: &[ChunkId], max_bytes: usize) -> Result<Vec<Stored>, StoreError> {
+        match self.read_places(ids, max_bytes) {
+            // A pack gone since its place was looked up: a GC rewrote it
+            // meanwhile (this store's, or in a shared place another store's,
+            // which a refresh takes in). Look again, then read again.
+            Err(StoreError::Pack {
+                source: PackError::Io(e),
+                ..
+            }) if e.kind() == io::ErrorKind::NotFound => {
+                self.refresh()?;
+                self.read_places(ids, max_bytes)
+            }
+            other => other,
+        }
+    }
+
+    pub(super) fn read_places(
+        &self,
+        ids: &[ChunkId],
+        max_bytes: usize,
+    ) -> Result<Vec<Stored>, StoreError> {
         let places = self.places(ids, max_bytes)?;
         let mut out: Vec<Option<Stored>> = vec![None; places.len()];
         let mut packed: Vec<usize> = Vec::new();
@@ -65,20 +76,20 @@ impl PackStore {
             }
         }
         let at = |i: usize| match &places[i] {
-            Place::Packed { pack, entry, file } => (*pack, *entry, file),
+            Place::Packed { pack, entry } => (*pack, *entry),
             Place::Here(_) => unreachable!("only packed places are sorted"),
         };
         packed.sort_by_key(|&i| {
-            let (pack, entry, _) = at(i);
+            let (pack, entry) = at(i);
             (pack, entry.offset)
         });
         let mut rest = &packed[..];
         while let Some(&first) = rest.first() {
-            let (pack, e0, file) = at(first);
+            let (pack, e0) = at(first);
             let mut end = e0.offset + u64::from(e0.stored_len);
             let mut n = 1;
             while let Some(&next) = rest.get(n) {
-                let (p, e, _) = at(next);
+                let (p, e) = at(next);
                 let e_end = e.offset + u64::from(e.stored_len);
                 if p != pack || e.offset > end + RUN_GAP || e_end.max(end) - e0.offset > RUN_MAX {
                     break;
@@ -86,15 +97,15 @@ impl PackStore {
                 end = end.max(e_end);
                 n += 1;
             }
-            let (base, run) =
-                self.read_run(&pack, file, e0.offset, end)
-                    .map_err(|e| StoreError::Pack {
-                        id: e0.id,
-                        source: e.into(),
-                    })?;
+            let run = self
+                .read_run(&pack, e0.offset, end)
+                .map_err(|e| StoreError::Pack {
+                    id: e0.id,
+                    source: e.into(),
+                })?;
             for &i in &rest[..n] {
-                let (_, e, _) = at(i);
-                let from = (e.offset - base) as usize;
+                let (_, e) = at(i);
+                let from = (e.offset - e0.offset) as usize;
                 out[i] = Some(Stored {
                     id: e.id,
                     raw_len: e.raw_len,
@@ -135,7 +146,6 @@ impl PackStore {
                 let loc = inner.index.get(id).ok_or(StoreError::NotFound(*id))?;
                 Place::Packed {
                     pack: loc.pack,
-                    file: inner.packs[&loc.pack].file.clone(),
                     entry: loc.entry,
                 }
             };
@@ -148,33 +158,16 @@ impl PackStore {
         Ok(places)
     }
 
-    /// Bytes `from..to` of a pack (and the aligned bytes around them), and the
-    /// offset in the pack where what it returns starts: one direct read when the
-    /// file system allows it, else one through `file`.
-    fn read_run(&self, pack: &PackId, file: &File, from: u64, to: u64) -> io::Result<(u64, Bytes)> {
-        let base = from / ALIGN as u64 * ALIGN as u64;
-        let len = (to - base).div_ceil(ALIGN as u64) as usize * ALIGN;
-        let mut buf = AlignedBuf::new(len);
-        let direct = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(self.pack_path(pack));
-        // Direct reads are a speed-up only: a file system that refuses them at
-        // open or read (tmpfs), or a pack removed since, is read as before.
-        let done = match direct {
-            Ok(d) => buf.read_at(&d, base, len),
-            Err(e) => Err(e),
-        };
-        if done.is_err() || buf.as_ref().len() < (to - base) as usize {
-            buf.read_at(file, base, (to - base) as usize)?;
-        }
-        if buf.as_ref().len() < (to - base) as usize {
+    /// Bytes `from..to` of a pack, whole.
+    pub(super) fn read_run(&self, pack: &PackId, from: u64, to: u64) -> io::Result<Bytes> {
+        let run = self.backend.read(pack, from, (to - from) as usize)?;
+        if run.len() < (to - from) as usize {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
-                "a pack file ends before the chunks its index names",
+                "a pack ends before the chunks its index names",
             ));
         }
-        Ok((base, Bytes::from_owner(buf)))
+        Ok(run)
     }
 }
 

@@ -1,3 +1,7 @@
+use std::fs;
+use std::path::PathBuf;
+
+use super::disk::files_under;
 use super::*;
 use crate::gen::noise;
 use crate::manifest::{Entry, EntryKind, Stamp};

@@ -25,6 +25,8 @@ pub struct AppState {
     pub metrics: metrics::HttpMetrics,
     /// The Postgres export's status, with `[postgres]`.
     pub export: Option<Arc<crate::cluster::export::ExportState>>,
+    /// This node's chunk store, with role `storage`.
+    pub storage: Option<Arc<crate::storage::Storage>>,
 }
 
 /// The handle every handler gets.
@@ -34,12 +36,14 @@ impl AppState {
     pub fn new(
         node: SharedNode,
         export: Option<Arc<crate::cluster::export::ExportState>>,
+        storage: Option<Arc<crate::storage::Storage>>,
         api: Arc<ListenerStats>,
         rpc: Arc<ListenerStats>,
     ) -> App {
         Arc::new(AppState {
             node,
             export,
+            storage,
             login_limiter: crate::service::auth::LoginLimiter::new(),
             tokens: Default::default(),
             streams: Arc::default(),

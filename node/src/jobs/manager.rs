@@ -31,7 +31,6 @@ use super::wire::{self, Parent, RunBackup, RunRestore};
 use super::{placement, short};
 use crate::cluster::{leader, now_ms, Node, SharedNode};
 use crate::storage::client::StorageNode;
-use crate::storage::wire::Fence;
 
 const TICK: Duration = Duration::from_millis(500);
 /// A job whose run has reported nothing for this long is started again.
@@ -53,6 +52,8 @@ struct Memory {
     /// Per pending job: since when it could not start, and why.
     blocked: HashMap<JobRef, (Instant, String)>,
     last_cleanup: Option<Instant>,
+    /// Places (a disk, a shared bucket) owed a garbage collection.
+    gc_owed: BTreeSet<String>,
     /// The succeeded backups and their storage nodes at the last tick.
     kept: Option<BTreeSet<(u64, Vec<u64>)>>,
     /// The last scrub's start (the first one comes [`SCRUB_EVERY`] after the
@@ -193,7 +194,7 @@ async fn tick(node: &SharedNode, memory: &mut Memory) {
             .is_none_or(|t| t.elapsed() >= CLEANUP_EVERY)
     {
         memory.last_cleanup = Some(Instant::now());
-        cleanup(node, epoch).await;
+        super::cleanup::run(node, epoch, &mut memory.gc_owed).await;
     }
     let scrubbing = memory.scrub.as_ref().is_some_and(|t| !t.is_finished());
     if !scrubbing && memory.last_scrub.is_none_or(|t| t.elapsed() >= SCRUB_EVERY) {
@@ -522,66 +523,6 @@ async fn retention(node: &Node) {
             Ok(Response::Rejected(why)) => tracing::debug!(backup = id, "not pruned: {why}"),
             Ok(_) => tracing::info!(backup = id, "pruned (keep_last)"),
             Err(e) => tracing::debug!(backup = id, "not pruned: {e}"),
-        }
-    }
-}
-
-/// On every storage node that is up: deletes the manifests of backups the
-/// catalog does not keep there (deleted, failed, or an attempt's leftover on a
-/// node it did not end on), then collects garbage when anything went.
-async fn cleanup(node: &Node, epoch: u64) {
-    let fence = Fence { epoch };
-    let targets: Vec<StorageNode> = node.state.read(|d| {
-        d.state
-            .nodes
-            .values()
-            .filter(|n| n.has_role(bcm_raft_store::Role::Storage) && n.status == NodeStatus::Up)
-            .map(|n| StorageNode {
-                id: n.id,
-                rpc: n.rpc_addr.clone(),
-            })
-            .collect()
-    });
-    for target in targets {
-        let held = match target.backups(&node.peers).await {
-            Ok(held) => held,
-            Err(e) => {
-                tracing::debug!("cleanup skips {e}");
-                continue;
-            }
-        };
-        let stale: Vec<u64> = node.state.read(|d| {
-            let s = &d.state;
-            held.into_iter()
-                .filter(|id| *id < s.next_backup_id)
-                .filter(|id| match s.backups.get(id) {
-                    None => true,
-                    Some(b) => match b.status {
-                        JobStatus::Pending | JobStatus::Running => false,
-                        JobStatus::Succeeded => !b.storage_nodes.contains(&target.id),
-                        JobStatus::Failed | JobStatus::Cancelled => true,
-                    },
-                })
-                .collect()
-        });
-        let mut removed = 0;
-        for id in &stale {
-            match target.delete_manifest(&node.peers, fence, *id).await {
-                Ok(_) => removed += 1,
-                Err(e) => tracing::debug!(backup = id, "manifest not removed: {e}"),
-            }
-        }
-        if removed > 0 {
-            match target.gc(&node.peers, fence).await {
-                Ok(r) => tracing::info!(
-                    storage_node = target.id,
-                    manifests = removed,
-                    chunks = r.chunks_deleted,
-                    freed = r.bytes_freed,
-                    "removed deleted backups' data"
-                ),
-                Err(e) => tracing::warn!("garbage collection: {e}"),
-            }
         }
     }
 }

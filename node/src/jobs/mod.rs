@@ -1,5 +1,6 @@
 //! The data plane's jobs: the backup manager's loop ([`manager`]: schedules,
-//! placement, dispatch, takeover, retention, cleanup), and the work a node is
+//! placement, dispatch, takeover, retention; [`cleanup`]: stale manifests and
+//! garbage collection), and the work a node is
 //! given: a backup on its source ([`source`], which does not read again what is
 //! unchanged since the plan's previous backup: [`parent`]), a restore on its target
 //! ([`restore`]), received on the cluster-internal routes of [`routes`]; and
@@ -9,6 +10,7 @@
 //! epoch and the job's attempt (see model/DESIGN.md, rule 5); a node running a
 //! job stops when the cluster refuses its report (the job has moved on).
 
+mod cleanup;
 pub mod manager;
 mod parent;
 pub mod placement;

@@ -36,12 +36,16 @@ pub async fn list(node: &Node) -> Vec<StorageView> {
             used_bytes: None,
             chunks: None,
             backups: None,
+            backend: None,
+            place: None,
             error: None,
         };
         match answer {
             Ok(s) => {
-                view.capacity_bytes = Some(s.capacity_bytes);
-                view.free_bytes = Some(s.free_bytes);
+                view.capacity_bytes = s.capacity_bytes;
+                view.free_bytes = s.free_bytes;
+                view.backend = Some(s.backend);
+                view.place = Some(s.place);
                 view.used_bytes = Some(s.store.stored_bytes);
                 view.chunks = Some(s.store.chunks);
                 view.backups = Some(s.store.manifests);

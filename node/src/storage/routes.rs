@@ -16,21 +16,28 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use bcm_chunks::{Manifest, StoreError};
+use bcm_chunks::{Manifest, PackStore, StoreError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::wire::{self, Fence};
-use super::{capacity, Storage};
+use super::Storage;
 use crate::cluster::rpc_server::encode;
 use crate::cluster::SharedNode;
 use crate::net::problem::Problem;
 
 type Answer = Result<Response, Problem>;
 
-/// The routes, answering 503 on a node that keeps no store.
+/// A shared place's numbers are at most this old.
+const STATS_FRESH: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A route's work: the node's storage, its open store, the node, the body.
+type Handler = fn(&Storage, &Arc<PackStore>, &SharedNode, Bytes) -> Answer;
+
+/// The routes, answering 503 on a node that keeps no store, or whose store is
+/// not open (an object store that does not answer), saying why.
 pub fn router(storage: Option<Arc<Storage>>) -> Router<SharedNode> {
-    let on = |path: &'static str, f: fn(&Storage, &SharedNode, Bytes) -> Answer| {
+    let on = |path: &'static str, f: Handler| {
         let storage = storage.clone();
         (
             path,
@@ -42,7 +49,11 @@ pub fn router(storage: Option<Arc<Storage>>) -> Router<SharedNode> {
                             "this node keeps no chunk store (it does not have role storage)",
                         ));
                     };
-                    tokio::task::spawn_blocking(move || f(&storage, &node, body))
+                    let store = storage
+                        .store()
+                        .map_err(|why| Problem::new(StatusCode::SERVICE_UNAVAILABLE, why))?
+                        .clone();
+                    tokio::task::spawn_blocking(move || f(&storage, &store, &node, body))
                         .await
                         .map_err(|e| {
                             Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
@@ -107,31 +118,30 @@ fn store_problem(e: StoreError) -> Problem {
     Problem::new(status, e.to_string())
 }
 
-fn missing(s: &Storage, node: &SharedNode, body: Bytes) -> Answer {
+fn missing(s: &Storage, store: &Arc<PackStore>, node: &SharedNode, body: Bytes) -> Answer {
     let req: wire::Missing = decode(&body)?;
     check(node, req.fence)?;
-    reply(&s.with_session(req.backup, |session| session.missing(&req.ids)))
+    reply(&s.with_session(store, req.backup, |session| session.missing(&req.ids)))
 }
 
-fn put(s: &Storage, node: &SharedNode, body: Bytes) -> Answer {
+fn put(s: &Storage, store: &Arc<PackStore>, node: &SharedNode, body: Bytes) -> Answer {
     let req: wire::Put = decode(&body)?;
     check(node, req.fence)?;
-    s.renew(req.backup);
+    s.renew(store, req.backup);
     let mut out = wire::PutReply::default();
     for blob in &req.blobs {
-        if s.store.put(blob).map_err(store_problem)? {
+        if store.put(blob).map_err(store_problem)? {
             out.new_chunks += 1;
             out.new_bytes += blob.stored.len() as u64;
         }
     }
-    s.store.flush().map_err(store_problem)?;
+    store.flush().map_err(store_problem)?;
     reply(&out)
 }
 
-fn get(s: &Storage, _: &SharedNode, body: Bytes) -> Answer {
+fn get(_: &Storage, store: &Arc<PackStore>, _: &SharedNode, body: Bytes) -> Answer {
     let req: wire::Get = decode(&body)?;
-    let blobs = s
-        .store
+    let blobs = store
         .read_many(&req.ids, wire::GET_REPLY_BYTES)
         .map_err(store_problem)?;
     // The blobs' bytes go out as they were read, not copied into one body.
@@ -143,57 +153,70 @@ fn get(s: &Storage, _: &SharedNode, body: Bytes) -> Answer {
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
 }
 
-fn manifest_put(s: &Storage, node: &SharedNode, body: Bytes) -> Answer {
+fn manifest_put(s: &Storage, store: &Arc<PackStore>, node: &SharedNode, body: Bytes) -> Answer {
     let req: wire::ManifestPut = decode(&body)?;
     check(node, req.fence)?;
     let manifest = Manifest::decode(&req.manifest)
         .map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
-    s.store
+    store
         .put_manifest(req.backup, &manifest)
         .map_err(store_problem)?;
     s.release(req.backup);
     reply(&())
 }
 
-fn manifest_get(s: &Storage, _: &SharedNode, body: Bytes) -> Answer {
+fn manifest_get(_: &Storage, store: &Arc<PackStore>, _: &SharedNode, body: Bytes) -> Answer {
     let req: wire::ManifestGet = decode(&body)?;
-    let manifest = s.store.manifest(req.backup).map_err(store_problem)?;
+    let manifest = store.manifest(req.backup).map_err(store_problem)?;
     reply(&manifest.map(|m| serde_bytes::ByteBuf::from(m.encode())))
 }
 
-fn manifest_delete(s: &Storage, node: &SharedNode, body: Bytes) -> Answer {
+fn manifest_delete(s: &Storage, store: &Arc<PackStore>, node: &SharedNode, body: Bytes) -> Answer {
     let req: wire::ManifestDelete = decode(&body)?;
     check(node, req.fence)?;
     s.release(req.backup);
-    reply(&s.store.delete_manifest(req.backup).map_err(store_problem)?)
+    reply(&store.delete_manifest(req.backup).map_err(store_problem)?)
 }
 
-fn manifest_list(s: &Storage, _: &SharedNode, _: Bytes) -> Answer {
-    reply(&s.store.backups().map_err(store_problem)?)
+fn manifest_list(_: &Storage, store: &Arc<PackStore>, _: &SharedNode, _: Bytes) -> Answer {
+    reply(&store.backups().map_err(store_problem)?)
 }
 
-fn gc(s: &Storage, node: &SharedNode, body: Bytes) -> Answer {
+/// A GC stops before its next deletion once the role it was asked under has
+/// moved on: a new backup manager may already be writing to a place this
+/// store shares with others.
+fn gc(_: &Storage, store: &Arc<PackStore>, node: &SharedNode, body: Bytes) -> Answer {
+    let fence: Fence = decode(&body)?;
+    check(node, fence)?;
+    let current = || check(node, fence).is_ok();
+    reply(&store.gc_while(&current).map_err(store_problem)?)
+}
+
+fn verify(_: &Storage, store: &Arc<PackStore>, node: &SharedNode, body: Bytes) -> Answer {
     check(node, decode(&body)?)?;
-    reply(&s.store.gc().map_err(store_problem)?)
+    reply(&store.verify().map_err(store_problem)?)
 }
 
-fn verify(s: &Storage, node: &SharedNode, body: Bytes) -> Answer {
-    check(node, decode(&body)?)?;
-    reply(&s.store.verify().map_err(store_problem)?)
-}
-
-fn check_backup(s: &Storage, _: &SharedNode, body: Bytes) -> Answer {
+fn check_backup(_: &Storage, store: &Arc<PackStore>, _: &SharedNode, body: Bytes) -> Answer {
     let req: wire::Check = decode(&body)?;
-    reply(&s.store.check_backup(req.backup).map_err(store_problem)?)
+    reply(&store.check_backup(req.backup).map_err(store_problem)?)
 }
 
-fn stats(s: &Storage, _: &SharedNode, _: Bytes) -> Answer {
-    let store = s.store.stats().map_err(store_problem)?;
-    let (capacity_bytes, free_bytes) = capacity(s.store.root())
+fn stats(s: &Storage, store: &Arc<PackStore>, _: &SharedNode, _: Bytes) -> Answer {
+    // In a shared place, what the others wrote or collected lately counts too.
+    if let Err(e) = store.refresh_if_older(STATS_FRESH) {
+        tracing::debug!("the chunk store's packs not looked over again: {e}");
+    }
+    let capacity = store
+        .backend()
+        .capacity()
         .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     reply(&wire::Stats {
-        store,
-        capacity_bytes,
-        free_bytes,
+        store: store.stats().map_err(store_problem)?,
+        capacity_bytes: capacity.map(|(size, _)| size),
+        free_bytes: capacity.map(|(_, free)| free),
+        backend: s.backend.to_string(),
+        place: s.place.clone(),
+        place_key: s.place_key.clone(),
     })
 }

@@ -115,12 +115,19 @@ pub struct ManifestDelete {
 }
 
 /// A storage node's numbers: its store's, and its file system's.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
     pub store: StoreStats,
-    /// The file system holding the store: its size and what is free on it.
-    pub capacity_bytes: u64,
-    pub free_bytes: u64,
+    /// The file system holding the store: its size and what is free on it
+    /// (None in an object store, which does not say).
+    pub capacity_bytes: Option<u64>,
+    pub free_bytes: Option<u64>,
+    /// `local` or `s3`.
+    pub backend: String,
+    /// Where the store is ("pack files in ...", "bucket ... at ...").
+    pub place: String,
+    /// The same for storage nodes whose stores share one place (a bucket).
+    pub place_key: String,
 }
 
 #[cfg(test)]

@@ -20,14 +20,18 @@ pub async fn healthz() -> Response {
 }
 
 /// 200 when the node knows the leader and has applied up to the leader's commit at
-/// last contact.
+/// last contact, and (on a storage node) its chunk store is open.
 #[utoipa::path(get, path = "/readyz", tag = "health", security(()),
     responses(
         (status = 200, description = "ready to serve reads and forward writes", body = Health),
         (status = 503, description = "not ready, and why", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn readyz(State(node): State<App>) -> Response {
-    match node.readiness().await {
+    let storage = || match node.storage.as_ref().and_then(|s| s.problem()) {
+        Some(why) => Err(why),
+        None => Ok(()),
+    };
+    match node.readiness().await.and_then(|()| storage()) {
         Ok(()) => (
             StatusCode::OK,
             axum::Json(Health {
