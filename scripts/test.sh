@@ -46,6 +46,18 @@ fi
 # The web UI tests (e2e::ui) drive Debian's Chromium through chromedriver.
 need_package "command -v chromedriver && command -v chromium" chromium chromium-driver
 
+# The object-store tests (e2e::s3) run a real Garage cluster. No Debian package
+# has it: built from crates.io once (a debug build, about 4 minutes on two
+# cores; the tests need no speed from it) into ~/.cargo/bin.
+if [ $# -eq 0 ] || [[ "$*" == *s3* ]]; then
+  if ! command -v garage >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/garage" ] \
+    && [ -z "${BCM_GARAGE_BIN:-}" ]; then
+    echo "== installing garage 2.5.0 (cargo install, debug build)"
+    cargo install --locked --debug garage --version 2.5.0 \
+      --no-default-features --features bundled-libs,lmdb
+  fi
+fi
+
 if [ "${CI:-}" = "true" ]; then
   echo "== cargo fmt --check"
   cargo fmt --all -- --check

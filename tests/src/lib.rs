@@ -2,7 +2,8 @@
 //! kill, pause, restart and wipe them while it talks to their HTTP API.
 //! It also runs the binary as an operator does ([`Bcm`] for `bcm status` and
 //! `bcm login`, [`DevCluster`] for `bcm dev`) and follows a node's event stream
-//! ([`EventStream`]).
+//! ([`EventStream`]); [`Postgres`] and [`Garage`] are the real servers some
+//! tests need beside it.
 //!
 //! Everything here is blocking on purpose: a test reads top to bottom like an
 //! operator's story ("kill the leader, write through a survivor, ...").
@@ -30,6 +31,7 @@ mod cli;
 mod cluster;
 mod command;
 pub mod compose;
+mod garage;
 mod logs;
 mod pg;
 mod ports;
@@ -45,6 +47,7 @@ pub use binary::bcm_bin;
 pub use browser::{screenshot_dir, Browser};
 pub use cli::{Bcm, CliOutput, DevCluster};
 pub use cluster::{Cluster, ClusterBuilder, StartOrder};
+pub use garage::{garage_bin, Garage, GARAGE_KEY_ID, GARAGE_SECRET};
 pub use logs::{parse_became_leader, strip_ansi, tail};
 pub use pg::Postgres;
 pub use ports::{free_base_port, free_port};

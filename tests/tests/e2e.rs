@@ -48,6 +48,8 @@ mod postgres;
 mod quorum;
 #[path = "e2e/replicas.rs"]
 mod replicas;
+#[path = "e2e/s3.rs"]
+mod s3;
 #[path = "e2e/schedule.rs"]
 mod schedule;
 #[path = "e2e/snapshots.rs"]

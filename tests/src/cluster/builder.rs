@@ -144,6 +144,7 @@ impl ClusterBuilder {
             path,
             bin,
             nodes: BTreeMap::new(),
+            extra_toml: BTreeMap::new(),
             bootstrap: Vec::new(),
             snapshot_every: self.snapshot_every,
             keep_logs: self.keep_logs_behind_snapshot,

@@ -58,6 +58,10 @@ impl Cluster {
         let _ = writeln!(toml);
         let _ = writeln!(toml, "[auth]");
         let _ = writeln!(toml, "admin_password = {}", toml_str(ADMIN_PASSWORD));
+        if let Some(extra) = self.extra_toml.get(&id) {
+            let _ = writeln!(toml);
+            toml.push_str(extra);
+        }
         fs::write(&node.config_path, toml).expect("write node config");
     }
 }

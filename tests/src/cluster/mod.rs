@@ -52,6 +52,8 @@ pub struct Cluster {
     keep_logs: Option<u64>,
     grace_ms: Option<u64>,
     postgres: Option<(String, u64)>,
+    /// Per node, lines added to its config (a `[storage]` section, say).
+    extra_toml: BTreeMap<u64, String>,
     api: Api,
 }
 
@@ -124,12 +126,26 @@ impl Cluster {
     /// Starts a new node that is not in `bootstrap` and only registers through `join`
     /// (the bootstrap members). Returns its id. Does not wait.
     pub fn start_extra(&mut self, roles: &[&str]) -> u64 {
+        self.start_extra_with(roles, "")
+    }
+
+    /// [`Cluster::start_extra`] with `toml` added to the node's config (a
+    /// `[storage]` section for an object store, say).
+    pub fn start_extra_with(&mut self, roles: &[&str], toml: &str) -> u64 {
         let id = self.nodes.keys().max().copied().unwrap_or(0) + 1;
+        self.extra_toml.insert(id, toml.to_string());
         self.define_node(id, roles.iter().map(|r| r.to_string()).collect());
         self.write_config(id);
         self.log(format!("node {id} joins with roles {roles:?}"));
         self.spawn(id);
         id
+    }
+
+    /// Replaces the lines added to node `id`'s config (see
+    /// [`Cluster::start_extra_with`]); they take effect at its next start.
+    pub fn set_extra_toml(&mut self, id: u64, toml: &str) {
+        self.extra_toml.insert(id, toml.to_string());
+        self.write_config(id);
     }
 
     /// Waits until `/readyz` on `id` answers 200.
