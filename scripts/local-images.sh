@@ -9,6 +9,10 @@
 #   bcm-local/haproxy:2               stands in for haproxy:2.8-bookworm
 #   bcm-local/bcm:latest              the Dockerfile's `prebuilt` target: the
 #                                     host-built bcm binary on the base image
+#   bcm-local/garage:2                stands in for dxflrs/garage (the `s3`
+#                                     profile): a garage binary built on the host
+#                                     (GARAGE_BINARY, else `garage` on the PATH or
+#                                     in ~/.cargo/bin); skipped when there is none
 #
 # docker/compose.local.yml puts these in place of the public images; everything
 # else (compose file, configuration, health checks, HAProxy config) stays as users
@@ -102,6 +106,16 @@ mkdir -p target/docker
 strip --strip-debug -o target/docker/bcm "$binary"
 build --target prebuilt --build-arg BASE_IMAGE="$base" \
   --build-arg BCM_BINARY=target/docker/bcm -t bcm-local/bcm:latest .
+garage_bin="${GARAGE_BINARY:-$(command -v garage || echo "$HOME/.cargo/bin/garage")}"
+if [ -x "$garage_bin" ]; then
+  say "bcm-local/garage:2 (garage binary $garage_bin)"
+  mkdir -p target/docker-garage
+  strip --strip-debug -o target/docker-garage/garage "$garage_bin"
+  build --build-arg BASE_IMAGE="$base" -t bcm-local/garage:2 \
+    -f docker/local/garage.Dockerfile target/docker-garage
+else
+  say "bcm-local/garage:2 skipped: no garage binary (cargo install garage), so no s3 profile"
+fi
 # Each new binary leaves the previous bcm image untagged: remove those.
 docker image prune --force --filter label=org.opencontainers.image.title=bcm >/dev/null
 say "local images ready"

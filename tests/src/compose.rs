@@ -83,6 +83,15 @@ pub fn build_local_images(binary: &Path) {
     );
 }
 
+/// Whether the local image `name` exists (scripts/local-images.sh builds some
+/// only when their parts are there).
+pub fn image_exists(name: &str) -> bool {
+    Command::new("docker")
+        .args(["image", "inspect", name])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 /// Variables docker-compose.yml (or Compose itself) reads from the environment.
 const COMPOSE_VARIABLES: &[&str] = &[
     "COMPOSE_PROJECT_NAME",
@@ -98,6 +107,11 @@ const COMPOSE_VARIABLES: &[&str] = &[
     "BCM2_PORT",
     "BCM3_PORT",
     "BCM4_PORT",
+    "BCM5_PORT",
+    "GARAGE_IMAGE",
+    "GARAGE_RPC_SECRET",
+    "GARAGE_ACCESS_KEY_ID",
+    "GARAGE_SECRET_KEY",
 ];
 
 /// The named volumes of compose project `project` that exist now.
@@ -126,7 +140,7 @@ pub struct ComposeStack {
     env_file: PathBuf,
     /// HAProxy's published port: the cluster, as users reach it.
     pub proxy_port: u16,
-    /// Each node's own published port, by node id (1..=4).
+    /// Each node's own published port, by node id (1..=5).
     pub node_ports: BTreeMap<u64, u16>,
     admin_password: String,
     client: Client,
@@ -158,7 +172,7 @@ impl ComposeStack {
             .expect("BCM_ADMIN_PASSWORD in the generated env file")
             .to_string();
         let proxy_port = free_port();
-        let node_ports: BTreeMap<u64, u16> = (1..=4).map(|n| (n, free_port())).collect();
+        let node_ports: BTreeMap<u64, u16> = (1..=5).map(|n| (n, free_port())).collect();
         let mut extra = format!(
             "COMPOSE_PROJECT_NAME={project}\nBCM_PUBLISH_ADDR=127.0.0.1\nBCM_PORT={proxy_port}\n"
         );
@@ -439,7 +453,15 @@ impl ComposeStack {
 
     /// Keeps the project's logs in its directory and prints their tail.
     fn keep_logs(&self) {
-        let out = self.compose(&["--profile", "scale", "logs", "--no-color", "--timestamps"]);
+        let out = self.compose(&[
+            "--profile",
+            "scale",
+            "--profile",
+            "s3",
+            "logs",
+            "--no-color",
+            "--timestamps",
+        ]);
         let path = self.dir.join("compose.log");
         let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
         text.push_str(&String::from_utf8_lossy(&out.stderr));
@@ -462,6 +484,8 @@ impl Drop for ComposeStack {
         let out = self.compose(&[
             "--profile",
             "scale",
+            "--profile",
+            "s3",
             "down",
             "--volumes",
             "--remove-orphans",

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bcm_tests::compose::{self, Ack, ComposeStack, Writer};
-use bcm_tests::serde_json::Value;
+use bcm_tests::serde_json::{json, Value};
 use bcm_tests::{bcm_bin, wait_until};
 use reqwest::Method;
 
@@ -223,11 +223,91 @@ fn compose_stack_survives_killing_the_leader_container() {
     check_all_present(&stack, &stack.node_url(4), &acks, false);
     stack.log("bcm4 (profile scale) joined as a learner and serves every acknowledged write");
 
+    s3_profile_backs_up_into_garage(&stack);
+
     // Dropping the stack tears it down, volumes too; check that here.
     let stack = Arc::try_unwrap(stack).unwrap_or_else(|_| panic!("the stack is still shared"));
     let probe = ComposeProbe::of(&stack);
     drop(stack);
     assert!(probe.volumes_gone(), "`down --volumes` left volumes behind");
+}
+
+/// The `s3` profile: Garage and bcm5, a storage node keeping its chunks in
+/// Garage's bucket. With the other nodes keeping none, a backup lands there,
+/// verifies, and restores onto another node byte for byte.
+fn s3_profile_backs_up_into_garage(stack: &ComposeStack) {
+    if !compose::image_exists("bcm-local/garage:2") {
+        stack.log("the s3 profile skipped: no garage image (no garage binary to build it from)");
+        return;
+    }
+    stack.up(&["--profile", "scale", "--profile", "s3"]);
+    stack.wait_healthy(&["garage", "bcm5"], secs(120));
+    let api = stack.proxy_url();
+    let call = |method: Method, path: &str, body: Option<Value>| {
+        let url = format!("{api}/api/v1{path}");
+        let (status, v) = stack
+            .send(method.clone(), &url, body.as_ref(), secs(60))
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path}: HTTP {status} {v}"
+        );
+        v
+    };
+    let storage = call(Method::GET, "/storage", None);
+    let bcm5 = storage["items"]
+        .as_array()
+        .and_then(|s| s.iter().find(|n| n["node_id"] == 5).cloned())
+        .unwrap_or_else(|| panic!("no bcm5 in {storage}"));
+    assert_eq!(bcm5["backend"], "s3", "{bcm5}");
+    assert_eq!(bcm5["reachable"], true, "{bcm5}");
+    // Only bcm5 keeps data from here on.
+    for n in 1..=3 {
+        let roles = json!({"roles": ["manager", "backup-manager"]});
+        call(Method::PATCH, &format!("/nodes/{n}"), Some(roles));
+    }
+    call(Method::PATCH, "/nodes/4", Some(json!({"enabled": false})));
+    let plan = call(
+        Method::POST,
+        "/plans",
+        Some(json!({"name": "to-garage", "source_node": 1, "paths": ["/etc/bcm"], "replicas": 1})),
+    );
+    let backup = call(Method::POST, "/backups", Some(json!({"plan": plan["id"]})));
+    let path = format!("/backups/{}", backup["id"]);
+    let done = wait_until(secs(120), "the backup into Garage to end", || {
+        let b = call(Method::GET, &path, None);
+        match b["status"].as_str() {
+            Some("pending" | "running") => Err(b.to_string()),
+            _ => Ok(b),
+        }
+    });
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["storage_nodes"], json!([5]), "{done}");
+    let verified = call(Method::POST, &format!("{path}/verify"), Some(json!({})));
+    assert_eq!(verified["ok"], true, "{verified}");
+    let restore = call(
+        Method::POST,
+        &format!("{path}/restore"),
+        Some(json!({"target_node": 2, "target_path": "/tmp/from-garage"})),
+    );
+    let rpath = format!("/restores/{}", restore["id"]);
+    let done = wait_until(secs(120), "the restore from Garage to end", || {
+        let r = call(Method::GET, &rpath, None);
+        match r["status"].as_str() {
+            Some("pending" | "running") => Err(r.to_string()),
+            _ => Ok(r),
+        }
+    });
+    assert_eq!(done["status"], "succeeded", "{done}");
+    stack.compose_ok(&[
+        "exec",
+        "-T",
+        "bcm2",
+        "cmp",
+        "/etc/bcm/bcm.toml",
+        "/tmp/from-garage/etc/bcm/bcm.toml",
+    ]);
+    stack.log("the s3 profile: a backup into Garage through bcm5 restored byte for byte on bcm2");
 }
 
 /// Looks at a project's volumes after the stack itself is gone.
