@@ -249,8 +249,11 @@ def peak_rss_mib(pid):
 class Bcm:
     ROLES = [["manager", "backup-manager"], ["manager", "storage"], ["manager", "storage"]]
 
-    def __init__(self, work):
+    def __init__(self, work, extra=None):
+        """Three nodes; `extra` maps a node's index to TOML added to its
+        config (a `[storage]` section, say)."""
         self.work = work
+        self.extra = extra or {}
         self.api = [f"http://127.0.0.1:{BASE + i}" for i in range(3)]
         self.rpc = [f"http://127.0.0.1:{BASE + 10 + i}" for i in range(3)]
         self.procs = []
@@ -266,6 +269,7 @@ class Bcm:
                     f"roles = {json.dumps(self.ROLES[i])}\n"
                     f'[cluster]\nsecret = "{SECRET}"\nbootstrap = {json.dumps(self.rpc)}\n'
                     f'[auth]\nadmin_password = "{PASSWORD}"\n[log]\nlevel = "warn"\n'
+                    + self.extra.get(i, "")
                 )
             logf = open(os.path.join(self.work, f"bcm{i + 1}.log"), "a")
             self.procs.append(subprocess.Popen([BCM, "node", "--config", path],

@@ -37,8 +37,11 @@ use object_store::{
 
 /// Packs above this size are uploaded in parts of this size, all at once.
 const PART: usize = 8 * 1024 * 1024;
-/// Reads of pack indexes in flight at once when the store opens.
-const TAILS_AT_ONCE: usize = 16;
+/// Ranged reads in flight at once (a restore's runs, pack indexes when the
+/// store opens). Garage answers with Nagle's algorithm on, so a response whose
+/// last segment is small waits ~40 ms for the client's delayed ACK: many
+/// requests at once hide that.
+const AT_ONCE: usize = 16;
 
 /// Where the store is and how to sign for it.
 #[derive(Clone)]
@@ -181,6 +184,15 @@ impl S3Backend {
         format!("s3:{}/{}", s.bucket, s.prefix)
     }
 
+    /// Every key under the prefix (for tests and tools: what is there).
+    pub fn keys(&self) -> io::Result<Vec<String>> {
+        Ok(self
+            .list("")?
+            .into_iter()
+            .map(|m| m.location.to_string())
+            .collect())
+    }
+
     /// Asks the object store for one key of the bucket: whether it answers,
     /// takes the credentials and has the bucket, each said plainly.
     pub fn probe(&self) -> Result<(), S3Error> {
@@ -300,6 +312,27 @@ impl S3Backend {
             .map_err(|e| self.io(e))
     }
 
+    /// Ranged GETs, [`AT_ONCE`] in flight, answered in order.
+    fn get_ranges(&self, asks: Vec<(Path, Range<u64>)>) -> Vec<io::Result<Bytes>> {
+        let store = self.store.clone();
+        let got: Vec<Result<Bytes, object_store::Error>> = self.run(async move {
+            futures_util::stream::iter(asks)
+                .map(|(key, range)| {
+                    let store = store.clone();
+                    async move {
+                        if range.is_empty() {
+                            return Ok(Bytes::new());
+                        }
+                        store.get_range(&key, range).await
+                    }
+                })
+                .buffered(AT_ONCE)
+                .collect()
+                .await
+        });
+        got.into_iter().map(|r| r.map_err(|e| self.io(e))).collect()
+    }
+
     fn get(&self, key: Path) -> io::Result<Option<Bytes>> {
         let store = self.store.clone();
         match self.run(async move { store.get(&key).await?.bytes().await }) {
@@ -380,26 +413,28 @@ impl Backend for S3Backend {
         self.get_range(self.pack_key(id), offset..offset + len as u64)
     }
 
+    /// An extra request costs more than a few hundred KiB more of one.
+    fn run_gap(&self) -> u64 {
+        1024 * 1024
+    }
+
+    fn read_ranges(&self, ranges: &[(PackId, u64, usize)]) -> Vec<io::Result<Bytes>> {
+        let asks = ranges
+            .iter()
+            .map(|(id, offset, len)| (self.pack_key(id), *offset..*offset + *len as u64))
+            .collect();
+        self.get_ranges(asks)
+    }
+
     fn read_tails(&self, packs: &[(PackId, u64)], len: usize) -> Vec<io::Result<Bytes>> {
-        let store = self.store.clone();
-        let asks: Vec<(Path, Range<u64>)> = packs
+        let asks = packs
             .iter()
             .map(|(id, size)| {
                 let n = (len as u64).min(*size);
                 (self.pack_key(id), size - n..*size)
             })
             .collect();
-        let got: Vec<Result<Bytes, object_store::Error>> = self.run(async move {
-            futures_util::stream::iter(asks)
-                .map(|(key, range)| {
-                    let store = store.clone();
-                    async move { store.get_range(&key, range).await }
-                })
-                .buffered(TAILS_AT_ONCE)
-                .collect()
-                .await
-        });
-        got.into_iter().map(|r| r.map_err(|e| self.io(e))).collect()
+        self.get_ranges(asks)
     }
 
     fn write_pack(&self, id: &PackId, parts: &[&[u8]]) -> io::Result<()> {
@@ -542,7 +577,11 @@ mod tests {
         let a = S3Backend::new(settings("http://127.0.0.1:3900", "")).unwrap();
         let b = S3Backend::new(settings("http://127.0.0.1:3910", "")).unwrap();
         let other = S3Backend::new(settings("http://127.0.0.1:3900", "cluster-2")).unwrap();
-        assert_eq!(a.place_key(), b.place_key(), "another endpoint of the same store");
+        assert_eq!(
+            a.place_key(),
+            b.place_key(),
+            "another endpoint of the same store"
+        );
         assert_ne!(a.place_key(), other.place_key());
         let id = PackId([0xab; 32]);
         assert!(a.pack_key(&id).as_ref().starts_with("packs/ab/abab"));
@@ -564,6 +603,9 @@ mod tests {
         let b = S3Backend::new(settings(&format!("http://127.0.0.1:{port}"), "")).unwrap();
         let e = b.probe().unwrap_err();
         assert!(matches!(e, S3Error::Unreachable { .. }), "{e}");
-        assert!(e.to_string().contains("cannot reach the object store"), "{e}");
+        assert!(
+            e.to_string().contains("cannot reach the object store"),
+            "{e}"
+        );
     }
 }

@@ -40,6 +40,21 @@ pub trait Backend: Send + Sync {
     /// ends. A pack that is not there is [`io::ErrorKind::NotFound`].
     fn read(&self, id: &PackId, offset: u64, len: usize) -> io::Result<Bytes>;
 
+    /// Bytes between two chunks of a pack that a read takes along rather than
+    /// split the read in two at: what one more read costs, in bytes.
+    fn run_gap(&self) -> u64 {
+        256 * 1024
+    }
+
+    /// Several [`Backend::read`]s (pack, offset, length), answered in order:
+    /// one after the other unless the backend does better.
+    fn read_ranges(&self, ranges: &[(PackId, u64, usize)]) -> Vec<io::Result<Bytes>> {
+        ranges
+            .iter()
+            .map(|(id, offset, len)| self.read(id, *offset, *len))
+            .collect()
+    }
+
     /// The last `len` bytes (fewer in a shorter pack) of each of `packs`
     /// (ids with their sizes), in order: where their indexes are. One read
     /// after the other unless the backend does better.

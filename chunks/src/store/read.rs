@@ -10,8 +10,6 @@ use super::{PackStore, StoreError};
 use crate::id::ChunkId;
 use crate::pack::{Blob, BlobEntry, PackError, PackId};
 
-/// Bytes between two blobs of a pack that a run reads rather than splits at.
-const RUN_GAP: u64 = 256 * 1024;
 /// Bytes read at most in one run.
 const RUN_MAX: u64 = 16 * 1024 * 1024;
 
@@ -83,6 +81,9 @@ impl PackStore {
             let (pack, entry) = at(i);
             (pack, entry.offset)
         });
+        // The runs: neighbours in a pack, each its slice of `packed`.
+        let mut runs: Vec<(PackId, u64, u64, &[usize])> = Vec::new();
+        let gap = self.backend.run_gap();
         let mut rest = &packed[..];
         while let Some(&first) = rest.first() {
             let (pack, e0) = at(first);
@@ -91,29 +92,40 @@ impl PackStore {
             while let Some(&next) = rest.get(n) {
                 let (p, e) = at(next);
                 let e_end = e.offset + u64::from(e.stored_len);
-                if p != pack || e.offset > end + RUN_GAP || e_end.max(end) - e0.offset > RUN_MAX {
+                if p != pack || e.offset > end + gap || e_end.max(end) - e0.offset > RUN_MAX {
                     break;
                 }
                 end = end.max(e_end);
                 n += 1;
             }
-            let run = self
-                .read_run(&pack, e0.offset, end)
+            runs.push((pack, e0.offset, end, &rest[..n]));
+            rest = &rest[n..];
+        }
+        // All read at once where the backend can (an object store: one
+        // request each, in parallel).
+        let asks: Vec<(PackId, u64, usize)> = runs
+            .iter()
+            .map(|(pack, from, to, _)| (*pack, *from, (to - from) as usize))
+            .collect();
+        let read = self.backend.read_ranges(&asks);
+        for ((_, from, to, members), got) in runs.iter().zip(read) {
+            let first = at(members[0]).1;
+            let run = got
+                .and_then(|run| whole(run, (to - from) as usize))
                 .map_err(|e| StoreError::Pack {
-                    id: e0.id,
+                    id: first.id,
                     source: e.into(),
                 })?;
-            for &i in &rest[..n] {
+            for &i in members.iter() {
                 let (_, e) = at(i);
-                let from = (e.offset - e0.offset) as usize;
+                let at = (e.offset - from) as usize;
                 out[i] = Some(Stored {
                     id: e.id,
                     raw_len: e.raw_len,
                     compressed: e.compressed,
-                    bytes: run.slice(from..from + e.stored_len as usize),
+                    bytes: run.slice(at..at + e.stored_len as usize),
                 });
             }
-            rest = &rest[n..];
         }
         Ok(out
             .into_iter()
@@ -160,15 +172,23 @@ impl PackStore {
 
     /// Bytes `from..to` of a pack, whole.
     pub(super) fn read_run(&self, pack: &PackId, from: u64, to: u64) -> io::Result<Bytes> {
-        let run = self.backend.read(pack, from, (to - from) as usize)?;
-        if run.len() < (to - from) as usize {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "a pack ends before the chunks its index names",
-            ));
-        }
-        Ok(run)
+        whole(
+            self.backend.read(pack, from, (to - from) as usize)?,
+            (to - from) as usize,
+        )
     }
+}
+
+/// `run` if it holds `len` bytes: a pack that ends before the chunks its index
+/// names is damaged.
+fn whole(run: Bytes, len: usize) -> io::Result<Bytes> {
+    if run.len() < len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "a pack ends before the chunks its index names",
+        ));
+    }
+    Ok(run)
 }
 
 #[cfg(test)]
