@@ -240,16 +240,20 @@ impl Garage {
         );
     }
 
-    /// Objects in `bucket`, as Garage counts them (its counters follow writes
-    /// within moments: wait on the number, do not read it once).
-    pub fn object_count(&self, bucket: &str) -> u64 {
-        let body = format!("{{\"globalAlias\":\"{bucket}\"}}");
-        let out = self.cli(0, &["json-api", "GetBucketInfo", &body]);
-        let v: Value = serde_json::from_str(&out)
-            .unwrap_or_else(|e| panic!("GetBucketInfo {bucket}: {e}: {out}"));
-        v["objects"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("GetBucketInfo {bucket}: no object count in {v}"))
+    /// An S3 client of `bucket` (under `prefix`) through node `i`, to look at or
+    /// damage what a storage node keeps there.
+    pub fn client(&self, i: usize, bucket: &str, prefix: &str) -> bcm_s3::S3Backend {
+        bcm_s3::S3Backend::new(bcm_s3::Settings {
+            endpoint: self.endpoint(i),
+            bucket: bucket.into(),
+            region: REGION.into(),
+            prefix: prefix.into(),
+            access_key_id: GARAGE_KEY_ID.into(),
+            secret_access_key: GARAGE_SECRET.into(),
+            path_style: true,
+            owner: 0,
+        })
+        .expect("an S3 client")
     }
 
     /// Node `i`'s S3 endpoint (0-based).
