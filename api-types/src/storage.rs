@@ -13,7 +13,7 @@ pub struct StorageView {
     /// `local` (pack files on its disk) or `s3` (an object store).
     pub backend: Option<String>,
     /// Where its chunk store is: `pack files in <dir>`, or `bucket "<name>"
-    /// at <endpoint>` (storage nodes sharing a bucket name the same one).
+    /// at <endpoint>` (storage nodes sharing a bucket name the same bucket).
     pub place: Option<String>,
     /// Size of the file system holding its chunk store (null in an object
     /// store, which does not say).

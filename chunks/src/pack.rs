@@ -12,9 +12,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 
 use serde::{Deserialize, Serialize};
 
@@ -230,22 +228,6 @@ impl PackBuilder {
 /// packs: a pack's index is found with one read of this many.
 pub const TAIL_READ: usize = 64 * 1024;
 
-/// The index of a pack file, from its trailer.
-pub fn read_index(file: &File) -> Result<Vec<BlobEntry>, PackError> {
-    let len = file.metadata()?.len();
-    let suffix = |n: usize| -> io::Result<Vec<u8>> {
-        let n = n.min(len as usize);
-        let mut buf = vec![0u8; n];
-        file.read_exact_at(&mut buf, len - n as u64)?;
-        Ok(buf)
-    };
-    match index_from_suffix(len, &suffix(TAIL_READ)?)? {
-        Ok(entries) => Ok(entries),
-        Err(need) => index_from_suffix(len, &suffix(need)?)?
-            .map_err(|_| PackError::BadTrailer("shorter than it says".into())),
-    }
-}
-
 /// The index of a pack of `len` bytes from its last bytes (`suffix`): the
 /// entries, or (inside `Ok`) `Err(n)` when the trailer starts before them and
 /// the last `n` bytes are needed.
@@ -288,11 +270,6 @@ pub fn index_from_suffix(
     Ok(Ok(entries))
 }
 
-/// One chunk from a pack file, checked against its id.
-pub fn read_blob(file: &File, entry: &BlobEntry) -> Result<Vec<u8>, PackError> {
-    read_stored(file, entry)?.open()
-}
-
 /// One chunk as stored, from its entry and the bytes read for it (not checked:
 /// [`Blob::open`] does).
 pub fn stored_blob(entry: &BlobEntry, stored: Vec<u8>) -> Blob {
@@ -302,13 +279,6 @@ pub fn stored_blob(entry: &BlobEntry, stored: Vec<u8>) -> Blob {
         compressed: entry.compressed,
         stored,
     }
-}
-
-/// One chunk from a pack file as it is stored (not checked: [`Blob::open`] does).
-pub fn read_stored(file: &File, entry: &BlobEntry) -> Result<Blob, PackError> {
-    let mut stored = vec![0u8; entry.stored_len as usize];
-    file.read_exact_at(&mut stored, entry.offset)?;
-    Ok(stored_blob(entry, stored))
 }
 
 fn unpack(entry: &BlobEntry, stored: Cow<'_, [u8]>) -> Result<Checked, PackError> {
@@ -331,7 +301,6 @@ fn unpack(entry: &BlobEntry, stored: Cow<'_, [u8]>) -> Result<Checked, PackError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
 
     fn pack_of(chunks: &[&[u8]]) -> (PackId, Vec<u8>, Vec<BlobEntry>) {
         let mut b = PackBuilder::default();
@@ -342,15 +311,16 @@ mod tests {
         (id, [b.blob_bytes(), &end].concat(), b.entries().to_vec())
     }
 
-    fn file_with(bytes: &[u8]) -> (tempfile::TempDir, File) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("p.pack");
-        std::fs::File::create(&path)
-            .unwrap()
-            .write_all(bytes)
-            .unwrap();
-        let f = File::open(&path).unwrap();
-        (dir, f)
+    /// A pack's index read from all of its bytes.
+    fn read_index(pack: &[u8]) -> Result<Vec<BlobEntry>, PackError> {
+        index_from_suffix(pack.len() as u64, pack).map(|found| found.expect("all bytes given"))
+    }
+
+    /// Chunk `entry` of a pack, checked.
+    fn read_blob(pack: &[u8], entry: &BlobEntry) -> Result<Vec<u8>, PackError> {
+        let at = entry.offset as usize;
+        let end = (at + entry.stored_len as usize).min(pack.len());
+        stored_blob(entry, pack[at..end].to_vec()).open()
     }
 
     #[test]
@@ -361,11 +331,10 @@ mod tests {
             .collect();
         let (id, bytes, entries) = pack_of(&[&text, &random, b""]);
         assert!(entries[0].compressed && entries[0].stored_len < 1000);
-        let (_d, f) = file_with(&bytes);
-        assert_eq!(read_index(&f).unwrap(), entries);
-        assert_eq!(read_blob(&f, &entries[0]).unwrap(), text);
-        assert_eq!(read_blob(&f, &entries[1]).unwrap(), random);
-        assert_eq!(read_blob(&f, &entries[2]).unwrap(), b"");
+        assert_eq!(read_index(&bytes).unwrap(), entries);
+        assert_eq!(read_blob(&bytes, &entries[0]).unwrap(), text);
+        assert_eq!(read_blob(&bytes, &entries[1]).unwrap(), random);
+        assert_eq!(read_blob(&bytes, &entries[2]).unwrap(), b"");
         assert_eq!(id, PackId(*blake3::hash(&bytes).as_bytes()));
     }
 
@@ -401,18 +370,36 @@ mod tests {
         let (_, bytes, entries) = pack_of(&[b"one chunk", b"another chunk"]);
         let mut flipped = bytes.clone();
         flipped[3] ^= 0xff; // inside the first blob
-        let (_d, f) = file_with(&flipped);
         assert!(matches!(
-            read_blob(&f, &entries[0]),
+            read_blob(&flipped, &entries[0]),
             Err(PackError::BadChunk(_))
         ));
-        assert_eq!(read_blob(&f, &entries[1]).unwrap(), b"another chunk");
+        assert_eq!(read_blob(&flipped, &entries[1]).unwrap(), b"another chunk");
         let mut trailer_hit = bytes.clone();
         let at = trailer_hit.len() - TAIL - 2;
         trailer_hit[at] ^= 0xff;
-        let (_d, f) = file_with(&trailer_hit);
-        assert!(matches!(read_index(&f), Err(PackError::BadTrailer(_))));
-        let (_d, f) = file_with(&bytes[..bytes.len() - 1]);
-        assert!(matches!(read_index(&f), Err(PackError::NotAPack)));
+        assert!(matches!(
+            read_index(&trailer_hit),
+            Err(PackError::BadTrailer(_))
+        ));
+        assert!(matches!(
+            read_index(&bytes[..bytes.len() - 1]),
+            Err(PackError::NotAPack)
+        ));
+    }
+
+    #[test]
+    fn an_index_longer_than_the_bytes_read_asks_for_as_many_as_it_needs() {
+        let chunks: Vec<Vec<u8>> = (0..2000u32).map(|i| i.to_le_bytes().repeat(3)).collect();
+        let refs: Vec<&[u8]> = chunks.iter().map(|c| &c[..]).collect();
+        let (_, bytes, entries) = pack_of(&refs);
+        let len = bytes.len() as u64;
+        let need = match index_from_suffix(len, &bytes[bytes.len() - 100..]).unwrap() {
+            Err(need) => need,
+            Ok(_) => panic!("100 bytes cannot hold 2000 entries"),
+        };
+        assert!(need > 100);
+        let found = index_from_suffix(len, &bytes[bytes.len() - need..]).unwrap();
+        assert_eq!(found.unwrap(), entries);
     }
 }

@@ -5,6 +5,8 @@
 //! ```text
 //! packs/<2 hex>/<pack id>.pack        the packs (the same bytes as on disk)
 //! manifests/<node id>/<backup>.manifest  each storage node's manifests
+//! claims/<node id>/<backup>           backups being written through a node
+//!                                     (no other node's GC runs meanwhile)
 //! quarantine/<pack id>.pack           damaged packs, set aside
 //! ```
 //!
@@ -426,17 +428,6 @@ impl Backend for S3Backend {
         self.get_ranges(asks)
     }
 
-    fn read_tails(&self, packs: &[(PackId, u64)], len: usize) -> Vec<io::Result<Bytes>> {
-        let asks = packs
-            .iter()
-            .map(|(id, size)| {
-                let n = (len as u64).min(*size);
-                (self.pack_key(id), size - n..*size)
-            })
-            .collect();
-        self.get_ranges(asks)
-    }
-
     fn write_pack(&self, id: &PackId, parts: &[&[u8]]) -> io::Result<()> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         let key = self.pack_key(id);
@@ -503,6 +494,36 @@ impl Backend for S3Backend {
                     .parse()
                     .ok()
             })
+            .collect())
+    }
+
+    fn claim(&self, backup: u64) -> io::Result<()> {
+        let key = self.key(&format!("claims/{}/{backup}", self.settings.owner));
+        self.put(key, Bytes::new())
+    }
+
+    fn unclaim(&self, backup: u64) -> io::Result<()> {
+        let key = self.key(&format!("claims/{}/{backup}", self.settings.owner));
+        let store = self.store.clone();
+        match self.run(async move { store.delete(&key).await }) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.io(e)),
+        }
+    }
+
+    /// A mark's age is its last-modified time (the object store's clock)
+    /// against this node's clock: keep them within minutes of each other.
+    fn foreign_claims(&self, max_age: Duration) -> io::Result<Vec<String>> {
+        let own = self.key(&format!("claims/{}/", self.settings.owner));
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        Ok(self
+            .list("claims/")?
+            .into_iter()
+            .filter(|m| !m.location.prefix_matches(&own))
+            .filter(|m| now_ms - m.last_modified.timestamp_millis() < max_age.as_millis() as i64)
+            .map(|m| m.location.to_string())
             .collect())
     }
 

@@ -9,10 +9,16 @@
 //! object store); an error leaves the old state or the new, never a half.
 
 use std::io;
+use std::time::Duration;
 
 use bytes::Bytes;
 
 use crate::pack::PackId;
+
+/// How long a claim ([`Backend::claim`]) holds without being made again: a
+/// backup being written renews its claim on every request, and one not heard
+/// from for this long is taken to be gone.
+pub const CLAIM_LIFETIME: Duration = Duration::from_secs(30 * 60);
 
 pub trait Backend: Send + Sync {
     /// Where this is, for logs and errors (never a secret).
@@ -55,19 +61,6 @@ pub trait Backend: Send + Sync {
             .collect()
     }
 
-    /// The last `len` bytes (fewer in a shorter pack) of each of `packs`
-    /// (ids with their sizes), in order: where their indexes are. One read
-    /// after the other unless the backend does better.
-    fn read_tails(&self, packs: &[(PackId, u64)], len: usize) -> Vec<io::Result<Bytes>> {
-        packs
-            .iter()
-            .map(|(id, size)| {
-                let n = (len as u64).min(*size);
-                self.read(id, size - n, n as usize)
-            })
-            .collect()
-    }
-
     /// Keeps pack `id`, made of `parts` one after the other: when this returns
     /// it is durable, whole, under its name.
     fn write_pack(&self, id: &PackId, parts: &[&[u8]]) -> io::Result<()>;
@@ -93,6 +86,26 @@ pub trait Backend: Send + Sync {
 
     /// The backups whose manifests this store holds.
     fn manifests(&self) -> io::Result<Vec<u64>>;
+
+    /// In a shared place: marks that backup `backup` is being written through
+    /// this store (again, to keep the mark fresh), so that no other store's
+    /// GC runs meanwhile ([`Backend::foreign_claims`]). A store's own GC knows
+    /// its own backups. Nothing for a place of one store's own.
+    fn claim(&self, _backup: u64) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Backup `backup` is written (or given up): its mark goes.
+    fn unclaim(&self, _backup: u64) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// The marks of backups other stores sharing the place are writing, made
+    /// within `max_age` (older ones are of a store that died): names, for a
+    /// GC to say why it waits.
+    fn foreign_claims(&self, _max_age: Duration) -> io::Result<Vec<String>> {
+        Ok(Vec::new())
+    }
 
     /// The manifests other stores sharing the place keep there (a name for
     /// errors, and the bytes): what GC must keep alive beside this store's own.

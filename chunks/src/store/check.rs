@@ -11,6 +11,11 @@ use crate::pack::PackId;
 
 /// Bytes of chunks read back at once.
 const CHECK_BYTES: usize = 16 * 1024 * 1024;
+/// Why a pack is suspect when it is not there at all.
+const GONE: &str = "its file is gone";
+/// In a shared place, a check looks the packs over first unless that was done
+/// this recently.
+const CHECK_FRESH: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What [`PackStore::check_backup`] found.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -37,7 +42,7 @@ impl PackStore {
     /// Reads back every chunk of `backup`'s manifest (see the module's doc).
     pub fn check_backup(&self, backup: u64) -> Result<BackupCheck, StoreError> {
         self.flush()?;
-        self.refresh()?;
+        self.refresh_if_older(CHECK_FRESH)?;
         let manifest = match self.manifest(backup) {
             Ok(Some(m)) => m,
             Ok(None) => return Ok(BackupCheck::default()),
@@ -50,44 +55,13 @@ impl PackStore {
             Err(e) => return Err(e),
         };
         let ids = manifest.chunks();
-        // The chunks by pack: each pack is asked after once, and its chunks
-        // read in runs (one read of the backend for neighbours).
-        let mut by_pack: BTreeMap<PackId, Vec<ChunkId>> = BTreeMap::new();
-        {
-            let inner = self.lock();
-            for id in &ids {
-                // One not in the index is missing: counted below.
-                if let Some(loc) = inner.index.get(id) {
-                    by_pack.entry(loc.pack).or_default().push(*id);
-                }
-            }
-        }
-        let mut suspects: BTreeMap<PackId, String> = BTreeMap::new();
-        for (pack, chunks) in by_pack {
-            if !self.backend.has_pack(&pack)? {
-                suspects.insert(pack, "its file is gone".into());
-                continue;
-            }
-            let mut left = &chunks[..];
-            while !left.is_empty() {
-                let read = match self.read_places(left, CHECK_BYTES) {
-                    Ok(read) => read,
-                    Err(StoreError::Pack { source, .. }) if !source.is_io() => {
-                        suspects.insert(pack, source.to_string());
-                        break;
-                    }
-                    Err(e) => return Err(e),
-                };
-                let bad = read
-                    .iter()
-                    .find(|s| !crate::pack::holds(s.id, s.raw_len, s.compressed, &s.bytes));
-                if let Some(bad) = bad {
-                    let why = crate::pack::PackError::BadChunk(bad.id);
-                    suspects.insert(pack, why.to_string());
-                    break;
-                }
-                left = &left[read.len()..];
-            }
+        let mut suspects = self.suspects(&ids)?;
+        if suspects.values().any(|why| why == GONE) && self.backend.shared() {
+            // In a shared place, a pack gone since the last look was rewritten
+            // by another store's GC: look again, and read where its chunks
+            // are now.
+            self.refresh()?;
+            suspects = self.suspects(&ids)?;
         }
         let mut check = BackupCheck {
             held: true,
@@ -113,5 +87,48 @@ impl PackStore {
         }
         check.missing = self.missing(&ids);
         Ok(check)
+    }
+
+    /// The packs holding `ids` that are gone or do not read back whole, with
+    /// why: the chunks read by pack, in runs (one read of the backend for
+    /// neighbours). A chunk not in the index is not looked for (missing).
+    fn suspects(&self, ids: &[ChunkId]) -> Result<BTreeMap<PackId, String>, StoreError> {
+        let mut by_pack: BTreeMap<PackId, Vec<ChunkId>> = BTreeMap::new();
+        {
+            let inner = self.lock();
+            for id in ids {
+                if let Some(loc) = inner.index.get(id) {
+                    by_pack.entry(loc.pack).or_default().push(*id);
+                }
+            }
+        }
+        let mut suspects: BTreeMap<PackId, String> = BTreeMap::new();
+        for (pack, chunks) in by_pack {
+            if !self.backend.has_pack(&pack)? {
+                suspects.insert(pack, GONE.into());
+                continue;
+            }
+            let mut left = &chunks[..];
+            while !left.is_empty() {
+                let read = match self.read_places(left, CHECK_BYTES) {
+                    Ok(read) => read,
+                    Err(StoreError::Pack { source, .. }) if !source.is_io() => {
+                        suspects.insert(pack, source.to_string());
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                };
+                let bad = read
+                    .iter()
+                    .find(|s| !crate::pack::holds(s.id, s.raw_len, s.compressed, &s.bytes));
+                if let Some(bad) = bad {
+                    let why = crate::pack::PackError::BadChunk(bad.id);
+                    suspects.insert(pack, why.to_string());
+                    break;
+                }
+                left = &left[read.len()..];
+            }
+        }
+        Ok(suspects)
     }
 }

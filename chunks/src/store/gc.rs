@@ -8,9 +8,11 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::backend::CLAIM_LIFETIME;
 use super::{Loc, Pack, PackStore, StoreError};
 use crate::id::ChunkId;
 use crate::manifest::Manifest;
@@ -18,6 +20,8 @@ use crate::pack::{self, BlobEntry, PackBuilder, PackId};
 
 /// A pack whose dead bytes are at least this share of it is rewritten.
 const REWRITE_DEAD_SHARE: f64 = 0.5;
+/// In a shared place, how often a GC looks again for other stores' writers.
+const LOOK_AGAIN: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GcReport {
@@ -26,6 +30,8 @@ pub struct GcReport {
     pub chunks_deleted: u64,
     /// Bytes of pack files removed, less those written anew.
     pub bytes_freed: u64,
+    /// Why it stopped before it was done, when it did (it may run again).
+    pub stopped: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -61,15 +67,34 @@ impl PackStore {
     }
 
     /// [`PackStore::gc`], asking `go_on` before each pack it deletes or
-    /// rewrites, and stopping (with what it did so far) once it says no. In a
-    /// place shared with other stores, the manifests they keep there count as
-    /// live too; the caller sees to it that none of them writes a backup
-    /// meanwhile (their sessions' claims are not known here), and `go_on` is
-    /// how it calls a GC off that can no longer be sure of that.
+    /// rewrites, and stopping (with what it did so far) once it says no.
+    ///
+    /// In a place shared with other stores, the manifests they keep there count
+    /// as live too, and it runs only while none of them is writing a backup
+    /// there (their sessions' claims are not known here, only their marks,
+    /// [`Backend::foreign_claims`](super::Backend::foreign_claims)): it does
+    /// not start while another store's mark is fresh, and stops when one
+    /// appears. A backup that began in between finds what it relied on gone
+    /// when its manifest is put (which looks the place over first), and is not
+    /// reported stored.
     pub fn gc_while(&self, go_on: &dyn Fn() -> bool) -> Result<GcReport, StoreError> {
         self.flush()?;
         self.refresh()?;
         let _one = self.seal.lock().expect("the seal lock is never poisoned");
+        let writers = |report: &mut GcReport| -> Result<bool, StoreError> {
+            let marks = self.backend.foreign_claims(CLAIM_LIFETIME)?;
+            if !marks.is_empty() {
+                report.stopped = Some(format!(
+                    "backups are being written to this place through other storage nodes ({})",
+                    marks.join(", ")
+                ));
+            }
+            Ok(!marks.is_empty())
+        };
+        let mut report = GcReport::default();
+        if writers(&mut report)? {
+            return Ok(report);
+        }
         let mut live: HashSet<ChunkId> = HashSet::new();
         for backup in self.backups()? {
             if let Some(m) = self.manifest(backup)? {
@@ -84,7 +109,6 @@ impl PackStore {
             })?;
             live.extend(m.chunks());
         }
-        let mut report = GcReport::default();
         let plans = {
             let mut inner = self.lock();
             live.extend(inner.claimed.iter().copied());
@@ -117,9 +141,17 @@ impl PackStore {
             report.chunks_deleted = dead.len() as u64;
             plans
         };
+        let mut looked = Instant::now();
         for plan in plans {
             if !go_on() {
+                report.stopped = Some("called off".into());
                 break;
+            }
+            if looked.elapsed() >= LOOK_AGAIN && self.backend.shared() {
+                looked = Instant::now();
+                if writers(&mut report)? {
+                    break;
+                }
             }
             match plan {
                 Plan::Delete(id) => {
@@ -208,8 +240,12 @@ impl PackStore {
     /// against the index. A damaged pack's good chunks move to a new pack and the
     /// damaged file to `quarantine/`, so that what it lost shows as missing (for
     /// a repair to fetch from another replica).
+    /// In a shared place a pack gone since the last look is another store's
+    /// GC's doing, not damage: it is forgotten, and what it held is found in
+    /// the pack that replaced it.
     pub fn verify(&self) -> Result<VerifyReport, StoreError> {
         self.flush()?;
+        self.refresh()?;
         let _one = self.seal.lock().expect("the seal lock is never poisoned");
         let mut report = VerifyReport::default();
         let packs: Vec<(PackId, u64, Vec<BlobEntry>)> = self
@@ -225,6 +261,10 @@ impl PackStore {
             let (good, bad) = sort_out(bytes.as_ref(), &entries);
             // A file deleted by hand may still be read where it was open.
             let gone = bytes.is_none() || !self.backend.has_pack(&id)?;
+            if gone && self.backend.shared() {
+                self.lock().forget_packs(&HashSet::from([id]));
+                continue;
+            }
             let whole = bytes
                 .as_ref()
                 .is_some_and(|b| *blake3::hash(b).as_bytes() == id.0);
@@ -261,7 +301,7 @@ impl PackStore {
     /// what it alone held shows as missing from then on. Call with the seal lock
     /// held.
     pub(super) fn set_aside(&self, id: PackId, good: PackBuilder) -> Result<(), StoreError> {
-        self.lock().forget_pack(&id);
+        self.lock().forget_packs(&HashSet::from([id]));
         if !good.is_empty() {
             let (new_id, pack) = self.write_pack(&good)?;
             self.adopt(new_id, pack);
@@ -289,7 +329,7 @@ pub(super) fn sort_out(pack: Option<&Bytes>, entries: &[BlobEntry]) -> (PackBuil
     for entry in entries {
         let fits = |b: &Bytes| entry.offset + u64::from(entry.stored_len) <= b.len() as u64;
         match pack.filter(|b| fits(b)).map(|b| blob_in(b, entry)) {
-            Some(blob) if blob.open().is_ok() => good.push(&blob),
+            Some(blob) if blob.verify() => good.push(&blob),
             _ => bad.push(entry.id),
         }
     }

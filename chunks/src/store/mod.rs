@@ -112,7 +112,7 @@ pub struct PackStore {
     /// Held while a pack is sealed or the packs are collected: one at a time.
     seal: Mutex<()>,
     /// When [`PackStore::refresh`] last looked over a shared place.
-    refreshed: Mutex<Option<Instant>>,
+    refreshed: Mutex<Instant>,
 }
 
 impl PackStore {
@@ -146,7 +146,7 @@ impl PackStore {
             backend,
             inner: Mutex::new(inner),
             seal: Mutex::new(()),
-            refreshed: Mutex::new(Some(Instant::now())),
+            refreshed: Mutex::new(Instant::now()),
         };
         Ok((store, report))
     }
@@ -160,11 +160,13 @@ impl PackStore {
     /// again), and forgets packs gone from it (another store's GC rewrote
     /// them), so that the index finds their chunks where they are now. Packs
     /// whose index is damaged are left alone (their writer's verify sees to
-    /// them).
+    /// them). Under the seal lock: this store's own flush and GC do not change
+    /// its packs between the listing and what is made of it.
     pub fn refresh(&self) -> Result<(), StoreError> {
         if !self.backend.shared() {
             return Ok(());
         }
+        let _one = self.seal.lock().expect("the seal lock is never poisoned");
         let started = Instant::now();
         let known: HashSet<PackId> = self.lock().packs.keys().copied().collect();
         let listed = self.backend.list_packs()?;
@@ -174,26 +176,21 @@ impl PackStore {
             .filter(|(id, _)| !known.contains(id))
             .collect();
         let loaded = load_packs(&*self.backend, new)?;
+        let gone: HashSet<PackId> = known.into_iter().filter(|id| !there.contains(id)).collect();
         let mut inner = self.lock();
-        // Only packs known before the listing began can be missing from it
-        // for good: one sealed since was listed, or came after the listing.
-        let gone: Vec<PackId> = known.into_iter().filter(|id| !there.contains(id)).collect();
-        for id in gone {
-            inner.forget_pack(&id);
-        }
         for (id, pack) in loaded {
             if let Ok(pack) = pack {
                 inner.add_pack(id, pack);
             }
         }
-        *self.refreshed.lock().expect("refreshed lock") = Some(started);
+        inner.forget_packs(&gone);
+        *self.refreshed.lock().expect("refreshed lock") = started;
         Ok(())
     }
 
     /// [`PackStore::refresh`] unless the last one began less than `max_age` ago.
     pub fn refresh_if_older(&self, max_age: Duration) -> Result<(), StoreError> {
-        let last = *self.refreshed.lock().expect("refreshed lock");
-        if last.is_some_and(|t| t.elapsed() < max_age) {
+        if self.refreshed.lock().expect("refreshed lock").elapsed() < max_age {
             return Ok(());
         }
         self.refresh()
@@ -343,8 +340,11 @@ impl PackStore {
 
     /// Keeps a backup's manifest durably, after its chunks; refuses it when the
     /// store lacks any of them.
+    /// In a shared place the packs are looked over first: a chunk the index
+    /// still finds in a pack another store's GC deleted is not held.
     pub fn put_manifest(&self, backup: u64, manifest: &Manifest) -> Result<(), StoreError> {
         self.flush()?;
+        self.refresh()?;
         let lacking = self.missing(&manifest.chunks()).len();
         if lacking > 0 {
             return Err(StoreError::MissingChunks(lacking));
@@ -437,19 +437,25 @@ impl Inner {
                 .is_some_and(|(_, index)| index.contains_key(id))
     }
 
-    /// Takes pack `id` out: the chunks the index found there are found in
+    /// Takes `gone` packs out: the chunks the index found there are found in
     /// another pack holding a copy, or are missing from now on. The chunks that
     /// went missing.
-    fn forget_pack(&mut self, id: &PackId) -> HashSet<ChunkId> {
-        let Some(pack) = self.packs.remove(id) else {
-            return HashSet::new();
-        };
-        let mut lost: HashSet<ChunkId> = pack
-            .entries
-            .iter()
-            .filter(|e| self.index.get(&e.id).is_some_and(|l| l.pack == *id))
-            .map(|e| e.id)
-            .collect();
+    fn forget_packs(&mut self, gone: &HashSet<PackId>) -> HashSet<ChunkId> {
+        let mut lost = HashSet::new();
+        for id in gone {
+            let Some(pack) = self.packs.remove(id) else {
+                continue;
+            };
+            lost.extend(
+                pack.entries
+                    .iter()
+                    .filter(|e| self.index.get(&e.id).is_some_and(|l| l.pack == *id))
+                    .map(|e| e.id),
+            );
+        }
+        if lost.is_empty() {
+            return lost;
+        }
         self.index.retain(|c, _| !lost.contains(c));
         // A copy in another pack (a rewrite cut short leaves some) serves.
         for (p, other) in &self.packs {
@@ -483,20 +489,36 @@ impl Inner {
 type Loaded = Result<Pack, PackError>;
 
 /// The packs `listed` with their indexes read (many at once where the backend
-/// can), each an index or why it is not a pack. An error reading is an error
-/// of the whole: only a pack that was read and found wanting is judged.
+/// can), each an index or why it is not a pack; a pack gone since the listing
+/// is left out. An error reading is an error of the whole: only a pack that
+/// was read and found wanting is judged.
 fn load_packs(
     backend: &dyn Backend,
     listed: Vec<(PackId, u64)>,
 ) -> Result<Vec<(PackId, Loaded)>, StoreError> {
-    let tails = backend.read_tails(&listed, pack::TAIL_READ);
+    let tails: Vec<(PackId, u64, usize)> = listed
+        .iter()
+        .map(|(id, size)| {
+            let n = (pack::TAIL_READ as u64).min(*size);
+            (*id, size - n, n as usize)
+        })
+        .collect();
+    let read = backend.read_ranges(&tails);
     let mut out = Vec::with_capacity(listed.len());
-    for ((id, size), tail) in listed.into_iter().zip(tails) {
-        let tail = tail?;
+    for ((id, size), tail) in listed.into_iter().zip(read) {
+        let tail = match tail {
+            Ok(tail) => tail,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e.into()),
+        };
         let entries = match pack::index_from_suffix(size, &tail) {
             Ok(Ok(entries)) => Ok(entries),
             Ok(Err(need)) => {
-                let more = backend.read(&id, size - need as u64, need)?;
+                let more = match backend.read(&id, size - need as u64, need) {
+                    Ok(more) => more,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e.into()),
+                };
                 pack::index_from_suffix(size, &more).and_then(|found| {
                     found.map_err(|_| PackError::BadTrailer("shorter than it says".into()))
                 })

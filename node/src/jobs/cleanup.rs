@@ -2,15 +2,17 @@
 //! manifests of backups the catalog does not keep there go (deleted, failed, or
 //! an attempt's leftover on a node it did not end on), and each place that lost
 //! any (a node's disk, or a bucket storage nodes share) then has its garbage
-//! collected by its nodes, one after the other (in a truly shared bucket the
-//! second finds little left to do; buckets of one name in two object stores
-//! each get theirs).
+//! collected by one of its nodes (the lowest id that answers): two GCs of one
+//! bucket at once could each take the other's copy of a chunk for the dead one.
 //!
 //! A shared place is collected only while no backup writes to it: a storage
 //! node keeps the chunks its own backups were told exist (its sessions' claims),
-//! but knows nothing of what the others sharing the bucket were told. The
-//! manager's loop dispatches nothing while this runs, and a GC stops by itself
-//! once the role moves on (a new manager may start backups at once).
+//! but knows nothing of what the others sharing the bucket were told. Here the
+//! catalog's running backups are the first guard; the store's own (the marks
+//! of backups being written through other nodes, `Backend::foreign_claims`)
+//! the second. The manager's loop dispatches nothing while this runs, and a GC
+//! stops by itself once the role moves on (a new manager may start backups at
+//! once) or its request is given up.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
@@ -38,9 +40,10 @@ pub async fn run(node: &Node, epoch: u64, owed: &mut BTreeSet<String>) {
             })
             .collect()
     });
-    // Each answering node's place, and the nodes of each place.
+    // Each answering node's place, and the node of each place that collects it
+    // (the first in id order), with whether the place is shared.
     let mut place_of: HashMap<u64, String> = HashMap::new();
-    let mut members: BTreeMap<String, Vec<StorageNode>> = BTreeMap::new();
+    let mut collector: BTreeMap<String, (StorageNode, bool)> = BTreeMap::new();
     for target in targets {
         let stats = node
             .peers
@@ -54,34 +57,39 @@ pub async fn run(node: &Node, epoch: u64, owed: &mut BTreeSet<String>) {
             owed.insert(stats.place_key.clone());
         }
         place_of.insert(target.id, stats.place_key.clone());
-        members.entry(stats.place_key).or_default().push(target);
+        collector
+            .entry(stats.place_key)
+            .or_insert((target, stats.shared));
     }
-    for (place, targets) in members {
+    for (place, (target, shared)) in collector {
         if !owed.contains(&place) {
             continue;
         }
-        if let Some(why) = busy(node, &place, &place_of) {
-            tracing::debug!(%place, "garbage collection waits: {why}");
-            continue;
+        if shared {
+            if let Some(why) = busy(node, &place, &place_of) {
+                tracing::debug!(%place, "garbage collection waits: {why}");
+                continue;
+            }
         }
-        let mut done = true;
-        for target in targets {
-            match target.gc(&node.peers, fence).await {
-                Ok(r) => tracing::info!(
+        match target.gc(&node.peers, fence).await {
+            Ok(r) => {
+                tracing::info!(
                     storage_node = target.id,
                     %place,
                     chunks = r.chunks_deleted,
                     freed = r.bytes_freed,
                     "removed deleted backups' data"
-                ),
-                Err(e) => {
-                    done = false;
-                    tracing::warn!("garbage collection: {e}");
+                );
+                match r.stopped {
+                    Some(why) => {
+                        tracing::info!(%place, "garbage collection stopped: {why}; it goes on at the next cleanup")
+                    }
+                    None => {
+                        owed.remove(&place);
+                    }
                 }
             }
-        }
-        if done {
-            owed.remove(&place);
+            Err(e) => tracing::warn!("garbage collection: {e}"),
         }
     }
 }
@@ -120,13 +128,10 @@ async fn remove_stale(node: &Node, target: &StorageNode, fence: Fence) -> usize 
     removed
 }
 
-/// Why `place` must not be collected now, if it must not: a running backup
-/// writes to a storage node in it (or to one whose place is not known). A
-/// node's own disk is never busy: its store keeps what its backups use.
+/// Why shared `place` must not be collected now, if it must not: a running
+/// backup writes to a storage node in it (or to one whose place is not known).
+/// (A node's own disk is never busy: its store keeps what its backups use.)
 fn busy(node: &Node, place: &str, place_of: &HashMap<u64, String>) -> Option<String> {
-    if place.starts_with("local:") {
-        return None;
-    }
     node.state.read(|d| {
         d.state
             .backups

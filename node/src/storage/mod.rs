@@ -21,7 +21,10 @@ use crate::config::NodeConfig;
 /// A backup whose source has not been heard from for this long has its claim on
 /// the chunks it was told exist dropped (a GC may then collect them; the
 /// backup, if it goes on, finds them missing and sends them again).
-const LEASE: Duration = Duration::from_secs(30 * 60);
+const LEASE: Duration = bcm_chunks::store::backend::CLAIM_LIFETIME;
+/// In a shared place, a backup's mark (`Backend::claim`) is made again this
+/// often while it is written, well within [`LEASE`].
+const RECLAIM: Duration = Duration::from_secs(5 * 60);
 /// An object store that cannot be used at start-up is tried again this often.
 const RETRY_OPEN: Duration = Duration::from_secs(5);
 
@@ -39,7 +42,15 @@ pub struct Storage {
     pub place_key: String,
     /// `local` or `s3`.
     pub backend: &'static str,
-    leases: Mutex<HashMap<u64, (Session, Instant)>>,
+    /// Per backup being written: its session, when it was last heard from,
+    /// and when its mark in a shared place was last made.
+    leases: Mutex<HashMap<u64, Lease>>,
+}
+
+struct Lease {
+    session: Session,
+    heard: Instant,
+    marked: Instant,
 }
 
 impl Storage {
@@ -159,31 +170,59 @@ impl Storage {
     }
 
     /// Keeps the chunks backup `backup` was told exist safe from GC, for another
-    /// [`LEASE`]; drops leases not renewed in time. A backup's first call in a
-    /// place shared with other storage nodes first takes in the packs they
-    /// wrote there, so that what they hold is not sent again.
-    fn renew(&self, store: &Arc<PackStore>, backup: u64) {
+    /// [`LEASE`]; drops leases not renewed in time. In a place shared with other
+    /// storage nodes, a backup's first call marks it there (no other node's GC
+    /// runs while it is written) and takes in the packs they wrote, so that
+    /// what they hold is not sent again; the mark is made again every
+    /// [`RECLAIM`]. A mark that cannot be made, or packs that cannot be looked
+    /// over, refuse the call: the index must not be trusted stale there.
+    fn renew(&self, store: &Arc<PackStore>, backup: u64) -> Result<(), String> {
         let now = Instant::now();
-        let fresh = {
+        let (fresh, mark, expired) = {
             let mut leases = self.leases.lock().expect("leases lock");
-            leases.retain(|_, (_, at)| now.duration_since(*at) < LEASE);
+            let expired: Vec<u64> = leases
+                .iter()
+                .filter(|(_, l)| now.duration_since(l.heard) >= LEASE)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in &expired {
+                leases.remove(id);
+            }
             match leases.get_mut(&backup) {
-                Some((_, at)) => {
-                    *at = now;
-                    false
+                Some(l) => {
+                    l.heard = now;
+                    let mark = now.duration_since(l.marked) >= RECLAIM;
+                    if mark {
+                        l.marked = now;
+                    }
+                    (false, mark, expired)
                 }
-                None => true,
+                None => (true, true, expired),
             }
         };
-        if fresh {
-            if let Err(e) = store.refresh() {
-                tracing::warn!(backup, "the chunk store's packs not looked over again: {e}");
+        let backend = store.backend();
+        for id in expired {
+            if let Err(e) = backend.unclaim(id) {
+                tracing::warn!(backup = id, "a lapsed backup's mark not removed: {e}");
             }
-            let mut leases = self.leases.lock().expect("leases lock");
-            leases
-                .entry(backup)
-                .or_insert_with(|| (store.session(), now));
         }
+        if mark {
+            backend
+                .claim(backup)
+                .map_err(|e| format!("cannot mark backup {backup} in {}: {e}", self.place))?;
+        }
+        if fresh {
+            store
+                .refresh()
+                .map_err(|e| format!("cannot look over the packs in {}: {e}", self.place))?;
+            let mut leases = self.leases.lock().expect("leases lock");
+            leases.entry(backup).or_insert_with(|| Lease {
+                session: store.session(),
+                heard: now,
+                marked: now,
+            });
+        }
+        Ok(())
     }
 
     /// The session of backup `backup` (opened when it has none).
@@ -192,14 +231,20 @@ impl Storage {
         store: &Arc<PackStore>,
         backup: u64,
         f: impl FnOnce(&Session) -> T,
-    ) -> T {
-        self.renew(store, backup);
+    ) -> Result<T, String> {
+        self.renew(store, backup)?;
         let leases = self.leases.lock().expect("leases lock");
-        f(&leases[&backup].0)
+        leases
+            .get(&backup)
+            .map(|l| f(&l.session))
+            .ok_or_else(|| format!("backup {backup} was written or given up meanwhile"))
     }
 
-    /// Backup `backup` is written (or abandoned): its claim ends.
-    fn release(&self, backup: u64) {
+    /// Backup `backup` is written (or abandoned): its claim ends, and its mark.
+    fn release(&self, store: &PackStore, backup: u64) {
         self.leases.lock().expect("leases lock").remove(&backup);
+        if let Err(e) = store.backend().unclaim(backup) {
+            tracing::warn!(backup, "the mark of a backup written not removed: {e}");
+        }
     }
 }

@@ -8,6 +8,7 @@
 //! decompressing, fsync), never on the Raft runtime's workers that serve these
 //! routes.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -28,11 +29,32 @@ use crate::net::problem::Problem;
 
 type Answer = Result<Response, Problem>;
 
-/// A shared place's numbers are at most this old.
-const STATS_FRESH: std::time::Duration = std::time::Duration::from_secs(10);
+/// A route's work: the node's storage, its open store, the call, the body.
+type Handler = fn(&Storage, &Arc<PackStore>, &Call, Bytes) -> Answer;
 
-/// A route's work: the node's storage, its open store, the node, the body.
-type Handler = fn(&Storage, &Arc<PackStore>, &SharedNode, Bytes) -> Answer;
+/// One call of a route, as its work (on a blocking thread) sees it.
+struct Call {
+    node: SharedNode,
+    /// Set once nobody waits for the answer any more (the caller went, or the
+    /// listener's request timeout answered 408): long work stops.
+    abandoned: Arc<AtomicBool>,
+}
+
+impl Call {
+    fn abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::Relaxed)
+    }
+}
+
+/// Sets its flag when dropped: with the request's future, once the request is
+/// answered or given up.
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
 
 /// The routes, answering 503 on a node that keeps no store, or whose store is
 /// not open (an object store that does not answer), saying why.
@@ -53,7 +75,10 @@ pub fn router(storage: Option<Arc<Storage>>) -> Router<SharedNode> {
                         .store()
                         .map_err(|why| Problem::new(StatusCode::SERVICE_UNAVAILABLE, why))?
                         .clone();
-                    tokio::task::spawn_blocking(move || f(&storage, &store, &node, body))
+                    let abandoned = Arc::new(AtomicBool::new(false));
+                    let _gone = SetOnDrop(abandoned.clone());
+                    let call = Call { node, abandoned };
+                    tokio::task::spawn_blocking(move || f(&storage, &store, &call, body))
                         .await
                         .map_err(|e| {
                             Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
@@ -71,7 +96,6 @@ pub fn router(storage: Option<Arc<Storage>>) -> Router<SharedNode> {
         on(wire::PATH_MANIFEST_DELETE, manifest_delete),
         on(wire::PATH_MANIFEST_LIST, manifest_list),
         on(wire::PATH_GC, gc),
-        on(wire::PATH_VERIFY, verify),
         on(wire::PATH_CHECK, check_backup),
         on(wire::PATH_STATS, stats),
     ];
@@ -108,6 +132,12 @@ pub fn check(node: &SharedNode, fence: Fence) -> Result<(), Problem> {
     Ok(())
 }
 
+/// The store cannot be used as it should now (a shared place that cannot be
+/// looked over): worth trying again.
+fn unavailable(why: String) -> Problem {
+    Problem::new(StatusCode::SERVICE_UNAVAILABLE, why)
+}
+
 fn store_problem(e: StoreError) -> Problem {
     let status = match &e {
         StoreError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -118,16 +148,19 @@ fn store_problem(e: StoreError) -> Problem {
     Problem::new(status, e.to_string())
 }
 
-fn missing(s: &Storage, store: &Arc<PackStore>, node: &SharedNode, body: Bytes) -> Answer {
+fn missing(s: &Storage, store: &Arc<PackStore>, call: &Call, body: Bytes) -> Answer {
     let req: wire::Missing = decode(&body)?;
-    check(node, req.fence)?;
-    reply(&s.with_session(store, req.backup, |session| session.missing(&req.ids)))
+    check(&call.node, req.fence)?;
+    let missing = s
+        .with_session(store, req.backup, |session| session.missing(&req.ids))
+        .map_err(unavailable)?;
+    reply(&missing)
 }
 
-fn put(s: &Storage, store: &Arc<PackStore>, node: &SharedNode, body: Bytes) -> Answer {
+fn put(s: &Storage, store: &Arc<PackStore>, call: &Call, body: Bytes) -> Answer {
     let req: wire::Put = decode(&body)?;
-    check(node, req.fence)?;
-    s.renew(store, req.backup);
+    check(&call.node, req.fence)?;
+    s.renew(store, req.backup).map_err(unavailable)?;
     let mut out = wire::PutReply::default();
     for blob in &req.blobs {
         if store.put(blob).map_err(store_problem)? {
@@ -139,7 +172,7 @@ fn put(s: &Storage, store: &Arc<PackStore>, node: &SharedNode, body: Bytes) -> A
     reply(&out)
 }
 
-fn get(_: &Storage, store: &Arc<PackStore>, _: &SharedNode, body: Bytes) -> Answer {
+fn get(_: &Storage, store: &Arc<PackStore>, _: &Call, body: Bytes) -> Answer {
     let req: wire::Get = decode(&body)?;
     let blobs = store
         .read_many(&req.ids, wire::GET_REPLY_BYTES)
@@ -153,60 +186,53 @@ fn get(_: &Storage, store: &Arc<PackStore>, _: &SharedNode, body: Bytes) -> Answ
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
 }
 
-fn manifest_put(s: &Storage, store: &Arc<PackStore>, node: &SharedNode, body: Bytes) -> Answer {
+fn manifest_put(s: &Storage, store: &Arc<PackStore>, call: &Call, body: Bytes) -> Answer {
     let req: wire::ManifestPut = decode(&body)?;
-    check(node, req.fence)?;
+    check(&call.node, req.fence)?;
     let manifest = Manifest::decode(&req.manifest)
         .map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
     store
         .put_manifest(req.backup, &manifest)
         .map_err(store_problem)?;
-    s.release(req.backup);
+    s.release(store, req.backup);
     reply(&())
 }
 
-fn manifest_get(_: &Storage, store: &Arc<PackStore>, _: &SharedNode, body: Bytes) -> Answer {
+fn manifest_get(_: &Storage, store: &Arc<PackStore>, _: &Call, body: Bytes) -> Answer {
     let req: wire::ManifestGet = decode(&body)?;
     let manifest = store.manifest(req.backup).map_err(store_problem)?;
     reply(&manifest.map(|m| serde_bytes::ByteBuf::from(m.encode())))
 }
 
-fn manifest_delete(s: &Storage, store: &Arc<PackStore>, node: &SharedNode, body: Bytes) -> Answer {
+fn manifest_delete(s: &Storage, store: &Arc<PackStore>, call: &Call, body: Bytes) -> Answer {
     let req: wire::ManifestDelete = decode(&body)?;
-    check(node, req.fence)?;
-    s.release(req.backup);
+    check(&call.node, req.fence)?;
+    s.release(store, req.backup);
     reply(&store.delete_manifest(req.backup).map_err(store_problem)?)
 }
 
-fn manifest_list(_: &Storage, store: &Arc<PackStore>, _: &SharedNode, _: Bytes) -> Answer {
+fn manifest_list(_: &Storage, store: &Arc<PackStore>, _: &Call, _: Bytes) -> Answer {
     reply(&store.backups().map_err(store_problem)?)
 }
 
 /// A GC stops before its next deletion once the role it was asked under has
-/// moved on: a new backup manager may already be writing to a place this
-/// store shares with others.
-fn gc(_: &Storage, store: &Arc<PackStore>, node: &SharedNode, body: Bytes) -> Answer {
+/// moved on (a new backup manager may already be writing to a place this
+/// store shares with others), or once nobody waits for its answer (the
+/// listener's request timeout): a manager never has two GCs of one place run
+/// at once. What is left goes at the next cleanup.
+fn gc(_: &Storage, store: &Arc<PackStore>, call: &Call, body: Bytes) -> Answer {
     let fence: Fence = decode(&body)?;
-    check(node, fence)?;
-    let current = || check(node, fence).is_ok();
+    check(&call.node, fence)?;
+    let current = || !call.abandoned() && check(&call.node, fence).is_ok();
     reply(&store.gc_while(&current).map_err(store_problem)?)
 }
 
-fn verify(_: &Storage, store: &Arc<PackStore>, node: &SharedNode, body: Bytes) -> Answer {
-    check(node, decode(&body)?)?;
-    reply(&store.verify().map_err(store_problem)?)
-}
-
-fn check_backup(_: &Storage, store: &Arc<PackStore>, _: &SharedNode, body: Bytes) -> Answer {
+fn check_backup(_: &Storage, store: &Arc<PackStore>, _: &Call, body: Bytes) -> Answer {
     let req: wire::Check = decode(&body)?;
     reply(&store.check_backup(req.backup).map_err(store_problem)?)
 }
 
-fn stats(s: &Storage, store: &Arc<PackStore>, _: &SharedNode, _: Bytes) -> Answer {
-    // In a shared place, what the others wrote or collected lately counts too.
-    if let Err(e) = store.refresh_if_older(STATS_FRESH) {
-        tracing::debug!("the chunk store's packs not looked over again: {e}");
-    }
+fn stats(s: &Storage, store: &Arc<PackStore>, _: &Call, _: Bytes) -> Answer {
     let capacity = store
         .backend()
         .capacity()
@@ -218,5 +244,6 @@ fn stats(s: &Storage, store: &Arc<PackStore>, _: &SharedNode, _: Bytes) -> Answe
         backend: s.backend.to_string(),
         place: s.place.clone(),
         place_key: s.place_key.clone(),
+        shared: store.backend().shared(),
     })
 }

@@ -16,7 +16,6 @@ pub const PATH_MANIFEST_GET: &str = "/internal/storage/manifest/get";
 pub const PATH_MANIFEST_DELETE: &str = "/internal/storage/manifest/delete";
 pub const PATH_MANIFEST_LIST: &str = "/internal/storage/manifest/list";
 pub const PATH_GC: &str = "/internal/storage/gc";
-pub const PATH_VERIFY: &str = "/internal/storage/verify";
 pub const PATH_CHECK: &str = "/internal/storage/check";
 pub const PATH_STATS: &str = "/internal/storage/stats";
 
@@ -128,6 +127,9 @@ pub struct Stats {
     pub place: String,
     /// The same for storage nodes whose stores share one place (a bucket).
     pub place_key: String,
+    /// Whether other storage nodes may write to its place (an object store):
+    /// its GC must wait while any backup writes there.
+    pub shared: bool,
 }
 
 #[cfg(test)]
