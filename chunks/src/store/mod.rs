@@ -531,4 +531,6 @@ fn load_packs(
 }
 
 #[cfg(test)]
+mod shared_tests;
+#[cfg(test)]
 mod tests;
