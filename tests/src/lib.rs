@@ -25,6 +25,7 @@ pub use serde_json;
 
 mod answers;
 mod api;
+pub mod chaos;
 mod binary;
 mod browser;
 mod cli;
