@@ -219,12 +219,17 @@ pub async fn leader_op(
                 };
                 match answer {
                     Ok(r) => r,
-                    // Nothing was delivered: safe to try again.
-                    Err(e @ PeerError::Unreachable { .. }) | Err(e @ PeerError::Status { .. }) => {
+                    // Nothing was delivered (no connection; or refused before it
+                    // was read: shed by a busy server): safe to try again.
+                    Err(e @ PeerError::Unreachable { .. })
+                    | Err(e @ PeerError::Status { status: 503, .. }) => {
                         last_problem = format!("leader {id}: {e}");
                         wait_for_leader_change(node, Duration::from_millis(100)).await;
                         continue;
                     }
+                    // Anything else may have been acted on: a write tried again
+                    // could be applied twice, or a compare-and-set refused by its
+                    // own first try. The client is told it does not know.
                     Err(e) => {
                         return Err(ClusterError::Unavailable(format!(
                             "leader {id} did not answer: {e}; the request may or may not have taken effect"

@@ -5,6 +5,7 @@
 //! network). The server side is in `rpc_server.rs`.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -133,8 +134,13 @@ pub enum OpResult {
 /// A failure to talk to a peer.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PeerError {
+    /// No connection could be made: nothing was delivered.
     #[error("{addr} is unreachable: {message}")]
     Unreachable { addr: String, message: String },
+    /// The connection failed once the request was on its way (the peer died
+    /// or reset it): the peer may or may not have acted on it.
+    #[error("the connection to {addr} failed while the request was under way ({message}); it may or may not have been acted on")]
+    Lost { addr: String, message: String },
     #[error("{addr} did not answer within {timeout:?}")]
     Timeout { addr: String, timeout: Duration },
     #[error("{addr} answered HTTP {status}: {body}")]
@@ -168,8 +174,9 @@ impl Contacts {
     }
 }
 
-fn client(idle: Duration) -> reqwest::Client {
+fn client(idle: Duration, source: Option<IpAddr>) -> reqwest::Client {
     reqwest::Client::builder()
+        .local_address(source)
         .pool_idle_timeout(idle)
         .pool_max_idle_per_host(32)
         .tcp_nodelay(true)
@@ -183,6 +190,10 @@ fn client(idle: Duration) -> reqwest::Client {
 pub struct Peers {
     client: reqwest::Client,
     idle: Duration,
+    /// The address calls leave from: the internal listener's, when it listens
+    /// on one address (so that a peer, or a firewall rule, sees a node's calls
+    /// come from where it listens).
+    source: Option<IpAddr>,
     /// `Bearer <cluster secret>`, built once.
     auth: reqwest::header::HeaderValue,
     /// Parsed URLs by path and peer address: parsing one (with its IDNA pass) cost
@@ -195,14 +206,16 @@ impl Peers {
     /// `idle` is how long a pooled connection may sit unused: shorter than the
     /// peers' own idle limit (`http.header_timeout_ms`), so that this side never
     /// reuses a connection the other is closing.
-    pub fn new(secret: Secret, idle: Duration) -> Peers {
+    pub fn new(secret: Secret, idle: Duration, listen: IpAddr) -> Peers {
+        let source = (!listen.is_unspecified()).then_some(listen);
         let mut auth =
             reqwest::header::HeaderValue::from_str(&format!("Bearer {}", secret.expose()))
                 .expect("config validation keeps the cluster secret printable");
         auth.set_sensitive(true);
         Peers {
-            client: client(idle),
+            client: client(idle, source),
             idle,
+            source,
             auth,
             urls: Arc::default(),
             contacts: Contacts::default(),
@@ -214,7 +227,7 @@ impl Peers {
     /// that its connections never depend on the runtime serving clients.
     pub fn with_own_pool(&self) -> Peers {
         Peers {
-            client: client(self.idle),
+            client: client(self.idle, self.source),
             ..self.clone()
         }
     }
@@ -284,15 +297,21 @@ impl Peers {
     }
 }
 
+/// A transport failure as a [`PeerError`]: only a failure to connect says
+/// that nothing was delivered; a connection that failed after that (reset,
+/// closed mid-answer) leaves it open whether the peer acted.
 fn transport_error(addr: &str, timeout: Duration, e: &reqwest::Error) -> PeerError {
+    let addr = addr.to_string();
     if e.is_timeout() {
-        PeerError::Timeout {
-            addr: addr.to_string(),
-            timeout,
+        PeerError::Timeout { addr, timeout }
+    } else if e.is_connect() {
+        PeerError::Unreachable {
+            addr,
+            message: error_chain(e),
         }
     } else {
-        PeerError::Unreachable {
-            addr: addr.to_string(),
+        PeerError::Lost {
+            addr,
             message: error_chain(e),
         }
     }
@@ -356,7 +375,7 @@ impl PeerConnection {
                 Ok(resp)
             }
             // Unreachable makes openraft back off instead of retrying in a tight loop.
-            Err(e @ PeerError::Unreachable { .. }) => {
+            Err(e @ (PeerError::Unreachable { .. } | PeerError::Lost { .. })) => {
                 Err(RPCError::Unreachable(Unreachable::new(&e)))
             }
             Err(e @ PeerError::Status { status: 401, .. }) => {

@@ -42,6 +42,7 @@ pub async fn start(cfg: NodeConfig, shutdown: watch::Receiver<bool>) -> anyhow::
     let peers = Peers::new(
         cfg.secret.clone(),
         Duration::from_millis(cfg.http.header_timeout_ms / 2),
+        cfg.rpc_listen.ip(),
     );
     // The Raft network's own pool: its connections are opened from, and driven by,
     // the Raft runtime this runs on (see main.rs), whatever the API's load.
