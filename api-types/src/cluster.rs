@@ -90,6 +90,16 @@ pub struct SnapshotTaken {
     pub snapshot_index: u64,
 }
 
+/// A digest of this node's replicated state and the log index it holds: nodes
+/// that applied the same index hold the same state, so their digests match.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StateDigest {
+    pub node_id: u64,
+    pub applied_index: u64,
+    /// BLAKE3 of the state's encoding, in hex.
+    pub digest: String,
+}
+
 /// The answer of `/healthz` and `/readyz`.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Health {

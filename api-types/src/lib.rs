@@ -59,7 +59,7 @@ pub use backups::{
 };
 pub use cluster::{
     BackupManagerView, ClusterView, Health, LeaderView, MemberView, SnapshotExportView,
-    SnapshotTaken,
+    SnapshotTaken, StateDigest,
 };
 pub use config::{ConfigFilter, ConfigValue, ConfigView};
 pub use nodes::{NewNode, NodeFilter, NodeStatus, NodeView, Removed, Role, UpdateNode};

@@ -53,6 +53,26 @@ pub async fn view(node: &Node, export: Option<&ExportState>) -> ClusterView {
 }
 
 /// Makes the leader take a snapshot now; its log index.
+/// This node's state digest (see [`bcm_api::StateDigest`]): the applied index
+/// and the state read in one step.
+pub fn digest(node: &Node) -> bcm_api::StateDigest {
+    let (applied_index, encoded) = node.state.read(|d| {
+        (
+            d.last_applied.map(|l| l.index).unwrap_or(0),
+            bcm_raft_store::codec::encode(&d.state),
+        )
+    });
+    let digest = match encoded {
+        Ok(bytes) => blake3::hash(&bytes).to_hex().to_string(),
+        Err(e) => format!("unencodable: {e}"),
+    };
+    bcm_api::StateDigest {
+        node_id: node.cfg.id,
+        applied_index,
+        digest,
+    }
+}
+
 pub async fn snapshot(node: &Node) -> Result<u64, OpError> {
     Ok(leader::snapshot(node).await?)
 }

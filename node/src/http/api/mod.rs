@@ -69,6 +69,7 @@ fn documented_routes(node: &App) -> OpenApiRouter<App> {
         .routes(routes!(auth::me))
         .routes(routes!(auth::logout))
         .routes(routes!(cluster::get_cluster))
+        .routes(routes!(cluster::get_digest))
         .routes(routes!(cluster::take_snapshot))
         .routes(routes!(storage::list))
         .routes(routes!(nodes::list, nodes::add))
