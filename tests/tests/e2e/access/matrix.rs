@@ -64,6 +64,7 @@ pub fn routes(member: u64, user: u64, group: &str, tag: &str, fresh_node: u64) -
     vec![
         Route::new(M::GET, "/api/v1/auth/me", None),
         Route::new(M::GET, "/api/v1/cluster", Some("cluster.read")),
+        Route::new(M::GET, "/api/v1/cluster/digest", Some("cluster.read")),
         Route::new(M::POST, "/api/v1/cluster/snapshot", Some("cluster.write")),
         Route::new(M::GET, "/api/v1/nodes", Some("nodes.read")),
         Route::new(M::GET, "/api/v1/storage", Some("nodes.read")),
