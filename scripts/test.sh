@@ -46,6 +46,12 @@ fi
 # The web UI tests (e2e::ui) drive Debian's Chromium through chromedriver.
 need_package "command -v chromedriver && command -v chromium" chromium chromium-driver
 
+# The chaos tests cut links between nodes with iptables (as root; elsewhere
+# they skip, saying so).
+if [ "$(id -u)" = 0 ]; then
+  need_package "command -v iptables" iptables
+fi
+
 # The object-store tests (e2e::s3) run a real Garage cluster. No Debian package
 # has it: built from crates.io once (a debug build, about 4 minutes on two
 # cores; the tests need no speed from it) into ~/.cargo/bin.
@@ -77,6 +83,9 @@ cargo test --workspace --exclude bcm-tests 2>&1 | tee -a "$log"
 echo "== end-to-end tests (real bcm processes on loopback)"
 # One at a time: each test runs a whole cluster on a 2-core machine.
 cargo test -p bcm-tests --lib --test e2e -- --test-threads=1 "$@" 2>&1 | tee -a "$log"
+
+echo "== chaos: two minutes of every fault, and the checker tested (root: iptables)"
+cargo test -p bcm-tests --test chaos -- --test-threads=1 "$@" 2>&1 | tee -a "$log"
 
 echo "== docker compose stack (docker-compose.yml in containers, the failover demo's cluster)"
 if [ "$run_compose" = true ]; then

@@ -25,9 +25,9 @@ pub use serde_json;
 
 mod answers;
 mod api;
-pub mod chaos;
 mod binary;
 mod browser;
+pub mod chaos;
 mod cli;
 mod cluster;
 mod command;

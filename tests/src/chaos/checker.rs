@@ -78,12 +78,20 @@ fn step(state: Option<u64>, op: &Kind) -> Option<Option<u64>> {
             value,
             ok: Some(true),
         } => (state == *expect).then_some(Some(*value)),
-        Kind::Cas { expect, ok: Some(false), .. } => (state != *expect).then_some(state),
+        Kind::Cas {
+            expect,
+            ok: Some(false),
+            ..
+        } => (state != *expect).then_some(state),
         Kind::Cas {
             expect,
             value,
             ok: None,
-        } => Some(if state == *expect { Some(*value) } else { state }),
+        } => Some(if state == *expect {
+            Some(*value)
+        } else {
+            state
+        }),
     }
 }
 
@@ -283,7 +291,12 @@ mod tests {
 
     #[test]
     fn sequential_and_overlapping_histories_that_can_be_ordered_pass() {
-        let h = vec![w(1, 0, 10, 1), r(2, 11, 20, Some(1)), w(1, 21, 30, 2), r(2, 31, 40, Some(2))];
+        let h = vec![
+            w(1, 0, 10, 1),
+            r(2, 11, 20, Some(1)),
+            w(1, 21, 30, 2),
+            r(2, 31, 40, Some(2)),
+        ];
         assert!(check(&h).is_empty());
         // Overlapping write and reads: either order of the reads' values is fine
         // as long as no read goes back.
@@ -303,16 +316,15 @@ mod tests {
         let v = check(&h);
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].key, "k");
-        assert!(v[0].window.iter().any(|o| o.kind == Kind::Read { value: Some(1) }));
+        assert!(v[0]
+            .window
+            .iter()
+            .any(|o| o.kind == Kind::Read { value: Some(1) }));
     }
 
     #[test]
     fn a_read_going_back_in_time_is_caught() {
-        let h = vec![
-            w(1, 0, 100, 1),
-            r(2, 10, 20, Some(1)),
-            r(3, 30, 40, None),
-        ];
+        let h = vec![w(1, 0, 100, 1), r(2, 10, 20, Some(1)), r(3, 30, 40, None)];
         assert_eq!(check(&h).len(), 1);
     }
 
@@ -335,14 +347,26 @@ mod tests {
         let h = vec![op(1, 0, None, Kind::Write { value: 1 }), r(2, 10, 20, None)];
         assert!(check(&h).is_empty());
         // But it cannot have happened before it was sent.
-        let h = vec![r(2, 0, 10, Some(1)), op(1, 20, None, Kind::Write { value: 1 })];
+        let h = vec![
+            r(2, 0, 10, Some(1)),
+            op(1, 20, None, Kind::Write { value: 1 }),
+        ];
         assert_eq!(check(&h).len(), 1);
     }
 
     #[test]
     fn compare_and_set_is_checked_against_the_value_it_expected() {
         let cas = |c, a, b, expect, value, ok| {
-            op(c, a, Some(b), Kind::Cas { expect, value, ok: Some(ok) })
+            op(
+                c,
+                a,
+                Some(b),
+                Kind::Cas {
+                    expect,
+                    value,
+                    ok: Some(ok),
+                },
+            )
         };
         let good = vec![
             w(1, 0, 10, 1),
@@ -412,12 +436,20 @@ mod tests {
                     if ok {
                         register = Some(fresh);
                     }
-                    Kind::Cas { expect, value: fresh, ok: Some(ok) }
+                    Kind::Cas {
+                        expect,
+                        value: fresh,
+                        ok: Some(ok),
+                    }
                 }
             };
             let lost = !matches!(kind, Kind::Read { .. }) && rng.gen_bool(0.05);
             let kind = match kind {
-                Kind::Cas { expect, value, .. } if lost => Kind::Cas { expect, value, ok: None },
+                Kind::Cas { expect, value, .. } if lost => Kind::Cas {
+                    expect,
+                    value,
+                    ok: None,
+                },
                 k => k,
             };
             out.push(op(c, call, if lost { None } else { Some(ret) }, kind));
@@ -438,7 +470,9 @@ mod tests {
                 .iter()
                 .position(|o| matches!(o.kind, Kind::Read { .. }) && o.ret_us.is_some())
                 .unwrap();
-            bad[i].kind = Kind::Read { value: Some(999_999) };
+            bad[i].kind = Kind::Read {
+                value: Some(999_999),
+            };
             assert_eq!(check(&bad).len(), 1, "seed {seed}");
         }
     }
@@ -455,7 +489,12 @@ mod tests {
                 if c == 0 {
                     h.push(w(c, t, t + 30, i + 1));
                 } else {
-                    h.push(r(c, t + 1, t + 29, if c % 2 == 0 { last } else { Some(i + 1) }));
+                    h.push(r(
+                        c,
+                        t + 1,
+                        t + 29,
+                        if c % 2 == 0 { last } else { Some(i + 1) },
+                    ));
                 }
             }
             last = Some(i + 1);

@@ -4,3 +4,7 @@
 //! every node converged). `scripts/chaos.sh` runs it for as long as asked.
 
 pub mod checker;
+pub mod firewall;
+pub mod run;
+
+pub use run::{run, Options, Report, FAULTS};

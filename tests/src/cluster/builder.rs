@@ -34,6 +34,7 @@ pub struct ClusterBuilder {
     name: String,
     postgres: Option<(String, u64)>,
     voter_roles: Vec<String>,
+    own_addresses: bool,
 }
 
 impl ClusterBuilder {
@@ -50,7 +51,16 @@ impl ClusterBuilder {
             name: "cluster".to_string(),
             postgres: None,
             voter_roles: ALL_ROLES.iter().map(|r| r.to_string()).collect(),
+            own_addresses: false,
         }
+    }
+
+    /// Each node's internal listener on an address of its own, 127.0.0.(10+id),
+    /// its calls to peers leaving from it: traffic between two nodes can then
+    /// be cut (see `chaos::Firewall`). The public API stays on 127.0.0.1.
+    pub fn own_addresses(mut self) -> Self {
+        self.own_addresses = true;
+        self
     }
 
     /// The bootstrap voters' roles (default: all). Without `backup-manager`
@@ -145,6 +155,8 @@ impl ClusterBuilder {
             bin,
             nodes: BTreeMap::new(),
             extra_toml: BTreeMap::new(),
+            own_addresses: self.own_addresses,
+            keep: Default::default(),
             bootstrap: Vec::new(),
             snapshot_every: self.snapshot_every,
             keep_logs: self.keep_logs_behind_snapshot,

@@ -24,7 +24,7 @@ impl Cluster {
         );
         let _ = writeln!(toml, "api_listen = \"127.0.0.1:{}\"", node.api_port);
         let _ = writeln!(toml, "api_advertise = {}", toml_str(&node.api_url()));
-        let _ = writeln!(toml, "rpc_listen = \"127.0.0.1:{}\"", node.rpc_port);
+        let _ = writeln!(toml, "rpc_listen = \"{}:{}\"", node.rpc_host, node.rpc_port);
         let _ = writeln!(toml, "rpc_advertise = {}", toml_str(&node.rpc_url()));
         let _ = writeln!(toml, "roles = {}", list(&node.roles));
         let _ = writeln!(toml);

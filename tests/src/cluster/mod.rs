@@ -23,6 +23,9 @@ struct Node {
     roles: Vec<String>,
     api_port: u16,
     rpc_port: u16,
+    /// The address its internal listener binds and its calls to peers leave
+    /// from: 127.0.0.1, or one of its own (see `ClusterBuilder::own_addresses`).
+    rpc_host: String,
     config_path: PathBuf,
     data_dir: PathBuf,
     log_path: PathBuf,
@@ -36,7 +39,7 @@ impl Node {
         format!("http://127.0.0.1:{}", self.api_port)
     }
     fn rpc_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.rpc_port)
+        format!("http://{}:{}", self.rpc_host, self.rpc_port)
     }
 }
 
@@ -54,6 +57,10 @@ pub struct Cluster {
     postgres: Option<(String, u64)>,
     /// Per node, lines added to its config (a `[storage]` section, say).
     extra_toml: BTreeMap<u64, String>,
+    /// Each node's internal traffic on an address of its own.
+    own_addresses: bool,
+    /// Keep the directory when dropped, whatever happened.
+    keep: AtomicBool,
     api: Api,
 }
 
@@ -62,6 +69,12 @@ impl std::ops::Deref for Cluster {
     fn deref(&self) -> &Api {
         &self.api
     }
+}
+
+/// Node `id`'s own loopback address: 127.0.0.(10 + id).
+pub fn own_address(id: u64) -> String {
+    assert!(id < 240, "node ids stay below 240 with own addresses");
+    format!("127.0.0.{}", 10 + id)
 }
 
 impl Cluster {
@@ -95,6 +108,18 @@ impl Cluster {
         self.node(node).data_dir.clone()
     }
 
+    /// Keeps the cluster's directory (logs, data) when it is dropped, as a
+    /// failing test does.
+    pub fn keep(&self) {
+        self.keep.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The address node `id`'s internal listener binds and its calls to its
+    /// peers leave from.
+    pub fn rpc_host(&self, id: u64) -> String {
+        self.node(id).rpc_host.clone()
+    }
+
     /// The path of a node's configuration file.
     pub fn config_path(&self, id: u64) -> PathBuf {
         self.node(id).config_path.clone()
@@ -112,6 +137,11 @@ impl Cluster {
             roles,
             api_port: free_port(),
             rpc_port: free_port(),
+            rpc_host: if self.own_addresses {
+                own_address(id)
+            } else {
+                "127.0.0.1".into()
+            },
             config_path: self.path.join(format!("node{id}.toml")),
             data_dir: self.path.join(format!("node{id}")),
             log_path: self.path.join(format!("node{id}.log")),
@@ -185,7 +215,9 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.kill_all();
-        let keep = thread::panicking() || std::env::var_os("BCM_KEEP_LOGS").is_some();
+        let keep = thread::panicking()
+            || self.keep.load(std::sync::atomic::Ordering::Relaxed)
+            || std::env::var_os("BCM_KEEP_LOGS").is_some();
         if !keep {
             return;
         }
