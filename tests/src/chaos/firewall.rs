@@ -48,11 +48,18 @@ impl Firewall {
     /// A chain of this process's own, jumped to from INPUT.
     pub fn new() -> Result<Firewall, String> {
         available()?;
+        // Chains left by runs that were killed (no Drop ran): their process
+        // is gone, their rules go.
+        for line in iptables(&["-S"])?.lines() {
+            let Some(old) = line.strip_prefix("-N BCMCHAOS") else {
+                continue;
+            };
+            if !std::path::Path::new(&format!("/proc/{old}")).exists() {
+                remove(&format!("BCMCHAOS{old}"));
+            }
+        }
         let chain = format!("BCMCHAOS{}", std::process::id());
-        // A chain left by a run that crashed with the same pid: cleared.
-        let _ = iptables(&["-D", "INPUT", "-j", &chain]);
-        let _ = iptables(&["-F", &chain]);
-        let _ = iptables(&["-X", &chain]);
+        remove(&chain);
         iptables(&["-N", &chain])?;
         iptables(&["-I", "INPUT", "-j", &chain])?;
         Ok(Firewall { chain })
@@ -92,10 +99,15 @@ impl Firewall {
     }
 }
 
+/// Removes chain `chain` and the jump to it, when they are there.
+fn remove(chain: &str) {
+    let _ = iptables(&["-D", "INPUT", "-j", chain]);
+    let _ = iptables(&["-F", chain]);
+    let _ = iptables(&["-X", chain]);
+}
+
 impl Drop for Firewall {
     fn drop(&mut self) {
-        let _ = self.heal();
-        let _ = iptables(&["-D", "INPUT", "-j", &self.chain]);
-        let _ = iptables(&["-X", &self.chain]);
+        remove(&self.chain);
     }
 }
