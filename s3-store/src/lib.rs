@@ -213,48 +213,44 @@ impl S3Backend {
         let endpoint = s.endpoint.clone();
         let detail = clean(s, chain(&e));
         let lower = detail.to_ascii_lowercase();
-        match e {
+        let said = |words: &[&str]| words.iter().any(|w| lower.contains(w));
+        let refused = matches!(
+            e,
             object_store::Error::PermissionDenied { .. }
-            | object_store::Error::Unauthenticated { .. } => S3Error::Refused {
+                | object_store::Error::Unauthenticated { .. }
+        ) || (!said(&["nosuchbucket", "bucket not found"])
+            && said(&[
+                "403",
+                "invalidaccesskeyid",
+                "signaturedoesnotmatch",
+                "accessdenied",
+                "forbidden",
+            ]));
+        let no_bucket = said(&["nosuchbucket", "bucket not found"])
+            || matches!(e, object_store::Error::NotFound { .. });
+        if refused {
+            S3Error::Refused {
                 endpoint,
                 key_id: s.access_key_id.clone(),
                 bucket: s.bucket.clone(),
                 detail,
-            },
-            _ if lower.contains("nosuchbucket") || lower.contains("bucket not found") => {
-                S3Error::NoBucket {
-                    endpoint,
-                    bucket: s.bucket.clone(),
-                    key_id: s.access_key_id.clone(),
-                }
             }
-            _ if lower.contains("403")
-                || lower.contains("invalidaccesskeyid")
-                || lower.contains("signaturedoesnotmatch")
-                || lower.contains("accessdenied")
-                || lower.contains("forbidden") =>
-            {
-                S3Error::Refused {
-                    endpoint,
-                    key_id: s.access_key_id.clone(),
-                    bucket: s.bucket.clone(),
-                    detail,
-                }
-            }
-            object_store::Error::NotFound { .. } => S3Error::NoBucket {
+        } else if no_bucket {
+            S3Error::NoBucket {
                 endpoint,
                 bucket: s.bucket.clone(),
                 key_id: s.access_key_id.clone(),
-            },
-            _ if lower.contains("connect")
-                || lower.contains("dns")
-                || lower.contains("timed out")
-                || lower.contains("timeout")
-                || lower.contains("error sending request") =>
-            {
-                S3Error::Unreachable { endpoint, detail }
             }
-            _ => S3Error::Other { endpoint, detail },
+        } else if said(&[
+            "connect",
+            "dns",
+            "timed out",
+            "timeout",
+            "error sending request",
+        ]) {
+            S3Error::Unreachable { endpoint, detail }
+        } else {
+            S3Error::Other { endpoint, detail }
         }
     }
 

@@ -12,9 +12,9 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::backend::Backend;
+use super::tests::{blob, manifest_of};
 use super::*;
 use crate::gen::noise;
-use crate::manifest::{Entry, EntryKind, Stamp};
 
 #[derive(Default)]
 struct Objects {
@@ -147,26 +147,6 @@ fn two_stores() -> (Arc<Mutex<Objects>>, Arc<PackStore>, Arc<PackStore>) {
     };
     let (a, b) = (open(1), open(2));
     (objects, a, b)
-}
-
-fn blob(data: &[u8]) -> Blob {
-    Blob::new(ChunkId::of(data), data).unwrap()
-}
-
-fn manifest_of(chunks: &[&[u8]]) -> Manifest {
-    Manifest {
-        entries: vec![Entry {
-            path: b"f".to_vec(),
-            kind: EntryKind::File {
-                size: chunks.iter().map(|c| c.len() as u64).sum(),
-                chunks: chunks.iter().map(|c| ChunkId::of(c)).collect(),
-            },
-            mode: 0o600,
-            mtime: (0, 0),
-            stamp: Stamp::default(),
-        }],
-        skipped: vec![],
-    }
 }
 
 #[test]

@@ -6,7 +6,7 @@ use super::*;
 use crate::gen::noise;
 use crate::manifest::{Entry, EntryKind, Stamp};
 
-fn blob(data: &[u8]) -> Blob {
+pub(super) fn blob(data: &[u8]) -> Blob {
     Blob::new(ChunkId::of(data), data).unwrap()
 }
 
@@ -14,7 +14,7 @@ fn open(dir: &Path) -> Arc<PackStore> {
     Arc::new(PackStore::open(dir).unwrap().0)
 }
 
-fn manifest_of(chunks: &[&[u8]]) -> Manifest {
+pub(super) fn manifest_of(chunks: &[&[u8]]) -> Manifest {
     Manifest {
         entries: vec![Entry {
             path: b"f".to_vec(),
