@@ -162,6 +162,12 @@ pub struct NodeSection {
     pub rpc_advertise: Option<String>,
     #[serde(default = "default_roles")]
     pub roles: Vec<String>,
+    #[serde(default = "default_disk_reserve_mb")]
+    pub disk_reserve_mb: u64,
+}
+
+fn default_disk_reserve_mb() -> u64 {
+    256
 }
 
 fn default_api_listen() -> SocketAddr {
@@ -328,6 +334,8 @@ pub struct NodeConfig {
     pub http: HttpSection,
     /// The chunk store's directory (used when the node has role `storage`).
     pub storage_dir: PathBuf,
+    /// Below this much free space on the data disk the node refuses writes (507).
+    pub disk_reserve_bytes: u64,
     /// With `backend = "s3"`: the object store that keeps the chunk store
     /// instead of `storage_dir`.
     pub storage_s3: Option<S3Config>,
@@ -619,6 +627,7 @@ fn resolve(c: Config) -> Result<NodeConfig, ConfigError> {
         id: n.id,
         name: n.name.unwrap_or_else(|| format!("node-{}", n.id)),
         storage_dir: c.storage.dir.unwrap_or_else(|| data_dir.join("store")),
+        disk_reserve_bytes: n.disk_reserve_mb.saturating_mul(1024 * 1024),
         storage_s3,
         data_dir,
         api_listen: n.api_listen,

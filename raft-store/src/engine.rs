@@ -26,6 +26,20 @@ pub enum EngineError {
     Log(#[from] WalError),
 }
 
+impl EngineError {
+    /// Whether the disk was full (see space.rs).
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            EngineError::Log(e) => e.is_no_space(),
+            EngineError::Meta {
+                source: sled::Error::Io(e),
+                ..
+            } => crate::space::is_no_space(e),
+            EngineError::Meta { .. } => false,
+        }
+    }
+}
+
 fn err(action: &'static str) -> impl FnOnce(sled::Error) -> EngineError {
     move |source| EngineError::Meta { action, source }
 }
@@ -171,19 +185,39 @@ impl Engine {
     }
 
     /// Replaces the snapshot, durably (written beside, synced, renamed into place:
-    /// a crash leaves the old one or the new one). Hands `data` back.
-    pub async fn snapshot_put(&self, meta: Vec<u8>, data: Vec<u8>) -> Result<Vec<u8>, EngineError> {
+    /// a crash leaves the old one or the new one). Hands `data` back, also with an
+    /// error (to try again with).
+    pub async fn snapshot_put(
+        &self,
+        meta: Vec<u8>,
+        data: Vec<u8>,
+    ) -> Result<Vec<u8>, (EngineError, Vec<u8>)> {
         let dir = self.dir.clone();
-        tokio::task::spawn_blocking(move || write_snapshot_file(&dir, &meta, &data).map(|_| data))
-            .await
-            .map_err(|e| io("write the snapshot")(std::io::Error::other(e.to_string())))?
+        let (written, data) = tokio::task::spawn_blocking(move || {
+            let written = write_snapshot_file(&dir, &meta, &data);
+            if written.is_err() {
+                let _ = std::fs::remove_file(dir.join("snapshot.tmp"));
+            }
+            (written, data)
+        })
+        .await
+        .map_err(|e| {
+            (
+                io("write the snapshot")(std::io::Error::other(e.to_string())),
+                Vec::new(),
+            )
+        })?;
+        match written {
+            Ok(()) => Ok(data),
+            Err(e) => Err((e, data)),
+        }
     }
 
     /// Appends records (consecutive indexes); they are readable on return and
     /// durable after [`Engine::log_sync`].
-    pub fn log_append(
+    pub fn log_append<P: AsRef<[u8]>>(
         &self,
-        records: impl IntoIterator<Item = (u64, Vec<u8>)>,
+        records: impl IntoIterator<Item = (u64, P)>,
     ) -> Result<(), EngineError> {
         Ok(self.log.append(records)?)
     }
@@ -191,6 +225,11 @@ impl Engine {
     /// Makes every appended record durable (blocks for the disk).
     pub fn log_sync(&self) -> Result<(), EngineError> {
         Ok(self.log.sync()?)
+    }
+
+    /// Index of the last record in the log.
+    pub fn log_last_index(&self) -> Option<u64> {
+        self.log.last_index()
     }
 
     /// Records whose index lies in `range`, in order.

@@ -5,6 +5,7 @@
 //! nothing of HTTP.
 
 pub mod engine;
+pub mod space;
 pub mod store;
 pub mod types;
 pub mod wal;

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
 use crate::engine::Engine;
+use crate::space::DiskSpace;
 use crate::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig, Vote,
 };
@@ -49,6 +50,8 @@ pub struct Opened {
     pub state_machine: StateMachineStore,
     /// Nothing was ever stored: a new or wiped data directory.
     pub pristine: bool,
+    /// The data disk's space, as the log sees it (see space.rs).
+    pub space: Arc<DiskSpace>,
 }
 
 /// Opens both halves of a node's Raft storage from one data directory.
@@ -61,15 +64,18 @@ pub fn open(dir: &std::path::Path) -> Result<Opened, StorageError> {
         .name("bcm-log-sync".into())
         .spawn(move || group_commit(&flusher, flush_rx))
         .map_err(write_err)?;
+    let space = Arc::new(DiskSpace::new(dir));
     let log = LogStore {
         engine: engine.clone(),
         flush_tx,
+        space: space.clone(),
     };
     let state_machine = StateMachineStore::load(engine)?;
     Ok(Opened {
         log,
         state_machine,
         pristine,
+        space,
     })
 }
 
@@ -81,7 +87,13 @@ pub struct LogStore {
     engine: Arc<Engine>,
     /// Appended entries waiting for the next fsync (see `group_commit`).
     flush_tx: std::sync::mpsc::Sender<LogFlushed<TypeConfig>>,
+    space: Arc<DiskSpace>,
 }
+
+/// How long an append that found the disk full waits before it tries again, at
+/// first and at most.
+const NO_SPACE_RETRY_MIN: std::time::Duration = std::time::Duration::from_millis(100);
+const NO_SPACE_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Group commit, on a thread of its own: appends return as soon as their entries
 /// are written (readable), and one fdatasync then covers every append that arrived
@@ -106,6 +118,49 @@ fn group_commit(engine: &Engine, rx: std::sync::mpsc::Receiver<LogFlushed<TypeCo
 }
 
 impl LogStore {
+    /// Appends `records`; while the disk is full, waits for space and tries again
+    /// with what is not in the log yet (writes are positional: a write cut short
+    /// is simply written again). openraft stops a node for good on a storage
+    /// error, so a full disk must not be one: the node waits (its peers go on
+    /// without it, and it catches up once space is freed).
+    async fn append_waiting_for_space(
+        &self,
+        records: &[(u64, Vec<u8>)],
+    ) -> Result<(), StorageError> {
+        let mut wait = NO_SPACE_RETRY_MIN;
+        let mut warned: Option<std::time::Instant> = None;
+        loop {
+            let done = self.engine.log_last_index();
+            let left = records
+                .iter()
+                .filter(|(i, _)| done.is_none_or(|d| *i > d))
+                .map(|(i, p)| (*i, p.as_slice()));
+            match self.engine.log_append(left) {
+                Ok(()) => {
+                    if warned.is_some() {
+                        tracing::info!("the data disk has room again: the Raft log takes appends");
+                    }
+                    self.space.set_stalled(false);
+                    return Ok(());
+                }
+                Err(e) if e.is_no_space() => {
+                    self.space.set_stalled(true);
+                    if warned.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(10)) {
+                        tracing::error!(
+                            error = %e,
+                            "the data disk is full: the Raft log waits for space (this node \
+                             falls behind until space is freed; nothing is lost)"
+                        );
+                        warned = Some(std::time::Instant::now());
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(NO_SPACE_RETRY_MAX);
+                }
+                Err(e) => return Err(write_err(e)),
+            }
+        }
+    }
+
     fn meta<T: for<'de> Deserialize<'de>>(&self, name: &str) -> Result<Option<T>, StorageError> {
         match self.engine.meta_get(name).map_err(read_err)? {
             Some(bytes) => Ok(Some(codec::decode(&bytes).map_err(read_err)?)),
@@ -214,7 +269,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .into_iter()
             .map(|e| Ok((e.log_id.index, codec::encode(&e).map_err(write_err)?)))
             .collect::<Result<Vec<_>, StorageError>>()?;
-        self.engine.log_append(records).map_err(write_err)?;
+        self.append_waiting_for_space(&records).await?;
         // Entries are readable now; they are acknowledged once synced.
         if let Err(std::sync::mpsc::SendError(callback)) = self.flush_tx.send(callback) {
             // The sync thread is gone (it could not start, or panicked): sync here.
@@ -276,7 +331,23 @@ async fn write_snapshot(
     data: Vec<u8>,
 ) -> Result<Vec<u8>, StorageError> {
     let meta = codec::encode(meta).map_err(write_err)?;
-    engine.snapshot_put(meta, data).await.map_err(write_err)
+    let mut data = data;
+    let mut warned = false;
+    loop {
+        // The data comes back with a full-disk error too (see Engine::snapshot_put).
+        match engine.snapshot_put(meta.clone(), data).await {
+            Ok(data) => return Ok(data),
+            Err((e, back)) if e.is_no_space() => {
+                if !warned {
+                    tracing::error!(error = %e, "the data disk is full: the snapshot waits for space");
+                    warned = true;
+                }
+                data = back;
+                tokio::time::sleep(NO_SPACE_RETRY_MAX).await;
+            }
+            Err((e, _)) => return Err(write_err(e)),
+        }
+    }
 }
 
 /// A read handle on the applied state, shared with the node's service layer.

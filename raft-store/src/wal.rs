@@ -174,9 +174,12 @@ impl Wal {
     /// Appends records (consecutive indexes, continuing the log; the first record of
     /// an empty log may have any index). They are readable on return and durable
     /// after the next [`Wal::sync`].
-    pub fn append(
+    ///
+    /// On an error some of the records may have been appended (those before a
+    /// segment the disk had no room for): [`Wal::last_index`] says which.
+    pub fn append<P: AsRef<[u8]>>(
         &self,
-        records: impl IntoIterator<Item = (u64, Vec<u8>)>,
+        records: impl IntoIterator<Item = (u64, P)>,
     ) -> Result<(), WalError> {
         let mut inner = self.lock();
         let mut records = records.into_iter().peekable();
@@ -191,6 +194,7 @@ impl Wal {
         let mut buf: Vec<u8> = Vec::new();
         let mut locs: Vec<Loc> = Vec::new();
         for (index, payload) in records {
+            let payload = payload.as_ref();
             if index != next {
                 return Err(WalError::Hole {
                     index,
@@ -218,9 +222,9 @@ impl Wal {
             }
             let start = inner.active().expect("an active segment").end + buf.len() as u64;
             buf.extend_from_slice(&len.to_le_bytes());
-            buf.extend_from_slice(&checksum(len, index, &payload).to_le_bytes());
+            buf.extend_from_slice(&checksum(len, index, payload).to_le_bytes());
             buf.extend_from_slice(&index.to_le_bytes());
-            buf.extend_from_slice(&payload);
+            buf.extend_from_slice(payload);
             locs.push(Loc {
                 offset: start,
                 len: size as u32,
@@ -734,5 +738,43 @@ mod tests {
                 prop_assert_eq!(wal.last_index(), model.keys().next_back().copied());
             }
         }
+    }
+
+    #[test]
+    fn a_segment_the_disk_has_no_room_for_is_refused_as_no_space_with_nothing_written() {
+        let dir = tempfile::tempdir().unwrap();
+        // Far larger than any disk: the free-space check refuses it.
+        let wal = Wal::open_sized(dir.path(), None, u64::MAX / 4).unwrap();
+        let e = wal.append([(1, payload(1, 10))]).unwrap_err();
+        assert!(e.is_no_space(), "{e}");
+        assert_eq!(wal.last_index(), None);
+        let left: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+        // An ordinary I/O error is not one.
+        assert!(!WalError::Hole { index: 3, last: 1 }.is_no_space());
+    }
+
+    #[test]
+    fn appending_again_after_a_full_disk_skips_the_records_already_in_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = open(dir.path(), None);
+        wal.append((1..=5).map(|i| (i, payload(i, 100)))).unwrap();
+        // As LogStore does after a full-disk error: the records not in the log yet.
+        let records: Vec<(u64, Vec<u8>)> = (1..=40).map(|i| (i, payload(i, 300))).collect();
+        let done = wal.last_index().unwrap();
+        wal.append(
+            records
+                .iter()
+                .filter(|(i, _)| *i > done)
+                .map(|(i, p)| (*i, p.as_slice())),
+        )
+        .unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        let wal = open(dir.path(), None);
+        let back = wal.read(..).unwrap();
+        assert_eq!(back.len(), 40);
+        assert_eq!(back[0].1, payload(1, 100));
+        assert_eq!(back[39].1, payload(40, 300));
     }
 }

@@ -47,7 +47,7 @@ pub use api::{Api, Reply, Req};
 pub use binary::bcm_bin;
 pub use browser::{screenshot_dir, Browser};
 pub use cli::{Bcm, CliOutput, DevCluster};
-pub use cluster::{Cluster, ClusterBuilder, StartOrder};
+pub use cluster::{disk, Cluster, ClusterBuilder, StartOrder};
 pub use garage::{garage_bin, Garage, GARAGE_KEY_ID, GARAGE_SECRET};
 pub use logs::{parse_became_leader, strip_ansi, tail};
 pub use pg::Postgres;

@@ -26,6 +26,8 @@ mod crash_safety;
 mod data;
 #[path = "e2e/dev.rs"]
 mod dev;
+#[path = "e2e/disk_full.rs"]
+mod disk_full;
 #[path = "e2e/failover.rs"]
 mod failover;
 #[path = "e2e/forming.rs"]

@@ -20,6 +20,10 @@ use super::rpc;
 /// vote it holds is committed: peers refuse to vote before their lease runs out)
 /// plus the drawn timeout. A node that just started counts its start as contact,
 /// so it first gives an existing leader the chance to reach it.
+/// How much longer than the others a node that should not lead waits before it
+/// campaigns (see [`super::Node::should_not_lead`]).
+const RELUCTANCE: Duration = Duration::from_secs(5);
+
 pub(super) async fn election_timer(node: SharedNode) {
     use rand::Rng;
     node.raft.runtime_config().elect(false);
@@ -50,7 +54,14 @@ pub(super) async fn election_timer(node: SharedNode) {
         } else {
             Duration::ZERO
         };
-        if node.since_leader_contact() < lease + timeout {
+        // A node that should not lead now (its disk is full) leaves the election
+        // to the others, unless none of them has taken over for a while.
+        let reluctance = if node.should_not_lead().is_some() {
+            RELUCTANCE
+        } else {
+            Duration::ZERO
+        };
+        if node.since_leader_contact() < lease + timeout + reluctance {
             continue;
         }
         if last_attempt.is_some_and(|t| t.elapsed() < timeout) {

@@ -249,7 +249,7 @@ pub async fn reconcile_voters(node: &SharedNode) -> Result<(), String> {
         if rec.id == node.cfg.id {
             // openraft 0.9 lets a learner go on leading: step aside first, and the
             // next leader demotes this node.
-            hand_over(node);
+            hand_over(node, "it lost role manager");
             return Ok(());
         }
         let change = ChangeMembers::RemoveVoters(BTreeSet::from([rec.id]));
@@ -291,14 +291,14 @@ const HAND_OVER_RETRY: Duration = Duration::from_secs(60);
 /// as a node that does not lead (callers wait for the next leader), so the other
 /// voters elect a leader once the lease has passed, as after a crash but with
 /// nothing lost. openraft 0.9 has no leadership transfer.
-fn hand_over(node: &SharedNode) {
+pub(super) fn hand_over(node: &SharedNode, why: &str) {
     let failed = *node.hand_over_failed.lock().expect("hand_over_failed lock");
     if failed.is_some_and(|t| t.elapsed() < HAND_OVER_RETRY)
         || node.handing_over.swap(true, Ordering::SeqCst)
     {
         return;
     }
-    tracing::info!("this leader lost role manager: stepping aside for another voter");
+    tracing::info!("this leader steps aside for another voter: {why}");
     node.raft.runtime_config().heartbeat(false);
     let node = node.clone();
     tokio::spawn(async move {

@@ -59,6 +59,8 @@ pub struct Node {
     pub handing_over: AtomicBool,
     /// When stepping aside last failed (no voter took over): not tried again soon.
     pub hand_over_failed: Mutex<Option<Instant>>,
+    /// The data disk's free space (disk.rs).
+    pub disk: Arc<crate::cluster::disk::DiskWatch>,
 }
 
 pub type SharedNode = Arc<Node>;
@@ -116,6 +118,14 @@ impl Node {
                 .is_some_and(|n| n.status == bcm_raft_store::NodeStatus::Removed)
         });
         removed.then(|| format!("node {} was decommissioned", self.cfg.id))
+    }
+
+    /// Why this node should not lead now, when it should not: it then hands
+    /// leadership over and campaigns only when no other voter does.
+    pub fn should_not_lead(&self) -> Option<String> {
+        self.disk
+            .is_low()
+            .then(|| "its data disk is full".to_string())
     }
 
     /// (term, index) of the last entry in this node's log.

@@ -24,6 +24,10 @@ pub async fn start(cfg: NodeConfig, shutdown: watch::Receiver<bool>) -> anyhow::
     let pristine = opened.pristine;
     let log = opened.log.clone();
     let state = opened.state_machine.handle();
+    let disk = Arc::new(crate::cluster::disk::DiskWatch::new(
+        opened.space.clone(),
+        cfg.disk_reserve_bytes,
+    ));
 
     let raft_config = openraft::Config {
         cluster_name: "bcm".into(),
@@ -78,6 +82,7 @@ pub async fn start(cfg: NodeConfig, shutdown: watch::Receiver<bool>) -> anyhow::
         leader_read_rounds: Default::default(),
         handing_over: AtomicBool::new(false),
         hand_over_failed: Mutex::new(None),
+        disk,
     });
     tracing::info!(
         node_id = node.cfg.id,
@@ -86,6 +91,7 @@ pub async fn start(cfg: NodeConfig, shutdown: watch::Receiver<bool>) -> anyhow::
         "storage opened"
     );
     tokio::spawn(super::election::election_timer(node.clone()));
+    tokio::spawn(super::disk::watch(node.clone()));
     tokio::spawn(super::tasks::watch_leadership(node.clone()));
     tokio::spawn(super::tasks::forward_state_events(node.clone()));
     tokio::spawn(super::tasks::snapshot_by_writes(node.clone()));

@@ -181,6 +181,16 @@ pub fn render(app: &AppState) -> String {
         "Highest index known committed and applied on this node.",
         commit as f64,
     );
+    gauge(
+        "bcm_disk_available_bytes",
+        "Free space on this node's data disk, as last measured.",
+        node.disk.available() as f64,
+    );
+    gauge(
+        "bcm_disk_full",
+        "1 while this node refuses writes because its data disk is (nearly) full.",
+        if node.disk.is_low() { 1.0 } else { 0.0 },
+    );
     let _ = writeln!(
         out,
         "# HELP bcm_raft_leader_changes_total Leader changes seen by this node.\n# TYPE bcm_raft_leader_changes_total counter\nbcm_raft_leader_changes_total {}",

@@ -65,6 +65,9 @@ pub enum OpError {
     /// A quota on the replicated state (507).
     #[error("{message}")]
     Quota { quota: String, message: String },
+    /// The data disk of the node that took the request is (nearly) full (507).
+    #[error("{0}")]
+    DiskFull(String),
     /// No leader, no quorum, or too busy now: try again shortly (503).
     #[error("{0}")]
     Unavailable(String),
@@ -186,8 +189,13 @@ impl Answer for () {
 }
 
 /// Proposes `command` through the leader and returns the record it answers with:
-/// a refusal becomes its [`OpError`], any other answer is a bug.
+/// a refusal becomes its [`OpError`], any other answer is a bug. Refused (507)
+/// while this node's data disk is full: it could not take the write into its own
+/// log, and a client reads its own writes from the node it wrote through.
 pub async fn write<T: Answer>(node: &Node, command: Command) -> Result<T, OpError> {
+    if let Some(why) = node.disk.refusal(node.cfg.id) {
+        return Err(OpError::DiskFull(why));
+    }
     match leader::write(node, command).await? {
         Response::Rejected(r) => Err(r.into()),
         r => T::of(r).map_err(|other| OpError::unexpected(&other)),

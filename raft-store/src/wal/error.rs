@@ -21,6 +21,13 @@ pub enum WalError {
     TooLarge { index: u64 },
 }
 
+impl WalError {
+    /// Whether the disk was full (the write can be retried once space is freed).
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, WalError::Io { source, .. } if crate::space::is_no_space(source))
+    }
+}
+
 pub(super) fn io_err<'a>(
     action: &'static str,
     path: &'a Path,

@@ -52,19 +52,27 @@ fn segment_path(dir: &Path, first: u64) -> PathBuf {
 }
 
 /// Reserves the rest of a segment's space as zeroes (where the file system can).
-fn preallocate(file: &File, from: u64, segment_bytes: u64) {
+/// Fails only when the disk has no room for it; a file system without fallocate
+/// means no preallocation (the file then grows with each write, also correct).
+fn preallocate(file: &File, from: u64, segment_bytes: u64) -> std::io::Result<()> {
     if from >= segment_bytes {
-        return;
+        return Ok(());
     }
-    // SAFETY: fallocate on a file descriptor we own; failure only means no
-    // preallocation (the file then grows with each write, which is also correct).
-    unsafe {
+    // SAFETY: fallocate on a file descriptor we own.
+    let rc = unsafe {
         libc::fallocate(
             file.as_raw_fd(),
             0,
             from as libc::off_t,
             (segment_bytes - from) as libc::off_t,
-        );
+        )
+    };
+    match rc {
+        0 => Ok(()),
+        _ => match std::io::Error::last_os_error() {
+            e if crate::space::is_no_space(&e) => Err(e),
+            _ => Ok(()),
+        },
     }
 }
 
@@ -82,6 +90,14 @@ pub(super) fn create_segment(
 ) -> Result<Segment, WalError> {
     let path = segment_path(dir, first);
     let tmp = path.with_extension("wal.tmp");
+    // A new segment takes its whole size at once: it is started only while that
+    // and the headroom the metadata needs are free (see space.rs).
+    let free = crate::space::available_bytes(dir).map_err(io_err("measure free space in", dir))?;
+    if free < segment_bytes + crate::space::HEADROOM {
+        return Err(io_err("start a new log segment in", dir)(
+            crate::space::no_space(),
+        ));
+    }
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -94,7 +110,10 @@ pub(super) fn create_segment(
     header[8..].copy_from_slice(&first.to_le_bytes());
     file.write_all_at(&header, 0)
         .map_err(io_err("write log segment header", &tmp))?;
-    preallocate(&file, SEGMENT_HEADER, segment_bytes);
+    if let Err(e) = preallocate(&file, SEGMENT_HEADER, segment_bytes) {
+        let _ = fs::remove_file(&tmp);
+        return Err(io_err("preallocate log segment", &tmp)(e));
+    }
     file.sync_all()
         .map_err(io_err("sync new log segment", &tmp))?;
     fs::rename(&tmp, &path).map_err(io_err("rename new log segment", &tmp))?;
@@ -117,7 +136,8 @@ pub(super) fn zero_from(
 ) -> Result<(), WalError> {
     file.set_len(at)
         .map_err(io_err("truncate log segment", path))?;
-    preallocate(file, at, segment_bytes);
+    // Without room the cut part is not reserved again: appends then grow the file.
+    let _ = preallocate(file, at, segment_bytes);
     file.sync_all().map_err(io_err("sync log segment", path))
 }
 

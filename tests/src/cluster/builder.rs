@@ -35,6 +35,7 @@ pub struct ClusterBuilder {
     postgres: Option<(String, u64)>,
     voter_roles: Vec<String>,
     own_addresses: bool,
+    tmpfs: Option<(u64, u64)>,
 }
 
 impl ClusterBuilder {
@@ -52,7 +53,16 @@ impl ClusterBuilder {
             postgres: None,
             voter_roles: ALL_ROLES.iter().map(|r| r.to_string()).collect(),
             own_addresses: false,
+            tmpfs: None,
         }
+    }
+
+    /// Each bootstrap node's data dir on a tmpfs of its own of `size_mb` MiB,
+    /// with `node.disk_reserve_mb = reserve_mb`: a disk a test can fill (root only,
+    /// see `disk::can_mount`).
+    pub fn data_on_tmpfs(mut self, size_mb: u64, reserve_mb: u64) -> Self {
+        self.tmpfs = Some((size_mb, reserve_mb));
+        self
     }
 
     /// Each node's internal listener on an address of its own, 127.0.0.(10+id),
@@ -157,6 +167,7 @@ impl ClusterBuilder {
             extra_toml: BTreeMap::new(),
             own_addresses: self.own_addresses,
             keep: Default::default(),
+            tmpfs: self.tmpfs,
             bootstrap: Vec::new(),
             snapshot_every: self.snapshot_every,
             keep_logs: self.keep_logs_behind_snapshot,
@@ -179,6 +190,9 @@ impl ClusterBuilder {
             .collect();
         for id in 1..=self.voters as u64 {
             cluster.write_config(id);
+            if let Some((size_mb, _)) = self.tmpfs {
+                super::disk::mount_tmpfs(&cluster.data_dir(id), size_mb);
+            }
         }
 
         let mut order: Vec<u64> = (1..=self.voters as u64).collect();

@@ -13,6 +13,7 @@ use crate::{free_port, tail, wait_for, wait_until, Api};
 
 mod builder;
 mod config;
+pub mod disk;
 mod leader;
 mod process;
 
@@ -61,6 +62,9 @@ pub struct Cluster {
     own_addresses: bool,
     /// Keep the directory when dropped, whatever happened.
     keep: AtomicBool,
+    /// Each node's data dir on a tmpfs of this size (MiB), with this
+    /// `node.disk_reserve_mb`.
+    tmpfs: Option<(u64, u64)>,
     api: Api,
 }
 
@@ -215,6 +219,7 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.kill_all();
+        self.unmount_all();
         let keep = thread::panicking()
             || self.keep.load(std::sync::atomic::Ordering::Relaxed)
             || std::env::var_os("BCM_KEEP_LOGS").is_some();

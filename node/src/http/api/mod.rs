@@ -164,7 +164,9 @@ impl From<OpError> for Problem {
             OpError::Conflict { field, .. } => (StatusCode::CONFLICT, field, None),
             OpError::VersionMismatch(_) => (StatusCode::PRECONDITION_FAILED, &None, None),
             OpError::TooLarge { field, .. } => (StatusCode::PAYLOAD_TOO_LARGE, field, None),
-            OpError::Quota { .. } => (StatusCode::INSUFFICIENT_STORAGE, &None, None),
+            OpError::Quota { .. } | OpError::DiskFull(_) => {
+                (StatusCode::INSUFFICIENT_STORAGE, &None, None)
+            }
             OpError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, &None, Some(1)),
             OpError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, &None, None),
         };
