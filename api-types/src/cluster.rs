@@ -59,6 +59,10 @@ pub struct MemberView {
     pub last_contact_ms: Option<u64>,
     /// The last log index the leader knows it holds.
     pub matched_index: Option<u64>,
+    /// In maintenance (`bcm nodes drain`): it hands leadership to another voter
+    /// and is not given the backup-manager role.
+    #[serde(default)]
+    pub maintenance: bool,
 }
 
 /// The leader's export to PostgreSQL.

@@ -50,6 +50,7 @@ impl From<&m::NodeRecord> for NodeView {
             enabled: n.enabled,
             labels: n.labels.clone(),
             status: n.status,
+            maintenance: false,
         }
     }
 }

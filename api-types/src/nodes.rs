@@ -21,6 +21,10 @@ pub struct NodeView {
     /// `up`, `down`, `joining` or `removed`.
     #[schema(value_type = String)]
     pub status: NodeStatus,
+    /// In maintenance (`bcm nodes drain`): it hands leadership to another voter
+    /// and is not given the backup-manager role.
+    #[serde(default)]
+    pub maintenance: bool,
 }
 
 /// A decommissioned node.
@@ -58,6 +62,9 @@ crate::optional_fields! {
         enabled: bool,
         /// Replaces all labels: at most 64, keys 1 to 64 characters, values up to 256.
         labels: BTreeMap<String, String>,
+        /// Maintenance on: leadership and the backup-manager role move to other
+        /// nodes (drain); off: the node may hold them again.
+        maintenance: bool,
     }
 }
 

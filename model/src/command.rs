@@ -224,6 +224,13 @@ pub enum Command {
         epoch: u64,
         at: Millis,
     },
+    /// Puts node `node` into maintenance (`on`) or takes it out: a node in
+    /// maintenance hands leadership over and is not given the backup-manager role.
+    SetMaintenance {
+        node: u64,
+        on: bool,
+        at: Millis,
+    },
 }
 
 impl Command {

@@ -28,6 +28,8 @@ mod data;
 mod dev;
 #[path = "e2e/disk_full.rs"]
 mod disk_full;
+#[path = "e2e/drain.rs"]
+mod drain;
 #[path = "e2e/failover.rs"]
 mod failover;
 #[path = "e2e/forming.rs"]

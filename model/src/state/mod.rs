@@ -51,6 +51,8 @@ pub struct ClusterState {
     pub revoked_tokens: RevokedTokens,
     /// The last scheduled slot each plan ran for (so a slot runs once).
     pub plan_slots: BTreeMap<u64, Millis>,
+    /// Nodes in maintenance, since when (see [`Command::SetMaintenance`]).
+    pub maintenance: BTreeMap<u64, Millis>,
 }
 
 /// The outcome of applying one command.
@@ -237,6 +239,7 @@ impl ClusterState {
                 expires_at,
                 at,
             } => self.revoke_token(token_id, *expires_at, *at),
+            Command::SetMaintenance { node, on, at } => self.set_maintenance(*node, *on, *at),
         }
     }
 
@@ -335,14 +338,69 @@ mod tests {
         );
         let bytes = crate::codec::encode(&s).unwrap();
         // The earlier layouts are this one without the (empty) maps at the end
-        // (plan slots; then revoked tokens): a postcard map starts with its
-        // length, one byte 0 when empty. (Backups' layout is legacy.rs's test.)
-        assert_eq!(&bytes[bytes.len() - 2..], &[0, 0]);
-        for old in [&bytes[..bytes.len() - 1], &bytes[..bytes.len() - 2]] {
+        // (maintenance; then plan slots; then revoked tokens): a postcard map
+        // starts with its length, one byte 0 when empty. (Backups' layout is
+        // legacy.rs's test.)
+        assert_eq!(&bytes[bytes.len() - 3..], &[0, 0, 0]);
+        for old in [
+            &bytes[..bytes.len() - 1],
+            &bytes[..bytes.len() - 2],
+            &bytes[..bytes.len() - 3],
+        ] {
             assert_eq!(ClusterState::decode(old).unwrap(), s);
         }
         assert_eq!(ClusterState::decode(&bytes).unwrap(), s);
         assert!(ClusterState::decode(&bytes[..bytes.len() / 2]).is_err());
+    }
+
+    #[test]
+    fn maintenance_is_set_once_cleared_and_refused_for_unknown_or_removed_nodes() {
+        let mut s = initialized();
+        s.apply(
+            2,
+            &Command::RegisterNode {
+                info: info(2, vec![Role::Manager]),
+                at: 1,
+            },
+        );
+        let on = |at| Command::SetMaintenance {
+            node: 2,
+            on: true,
+            at,
+        };
+        assert!(matches!(s.apply(3, &on(10)).response, Response::Node(_)));
+        assert!(matches!(s.apply(4, &on(20)).response, Response::Node(_)));
+        assert_eq!(s.maintenance, BTreeMap::from([(2, 10)]));
+        let off = Command::SetMaintenance {
+            node: 2,
+            on: false,
+            at: 30,
+        };
+        assert!(matches!(s.apply(5, &off).response, Response::Node(_)));
+        assert!(s.maintenance.is_empty());
+        let unknown = Command::SetMaintenance {
+            node: 9,
+            on: true,
+            at: 1,
+        };
+        assert!(matches!(
+            s.apply(6, &unknown).response,
+            Response::Rejected(Rejection::NotFound { .. })
+        ));
+        s.apply(
+            7,
+            &Command::SetNodeStatus {
+                id: 2,
+                status: NodeStatus::Removed,
+                at: 40,
+            },
+        );
+        let before = s.clone();
+        assert!(matches!(
+            s.apply(8, &on(50)).response,
+            Response::Rejected(Rejection::Conflict(_))
+        ));
+        assert_eq!(s, before);
     }
 
     #[test]
@@ -393,6 +451,11 @@ mod tests {
                 }
             }),
             (1u64..5, status).prop_map(|(id, status)| Command::SetNodeStatus { id, status, at: 3 }),
+            (1u64..5, any::<bool>()).prop_map(|(node, on)| Command::SetMaintenance {
+                node,
+                on,
+                at: 6
+            }),
             (1u64..5, 0u64..4).prop_map(|(node_id, epoch)| Command::AssignBackupManager {
                 node_id,
                 epoch,

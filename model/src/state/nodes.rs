@@ -62,6 +62,27 @@ impl ClusterState {
         )
     }
 
+    pub(super) fn set_maintenance(&mut self, id: u64, on: bool, at: Millis) -> Applied {
+        let Some(node) = self.nodes.get(&id) else {
+            return not_found("node", id);
+        };
+        if node.status == NodeStatus::Removed {
+            return super::conflict(format!("node {id} was decommissioned"));
+        }
+        let record = node.clone();
+        let changed = if on {
+            !self.maintenance.contains_key(&id) && self.maintenance.insert(id, at).is_none()
+        } else {
+            self.maintenance.remove(&id).is_some()
+        };
+        let events = if changed {
+            vec![StateEvent::NodeUpdated { node_id: id }]
+        } else {
+            Vec::new()
+        };
+        Applied::ok(Response::Node(record), events)
+    }
+
     pub(super) fn set_node_status(&mut self, id: u64, status: NodeStatus, at: Millis) -> Applied {
         let Some(node) = self.nodes.get_mut(&id) else {
             return not_found("node", id);

@@ -416,6 +416,7 @@ mod tests {
             labels: Default::default(),
             last_contact_ms: voter.then_some(0),
             matched_index: voter.then_some(10),
+            maintenance: false,
         }
     }
 

@@ -99,8 +99,8 @@ impl DiskWatch {
     }
 }
 
-/// Measures the data disk every [`EVERY`] and acts on a change: logs it, and a
-/// leader whose disk ran low hands leadership over.
+/// Measures the data disk every [`EVERY`] and logs a change (a leader whose disk
+/// ran low hands leadership over: see the cluster manager's loop).
 pub(super) async fn watch(node: SharedNode) {
     let mut shutdown = node.shutdown.clone();
     loop {
@@ -109,7 +109,7 @@ pub(super) async fn watch(node: SharedNode) {
             _ = shutdown.changed() => return,
         }
         let disk = node.disk.clone();
-        let Ok((low, changed)) = tokio::task::spawn_blocking(move || disk.measure()).await else {
+        let Ok((_, changed)) = tokio::task::spawn_blocking(move || disk.measure()).await else {
             continue;
         };
         if changed {
@@ -119,11 +119,6 @@ pub(super) async fn watch(node: SharedNode) {
                     free_mib = node.disk.available() >> 20,
                     "the data disk has room again: writes are accepted"
                 ),
-            }
-        }
-        if low && node.is_leader() {
-            if let Some(why) = node.should_not_lead() {
-                super::membership::hand_over(&node, &why);
             }
         }
     }

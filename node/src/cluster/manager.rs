@@ -31,6 +31,10 @@ pub async fn run(node: SharedNode) {
             voters_waiting = None;
             continue;
         }
+        if let Some(why) = node.should_not_lead() {
+            // Drained, or its disk is full: another voter should lead.
+            crate::cluster::membership::hand_over(&node, &why);
+        }
         if node.stepping_aside() {
             // The next leader manages.
             continue;
@@ -184,11 +188,16 @@ async fn assign_backup_manager(
         .nodes()
         .map(|(id, _)| *id)
         .collect();
-    let (current, records) = node
-        .state
-        .read(|d| (d.state.backup_manager, d.state.nodes.clone()));
+    let (current, records, maintenance) = node.state.read(|d| {
+        (
+            d.state.backup_manager,
+            d.state.nodes.clone(),
+            d.state.maintenance.clone(),
+        )
+    });
     let eligible = |r: &NodeRecord| {
         r.enabled
+            && !maintenance.contains_key(&r.id)
             && r.has_role(Role::BackupManager)
             && members.contains(&r.id)
             && r.status != NodeStatus::Removed
@@ -199,7 +208,10 @@ async fn assign_backup_manager(
         Some(bm) => match records.get(&bm.node_id) {
             None => false,
             Some(r)
-                if !r.enabled || !r.has_role(Role::BackupManager) || !members.contains(&r.id) =>
+                if !r.enabled
+                    || maintenance.contains_key(&r.id)
+                    || !r.has_role(Role::BackupManager)
+                    || !members.contains(&r.id) =>
             {
                 false
             }

@@ -123,6 +123,12 @@ impl Node {
     /// Why this node should not lead now, when it should not: it then hands
     /// leadership over and campaigns only when no other voter does.
     pub fn should_not_lead(&self) -> Option<String> {
+        if self
+            .state
+            .read(|d| d.state.maintenance.contains_key(&self.cfg.id))
+        {
+            return Some("it is in maintenance (drained)".into());
+        }
         self.disk
             .is_low()
             .then(|| "its data disk is full".to_string())

@@ -47,13 +47,17 @@ pub async fn members(node: &Node) -> Vec<MemberView> {
                 labels: BTreeMap::new(),
                 last_contact_ms: None,
                 matched_index: None,
+                maintenance: false,
             },
         );
     }
-    for rec in node
-        .state
-        .read(|d| d.state.nodes.values().cloned().collect::<Vec<_>>())
-    {
+    let (records, maintenance) = node.state.read(|d| {
+        (
+            d.state.nodes.values().cloned().collect::<Vec<_>>(),
+            d.state.maintenance.clone(),
+        )
+    });
+    for rec in records {
         nodes.insert(
             rec.id,
             MemberView {
@@ -68,6 +72,7 @@ pub async fn members(node: &Node) -> Vec<MemberView> {
                 labels: rec.labels,
                 last_contact_ms: None,
                 matched_index: None,
+                maintenance: maintenance.contains_key(&rec.id),
             },
         );
     }
@@ -193,7 +198,28 @@ pub async fn update(node: &Node, id: u64, change: UpdateNode) -> Result<NodeReco
         enabled: change.enabled,
         labels: change.labels,
     };
-    write(node, Command::UpdateNode { id, patch }).await
+    let record = if patch.roles.is_none() && patch.enabled.is_none() && patch.labels.is_none() {
+        super::lookup(node, "node", id, |s| s.nodes.get(&id))?
+    } else {
+        write(node, Command::UpdateNode { id, patch }).await?
+    };
+    let Some(on) = change.maintenance else {
+        return Ok(record);
+    };
+    write(
+        node,
+        Command::SetMaintenance {
+            node: record.id,
+            on,
+            at: now_ms(),
+        },
+    )
+    .await
+}
+
+/// Whether node `id` is in maintenance.
+pub fn in_maintenance(node: &Node, id: u64) -> bool {
+    node.state.read(|d| d.state.maintenance.contains_key(&id))
 }
 
 /// Decommissions a node: it leaves the Raft membership and stops serving (409

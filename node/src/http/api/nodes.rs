@@ -35,12 +35,16 @@ pub async fn add(ctx: Ctx<NodesWrite>, ApiJson(body): ApiJson<NewNode>) -> Answe
 /// Configure a node. Raft voters follow role `manager`: the cluster manager
 /// promotes a learner that gains it once it has caught up, and demotes a voter that
 /// loses it to learner once the voters left can form a majority (409 when it would
-/// take role manager from the last node that has it). Permission `nodes.write`.
+/// take role manager from the last node that has it). `maintenance: true` drains
+/// the node: a leader hands leadership to another voter, the backup-manager role
+/// moves away from it, and it takes neither until `maintenance: false`.
+/// Permission `nodes.write`.
 #[utoipa::path(patch, path = "/nodes/{id}", tag = "nodes", params(("id" = u64, Path, description = "node id")), request_body = UpdateNode, responses((status = 200, description = "the node as changed", body = NodeView)))]
 pub async fn update(ctx: Ctx<NodesWrite>, Edit(id, body): Edit<UpdateNode>) -> Answer {
-    ok(NodeView::from(
-        &nodes::update(&ctx, path_id("node", &id)?, body).await?,
-    ))
+    let record = nodes::update(&ctx, path_id("node", &id)?, body).await?;
+    let mut view = NodeView::from(&record);
+    view.maintenance = nodes::in_maintenance(&ctx, record.id);
+    ok(view)
 }
 
 /// Decommission a node: it leaves the Raft membership and stops serving (409 when

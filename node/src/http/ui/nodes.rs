@@ -86,6 +86,7 @@ pub async fn change(State(ui): State<UiState>, Path(id): Path<String>, p: Posted
                     roles: Some(f.all("roles")),
                     enabled: Some(f.get("enabled") == "true"),
                     labels: Some(labels),
+                    maintenance: None,
                 };
                 ui.send(&p.s, Method::PATCH, &uri, &update)
                     .await
