@@ -532,6 +532,39 @@ fn ui_config_plans_backups_restores_nodes_and_groups_through_forms() {
     let n2 = c.get_json(follower, "/api/v1/nodes/2").unwrap();
     assert_eq!(n2["labels"], json!({"rack": "b"}));
 
+    // Nodes: drained for maintenance and back, shown on its page.
+    assert!(b.exists("button[name=op][value=drain]"));
+    let csrf = csrf_token(&b);
+    let (status, _) = post_from_page(&b, "/nodes/2", json!({"csrf": csrf, "op": "drain"}));
+    assert!(
+        status == 303 || status == 0 || status == 200,
+        "drain: {status}"
+    );
+    wait_until(secs(10), "node 2 in maintenance", || {
+        let n = c.get_json(follower, "/api/v1/nodes/2")?;
+        if n["maintenance"] == json!(true) {
+            Ok(())
+        } else {
+            Err(format!("{n}"))
+        }
+    });
+    b.goto(&format!("{base}/nodes/2"));
+    b.wait_for("#node-maintenance", secs(10));
+    assert!(b.exists("button[name=op][value=undrain]"));
+    let (status, _) = post_from_page(&b, "/nodes/2", json!({"csrf": csrf, "op": "undrain"}));
+    assert!(
+        status == 303 || status == 0 || status == 200,
+        "undrain: {status}"
+    );
+    wait_until(secs(10), "node 2 out of maintenance", || {
+        let n = c.get_json(follower, "/api/v1/nodes/2")?;
+        if n["maintenance"] == json!(false) {
+            Ok(())
+        } else {
+            Err(format!("{n}"))
+        }
+    });
+
     // Groups: a custom group with one permission.
     b.goto(&format!("{base}/groups"));
     b.fill_in_and_submit(

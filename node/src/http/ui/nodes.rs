@@ -80,6 +80,25 @@ pub async fn change(State(ui): State<UiState>, Path(id): Path<String>, p: Posted
             .delete(&p.s, &uri)
             .await
             .map(|_| done(&back, format!("Node {id} decommissioned."))),
+        op @ ("drain" | "undrain") => {
+            let on = op == "drain";
+            let update = UpdateNode {
+                roles: None,
+                enabled: None,
+                labels: None,
+                maintenance: Some(on),
+            };
+            ui.send(&p.s, Method::PATCH, &uri, &update)
+                .await
+                .map(|_| {
+                    let said = if on {
+                        format!("Node {id} is draining: leadership and the backup-manager role move to other nodes.")
+                    } else {
+                        format!("Node {id} is out of maintenance.")
+                    };
+                    done(&back, said)
+                })
+        }
         _ => match labels(f.get("labels")) {
             Ok(labels) => {
                 let update = UpdateNode {
