@@ -1,6 +1,7 @@
 //! The nemesis run of the suite: two minutes of every fault kind (kill -9,
 //! pause, a node cut off both ways, a one-way cut, the leader isolated from
-//! its peers with clients still on its side, lossy links, a wiped follower)
+//! its peers with clients still on its side, lossy links, a wiped follower, the
+//! leader drained for maintenance)
 //! against a real 3-node cluster while clients read, write and compare-and-set
 //! config keys through random nodes; the history must be linearizable, no
 //! acknowledged write lost, every node at one state. And the tester tested:

@@ -32,8 +32,11 @@ pub async fn run(node: SharedNode) {
             continue;
         }
         if let Some(why) = node.should_not_lead() {
-            // Drained, or its disk is full: another voter should lead.
-            crate::cluster::membership::hand_over(&node, &why);
+            // Drained, or its disk is full: another voter should lead (when there
+            // is one: a lone voter leads on).
+            if crate::cluster::membership::has_other_voters(&node) {
+                crate::cluster::membership::hand_over(&node, &why);
+            }
         }
         if node.stepping_aside() {
             // The next leader manages.

@@ -321,6 +321,11 @@ pub(super) fn hand_over(node: &SharedNode, why: &str) {
     });
 }
 
+/// Whether a voter other than this node is in the membership.
+pub fn has_other_voters(node: &crate::cluster::Node) -> bool {
+    membership_sets(node).0.iter().any(|v| *v != node.cfg.id)
+}
+
 fn membership_sets(node: &crate::cluster::Node) -> (BTreeSet<NodeId>, BTreeSet<NodeId>) {
     let m = node.raft_metrics();
     let mem = m.membership_config.membership();

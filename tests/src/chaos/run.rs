@@ -29,6 +29,7 @@ pub const FAULTS: &[&str] = &[
     "isolate-leader",
     "slow",
     "wipe",
+    "drain",
 ];
 
 /// What to run.
@@ -332,6 +333,25 @@ fn nemesis(
                 c.kill(follower);
                 c.wipe(follower);
                 c.restart(follower);
+            }
+            "drain" => {
+                // A planned move: the leader is drained (leadership and the
+                // backup-manager role move off it), then taken out of maintenance.
+                let leader = c.leader().unwrap_or(victim);
+                let maintenance = |on: bool| {
+                    let path = format!("/api/v1/nodes/{leader}");
+                    wait_until(Duration::from_secs(30), "a maintenance change", || {
+                        let via = c.leader().ok_or("no leader")?;
+                        match c.patch(via, &path, &json!({ "maintenance": on })) {
+                            Ok(r) if r.is_success() => Ok(()),
+                            Ok(r) => Err(format!("{r}")),
+                            Err(e) => Err(e),
+                        }
+                    })
+                };
+                maintenance(true);
+                thread::sleep(hold);
+                maintenance(false);
             }
             other => panic!("unknown fault {other}"),
         }
