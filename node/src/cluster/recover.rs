@@ -148,9 +148,9 @@ pub async fn run(args: RecoverArgs) -> anyhow::Result<()> {
         "\nrecovered: node {n} is now the only voter of cluster {}, at log index {} and term {term}.\n\
          The old Raft data is kept in {}.\n\nNext:\n  \
          1. start this node: bcm node{config_flag}\n  \
-         2. on each other member ({others}): stop it if it runs, empty its data directory (or move it \
-         away), start it: it joins the recovered cluster and, with role manager, becomes a voter \
-         again.\n  \
+         2. on each other member ({others}): stop it if it runs, move its <data_dir>/raft away \
+         (its chunk store may stay), start it: it joins the recovered cluster and, with role \
+         manager, becomes a voter again.\n  \
          3. a node that is gone for good: `bcm nodes remove ID` takes it out of the registry.\n\n\
          To go back: stop node {n}, move {} away and rename {} to raft.",
         history.state.cluster_id.as_deref().unwrap_or("(no id yet)"),
@@ -351,9 +351,9 @@ fn what_may_be_lost(cfg: &NodeConfig, h: &LocalHistory) -> String {
     s.push_str(&format!(
         ";\n  - writes the lost majority committed after index {last} are lost: this node \
          never received them;\n  \
-         - the other members ({others}) must be wiped (their data directories emptied) and started \
-         again to join the recovered cluster; one started with its old data would still \
-         believe in the old cluster;\n  \
+         - the other members ({others}) must be wiped (their <data_dir>/raft moved away) and \
+         started again to join the recovered cluster; one started with its old Raft data would \
+         still believe in the old cluster;\n  \
          - the old Raft data stays in {}.",
         cfg.data_dir
             .join("raft.before-recover-<unix time>")
