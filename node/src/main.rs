@@ -173,15 +173,7 @@ fn init_logging(cfg: &config::LogSection) {
 }
 
 async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
-    let mut overrides = config::Overrides::default();
-    if let Some(id) = args.id {
-        overrides.values.push(("node.id", id.into()));
-    }
-    if let Some(d) = args.data_dir {
-        overrides
-            .values
-            .push(("node.data_dir", d.display().to_string().into()));
-    }
+    let mut overrides = config::Overrides::node(args.id, args.data_dir.as_deref());
     if let Some(a) = args.api_listen {
         overrides.values.push(("node.api_listen", a.into()));
     }

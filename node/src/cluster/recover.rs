@@ -51,15 +51,7 @@ pub struct RecoverArgs {
 }
 
 pub async fn run(args: RecoverArgs) -> anyhow::Result<()> {
-    let mut overrides = config::Overrides::default();
-    if let Some(id) = args.id {
-        overrides.values.push(("node.id", id.into()));
-    }
-    if let Some(d) = &args.data_dir {
-        overrides
-            .values
-            .push(("node.data_dir", d.display().to_string().into()));
-    }
+    let overrides = config::Overrides::node(args.id, args.data_dir.as_deref());
     let cfg = config::load(args.config.as_deref(), overrides)?;
     let n = args.from_node;
     if n != cfg.id {
