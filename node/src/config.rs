@@ -311,6 +311,22 @@ pub struct Overrides {
     pub values: Vec<(&'static str, figment::value::Value)>,
 }
 
+impl Overrides {
+    /// `--id` and `--data-dir`, as `bcm node` and `bcm recover` take them.
+    pub fn node(id: Option<u64>, data_dir: Option<&Path>) -> Overrides {
+        let mut overrides = Overrides::default();
+        if let Some(id) = id {
+            overrides.values.push(("node.id", id.into()));
+        }
+        if let Some(d) = data_dir {
+            overrides
+                .values
+                .push(("node.data_dir", d.display().to_string().into()));
+        }
+        overrides
+    }
+}
+
 /// The configuration after validation, with every default resolved.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {

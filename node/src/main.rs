@@ -28,6 +28,9 @@ struct Cli {
 enum Cmd {
     /// Run one node of a cluster.
     Node(NodeArgs),
+    /// Quorum lost for good: re-form the cluster from this stopped node's data, as
+    /// its only voter (the other members are wiped and join it).
+    Recover(cluster::recover::RecoverArgs),
     /// Start a local N-node cluster for trying bcm out (no PostgreSQL needed).
     Dev(client::dev::DevArgs),
     /// Log in and keep the token for later commands.
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
     let result = rt.block_on(async move {
         match cli.command {
             Cmd::Node(args) => run_node(args).await,
+            Cmd::Recover(args) => cluster::recover::run(args).await,
             Cmd::Dev(args) => client::dev::run(args).await,
             Cmd::Login(args) => client::login(args).await,
             Cmd::Logout(args) => client::logout(args).await,
@@ -169,15 +173,7 @@ fn init_logging(cfg: &config::LogSection) {
 }
 
 async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
-    let mut overrides = config::Overrides::default();
-    if let Some(id) = args.id {
-        overrides.values.push(("node.id", id.into()));
-    }
-    if let Some(d) = args.data_dir {
-        overrides
-            .values
-            .push(("node.data_dir", d.display().to_string().into()));
-    }
+    let mut overrides = config::Overrides::node(args.id, args.data_dir.as_deref());
     if let Some(a) = args.api_listen {
         overrides.values.push(("node.api_listen", a.into()));
     }

@@ -22,6 +22,13 @@ pub enum EngineError {
         #[source]
         source: sled::Error,
     },
+    /// sled's lock on the data file is held: a node (or `bcm recover`) has it open.
+    #[error("storage engine: {dir} is in use (is another bcm process using this data directory?): {source}")]
+    InUse {
+        dir: PathBuf,
+        #[source]
+        source: sled::Error,
+    },
     #[error(transparent)]
     Log(#[from] WalError),
 }
@@ -35,7 +42,7 @@ impl EngineError {
                 source: sled::Error::Io(e),
                 ..
             } => crate::space::is_no_space(e),
-            EngineError::Meta { .. } => false,
+            EngineError::Meta { .. } | EngineError::InUse { .. } => false,
         }
     }
 }
@@ -69,9 +76,10 @@ fn open_sled(dir: &Path) -> Result<sled::Db, EngineError> {
             // sled reports it as an io::Error of kind Other with this text.
             Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
                 if std::time::Instant::now() >= deadline {
-                    return Err(err(
-                        "open the database (is another bcm process using this data directory?)",
-                    )(sled::Error::Io(e)));
+                    return Err(EngineError::InUse {
+                        dir: dir.to_path_buf(),
+                        source: sled::Error::Io(e),
+                    });
                 }
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
@@ -489,6 +497,7 @@ mod tests {
         let e = Engine::open(dir.path())
             .err()
             .expect("a second open must fail");
+        assert!(matches!(e, EngineError::InUse { .. }), "{e}");
         assert!(e.to_string().contains("another bcm process"), "{e}");
         drop(first);
         // Reopened at once, as a restore from PostgreSQL does before serving.

@@ -5,6 +5,7 @@
 //! nothing of HTTP.
 
 pub mod engine;
+pub mod history;
 pub mod space;
 pub mod store;
 pub mod types;
@@ -16,5 +17,6 @@ pub use bcm_model::{
     Millis, NodeInfo, NodePatch, NodeRecord, NodeStatus, Outcome, PermissionSet, Plan, PlanSpec,
     Progress, Rejection, Response, Restore, Role, StateEvent, User, BUILTIN_GROUPS, PERMISSIONS,
 };
+pub use history::{read_history, HeldDir, HistoryError, LocalHistory};
 pub use store::{seed_from_export, LogStore, StateHandle, StateMachineData, StateMachineStore};
 pub use types::*;

@@ -28,15 +28,15 @@ use crate::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig, Vote,
 };
 
-const VOTE: &str = "vote";
-const COMMITTED: &str = "committed";
+pub(crate) const VOTE: &str = "vote";
+pub(crate) const COMMITTED: &str = "committed";
 const LAST_PURGED: &str = "last_purged";
 
 fn io_err(subject: ErrorSubject<u64>, verb: ErrorVerb, e: impl ToString) -> StorageError {
     StorageIOError::new(subject, verb, AnyError::error(e.to_string())).into()
 }
 
-fn read_err(e: impl ToString) -> StorageError {
+pub(crate) fn read_err(e: impl ToString) -> StorageError {
     io_err(ErrorSubject::Store, ErrorVerb::Read, e)
 }
 
@@ -309,12 +309,12 @@ pub struct StateMachineData {
     pub state: ClusterState,
 }
 
-struct StoredSnapshot {
-    meta: SnapshotMeta,
-    data: Vec<u8>,
+pub(crate) struct StoredSnapshot {
+    pub(crate) meta: SnapshotMeta,
+    pub(crate) data: Vec<u8>,
 }
 
-fn read_snapshot(engine: &Engine) -> Result<Option<StoredSnapshot>, StorageError> {
+pub(crate) fn read_snapshot(engine: &Engine) -> Result<Option<StoredSnapshot>, StorageError> {
     let Some((meta, data)) = engine.snapshot_get().map_err(read_err)? else {
         return Ok(None);
     };

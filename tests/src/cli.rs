@@ -88,6 +88,8 @@ impl std::fmt::Display for CliOutput {
 pub struct Bcm {
     cmd: Command,
     shown: String,
+    /// What the run reads on standard input (nothing: /dev/null).
+    input: Option<String>,
 }
 
 impl Bcm {
@@ -99,6 +101,7 @@ impl Bcm {
         Bcm {
             cmd,
             shown: format!("bcm {}", args.join(" ")),
+            input: None,
         }
     }
 
@@ -112,15 +115,31 @@ impl Bcm {
         self
     }
 
+    /// Gives the run `text` on standard input (as an operator typing it).
+    pub fn stdin(mut self, text: &str) -> Bcm {
+        self.shown = format!("echo {text:?} | {}", self.shown);
+        self.input = Some(text.to_string());
+        self
+    }
+
     /// Runs the command to its end; panics (with what it printed) if it takes longer
     /// than `timeout`.
     pub fn run(mut self, timeout: Duration) -> CliOutput {
         self.cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        if self.input.is_some() {
+            self.cmd.stdin(Stdio::piped());
+        }
         let start = Instant::now();
         let mut child = self
             .cmd
             .spawn()
             .unwrap_or_else(|e| panic!("spawn `{}`: {e}", self.shown));
+        if let (Some(text), Some(mut pipe)) = (self.input.take(), child.stdin.take()) {
+            // A command that exits without reading it closes the pipe: not an error.
+            thread::spawn(move || {
+                let _ = std::io::Write::write_all(&mut pipe, text.as_bytes());
+            });
+        }
         let out = read_all(child.stdout.take());
         let err = read_all(child.stderr.take());
         let deadline = start + timeout;

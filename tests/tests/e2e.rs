@@ -50,6 +50,8 @@ mod pause;
 mod postgres;
 #[path = "e2e/quorum.rs"]
 mod quorum;
+#[path = "e2e/recover.rs"]
+mod recover;
 #[path = "e2e/replicas.rs"]
 mod replicas;
 #[path = "e2e/s3.rs"]

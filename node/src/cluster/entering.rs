@@ -43,6 +43,10 @@ pub(super) async fn enter_cluster(node: SharedNode, pristine: bool) {
 async fn try_bootstrap(node: &SharedNode) -> anyhow::Result<bool> {
     let mut members = BTreeMap::new();
     let mut formed_elsewhere = false;
+    // A member that does not answer keeps a first formation waiting, but not a
+    // wiped member whose cluster exists: another member saying so is enough (the
+    // silent one may be gone for good, as after `bcm recover`).
+    let mut silent = None;
     for addr in &node.cfg.bootstrap {
         if addr == &node.cfg.rpc_advertise {
             members.insert(
@@ -54,11 +58,17 @@ async fn try_bootstrap(node: &SharedNode) -> anyhow::Result<bool> {
             );
             continue;
         }
-        let hello: Hello = node
+        let hello: Hello = match node
             .peers
             .call(addr, rpc::PATH_HELLO, &(), Duration::from_secs(2))
             .await
-            .map_err(|e| anyhow::anyhow!("waiting for bootstrap member {addr}: {e}"))?;
+        {
+            Ok(hello) => hello,
+            Err(e) => {
+                silent.get_or_insert_with(|| format!("waiting for bootstrap member {addr}: {e}"));
+                continue;
+            }
+        };
         if hello.info.rpc_addr != *addr {
             anyhow::bail!(
                 "bootstrap member {addr} advertises itself as {}: fix cluster.bootstrap or its node.rpc_advertise",
@@ -87,6 +97,9 @@ async fn try_bootstrap(node: &SharedNode) -> anyhow::Result<bool> {
         // The cluster exists and this node has no data: it joins like any new node.
         tracing::info!("the cluster is already formed; joining it");
         return try_join(node, true).await;
+    }
+    if let Some(why) = silent {
+        anyhow::bail!(why);
     }
     node.open_raft();
     match node.raft.initialize(members.clone()).await {

@@ -16,6 +16,7 @@ pub mod manager;
 pub mod membership;
 mod node;
 pub mod propose;
+pub mod recover;
 pub mod rounds;
 pub mod rpc;
 pub mod rpc_server;

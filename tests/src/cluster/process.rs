@@ -121,6 +121,35 @@ impl Cluster {
         self.log(format!("killed node {id} with SIGKILL ({status})"));
     }
 
+    /// Stops the node as an operator does (SIGTERM) and waits until it has exited
+    /// (up to 20 s, then it panics with the log's tail).
+    pub fn stop(&self, id: u64) {
+        let node = self.node(id);
+        let mut slot = node.child.lock().unwrap();
+        let mut child = slot
+            .take()
+            .unwrap_or_else(|| panic!("stop: node {id} is not running"));
+        signal(&child, libc::SIGTERM);
+        self.api.set_live(id, false);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for the stopping node") {
+                break status;
+            }
+            if std::time::Instant::now() >= deadline {
+                signal(&child, libc::SIGKILL);
+                let _ = child.wait();
+                panic!(
+                    "node {id} did not exit within 20 s of SIGTERM; last log lines:\n{}",
+                    tail(&node.log_path, 30)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        node.paused.store(false, Ordering::SeqCst);
+        self.log(format!("stopped node {id} with SIGTERM ({status})"));
+    }
+
     /// Freezes the node with SIGSTOP: it keeps its sockets but answers nothing.
     pub fn pause(&self, id: u64) {
         self.set_paused(id, true);

@@ -121,3 +121,38 @@ fn a_wiped_bootstrap_member_whose_join_lists_only_itself_rejoins() {
     c.wait_ready(victim, secs(10));
     c.wait_all_present(&[victim], &acked, secs(30));
 }
+
+/// A bootstrap member loses its disk while another bootstrap member is gone for
+/// good: started again, it joins through the members that answer instead of
+/// waiting for every bootstrap member as a first formation does.
+#[test]
+fn a_wiped_bootstrap_member_rejoins_while_another_one_is_down() {
+    let c = Cluster::builder().name("wipe-one-down").voters(5).start();
+    let mut acked = BTreeMap::new();
+    write_many(&c, "before", 10, &mut acked);
+
+    let leader = c.wait_for_leader();
+    let mut followers = c.followers().into_iter();
+    let (gone, victim) = (followers.next().unwrap(), followers.next().unwrap());
+    c.kill(gone);
+    c.kill(victim);
+    c.wipe(victim);
+    write_many(&c, "while-down", 10, &mut acked);
+
+    c.restart(victim);
+    c.wait_ready(victim, secs(20));
+    c.wait_all_present(&[victim], &acked, secs(30));
+    // Removed as the member it was, then added and promoted again.
+    c.wait_for_log(
+        leader,
+        &format!("promoting node to voter node_id={victim}"),
+        secs(30),
+    );
+    wait_until(secs(30), "the wiped node to be a voter again", || {
+        let view = c.cluster(c.leader().unwrap_or(leader))?;
+        match member(&view, victim) {
+            Some(m) if m["voter"] == true && m["status"] == "up" => Ok(()),
+            other => Err(format!("node {victim} is {other:?}")),
+        }
+    });
+}
