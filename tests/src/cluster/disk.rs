@@ -8,12 +8,25 @@ use std::process::Command;
 
 use super::Cluster;
 
-/// Whether this process may mount file systems (root).
+/// Whether this process may mount file systems (root, and a mount tried).
 pub fn can_mount() -> Result<(), String> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Err("data dirs on tmpfs need root (mount)".into());
     }
+    let probe = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let out = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(probe.path())
+        .output()
+        .map_err(|e| format!("cannot run mount: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cannot mount a tmpfs here: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    unmount(probe.path());
     Ok(())
 }
 

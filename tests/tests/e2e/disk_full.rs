@@ -17,7 +17,12 @@ fn big(tag: &str, kib: usize) -> Value {
 
 #[test]
 fn a_full_data_disk_refuses_writes_serves_reads_and_recovers_once_freed() {
-    disk::can_mount().expect("this test mounts small file systems");
+    // Root only (it mounts small file systems), as the chaos runs: skipped,
+    // saying so, elsewhere.
+    if let Err(why) = disk::can_mount() {
+        eprintln!("skipped: {why}");
+        return;
+    }
     let c = Cluster::builder()
         .name("disk-full")
         .voters(3)
