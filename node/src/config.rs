@@ -245,6 +245,10 @@ pub struct AuthSection {
     pub token_ttl_secs: u64,
 }
 
+/// How long a session token may live, in seconds: long enough to use, short
+/// enough that a stolen one expires, and never near an overflow of `now + ttl`.
+pub const TOKEN_TTL_SECS: std::ops::RangeInclusive<u64> = 60..=30 * 24 * 3600;
+
 impl Default for AuthSection {
     fn default() -> Self {
         AuthSection {
@@ -558,6 +562,17 @@ fn resolve(c: Config) -> Result<NodeConfig, ConfigError> {
             ));
         }
     }
+    if !TOKEN_TTL_SECS.contains(&c.auth.token_ttl_secs) {
+        return Err(invalid(
+            "auth.token_ttl_secs",
+            format!(
+                "must be from {} (a minute) to {} (30 days) seconds, not {}",
+                TOKEN_TTL_SECS.start(),
+                TOKEN_TTL_SECS.end(),
+                c.auth.token_ttl_secs
+            ),
+        ));
+    }
     let postgres = match c.postgres {
         None => None,
         Some(pg) => {
@@ -703,6 +718,35 @@ bootstrap = ["http://127.0.0.1:9080/"]
         let spaced = BASE.replace("0123456789abcdef", "0123456789 abcdef");
         let e = load(Some(&write(d.path(), &spaced)), Overrides::default()).unwrap_err();
         assert!(e.to_string().contains("printable ASCII"), "{e}");
+    }
+
+    #[test]
+    fn token_lifetime_is_bounded() {
+        let d = tempfile::tempdir().unwrap();
+        let with = |ttl: u64| format!("{BASE}[auth]\ntoken_ttl_secs = {ttl}\n");
+        for ttl in [60, 43_200, 30 * 24 * 3600] {
+            let c = load(Some(&write(d.path(), &with(ttl))), Overrides::default()).unwrap();
+            assert_eq!(c.token_ttl_secs, ttl);
+        }
+        // 0 would make every token expire as it is issued; a huge one would make
+        // tokens live for ever, or overflow when added to the time of issue.
+        let names_the_bounds = |ttl: u64, e: ConfigError| {
+            let text = e.to_string();
+            assert!(
+                text.contains("auth.token_ttl_secs")
+                    && text.contains("60")
+                    && text.contains("2592000"),
+                "{ttl}: {text}"
+            );
+        };
+        for ttl in [0, 59, 30 * 24 * 3600 + 1, i64::MAX as u64] {
+            let e = load(Some(&write(d.path(), &with(ttl))), Overrides::default()).unwrap_err();
+            names_the_bounds(ttl, e);
+        }
+        let o = Overrides {
+            values: vec![("auth.token_ttl_secs", u64::MAX.into())],
+        };
+        names_the_bounds(u64::MAX, load(Some(&write(d.path(), BASE)), o).unwrap_err());
     }
 
     #[test]
