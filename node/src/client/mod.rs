@@ -277,7 +277,7 @@ pub async fn logout(args: LogoutArgs) -> anyhow::Result<()> {
 /// Writes `bytes` to `path` readable by this user only: the file 0600 and its
 /// directory 0700, each made so again when it exists with wider permissions,
 /// before anything is written.
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::fs::Permissions;
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
