@@ -16,6 +16,7 @@ use crate::{secs, PASSWORD};
 mod accounts;
 mod logins;
 mod matrix;
+mod pages;
 
 pub use matrix::routes;
 
