@@ -14,6 +14,7 @@ use reqwest::Method;
 use crate::{secs, PASSWORD};
 
 mod accounts;
+mod escalation;
 mod logins;
 mod matrix;
 mod pages;
