@@ -245,6 +245,10 @@ pub struct AuthSection {
     pub token_ttl_secs: u64,
 }
 
+/// How long a session token may live, in seconds: long enough to use, short
+/// enough that a stolen one expires, and never near an overflow of `now + ttl`.
+pub const TOKEN_TTL_SECS: std::ops::RangeInclusive<u64> = 60..=30 * 24 * 3600;
+
 impl Default for AuthSection {
     fn default() -> Self {
         AuthSection {
@@ -488,6 +492,9 @@ fn resolve_s3(s: &StorageSection) -> Result<Option<S3Config>, ConfigError> {
     }))
 }
 
+/// The `cluster.secret` of the example `cluster.toml`: public, so never accepted.
+const EXAMPLE_SECRET: &str = "change-me-to-a-long-random-string";
+
 fn resolve(c: Config) -> Result<NodeConfig, ConfigError> {
     let n = c.node;
     if n.id == 0 {
@@ -507,9 +514,12 @@ fn resolve(c: Config) -> Result<NodeConfig, ConfigError> {
         &n.rpc_advertise
             .unwrap_or_else(|| format!("http://{}", n.rpc_listen)),
     )?;
-    let secret = match (c.cluster.secret, c.cluster.secret_file) {
-        (Some(s), _) if !s.is_empty() => s,
-        (_, Some(path)) => read_secret_file("cluster.secret_file", &path)?,
+    let (secret, secret_key) = match (c.cluster.secret, c.cluster.secret_file) {
+        (Some(s), _) if !s.is_empty() => (s, "cluster.secret"),
+        (_, Some(path)) => (
+            read_secret_file("cluster.secret_file", &path)?,
+            "cluster.secret_file",
+        ),
         _ => {
             return Err(invalid(
                 "cluster.secret",
@@ -517,6 +527,13 @@ fn resolve(c: Config) -> Result<NodeConfig, ConfigError> {
             ))
         }
     };
+    if secret.expose() == EXAMPLE_SECRET {
+        return Err(invalid(
+            secret_key,
+            "is the example secret from cluster.toml, which anyone can read: \
+             generate one of your own (e.g. `openssl rand -hex 32`), the same on every member",
+        ));
+    }
     if secret.expose().len() < 16 {
         return Err(invalid("cluster.secret", "must be at least 16 characters"));
     }
@@ -573,6 +590,17 @@ fn resolve(c: Config) -> Result<NodeConfig, ConfigError> {
                 "must be at least 12 characters",
             ));
         }
+    }
+    if !TOKEN_TTL_SECS.contains(&c.auth.token_ttl_secs) {
+        return Err(invalid(
+            "auth.token_ttl_secs",
+            format!(
+                "must be from {} (a minute) to {} (30 days) seconds, not {}",
+                TOKEN_TTL_SECS.start(),
+                TOKEN_TTL_SECS.end(),
+                c.auth.token_ttl_secs
+            ),
+        ));
     }
     let postgres = match c.postgres {
         None => None,
@@ -722,6 +750,35 @@ bootstrap = ["http://127.0.0.1:9080/"]
     }
 
     #[test]
+    fn token_lifetime_is_bounded() {
+        let d = tempfile::tempdir().unwrap();
+        let with = |ttl: u64| format!("{BASE}[auth]\ntoken_ttl_secs = {ttl}\n");
+        for ttl in [60, 43_200, 30 * 24 * 3600] {
+            let c = load(Some(&write(d.path(), &with(ttl))), Overrides::default()).unwrap();
+            assert_eq!(c.token_ttl_secs, ttl);
+        }
+        // 0 would make every token expire as it is issued; a huge one would make
+        // tokens live for ever, or overflow when added to the time of issue.
+        let names_the_bounds = |ttl: u64, e: ConfigError| {
+            let text = e.to_string();
+            assert!(
+                text.contains("auth.token_ttl_secs")
+                    && text.contains("60")
+                    && text.contains("2592000"),
+                "{ttl}: {text}"
+            );
+        };
+        for ttl in [0, 59, 30 * 24 * 3600 + 1, i64::MAX as u64] {
+            let e = load(Some(&write(d.path(), &with(ttl))), Overrides::default()).unwrap_err();
+            names_the_bounds(ttl, e);
+        }
+        let o = Overrides {
+            values: vec![("auth.token_ttl_secs", u64::MAX.into())],
+        };
+        names_the_bounds(u64::MAX, load(Some(&write(d.path(), BASE)), o).unwrap_err());
+    }
+
+    #[test]
     fn postgres_section() {
         let d = tempfile::tempdir().unwrap();
         let c = load(Some(&write(d.path(), BASE)), Overrides::default()).unwrap();
@@ -782,12 +839,42 @@ bootstrap = ["http://127.0.0.1:9080/"]
     }
 
     #[test]
-    fn the_example_cluster_toml_is_valid() {
+    fn the_example_cluster_toml_is_valid_once_given_a_secret_of_its_own() {
         let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cluster.toml");
-        let c = load(Some(&example), Overrides::default()).unwrap();
+        // Started as it is, with the secret everyone can read in it, a node
+        // refuses and says which key to change.
+        let e = load(Some(&example), Overrides::default()).unwrap_err();
+        assert!(
+            e.to_string().contains("cluster.secret: is the example"),
+            "{e}"
+        );
+        let own = Overrides {
+            values: vec![("cluster.secret", "a-secret-of-our-own-1234".into())],
+        };
+        let c = load(Some(&example), own).unwrap();
         assert_eq!(c.id, 1);
         assert_eq!(c.bootstrap.len(), 3);
         assert_eq!(c.raft.heartbeat_ms, RaftSection::default().heartbeat_ms);
+    }
+
+    #[test]
+    fn the_example_secret_is_refused_from_a_file_too() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("secret");
+        std::fs::write(&file, "change-me-to-a-long-random-string\n").unwrap();
+        let text = BASE.replace(
+            "secret = \"0123456789abcdef\"",
+            &format!("secret_file = {:?}", file.display().to_string()),
+        );
+        let e = load(Some(&write(d.path(), &text)), Overrides::default()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("cluster.secret_file: is the example"),
+            "{e}"
+        );
+        std::fs::write(&file, "a-secret-of-our-own-1234\n").unwrap();
+        let c = load(Some(&write(d.path(), &text)), Overrides::default()).unwrap();
+        assert_eq!(c.secret.expose(), "a-secret-of-our-own-1234");
     }
 
     #[test]

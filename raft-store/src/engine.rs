@@ -397,15 +397,28 @@ fn snapshot_crc(meta: &[u8], data: &[u8]) -> u32 {
     h.finalize()
 }
 
+/// Writes the snapshot beside its place, syncs it, renames it into place. The
+/// file is the owner's only (0600): the state it holds includes the token
+/// signing key and password hashes.
 fn write_snapshot_file(dir: &Path, meta: &[u8], data: &[u8]) -> Result<(), EngineError> {
     use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let path = dir.join(SNAPSHOT_FILE);
     let tmp = dir.join("snapshot.tmp");
     let mut header = [0u8; SNAPSHOT_HEADER];
     header[..8].copy_from_slice(SNAPSHOT_MAGIC);
     header[8..16].copy_from_slice(&(meta.len() as u64).to_le_bytes());
     header[16..20].copy_from_slice(&snapshot_crc(meta, data).to_le_bytes());
-    let mut file = std::fs::File::create(&tmp).map_err(io("create the snapshot file"))?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io("create the snapshot file"))?;
+    // A file left by an interrupted write keeps the mode it had: set it.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(io("make the snapshot file private (0600)"))?;
     file.write_all(&header)
         .and_then(|_| file.write_all(meta))
         .and_then(|_| file.write_all(data))

@@ -298,6 +298,11 @@ impl DevCluster {
         self.pgid
     }
 
+    /// The `--data-dir` it was given: its secrets, node configs, data and logs.
+    pub fn data_dir(&self) -> PathBuf {
+        self.path.join("data")
+    }
+
     /// A directory inside the test's temp dir, for `HOME` of CLI runs.
     pub fn home(&self) -> PathBuf {
         self.path.join("home")

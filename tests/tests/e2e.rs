@@ -32,6 +32,8 @@ mod disk_full;
 mod drain;
 #[path = "e2e/failover.rs"]
 mod failover;
+#[path = "e2e/files.rs"]
+mod files;
 #[path = "e2e/forming.rs"]
 mod forming;
 #[path = "e2e/job_failover.rs"]

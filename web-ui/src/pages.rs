@@ -75,7 +75,9 @@ pub struct DashboardLive {
     pub cluster: Option<Cluster>,
     /// Why the cluster could not be read, in plain words.
     pub problem: Option<String>,
-    pub recent: Vec<RecentEvent>,
+    /// The events this node saw lately; None when the viewer may not read
+    /// events (`events.read`), as the API's event stream refuses them too.
+    pub recent: Option<Vec<RecentEvent>>,
     pub placed: Vec<Placed>,
     pub leader_at: Option<(i32, i32)>,
 }
@@ -84,7 +86,7 @@ impl DashboardLive {
     pub fn new(
         cluster: Option<Cluster>,
         problem: Option<String>,
-        recent: Vec<RecentEvent>,
+        recent: Option<Vec<RecentEvent>>,
     ) -> Self {
         let mut placed = Vec::new();
         let mut leader_at = None;
@@ -610,7 +612,7 @@ mod tests {
             kind: "node_status_changed".into(),
             text: "node 3 is down".into(),
         }];
-        let live = DashboardLive::new(Some(cluster()), None, recent);
+        let live = DashboardLive::new(Some(cluster()), None, Some(recent));
         let html = DashboardPage {
             chrome: chrome(ADMIN),
             live: live.clone(),
@@ -644,10 +646,15 @@ mod tests {
         assert!(!part.contains("<html"));
         assert!(part.contains("data-node-id=\"3\" data-status=\"down\""));
         // Without a cluster answer, the reason shows.
+        // Without events.read, no events: the page says why.
+        let hidden = DashboardLive::new(Some(cluster()), None, None);
+        let html = DashboardPartial { live: &hidden }.render().unwrap();
+        assert!(!html.contains("<li class=\"ev-"), "{html}");
+        assert!(html.contains("permission events.read"), "{html}");
         let none = DashboardLive::new(
             None,
             Some("The cluster cannot do this right now".into()),
-            vec![],
+            Some(vec![]),
         );
         let html = DashboardPartial { live: &none }.render().unwrap();
         assert!(html.contains("The cluster cannot do this right now"));
@@ -656,7 +663,10 @@ mod tests {
     #[test]
     fn login_and_error_pages() {
         let mut c = chrome(&[]);
+        // As the node fills it without a session: no member's address.
         c.viewer = None;
+        c.serving_addr.clear();
+        c.members.clear();
         c.flash = Some(Flash::error(
             "Unknown user, wrong password or disabled user.",
             None,
@@ -677,6 +687,8 @@ mod tests {
             !html.contains("action=\"/logout\""),
             "no logout without a session"
         );
+        assert!(!html.contains("10.0.0."), "no member's address: {html}");
+        assert!(html.contains("data-serving=\"2\">node 2</strong>"));
         let html = ErrorPage {
             chrome: chrome(VIEWER),
             heading: "Not found".into(),

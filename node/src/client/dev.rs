@@ -42,18 +42,23 @@ fn write_config(
         bootstrap.join(", ")
     );
     let path = dir.join(format!("node{i}.toml"));
-    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    // It holds the cluster secret and the admin password.
+    super::write_private(&path, text.as_bytes())?;
     Ok(path)
 }
 
-/// Reads a value kept in the dev directory, or creates it.
+/// Reads a secret kept in the dev directory (making it this user's only, as an
+/// older `bcm dev` did not), or creates it.
 fn kept(dir: &Path, name: &str, make: impl FnOnce() -> String) -> anyhow::Result<String> {
+    use std::os::unix::fs::PermissionsExt;
     let path = dir.join(name);
     if let Ok(v) = std::fs::read_to_string(&path) {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("making {} private (0600)", path.display()))?;
         return Ok(v.trim().to_string());
     }
     let v = make();
-    std::fs::write(&path, &v).with_context(|| format!("writing {}", path.display()))?;
+    super::write_private(&path, v.as_bytes())?;
     Ok(v)
 }
 

@@ -220,9 +220,6 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
     let servers = servers(&args.server);
     let session = log_in(&servers, args.username.clone(), password).await?;
     let path = token_path();
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
     let stored = StoredToken {
         server: args.server.server.clone(),
         token: session.token,
@@ -277,8 +274,21 @@ pub async fn logout(args: LogoutArgs) -> anyhow::Result<()> {
     }
 }
 
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
+/// Writes `bytes` to `path` readable by this user only: the file 0600 and its
+/// directory 0700, each made so again when it exists with wider permissions,
+/// before anything is written.
+pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::fs::Permissions;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::set_permissions(dir, Permissions::from_mode(0o700))
+            .with_context(|| format!("making {} private (0700)", dir.display()))?;
+    }
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -286,7 +296,10 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(bytes)?;
+    f.set_permissions(Permissions::from_mode(0o600))
+        .with_context(|| format!("making {} private (0600)", path.display()))?;
+    f.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
@@ -399,6 +412,8 @@ pub fn render_status(c: &ClusterView) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use bcm_api::{
         BackupManagerView, ClusterView, MemberView, NodeStatus, Role, SnapshotExportView,
     };
@@ -418,6 +433,26 @@ mod tests {
             matched_index: voter.then_some(10),
             maintenance: false,
         }
+    }
+
+    fn mode(p: &std::path::Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn the_kept_token_is_readable_by_its_owner_only() {
+        let home = tempfile::tempdir().unwrap();
+        let dir = home.path().join("bcm");
+        let path = dir.join("token.json");
+        super::write_private(&path, b"first").unwrap();
+        assert_eq!((mode(&dir), mode(&path)), (0o700, 0o600));
+        // A file and directory left open to others (by an older bcm, or by hand)
+        // are closed again when the token is written.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        super::write_private(&path, b"second").unwrap();
+        assert_eq!((mode(&dir), mode(&path)), (0o700, 0o600));
+        assert_eq!(std::fs::read(&path).unwrap(), b"second");
     }
 
     #[test]

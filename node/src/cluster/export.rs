@@ -252,6 +252,7 @@ pub async fn restore_from_postgres(cfg: &crate::config::NodeConfig) -> anyhow::R
                  is empty); nothing to restore from"
             )
         })?;
+    super::start::private_data_dir(&cfg.data_dir)?;
     let raft_dir = cfg.data_dir.join("raft");
     std::fs::create_dir_all(&raft_dir)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", raft_dir.display()))?;

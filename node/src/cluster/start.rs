@@ -2,6 +2,7 @@
 //! (the election timer, leader watching, snapshots by writes, entering the cluster).
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,8 +15,42 @@ use super::node::{Node, SharedNode};
 use super::rpc::Peers;
 use crate::config::NodeConfig;
 
+/// Creates the node's data directory for its own user only (0700), or makes an
+/// existing one so, and says when it did: it holds the token signing key (in
+/// the snapshot) and password hashes (in the Raft log). Its parents are left
+/// as they are.
+pub(super) fn private_data_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let failed = |what: &str, e: std::io::Error| {
+        anyhow::anyhow!("cannot {what} the data directory {}: {e}", dir.display())
+    };
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| failed("create the parent of", e))?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(failed("create", e)),
+    }
+    let mode = std::fs::metadata(dir)
+        .map_err(|e| failed("read", e))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| failed("make private (chmod 700; the node's user must own it)", e))?;
+        tracing::warn!(
+            data_dir = %dir.display(),
+            "the data directory was open to other users (mode {mode:o}); made it 0700"
+        );
+    }
+    Ok(())
+}
+
 /// Opens storage, creates the Raft instance and starts the formation task.
 pub async fn start(cfg: NodeConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<SharedNode> {
+    private_data_dir(&cfg.data_dir)?;
     let raft_dir = cfg.data_dir.join("raft");
     std::fs::create_dir_all(&raft_dir)
         .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", raft_dir.display()))?;

@@ -6,8 +6,27 @@ use std::collections::BTreeSet;
 use bcm_api::{GroupFilter, NewGroup};
 use bcm_raft_store::{Command, Group, PERMISSIONS};
 
+use super::auth::Caller;
 use super::{check_name, lookup, write, OpError};
 use crate::cluster::Node;
+
+/// Only a caller who holds a permission may grant it: `granted` must hold
+/// nothing `caller` lacks (an admin holds every permission).
+pub fn may_grant(caller: &Caller, granted: &BTreeSet<String>) -> Result<(), OpError> {
+    let lacking: Vec<&str> = granted
+        .iter()
+        .map(String::as_str)
+        .filter(|p| !caller.permissions.contains(p))
+        .collect();
+    if lacking.is_empty() {
+        return Ok(());
+    }
+    Err(OpError::Forbidden(format!(
+        "user {:?} does not hold {} and so may not grant it; ask a member of admin",
+        caller.name,
+        lacking.join(", ")
+    )))
+}
 
 fn check_permissions(perms: &BTreeSet<String>) -> Result<(), OpError> {
     match perms.iter().find(|p| !PERMISSIONS.contains(&p.as_str())) {
@@ -38,10 +57,11 @@ pub fn get(node: &Node, name: &str) -> Result<Group, OpError> {
     lookup(node, "group", format!("{name:?}"), |s| s.groups.get(name))
 }
 
-/// Creates a custom group.
-pub async fn create(node: &Node, new: NewGroup) -> Result<Group, OpError> {
+/// Creates a custom group, granting only what `caller` holds.
+pub async fn create(node: &Node, caller: &Caller, new: NewGroup) -> Result<Group, OpError> {
     check_name("name", &new.name)?;
     check_permissions(&new.permissions)?;
+    may_grant(caller, &new.permissions)?;
     let command = Command::PutGroup {
         name: new.name,
         permissions: new.permissions,
@@ -50,13 +70,17 @@ pub async fn create(node: &Node, new: NewGroup) -> Result<Group, OpError> {
     write(node, command).await
 }
 
-/// Replaces a custom group's permissions (a predefined one cannot change: 409).
+/// Replaces a custom group's permissions (a predefined one cannot change: 409);
+/// those it adds, `caller` must hold.
 pub async fn update(
     node: &Node,
+    caller: &Caller,
     name: String,
     permissions: BTreeSet<String>,
 ) -> Result<Group, OpError> {
     check_permissions(&permissions)?;
+    let had = get(node, &name)?.permissions;
+    may_grant(caller, &permissions.difference(&had).cloned().collect())?;
     let command = Command::PutGroup {
         name,
         permissions,

@@ -5,6 +5,7 @@
 use bcm_api::{NewUser, UserFilter, UserPatch};
 use bcm_raft_store::{Command, User};
 
+use super::auth::Caller;
 use super::{check_name, lookup, write, OpError, Search};
 use crate::cluster::{now_ms, Node};
 
@@ -66,6 +67,36 @@ fn check_groups(node: &Node, groups: &[String]) -> Result<(), OpError> {
     }
 }
 
+/// The group whose members may put users into it, or into any group.
+const ADMIN: &str = "admin";
+
+/// May `caller` put a user into `added` groups? A member of admin may; anyone
+/// else not into admin, nor into a group granting a permission they lack.
+fn may_add_to(node: &Node, caller: &Caller, added: &[String]) -> Result<(), OpError> {
+    if caller.groups.iter().any(|g| g == ADMIN) {
+        return Ok(());
+    }
+    if added.iter().any(|g| g == ADMIN) {
+        return Err(OpError::Forbidden(format!(
+            "only a member of admin may put a user into admin; user {:?} is not one",
+            caller.name
+        )));
+    }
+    for g in added {
+        let grants = node
+            .state
+            .read(|d| d.state.groups.get(g).map(|g| g.permissions.clone()))
+            .unwrap_or_default();
+        super::groups::may_grant(caller, &grants).map_err(|e| match e {
+            OpError::Forbidden(why) => {
+                OpError::Forbidden(format!("group {g:?} grants more: {why}"))
+            }
+            other => other,
+        })?;
+    }
+    Ok(())
+}
+
 /// Users matching `filter`, by id.
 pub fn list(node: &Node, filter: &UserFilter) -> Vec<User> {
     let q = Search::new(filter.q.as_deref());
@@ -85,11 +116,13 @@ pub fn get(node: &Node, id: u64) -> Result<User, OpError> {
     lookup(node, "user", id, |s| s.users.get(&id))
 }
 
-/// Creates a user; its name is unique regardless of case.
-pub async fn create(node: &Node, new: NewUser) -> Result<User, OpError> {
+/// Creates a user; its name is unique regardless of case. Its groups must be
+/// ones `caller` may put users into.
+pub async fn create(node: &Node, caller: &Caller, new: NewUser) -> Result<User, OpError> {
     check_name("name", &new.name)?;
     check_password(&new.name, &new.password)?;
     check_groups(node, &new.groups)?;
+    may_add_to(node, caller, &new.groups)?;
     if node.state.read(|d| {
         d.state
             .users
@@ -112,10 +145,23 @@ pub async fn create(node: &Node, new: NewUser) -> Result<User, OpError> {
 }
 
 /// Changes a user; disabling it or a new password ends its tokens on every node.
-pub async fn update(node: &Node, id: u64, patch: UserPatch) -> Result<User, OpError> {
-    let name = get(node, id)?.name;
+/// Groups it is put into must be ones `caller` may put users into.
+pub async fn update(
+    node: &Node,
+    caller: &Caller,
+    id: u64,
+    patch: UserPatch,
+) -> Result<User, OpError> {
+    let user = get(node, id)?;
+    let name = user.name;
     if let Some(g) = &patch.groups {
         check_groups(node, g)?;
+        let added: Vec<String> = g
+            .iter()
+            .filter(|g| !user.groups.contains(g))
+            .cloned()
+            .collect();
+        may_add_to(node, caller, &added)?;
     }
     let password_hash = match patch.password {
         Some(p) => {

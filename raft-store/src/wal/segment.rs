@@ -2,7 +2,7 @@
 //! in `wal.rs`), created complete, read back and checked.
 
 use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -103,8 +103,13 @@ pub(super) fn create_segment(
         .write(true)
         .create(true)
         .truncate(true)
+        // The owner's only: the log holds password hashes and the token key.
+        .mode(0o600)
         .open(&tmp)
         .map_err(io_err("create log segment", &tmp))?;
+    // A file left by an interrupted start keeps the mode it had: set it.
+    file.set_permissions(fs::Permissions::from_mode(0o600))
+        .map_err(io_err("make log segment private (0600)", &tmp))?;
     let mut header = [0u8; SEGMENT_HEADER as usize];
     header[..8].copy_from_slice(MAGIC);
     header[8..].copy_from_slice(&first.to_le_bytes());

@@ -1,6 +1,7 @@
 //! `bcm dev`: a local three-node cluster for trying bcm out, stopped with Ctrl-C.
 
 use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
 
 use bcm_tests::{wait_until, Bcm, DevCluster};
 
@@ -50,6 +51,28 @@ fn bcm_dev_starts_a_working_cluster_and_ctrl_c_stops_every_node() {
             .any(|l| l.starts_with("bcm dev: backup 1 ") && l.contains(" files, ")),
         "bcm dev reports its backup:\n{out}"
     );
+
+    // What it wrote holds the cluster secret and the admin password: for this
+    // user only.
+    let data = dev.data_dir();
+    let mut open = Vec::new();
+    let mut check = |p: std::path::PathBuf, want: u32| {
+        let m = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        if m != want {
+            open.push(format!("{} is {m:o}, not {want:o}", p.display()));
+        }
+    };
+    check(data.clone(), 0o700);
+    for f in [
+        "cluster-secret",
+        "admin-password",
+        "node1.toml",
+        "node2.toml",
+        "node3.toml",
+    ] {
+        check(data.join(f), 0o600);
+    }
+    assert!(open.is_empty(), "readable by others: {open:?}");
 
     // The printed password works with the CLI, against node 2.
     let status = Bcm::new(&dev.home(), &["status", "--server", &dev.api_url(2)])

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use bcm_tests::serde_json::{json, Value};
-use bcm_tests::{item_ids, member, wait_for, wait_until, Cluster};
+use bcm_tests::{item_ids, member, wait_for, wait_until, Cluster, ADMIN_PASSWORD};
 use reqwest::Method;
 
 use crate::secs;
@@ -245,6 +245,23 @@ fn a_decommissioned_node_leaves_the_membership_and_is_refused_when_restarted() {
     assert!(
         detail.contains("decommissioned"),
         "the refusal says why: {put}"
+    );
+    // It still asks who is calling first: without a token the answer is 401, as
+    // on any node, not a word about its state.
+    for (method, path) in [
+        (Method::GET, "/api/v1/cluster"),
+        (Method::DELETE, "/api/v1/users/1"),
+    ] {
+        let r = c.send(c.request(four, method.clone(), path)).unwrap();
+        assert_eq!(
+            r.status, 401,
+            "{method} {path} on the refused node 4 without a token: {r}"
+        );
+    }
+    let login = c.login_with(four, "admin", ADMIN_PASSWORD).unwrap();
+    assert_eq!(
+        login.status, 503,
+        "logging in on the refused node 4: {login}"
     );
     c.kill(four);
 

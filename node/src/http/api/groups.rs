@@ -25,7 +25,9 @@ pub async fn get_one(ctx: Ctx<GroupsRead>, Path(name): Path<String>) -> Answer {
 /// or an unknown permission). Permission `groups.write`.
 #[utoipa::path(post, path = "/groups", tag = "groups", request_body = NewGroup, responses((status = 201, description = "created", body = GroupView)))]
 pub async fn create(ctx: Ctx<GroupsWrite>, ApiJson(body): ApiJson<NewGroup>) -> Answer {
-    created(GroupView::from(&groups::create(&ctx, body).await?))
+    created(GroupView::from(
+        &groups::create(&ctx, &ctx.who, body).await?,
+    ))
 }
 
 /// Replace a group's permissions (409: a predefined group cannot change).
@@ -33,7 +35,7 @@ pub async fn create(ctx: Ctx<GroupsWrite>, ApiJson(body): ApiJson<NewGroup>) -> 
 #[utoipa::path(patch, path = "/groups/{name}", tag = "groups", params(("name" = String, Path, description = "group name")), request_body = GroupPatch, responses((status = 200, description = "the group as changed", body = GroupView)))]
 pub async fn update(ctx: Ctx<GroupsWrite>, Edit(name, body): Edit<GroupPatch>) -> Answer {
     ok(GroupView::from(
-        &groups::update(&ctx, name, body.permissions).await?,
+        &groups::update(&ctx, &ctx.who, name, body.permissions).await?,
     ))
 }
 

@@ -104,16 +104,28 @@ fn documented_routes(node: &App) -> OpenApiRouter<App> {
         .nest("/api/v1", api)
 }
 
-/// A decommissioned node's state is frozen: it answers no API request.
+/// A decommissioned node's state is frozen: it answers no API request. It asks
+/// for a token first, as any node does (logging in aside, which takes none):
+/// without one, or with one its state shows to be bad, the answer is 401 and
+/// says nothing of this node. (A node refused before it applied anything has no
+/// key to check a token with: that is 503, as on a node still forming.)
 async fn refuse_if_excluded(State(node): State<App>, req: Request, next: Next) -> Response {
-    match node.excluded() {
-        Some(why) => Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("{why}: this node no longer serves the cluster; use another member"),
-        )
-        .into_response(),
-        None => next.run(req).await,
+    let Some(why) = node.excluded() else {
+        return next.run(req).await;
+    };
+    // Nested under /api/v1, the path seen here may have lost its prefix.
+    if !req.uri().path().ends_with("/auth/login") {
+        let (mut parts, _) = req.into_parts();
+        match Authed::from_request_parts(&mut parts, &node).await {
+            Err(p) if p.status == StatusCode::UNAUTHORIZED.as_u16() => return p.into_response(),
+            _ => {}
+        }
     }
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("{why}: this node no longer serves the cluster; use another member"),
+    )
+    .into_response()
 }
 
 /// Records request latency per route for `/metrics`.

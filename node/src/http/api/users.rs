@@ -24,7 +24,7 @@ pub async fn get_one(ctx: Ctx<UsersRead>, Path(id): Path<String>) -> Answer {
 /// name, a weak password or an unknown group). Permission `users.write`.
 #[utoipa::path(post, path = "/users", tag = "users", request_body = NewUser, responses((status = 201, description = "created", body = UserView)))]
 pub async fn create(ctx: Ctx<UsersWrite>, ApiJson(body): ApiJson<NewUser>) -> Answer {
-    created(UserView::from(&users::create(&ctx, body).await?))
+    created(UserView::from(&users::create(&ctx, &ctx.who, body).await?))
 }
 
 /// Enable, disable, set the password or the groups. Disabling or a new password ends
@@ -33,7 +33,7 @@ pub async fn create(ctx: Ctx<UsersWrite>, ApiJson(body): ApiJson<NewUser>) -> An
 #[utoipa::path(patch, path = "/users/{id}", tag = "users", params(("id" = u64, Path, description = "user id")), request_body = UserPatch, responses((status = 200, description = "the user as changed", body = UserView)))]
 pub async fn update(ctx: Ctx<UsersWrite>, Edit(id, body): Edit<UserPatch>) -> Answer {
     ok(UserView::from(
-        &users::update(&ctx, path_id("user", &id)?, body).await?,
+        &users::update(&ctx, &ctx.who, path_id("user", &id)?, body).await?,
     ))
 }
 

@@ -9,13 +9,15 @@ use bcm_web_ui::pages::{DashboardLive, DashboardPage, DashboardPartial};
 use super::{Session, Ui, UiState};
 
 async fn live(ui: &Ui, s: &Session) -> (DashboardLive, StatusCode) {
-    let recent = ui
-        .recent
-        .lock()
-        .expect("recent lock")
-        .iter()
-        .map(|(at_ms, e)| super::live::recent_event(*at_ms, e))
-        .collect();
+    // Events are for holders of events.read, here as on the API's stream.
+    let recent = s.who.require("events.read").is_ok().then(|| {
+        ui.recent
+            .lock()
+            .expect("recent lock")
+            .iter()
+            .map(|(at_ms, e)| super::live::recent_event(*at_ms, e))
+            .collect()
+    });
     match ui.get::<Cluster>(s, "/api/v1/cluster").await {
         Ok(c) => (DashboardLive::new(Some(c), None, recent), StatusCode::OK),
         Err(e) => (DashboardLive::new(None, Some(e.text()), recent), e.status),

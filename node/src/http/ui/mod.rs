@@ -119,6 +119,8 @@ async fn static_file(Path(file): Path<String>) -> Response {
 
 impl Ui {
     /// The frame of every page: who looks, which node serves, which leads.
+    /// The frame of a page. Without a session (the login page) it names no
+    /// member's address, this node's included: that is for logged-in users.
     pub fn chrome(&self, s: Option<&Session>, title: &str, section: &str) -> Chrome {
         let node = &self.node;
         let m = node.raft_metrics();
@@ -131,6 +133,11 @@ impl Ui {
         if !members.contains(&node.cfg.api_advertise) {
             members.insert(0, node.cfg.api_advertise.clone());
         }
+        let mut serving_addr = node.cfg.api_advertise.clone();
+        if s.is_none() {
+            members.clear();
+            serving_addr.clear();
+        }
         Chrome {
             title: title.to_string(),
             section: section.to_string(),
@@ -141,7 +148,7 @@ impl Ui {
             }),
             csrf: s.map(|s| s.csrf.clone()).unwrap_or_default(),
             serving_id: node.cfg.id,
-            serving_addr: node.cfg.api_advertise.clone(),
+            serving_addr,
             leader_id: m.current_leader,
             term: m.current_term,
             members,

@@ -219,9 +219,18 @@ fn login_form(
     resp
 }
 
-/// A local path to return to after logging in (never another site).
+/// A local path to return to after logging in (never another site), or `/`.
+///
+/// Only a path that starts with exactly one `/` and holds nothing but printable
+/// ASCII other than `\` is kept: browsers read `\` as `/` and drop tabs and
+/// newlines from a URL, so `/\evil.example` or `/<tab>/evil.example` would
+/// become `//evil.example`, another site. Anything a browser would percent-encode
+/// arrives encoded when it came from our own pages.
 fn safe_next(next: &str) -> String {
-    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
+    let local = next.starts_with('/')
+        && !next.starts_with("//")
+        && next.bytes().all(|b| b.is_ascii_graphic() && b != b'\\');
+    if local {
         next.to_string()
     } else {
         "/".to_string()
@@ -366,6 +375,33 @@ mod tests {
         assert_eq!(safe_next("//evil.example"), "/");
         assert_eq!(safe_next("https://evil.example"), "/");
         assert_eq!(safe_next("/\\evil"), "/");
+        assert_eq!(safe_next("/nodes/2"), "/nodes/2");
+        assert_eq!(safe_next("/plans?q=a%2Fb#x"), "/plans?q=a%2Fb#x");
+        // Browsers drop tabs and newlines from a URL and read \ as /: each of these
+        // would send the browser to evil.example.
+        for hostile in [
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r\n/evil.example",
+            "\t//evil.example",
+            "/\\evil.example",
+            "\\/evil.example",
+            "///evil.example",
+            "/ /evil.example",
+            "/\u{0}/evil.example",
+            "/\u{7f}/evil.example",
+            "/\u{a0}/evil.example",
+            "/\u{3000}/evil.example",
+            " /evil",
+            "evil.example",
+            "javascript:alert(1)",
+            "",
+        ] {
+            assert_eq!(safe_next(hostile), "/", "{hostile:?}");
+        }
+        // Percent-encoded, a tab or a slash stays part of a path on this site.
+        assert_eq!(safe_next("/%09/evil.example"), "/%09/evil.example");
+        assert_eq!(safe_next("/%2F/evil.example"), "/%2F/evil.example");
     }
 
     #[test]

@@ -14,8 +14,10 @@ use reqwest::Method;
 use crate::{secs, PASSWORD};
 
 mod accounts;
+mod escalation;
 mod logins;
 mod matrix;
+mod pages;
 
 pub use matrix::routes;
 
