@@ -153,6 +153,7 @@ pub async fn update(
     patch: UserPatch,
 ) -> Result<User, OpError> {
     let user = get(node, id)?;
+    may_manage(node, caller, &user)?;
     let name = user.name;
     if let Some(g) = &patch.groups {
         check_groups(node, g)?;
@@ -180,8 +181,23 @@ pub async fn update(
 }
 
 /// Deletes a user; its tokens stop working on every node.
-pub async fn delete(node: &Node, id: u64) -> Result<User, OpError> {
+pub async fn delete(node: &Node, caller: &Caller, id: u64) -> Result<User, OpError> {
+    may_manage(node, caller, &get(node, id)?)?;
     write(node, Command::DeleteUser { id }).await
+}
+
+/// May `caller` change or delete `user`? Only if it could have put the user into
+/// every group it is in: setting an admin's password (or an operator's) would
+/// otherwise be a way to become one.
+fn may_manage(node: &Node, caller: &Caller, user: &User) -> Result<(), OpError> {
+    match may_add_to(node, caller, &user.groups) {
+        Err(OpError::Forbidden(why)) => Err(OpError::Forbidden(format!(
+            "user {:?} can be changed or deleted only by someone who could grant all it \
+             holds: {why}",
+            user.name
+        ))),
+        other => other,
+    }
 }
 
 #[cfg(test)]

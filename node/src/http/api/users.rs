@@ -42,6 +42,6 @@ pub async fn update(ctx: Ctx<UsersWrite>, Edit(id, body): Edit<UserPatch>) -> An
 #[utoipa::path(delete, path = "/users/{id}", tag = "users", params(("id" = u64, Path, description = "user id")), responses((status = 200, description = "the deleted user", body = UserView)))]
 pub async fn remove(ctx: Ctx<UsersWrite>, Path(id): Path<String>) -> Answer {
     ok(UserView::from(
-        &users::delete(&ctx, path_id("user", &id)?).await?,
+        &users::delete(&ctx, &ctx.who, path_id("user", &id)?).await?,
     ))
 }

@@ -1,12 +1,13 @@
 //! Managing users and groups does not make one an admin: only a caller who holds a
 //! permission may grant it, and only a member of `admin` may put a user into
-//! `admin` or into a group that grants what the caller lacks.
+//! `admin` or into a group that grants what the caller lacks, or change or delete
+//! a user who holds more than the caller may grant.
 
 use bcm_tests::serde_json::{json, Value};
-use bcm_tests::Cluster;
+use bcm_tests::{Cluster, ADMIN_PASSWORD};
 use reqwest::Method;
 
-use super::{admin, as_user, create_user, login};
+use super::{admin, admin_id, as_user, create_user, login};
 use crate::PASSWORD;
 
 fn refused(r: &bcm_tests::Reply, words: &[&str], what: &str) {
@@ -80,6 +81,53 @@ fn a_user_manager_cannot_grant_what_it_does_not_hold() {
         json!({"name": "rita", "password": PASSWORD, "groups": ["readers", "usermgr"]}),
     );
     assert_eq!(r.status, 201, "a user in groups of what it holds: {r}");
+
+    // Nor change or delete a user holding more than it may grant: setting an
+    // admin's password would make it one.
+    let admin_path = format!("/api/v1/users/{}", admin_id(&c, n));
+    let r = call(
+        Method::PATCH,
+        &admin_path,
+        json!({"password": "Zr4-quartz-meadow-Pilot-58"}),
+    );
+    refused(&r, &["admin"], "the admin's password set");
+    let r = call(Method::PATCH, &admin_path, json!({"enabled": false}));
+    refused(&r, &["admin"], "the admin disabled");
+    let r = as_user(&c, n, &uma, Method::DELETE, &admin_path, None);
+    refused(&r, &["admin"], "the admin deleted");
+    let op_id = create_user(&c, n, "oscar", &["operator"]);
+    let r = call(
+        Method::PATCH,
+        &format!("/api/v1/users/{op_id}"),
+        json!({"password": "Zr4-quartz-meadow-Pilot-58"}),
+    );
+    refused(
+        &r,
+        &["operator", "config.write"],
+        "an operator's password set",
+    );
+    // Its own password, and users of groups it could grant, it may change.
+    let r = call(
+        Method::PATCH,
+        &format!("/api/v1/users/{uma_id}"),
+        json!({"password": "Vq7-kettle-orbit-Lumen-93"}),
+    );
+    assert_eq!(r.status, 200, "its own password: {r}");
+    let uma = login(&c, n, "uma", "Vq7-kettle-orbit-Lumen-93");
+    let rita = admin(&c, n, Method::GET, "/api/v1/users?q=rita", None).json()["items"][0]["id"]
+        .as_u64()
+        .expect("rita's id");
+    let r = as_user(
+        &c,
+        n,
+        &uma,
+        Method::DELETE,
+        &format!("/api/v1/users/{rita}"),
+        None,
+    );
+    assert_eq!(r.status, 200, "a user of groups it holds deleted: {r}");
+    let again = c.login_with(n, "admin", ADMIN_PASSWORD).unwrap();
+    assert_eq!(again.status, 200, "the admin still logs in: {again}");
 
     // Nothing it was refused happened.
     let me = admin(&c, n, Method::GET, &format!("/api/v1/users/{uma_id}"), None);
