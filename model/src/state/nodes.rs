@@ -71,7 +71,13 @@ impl ClusterState {
         }
         let record = node.clone();
         let changed = if on {
-            !self.maintenance.contains_key(&id) && self.maintenance.insert(id, at).is_none()
+            // Kept from when it began, if it already had.
+            let mut begun = false;
+            self.maintenance.entry(id).or_insert_with(|| {
+                begun = true;
+                at
+            });
+            begun
         } else {
             self.maintenance.remove(&id).is_some()
         };
