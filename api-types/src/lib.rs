@@ -40,6 +40,7 @@ macro_rules! optional_fields {
 pub mod auth;
 pub mod backup_data;
 pub mod backups;
+pub mod certs;
 pub mod cluster;
 pub mod config;
 mod from_model;
@@ -57,6 +58,7 @@ pub use backups::{
     BackupFilter, BackupView, JobStatus, NewBackup, NewRestore, ProgressView, RestoreFilter,
     RestoreView,
 };
+pub use certs::{CaView, CertsView, NodeCertView, RotateCerts, RotateStarted};
 pub use cluster::{
     BackupManagerView, ClusterView, Health, LeaderView, MemberView, SnapshotExportView,
     SnapshotTaken, StateDigest,

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::records::tls::ClusterCa;
 use crate::records::{
     Backup, ConfigEntry, Group, JobRef, JobStatus, Millis, NodeRecord, NodeStatus, Outcome, Plan,
     PlanSpec, Progress, Restore, Role, User,
@@ -229,6 +230,19 @@ pub enum Command {
     SetMaintenance {
         node: u64,
         on: bool,
+        at: Millis,
+    },
+    /// Adds a cluster CA. Without `retire_previous_at` it is the CA the cluster
+    /// formed with, applied only while there is none (a later copy changes
+    /// nothing). With it, a rotation: the new CA issues from now on, and the CAs
+    /// before it stay trusted until then (the overlap).
+    AddClusterCa {
+        ca: ClusterCa,
+        retire_previous_at: Option<Millis>,
+        at: Millis,
+    },
+    /// Every node renews a certificate issued before `at` (`bcm certs rotate`).
+    RenewNodeCerts {
         at: Millis,
     },
 }

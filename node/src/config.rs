@@ -74,6 +74,18 @@ pub struct Config {
     pub http: HttpSection,
     #[serde(default)]
     pub storage: StorageSection,
+    #[serde(default)]
+    pub api: ApiSection,
+}
+
+/// HTTPS for the API and the web UI.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSection {
+    /// PEM certificate chain; with `tls_key` the API serves HTTPS only.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Where a storage node keeps backup data.
@@ -191,6 +203,12 @@ pub struct ClusterSection {
     pub bootstrap: Vec<String>,
     #[serde(default)]
     pub join: Option<Vec<String>>,
+    /// The secret before the last change, while the cluster CA's key is still
+    /// sealed under it (docs/SECURITY.md, "Rotating everything").
+    #[serde(default)]
+    pub previous_secret: Option<Secret>,
+    #[serde(default)]
+    pub previous_secret_file: Option<PathBuf>,
 }
 
 /// Raft timing and compaction. See docs/OPERATIONS.md for why these defaults.
@@ -343,6 +361,8 @@ pub struct NodeConfig {
     pub rpc_advertise: String,
     pub roles: Vec<Role>,
     pub secret: Secret,
+    /// `cluster.previous_secret`: opens a CA key sealed before the secret changed.
+    pub previous_secret: Option<Secret>,
     pub bootstrap: Vec<String>,
     pub join: Vec<String>,
     pub raft: RaftSection,
@@ -359,6 +379,10 @@ pub struct NodeConfig {
     /// With `backend = "s3"`: the object store that keeps the chunk store
     /// instead of `storage_dir`.
     pub storage_s3: Option<S3Config>,
+    /// Cluster-internal traffic is mutual TLS (`https://` rpc addresses).
+    pub cluster_tls: bool,
+    /// The API's certificate and key files, when it serves HTTPS.
+    pub api_tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// Loads the layered configuration.
@@ -506,13 +530,33 @@ fn resolve(c: Config) -> Result<NodeConfig, ConfigError> {
     let roles = parse_roles(&n.roles).map_err(|problem| invalid("node.roles", problem))?;
     let api_advertise = normalize_url(
         "node.api_advertise",
-        &n.api_advertise
-            .unwrap_or_else(|| format!("http://{}", n.api_listen)),
+        &n.api_advertise.unwrap_or_else(|| {
+            let scheme = if c.api.tls_cert.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{}", n.api_listen)
+        }),
     )?;
     let rpc_advertise = normalize_url(
         "node.rpc_advertise",
-        &n.rpc_advertise
-            .unwrap_or_else(|| format!("http://{}", n.rpc_listen)),
+        &n.rpc_advertise.unwrap_or_else(|| {
+            // Unset: the scheme of the cluster's other addresses (https:// is
+            // mutual TLS), so that a node never speaks plaintext to a TLS cluster.
+            let first = c
+                .cluster
+                .bootstrap
+                .iter()
+                .chain(c.cluster.join.iter().flatten())
+                .next();
+            let scheme = if first.is_some_and(|a| a.trim().starts_with("https://")) {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{}", n.rpc_listen)
+        }),
     )?;
     let (secret, secret_key) = match (c.cluster.secret, c.cluster.secret_file) {
         (Some(s), _) if !s.is_empty() => (s, "cluster.secret"),
@@ -526,6 +570,11 @@ fn resolve(c: Config) -> Result<NodeConfig, ConfigError> {
                 "a shared cluster secret is required (cluster.secret or cluster.secret_file)",
             ))
         }
+    };
+    let previous_secret = match (c.cluster.previous_secret, c.cluster.previous_secret_file) {
+        (Some(s), _) if !s.is_empty() => Some(s),
+        (_, Some(path)) => Some(read_secret_file("cluster.previous_secret_file", &path)?),
+        _ => None,
     };
     if secret.expose() == EXAMPLE_SECRET {
         return Err(invalid(
@@ -562,6 +611,35 @@ fn resolve(c: Config) -> Result<NodeConfig, ConfigError> {
             "set cluster.bootstrap (to form a cluster) or cluster.join (to join one)",
         ));
     }
+    // One cluster speaks one way: mutual TLS (https://) or plaintext (http://).
+    let cluster_tls = rpc_advertise.starts_with("https://");
+    for (key, addrs) in [("cluster.bootstrap", &bootstrap), ("cluster.join", &join)] {
+        if let Some(other) = addrs
+            .iter()
+            .find(|a| a.starts_with("https://") != cluster_tls)
+        {
+            return Err(invalid(
+                key,
+                format!(
+                    "{other} and node.rpc_advertise {rpc_advertise} differ in scheme: a cluster's internal addresses are all https:// (mutual TLS) or all http:// (plaintext)"
+                ),
+            ));
+        }
+    }
+    let api_tls = match (c.api.tls_cert, c.api.tls_key) {
+        (Some(cert), Some(key)) => {
+            if !api_advertise.starts_with("https://") {
+                return Err(invalid(
+                    "node.api_advertise",
+                    format!("{api_advertise} must be https:// when api.tls_cert and api.tls_key are set"),
+                ));
+            }
+            Some((cert, key))
+        }
+        (None, None) => None,
+        (Some(_), None) => return Err(invalid("api.tls_key", "is required with api.tls_cert")),
+        (None, Some(_)) => return Err(invalid("api.tls_cert", "is required with api.tls_key")),
+    };
     let r = &c.raft;
     if r.heartbeat_ms == 0 || r.election_timeout_min_ms <= r.heartbeat_ms * 2 {
         return Err(invalid(
@@ -680,6 +758,7 @@ fn resolve(c: Config) -> Result<NodeConfig, ConfigError> {
         rpc_advertise,
         roles,
         secret,
+        previous_secret,
         bootstrap,
         join,
         raft: c.raft,
@@ -689,6 +768,8 @@ fn resolve(c: Config) -> Result<NodeConfig, ConfigError> {
         log: c.log,
         postgres,
         http: c.http,
+        cluster_tls,
+        api_tls,
     })
 }
 

@@ -10,6 +10,7 @@ mod jobs;
 mod net;
 mod service;
 mod storage;
+mod tls;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +23,10 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
+    /// A PEM file of CA certificates to trust for https:// servers (besides
+    /// none: the system's roots are not used), for the CLI and `bcm bench`.
+    #[arg(long, global = true, env = "BCM_CACERT")]
+    cacert: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -55,6 +60,8 @@ enum Cmd {
     Restores(client::resources::RestoresArgs),
     /// Load a cluster (bcm, or etcd for comparison) and report throughput and latency.
     Bench(client::bench::BenchArgs),
+    /// Cluster TLS: status (CAs, each node's certificate) and rotate.
+    Certs(client::certs::CertsArgs),
     /// Ask a node's health endpoint once; exit 0 on 200 (for container health checks).
     Healthcheck(client::healthcheck::HealthcheckArgs),
 }
@@ -81,11 +88,19 @@ struct NodeArgs {
     /// members, started with empty data directories, join it.
     #[arg(long)]
     restore_from_postgres: bool,
+    /// With --restore-from-postgres: the cluster whose snapshot to restore
+    /// (needed when PostgreSQL holds snapshots of several clusters).
+    #[arg(long, requires = "restore_from_postgres")]
+    cluster_id: Option<String>,
 }
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
     let cli = Cli::parse();
+    if let Err(e) = client::set_cacert(cli.cacert.as_deref()) {
+        eprintln!("bcm: error: {e:#}");
+        return ExitCode::FAILURE;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -99,6 +114,7 @@ fn main() -> ExitCode {
             Cmd::Logout(args) => client::logout(args).await,
             Cmd::Status(args) => client::status(args).await,
             Cmd::Bench(args) => client::bench::run(args).await,
+            Cmd::Certs(args) => client::certs::run(args).await,
             Cmd::Healthcheck(args) => client::healthcheck::run(args).await,
             Cmd::Users(args) => client::resources::users(args).await,
             Cmd::Groups(args) => client::resources::groups(args).await,
@@ -192,7 +208,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on node.api_listen {}: {e}", cfg.api_listen))?;
     if args.restore_from_postgres {
-        cluster::export::restore_from_postgres(&cfg).await?;
+        cluster::export::restore_from_postgres(&cfg, args.cluster_id.as_deref()).await?;
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -232,6 +248,23 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     .merge(storage::routes::router(storage.clone()))
     .merge(jobs::routes::router(Arc::default()));
     let rpc_app = cluster::rpc_server::router(node.clone(), rpc_extra);
+    let rpc_tls = match &node.tls {
+        Some(t) => net::serve::Tls::Cluster {
+            node: t.clone(),
+            mutual: t.server_config(),
+            enroll: t.enroll_server_config(),
+            enroll_app: tls::enroll::router(node.clone()),
+        },
+        None => net::serve::Tls::Off,
+    };
+    let api_tls = match &node.cfg.api_tls {
+        Some((cert, key)) => {
+            let files = tls::api::ApiTls::open(cert, key)?;
+            tokio::spawn(files.clone().watch(stop_rx.clone()));
+            net::serve::Tls::Server(files.server_config())
+        }
+        None => net::serve::Tls::Off,
+    };
     let (api_stats, rpc_stats) = (Arc::default(), Arc::default());
     let app = http::AppState::new(
         node.clone(),
@@ -246,7 +279,9 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let rpc_stop = stop_rx.clone();
     let rpc_task = raft_rt.spawn(async move {
         match tokio::net::TcpListener::from_std(rpc_listener) {
-            Ok(l) => net::serve::serve("rpc", l, rpc_app, limits, rpc_stats, rpc_stop).await,
+            Ok(l) => {
+                net::serve::serve("rpc", l, rpc_app, limits, rpc_stats, rpc_tls, rpc_stop).await
+            }
             Err(e) => tracing::error!("cannot serve node.rpc_listen: {e}"),
         }
     });
@@ -256,6 +291,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         api_app,
         limits,
         api_stats,
+        api_tls,
         stop_rx.clone(),
     ));
     tokio::spawn(cluster::manager::run(node.clone()));

@@ -146,6 +146,14 @@ impl PgSink {
         Ok(Exported::Written { id })
     }
 
+    /// The clusters with snapshots here.
+    pub async fn cluster_ids(&self) -> Result<Vec<String>, PgError> {
+        sqlx::query_scalar("SELECT DISTINCT cluster_id FROM snapshots ORDER BY cluster_id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err)
+    }
+
     /// The newest exported snapshot (of `cluster_id`, or of any cluster).
     pub async fn latest(&self, cluster_id: Option<&str>) -> Result<Option<StoredExport>, PgError> {
         let row = sqlx::query(

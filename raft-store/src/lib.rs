@@ -11,6 +11,7 @@ pub mod store;
 pub mod types;
 pub mod wal;
 
+pub use bcm_model::records::tls;
 pub use bcm_model::{codec, limits};
 pub use bcm_model::{
     Attempt, Backup, BackupManager, ClusterState, Command, ConfigEntry, Group, JobRef, JobStatus,

@@ -37,6 +37,7 @@ mod logs;
 mod pg;
 mod ports;
 mod sse;
+pub mod tls;
 mod tokens;
 pub mod tree;
 mod wait;

@@ -64,6 +64,8 @@ mod schedule;
 mod snapshots;
 #[path = "e2e/storage.rs"]
 mod storage;
+#[path = "e2e/tls.rs"]
+mod tls;
 #[path = "e2e/ui.rs"]
 mod ui;
 #[path = "e2e/ui_jobs.rs"]

@@ -29,6 +29,7 @@ pub mod event;
 pub mod jobs;
 pub mod nodes;
 pub mod time;
+pub mod tls;
 pub mod tokens;
 
 pub use access::{builtin_permissions, Group, PermissionSet, User, BUILTIN_GROUPS, PERMISSIONS};

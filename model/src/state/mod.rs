@@ -16,6 +16,7 @@ mod config;
 mod jobs;
 mod legacy;
 mod nodes;
+mod tls;
 mod tokens;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,6 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, Rejection, Response};
+use crate::records::tls::ClusterTls;
 use crate::records::{
     Backup, BackupManager, ConfigMap, Group, Millis, NodeRecord, Plan, Restore, RevokedTokens,
     StateEvent, User,
@@ -53,6 +55,9 @@ pub struct ClusterState {
     pub plan_slots: BTreeMap<u64, Millis>,
     /// Nodes in maintenance, since when (see [`Command::SetMaintenance`]).
     pub maintenance: BTreeMap<u64, Millis>,
+    /// The cluster CA (see [`Command::AddClusterCa`]); none before the first
+    /// cluster-internal TLS node put it here, or in plaintext clusters.
+    pub tls: Option<ClusterTls>,
 }
 
 /// The outcome of applying one command.
@@ -240,6 +245,12 @@ impl ClusterState {
                 at,
             } => self.revoke_token(token_id, *expires_at, *at),
             Command::SetMaintenance { node, on, at } => self.set_maintenance(*node, *on, *at),
+            Command::AddClusterCa {
+                ca,
+                retire_previous_at,
+                at,
+            } => self.add_cluster_ca(ca, *retire_previous_at, *at),
+            Command::RenewNodeCerts { at } => self.renew_node_certs(*at),
         }
     }
 

@@ -204,7 +204,7 @@ impl Requests {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+    super::http_builder()
         .pool_max_idle_per_host(1024)
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(10))

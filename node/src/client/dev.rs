@@ -33,7 +33,7 @@ fn write_config(
     let api = args.base_port + i - 1;
     let rpc = args.base_port + 1000 + i - 1;
     let bootstrap: Vec<String> = (1..=args.nodes)
-        .map(|j| format!("\"http://127.0.0.1:{}\"", args.base_port + 1000 + j - 1))
+        .map(|j| format!("\"https://127.0.0.1:{}\"", args.base_port + 1000 + j - 1))
         .collect();
     let data = dir.join(format!("node{i}"));
     let text = format!(

@@ -17,7 +17,7 @@ pub struct HealthcheckArgs {
 }
 
 pub async fn run(args: HealthcheckArgs) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder()
+    let client = super::http_builder()
         .timeout(Duration::from_secs(args.timeout_secs.max(1)))
         .no_proxy()
         .build()?;

@@ -64,8 +64,39 @@ fn token_path() -> PathBuf {
     base.join("bcm").join("token.json")
 }
 
+/// The CA certificates `--cacert` named, read once at the start.
+static CACERT: std::sync::OnceLock<Vec<reqwest::Certificate>> = std::sync::OnceLock::new();
+
+/// Reads `--cacert` (a PEM file of one or more CA certificates).
+pub fn set_cacert(path: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let certs = match path {
+        None => Vec::new(),
+        Some(p) => {
+            let pem = std::fs::read(p)
+                .with_context(|| format!("cannot read --cacert {}", p.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("--cacert {} is not PEM certificates", p.display()))?;
+            if certs.is_empty() {
+                anyhow::bail!("--cacert {} holds no certificate", p.display());
+            }
+            certs
+        }
+    };
+    let _ = CACERT.set(certs);
+    Ok(())
+}
+
+/// A client builder that trusts the `--cacert` CAs for https:// servers.
+pub fn http_builder() -> reqwest::ClientBuilder {
+    let mut b = reqwest::Client::builder();
+    for c in CACERT.get().into_iter().flatten() {
+        b = b.add_root_certificate(c.clone());
+    }
+    b
+}
+
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+    http_builder()
         .timeout(Duration::from_secs(15))
         .connect_timeout(Duration::from_secs(2))
         .build()
@@ -512,6 +543,7 @@ mod tests {
 }
 
 pub mod bench;
+pub mod certs;
 mod demo;
 pub mod dev;
 pub mod healthcheck;

@@ -19,7 +19,11 @@ pub(super) async fn enter_cluster(node: SharedNode, pristine: bool) {
         if *node.shutdown.borrow() {
             return;
         }
-        let result = if bootstrapping && !node.raft_open() {
+        let result = if !crate::tls::NodeTls::ready(&node) {
+            crate::tls::enroll::obtain(&node, pristine)
+                .await
+                .map(|_| false)
+        } else if bootstrapping && !node.raft_open() {
             try_bootstrap(&node).await
         } else {
             try_join(&node, pristine).await

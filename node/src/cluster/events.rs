@@ -35,6 +35,7 @@ impl ClusterEvent {
                 StateEvent::BackupChanged { .. } => "backup_changed",
                 StateEvent::BackupDeleted { .. } => "backup_deleted",
                 StateEvent::RestoreChanged { .. } => "restore_changed",
+                StateEvent::ClusterTlsChanged => "cluster_tls_changed",
             },
         }
     }

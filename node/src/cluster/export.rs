@@ -165,10 +165,14 @@ pub async fn run(node: SharedNode, pg: PostgresConfig, status: Arc<ExportState>)
             continue;
         }
         last_attempt = Some(Instant::now());
-        let data = node.state.copy();
+        let mut data = node.state.copy();
         let Some(cluster_id) = data.state.cluster_id.clone() else {
             continue;
         };
+        // No key material in the clear in PostgreSQL: the token key is sealed
+        // under the cluster secret (the CA key is sealed in the state already).
+        data.state.token_key =
+            crate::tls::seal::seal_token_key(&node.cfg.secret, &data.state.token_key);
         let index = data.last_applied.map(|l| l.index).unwrap_or(0);
         let started = Instant::now();
         match sink
@@ -223,7 +227,28 @@ pub async fn run(node: SharedNode, pg: PostgresConfig, status: Arc<ExportState>)
 /// the newest snapshot in Postgres, so it starts as a one-voter cluster with the
 /// same cluster id, users, config, nodes and catalog; the other members, started
 /// empty, join it and catch up.
-pub async fn restore_from_postgres(cfg: &crate::config::NodeConfig) -> anyhow::Result<()> {
+/// The exported state with its token key opened (it is sealed in PostgreSQL).
+fn open_exported_state(cfg: &crate::config::NodeConfig, data: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut state = bcm_raft_store::ClusterState::decode(data)
+        .map_err(|e| anyhow::anyhow!("the exported state does not decode: {e}"))?;
+    let mut secrets = vec![&cfg.secret];
+    secrets.extend(cfg.previous_secret.as_ref());
+    state.token_key =
+        crate::tls::seal::open_token_key(&secrets, &state.token_key).map_err(|_| {
+            anyhow::anyhow!(
+            "the snapshot's token key is sealed under another cluster secret: restore with the \
+             cluster's secret (or set it as cluster.previous_secret)"
+        )
+        })?;
+    Ok(bcm_raft_store::codec::encode(&state)?)
+}
+
+/// `cluster_id`: which cluster's snapshot; needed when PostgreSQL holds
+/// snapshots of more than one cluster.
+pub async fn restore_from_postgres(
+    cfg: &crate::config::NodeConfig,
+    cluster_id: Option<&str>,
+) -> anyhow::Result<()> {
     let pg = cfg.postgres.as_ref().ok_or_else(|| {
         anyhow::anyhow!("--restore-from-postgres needs [postgres] url in the configuration")
     })?;
@@ -242,8 +267,28 @@ pub async fn restore_from_postgres(cfg: &crate::config::NodeConfig) -> anyhow::R
     sink.migrate()
         .await
         .map_err(|e| anyhow::anyhow!("restore: {e}"))?;
+    let clusters = sink
+        .cluster_ids()
+        .await
+        .map_err(|e| anyhow::anyhow!("restore: {e}"))?;
+    match cluster_id {
+        Some(id) if !clusters.iter().any(|c| c == id) => anyhow::bail!(
+            "refusing to restore: PostgreSQL holds no snapshot of cluster {id} (it holds: {})",
+            if clusters.is_empty() {
+                "none".to_string()
+            } else {
+                clusters.join(", ")
+            }
+        ),
+        None if clusters.len() > 1 => anyhow::bail!(
+            "refusing to restore: PostgreSQL holds snapshots of several clusters ({}); name \
+             the one to restore with --cluster-id",
+            clusters.join(", ")
+        ),
+        _ => {}
+    }
     let snap = sink
-        .latest(None)
+        .latest(cluster_id)
         .await
         .map_err(|e| anyhow::anyhow!("restore: {e}"))?
         .ok_or_else(|| {
@@ -260,9 +305,16 @@ pub async fn restore_from_postgres(cfg: &crate::config::NodeConfig) -> anyhow::R
         api_addr: cfg.api_advertise.clone(),
         rpc_addr: cfg.rpc_advertise.clone(),
     };
+    let data = match open_exported_state(cfg, &snap.data) {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&cfg.data_dir);
+            anyhow::bail!("restore: {e}");
+        }
+    };
     if let Err(e) = bcm_raft_store::seed_from_export(
         &raft_dir,
-        snap.data,
+        data,
         snap.term,
         snap.last_log_index,
         cfg.id,

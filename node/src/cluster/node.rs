@@ -61,6 +61,8 @@ pub struct Node {
     pub hand_over_failed: Mutex<Option<Instant>>,
     /// The data disk's free space (disk.rs).
     pub disk: Arc<crate::cluster::disk::DiskWatch>,
+    /// This node's cluster TLS material, when its cluster speaks mutual TLS.
+    pub tls: Option<Arc<crate::tls::NodeTls>>,
 }
 
 pub type SharedNode = Arc<Node>;
@@ -290,6 +292,18 @@ impl Node {
             cluster_id: self.state.read(|d| d.state.cluster_id.clone()),
             leader_id: leader.as_ref().map(|l| l.0),
             leader_rpc: leader.map(|l| l.1.rpc_addr),
+            cert: self
+                .tls
+                .as_ref()
+                .and_then(|t| t.own_facts())
+                .map(|f| bcm_api::NodeCertView {
+                    node_id: self.cfg.id,
+                    issuer: Some(f.issuer),
+                    serial: Some(f.serial),
+                    not_before: Some(f.not_before),
+                    not_after: Some(f.not_after),
+                    error: None,
+                }),
         }
     }
 }

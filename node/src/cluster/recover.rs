@@ -223,7 +223,18 @@ impl std::fmt::Display for Probe {
 
 /// Asks every other voter of the last membership, on its rpc address, who it is.
 async fn probe_voters(cfg: &NodeConfig, h: &LocalHistory) -> Vec<(NodeId, String, Probe)> {
-    let peers = Peers::new(cfg.secret.clone(), PROBE_TIMEOUT * 2, cfg.rpc_listen.ip());
+    // With cluster TLS, peers are asked with this node's certificate.
+    let tls = if cfg.cluster_tls {
+        crate::tls::NodeTls::open(&cfg.data_dir.join("tls")).ok()
+    } else {
+        None
+    };
+    let peers = Peers::new(
+        cfg.secret.clone(),
+        PROBE_TIMEOUT * 2,
+        cfg.rpc_listen.ip(),
+        tls,
+    );
     let mem = h.membership.membership();
     let probes = mem.voter_ids().filter(|id| *id != cfg.id).map(|id| {
         let addr = mem

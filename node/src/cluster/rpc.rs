@@ -24,6 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Secret;
+use crate::tls::NodeTls;
 
 pub const PATH_APPEND: &str = "/raft/append";
 pub const PATH_VOTE: &str = "/raft/vote";
@@ -52,6 +53,8 @@ pub struct Hello {
     pub cluster_id: Option<String>,
     pub leader_id: Option<NodeId>,
     pub leader_rpc: Option<String>,
+    /// This node's certificate, with cluster TLS.
+    pub cert: Option<bcm_api::NodeCertView>,
 }
 
 /// A node asks the leader to make it a member.
@@ -174,9 +177,12 @@ impl Contacts {
     }
 }
 
-fn client(idle: Duration, source: Option<IpAddr>) -> reqwest::Client {
-    reqwest::Client::builder()
-        .local_address(source)
+fn client(idle: Duration, source: Option<IpAddr>, tls: Option<&Arc<NodeTls>>) -> reqwest::Client {
+    let mut b = reqwest::Client::builder();
+    if let Some(tls) = tls {
+        b = b.use_preconfigured_tls(tls.client_config());
+    }
+    b.local_address(source)
         .pool_idle_timeout(idle)
         .pool_max_idle_per_host(32)
         .tcp_nodelay(true)
@@ -194,8 +200,10 @@ pub struct Peers {
     /// on one address (so that a peer, or a firewall rule, sees a node's calls
     /// come from where it listens).
     source: Option<IpAddr>,
-    /// `Bearer <cluster secret>`, built once.
-    auth: reqwest::header::HeaderValue,
+    /// `Bearer <cluster secret>`, built once; not sent with mutual TLS, where
+    /// the node certificate is the credential.
+    auth: Option<reqwest::header::HeaderValue>,
+    tls: Option<Arc<NodeTls>>,
     /// Parsed URLs by path and peer address: parsing one (with its IDNA pass) cost
     /// more than the rest of a small call.
     urls: Arc<Mutex<HashMap<&'static str, HashMap<String, reqwest::Url>>>>,
@@ -206,17 +214,21 @@ impl Peers {
     /// `idle` is how long a pooled connection may sit unused: shorter than the
     /// peers' own idle limit (`http.header_timeout_ms`), so that this side never
     /// reuses a connection the other is closing.
-    pub fn new(secret: Secret, idle: Duration, listen: IpAddr) -> Peers {
+    pub fn new(secret: Secret, idle: Duration, listen: IpAddr, tls: Option<Arc<NodeTls>>) -> Peers {
         let source = (!listen.is_unspecified()).then_some(listen);
-        let mut auth =
-            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", secret.expose()))
-                .expect("config validation keeps the cluster secret printable");
-        auth.set_sensitive(true);
+        let auth = tls.is_none().then(|| {
+            let mut auth =
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {}", secret.expose()))
+                    .expect("config validation keeps the cluster secret printable");
+            auth.set_sensitive(true);
+            auth
+        });
         Peers {
-            client: client(idle, source),
+            client: client(idle, source, tls.as_ref()),
             idle,
             source,
             auth,
+            tls,
             urls: Arc::default(),
             contacts: Contacts::default(),
         }
@@ -227,7 +239,7 @@ impl Peers {
     /// that its connections never depend on the runtime serving clients.
     pub fn with_own_pool(&self) -> Peers {
         Peers {
-            client: client(self.idle, self.source),
+            client: client(self.idle, self.source, self.tls.as_ref()),
             ..self.clone()
         }
     }
@@ -265,10 +277,11 @@ impl Peers {
                 addr: addr.to_string(),
                 message: format!("not a valid address: {message}"),
             })?;
-        let sent = self
-            .client
-            .post(url)
-            .header(reqwest::header::AUTHORIZATION, self.auth.clone())
+        let mut post = self.client.post(url);
+        if let Some(auth) = &self.auth {
+            post = post.header(reqwest::header::AUTHORIZATION, auth.clone());
+        }
+        let sent = post
             .header("content-type", "application/octet-stream")
             .body(body)
             .timeout(timeout)

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -22,6 +22,7 @@ use crate::cluster::membership;
 use crate::cluster::rpc::{self, JoinRequest, LeaderOp};
 use crate::cluster::{Node, SharedNode, REQUEST_DEADLINE};
 use crate::net::problem::Problem;
+use crate::tls::PeerNode;
 
 /// The cluster-internal routes, with `extra` ones of other features (they share
 /// the secret check and the body limit).
@@ -45,7 +46,24 @@ pub fn router(node: SharedNode, extra: Router<SharedNode>) -> Router {
         .with_state(node)
 }
 
+/// Who may call: with cluster TLS, a node whose certificate the handshake
+/// checked (and which has not been decommissioned since the connection opened);
+/// in plaintext mode, a caller showing the cluster secret.
 async fn require_secret(State(node): State<SharedNode>, req: Request, next: Next) -> Response {
+    if let Some(tls) = &node.tls {
+        let Some(PeerNode(peer)) = req.extensions().get::<PeerNode>().copied() else {
+            return Problem::new(StatusCode::UNAUTHORIZED, "a node certificate is required")
+                .into_response();
+        };
+        if tls.is_revoked(peer) {
+            return Problem::new(
+                StatusCode::FORBIDDEN,
+                format!("node {peer} was decommissioned: its certificate is refused"),
+            )
+            .into_response();
+        }
+        return next.run(req).await;
+    }
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -99,8 +117,37 @@ fn raft_failed(e: impl std::fmt::Display) -> Problem {
     Problem::new(StatusCode::INTERNAL_SERVER_ERROR, format!("raft: {e}"))
 }
 
-async fn append(State(node): State<SharedNode>, body: Bytes) -> Answer {
+/// With cluster TLS a node speaks only for itself: the id a message claims
+/// (a leader's, a candidate's, a joining node's) must be its certificate's.
+fn speaks_for_itself(
+    node: &Node,
+    peer: Option<Extension<PeerNode>>,
+    claimed: Option<u64>,
+) -> Result<(), Problem> {
+    if node.tls.is_none() {
+        return Ok(());
+    }
+    let peer = peer.map(|Extension(PeerNode(p))| p);
+    if peer.is_some() && peer == claimed {
+        return Ok(());
+    }
+    Err(Problem::new(
+        StatusCode::FORBIDDEN,
+        format!(
+            "the message speaks for node {} but comes from node {}: a node speaks only for itself",
+            claimed.map_or("?".into(), |c| c.to_string()),
+            peer.map_or("?".into(), |p| p.to_string()),
+        ),
+    ))
+}
+
+async fn append(
+    State(node): State<SharedNode>,
+    peer: Option<Extension<PeerNode>>,
+    body: Bytes,
+) -> Answer {
     let req: AppendEntriesRequest<TypeConfig> = raft_request(&node, &body)?;
+    speaks_for_itself(&node, peer, req.vote.leader_id().voted_for())?;
     // The leader this node follows is alive: say so on arrival, not only once the
     // entries are on disk. Under load an append can take longer than an election
     // timeout; the leader sending it is not gone for that.
@@ -123,8 +170,13 @@ async fn append(State(node): State<SharedNode>, body: Bytes) -> Answer {
     Ok(encode(&resp))
 }
 
-async fn vote(State(node): State<SharedNode>, body: Bytes) -> Answer {
+async fn vote(
+    State(node): State<SharedNode>,
+    peer: Option<Extension<PeerNode>>,
+    body: Bytes,
+) -> Answer {
     let req: VoteRequest<u64> = raft_request(&node, &body)?;
+    speaks_for_itself(&node, peer, req.vote.leader_id().voted_for())?;
     let resp = node.raft.vote(req).await.map_err(raft_failed)?;
     if resp.vote_granted {
         node.heard_from_leader();
@@ -132,8 +184,13 @@ async fn vote(State(node): State<SharedNode>, body: Bytes) -> Answer {
     Ok(encode(&resp))
 }
 
-async fn snapshot(State(node): State<SharedNode>, body: Bytes) -> Answer {
+async fn snapshot(
+    State(node): State<SharedNode>,
+    peer: Option<Extension<PeerNode>>,
+    body: Bytes,
+) -> Answer {
     let req: InstallSnapshotRequest<TypeConfig> = raft_request(&node, &body)?;
+    speaks_for_itself(&node, peer, req.vote.leader_id().voted_for())?;
     let resp = node.raft.install_snapshot(req).await.map_err(raft_failed)?;
     node.heard_from_leader();
     node.synced_with_leader();
@@ -144,8 +201,25 @@ async fn hello(State(node): State<SharedNode>) -> Response {
     encode(&node.hello())
 }
 
-async fn leader(State(node): State<SharedNode>, body: Bytes) -> Answer {
+async fn leader(
+    State(node): State<SharedNode>,
+    peer: Option<Extension<PeerNode>>,
+    body: Bytes,
+) -> Answer {
     let op: LeaderOp = decode(&body)?;
+    // A node registers itself only.
+    let registers = |c: &bcm_raft_store::Command| match c {
+        bcm_raft_store::Command::RegisterNode { info, .. } => Some(info.id),
+        _ => None,
+    };
+    let claims: Vec<u64> = match &op {
+        LeaderOp::Write(c) => registers(c).into_iter().collect(),
+        LeaderOp::WriteBatch(cs) => cs.iter().filter_map(registers).collect(),
+        _ => Vec::new(),
+    };
+    for claimed in claims {
+        speaks_for_itself(&node, peer, Some(claimed))?;
+    }
     // Forwarded work runs in a span naming it, as a local request's does.
     let span = tracing::debug_span!("forwarded", op = op.kind());
     let reply = leader::execute_locally(&node, op, Instant::now() + REQUEST_DEADLINE)
@@ -154,12 +228,22 @@ async fn leader(State(node): State<SharedNode>, body: Bytes) -> Answer {
     Ok(encode(&reply))
 }
 
-async fn join(State(node): State<SharedNode>, body: Bytes) -> Answer {
+async fn join(
+    State(node): State<SharedNode>,
+    peer: Option<Extension<PeerNode>>,
+    body: Bytes,
+) -> Answer {
     let req: JoinRequest = decode(&body)?;
+    speaks_for_itself(&node, peer, Some(req.info.id))?;
     Ok(encode(&membership::handle_join(&node, req).await))
 }
 
-async fn pre_vote(State(node): State<SharedNode>, body: Bytes) -> Answer {
+async fn pre_vote(
+    State(node): State<SharedNode>,
+    peer: Option<Extension<PeerNode>>,
+    body: Bytes,
+) -> Answer {
     let req: rpc::PreVoteRequest = raft_request(&node, &body)?;
+    speaks_for_itself(&node, peer, Some(req.candidate))?;
     Ok(encode(&node.pre_vote(&req).await))
 }

@@ -78,10 +78,20 @@ pub async fn start(cfg: NodeConfig, shutdown: watch::Receiver<bool>) -> anyhow::
         ..Default::default()
     };
     let raft_config = Arc::new(raft_config.validate()?);
+    let tls = if cfg.cluster_tls {
+        Some(crate::tls::NodeTls::open(&cfg.data_dir.join("tls"))?)
+    } else {
+        tracing::warn!(
+            rpc = %cfg.rpc_advertise,
+            "cluster-internal traffic is plaintext (http:// rpc addresses): use https:// addresses for mutual TLS outside development"
+        );
+        None
+    };
     let peers = Peers::new(
         cfg.secret.clone(),
         Duration::from_millis(cfg.http.header_timeout_ms / 2),
         cfg.rpc_listen.ip(),
+        tls.clone(),
     );
     // The Raft network's own pool: its connections are opened from, and driven by,
     // the Raft runtime this runs on (see main.rs), whatever the API's load.
@@ -118,6 +128,7 @@ pub async fn start(cfg: NodeConfig, shutdown: watch::Receiver<bool>) -> anyhow::
         handing_over: AtomicBool::new(false),
         hand_over_failed: Mutex::new(None),
         disk,
+        tls,
     });
     tracing::info!(
         node_id = node.cfg.id,
@@ -131,5 +142,6 @@ pub async fn start(cfg: NodeConfig, shutdown: watch::Receiver<bool>) -> anyhow::
     tokio::spawn(super::tasks::forward_state_events(node.clone()));
     tokio::spawn(super::tasks::snapshot_by_writes(node.clone()));
     tokio::spawn(super::entering::enter_cluster(node.clone(), pristine));
+    tokio::spawn(crate::tls::sync::run(node.clone()));
     Ok(node)
 }

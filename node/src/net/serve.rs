@@ -21,12 +21,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tower::ServiceExt;
 
 use crate::config::HttpSection;
 use crate::net::problem::Problem;
+use crate::tls::{NodeTls, PeerNode, ALPN_ENROLL};
 
 /// The bounds of one listener.
 #[derive(Debug, Clone, Copy)]
@@ -76,6 +77,7 @@ pub async fn serve(
     app: Router,
     limits: Limits,
     stats: Arc<ListenerStats>,
+    tls: Tls,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -102,17 +104,18 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-            handle(app.clone(), req, remote, limits)
-        });
-        let conn = http.serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        let stats = stats.clone();
+        let conn = Conn {
+            http: http.clone(),
+            remote,
+            limits,
+            watcher: graceful.watcher(),
+        };
+        let (app, tls, stats) = (app.clone(), tls.clone(), stats.clone());
         stats.open.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
-            // Errors here are a client's: a reset, a header timeout, bad framing.
-            if let Err(e) = conn.await {
+            // Errors here are a client's: a reset, a header timeout, bad framing,
+            // a failed handshake.
+            if let Err(e) = conn.run(stream, app, tls).await {
                 tracing::debug!(listener = name, %remote, "connection ended: {e}");
             }
             stats.open.fetch_sub(1, Ordering::Relaxed);
@@ -128,13 +131,124 @@ pub async fn serve(
     }
 }
 
+/// What a listener speaks.
+#[derive(Clone)]
+pub enum Tls {
+    /// Plain HTTP.
+    Off,
+    /// HTTPS with this config (the API with the operator's certificate).
+    Server(Arc<rustls::ServerConfig>),
+    /// The cluster-internal listener with mutual TLS: a peer must show a node
+    /// certificate of the cluster CA; a connection asking for ALPN
+    /// `bcm-enroll/1` gets no such check and only `enroll_app`.
+    Cluster {
+        node: Arc<NodeTls>,
+        mutual: Arc<rustls::ServerConfig>,
+        enroll: Arc<rustls::ServerConfig>,
+        enroll_app: Router,
+    },
+}
+
+/// One accepted connection.
+struct Conn {
+    http: hyper::server::conn::http1::Builder,
+    remote: SocketAddr,
+    limits: Limits,
+    watcher: hyper_util::server::graceful::Watcher,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl Conn {
+    async fn run(self, stream: TcpStream, app: Router, tls: Tls) -> Result<(), BoxError> {
+        let handshake_within = self.limits.header_timeout;
+        match tls {
+            Tls::Off => self.serve(stream, app, None).await,
+            Tls::Server(config) => {
+                let accept = tokio_rustls::TlsAcceptor::from(config).accept(stream);
+                let stream = tokio::time::timeout(handshake_within, accept).await??;
+                self.serve_with(stream, app, None, true).await
+            }
+            Tls::Cluster {
+                node,
+                mutual,
+                enroll,
+                enroll_app,
+            } => {
+                let hello = tokio_rustls::LazyConfigAcceptor::new(
+                    rustls::server::Acceptor::default(),
+                    stream,
+                );
+                let start = tokio::time::timeout(handshake_within, hello).await??;
+                let enrolling = start
+                    .client_hello()
+                    .alpn()
+                    .is_some_and(|mut protocols| protocols.any(|p| p == ALPN_ENROLL));
+                if enrolling {
+                    let stream =
+                        tokio::time::timeout(handshake_within, start.into_stream(enroll)).await??;
+                    return self.serve(stream, enroll_app, None).await;
+                }
+                let stream =
+                    tokio::time::timeout(handshake_within, start.into_stream(mutual)).await??;
+                // The verifier let only a welcome node's certificate through.
+                let peer = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .and_then(|c| node.check_peer(c).ok())
+                    .ok_or("a peer without a node certificate got through the handshake")?;
+                self.serve(stream, app, Some(PeerNode(peer))).await
+            }
+        }
+    }
+
+    async fn serve<IO>(self, io: IO, app: Router, peer: Option<PeerNode>) -> Result<(), BoxError>
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        self.serve_with(io, app, peer, false).await
+    }
+
+    /// `hsts`: the answers tell browsers to come back over HTTPS only.
+    async fn serve_with<IO>(
+        self,
+        io: IO,
+        app: Router,
+        peer: Option<PeerNode>,
+        hsts: bool,
+    ) -> Result<(), BoxError>
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (remote, limits) = (self.remote, self.limits);
+        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let answer = handle(app.clone(), req, remote, limits, peer);
+            async move {
+                let mut resp = answer.await?;
+                if hsts {
+                    resp.headers_mut().insert(
+                        header::STRICT_TRANSPORT_SECURITY,
+                        HeaderValue::from_static("max-age=31536000"),
+                    );
+                }
+                Ok::<_, Infallible>(resp)
+            }
+        });
+        let conn = self.http.serve_connection(TokioIo::new(io), service);
+        self.watcher.watch(conn).await?;
+        Ok(())
+    }
+}
+
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
 }
 
 /// Answers a connection over the cap with a 503 (if its socket takes the bytes at
 /// once) and closes it.
-fn turn_away(name: &str, stream: &tokio::net::TcpStream, stats: &ListenerStats, max: usize) {
+fn turn_away(name: &str, stream: &TcpStream, stats: &ListenerStats, max: usize) {
     let n = stats.refused.fetch_add(1, Ordering::Relaxed);
     if n.is_power_of_two() {
         tracing::warn!(
@@ -154,9 +268,13 @@ async fn handle(
     req: Request<Incoming>,
     remote: SocketAddr,
     limits: Limits,
+    peer: Option<PeerNode>,
 ) -> Result<Response, Infallible> {
     let mut req = req.map(|body| Body::new(DeadlineBody::new(body, limits.body_timeout)));
     req.extensions_mut().insert(ConnectInfo(remote));
+    if let Some(peer) = peer {
+        req.extensions_mut().insert(peer);
+    }
     match tokio::time::timeout(limits.request_timeout, app.oneshot(req)).await {
         Ok(answer) => answer,
         Err(_) => {

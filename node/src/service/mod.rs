@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod backup_data;
 pub mod backups;
+pub mod certs;
 pub mod cluster;
 pub mod config;
 pub mod groups;

@@ -49,8 +49,14 @@ pub struct Api {
 }
 
 impl Api {
-    pub(crate) fn new(events: Events) -> Self {
-        let client = Client::builder()
+    /// `ca_pem`: the CA that certifies the nodes' API (HTTPS), if they serve it.
+    pub(crate) fn new(events: Events, ca_pem: Option<String>) -> Self {
+        let mut builder = Client::builder();
+        if let Some(pem) = ca_pem {
+            let ca = reqwest::Certificate::from_pem(pem.as_bytes()).expect("the test CA");
+            builder = builder.add_root_certificate(ca);
+        }
+        let client = builder
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(Duration::from_secs(2))
             // A fresh connection per request: nodes are killed and restarted under us,

@@ -36,6 +36,7 @@ pub struct ClusterBuilder {
     voter_roles: Vec<String>,
     own_addresses: bool,
     tmpfs: Option<(u64, u64)>,
+    tls: bool,
 }
 
 impl ClusterBuilder {
@@ -54,7 +55,15 @@ impl ClusterBuilder {
             voter_roles: ALL_ROLES.iter().map(|r| r.to_string()).collect(),
             own_addresses: false,
             tmpfs: None,
+            tls: false,
         }
+    }
+
+    /// Mutual TLS inside (https:// rpc addresses, the cluster's own CA) and
+    /// HTTPS for the API (a certificate of a test CA the harness trusts).
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
+        self
     }
 
     /// Each bootstrap node's data dir on a tmpfs of its own of `size_mb` MiB,
@@ -158,7 +167,13 @@ impl ClusterBuilder {
             .tempdir()
             .expect("create a temp dir");
         let path = dir.path().to_path_buf();
-        let api = Api::new(Events::new(&path.join("harness.log")));
+        let api_tls = self
+            .tls
+            .then(|| crate::tls::ApiFiles::make(&path.join("api-tls")));
+        let api = Api::new(
+            Events::new(&path.join("harness.log")),
+            api_tls.as_ref().map(|t| t.ca_pem.clone()),
+        );
         let mut cluster = Cluster {
             dir: Some(dir),
             path,
@@ -168,6 +183,7 @@ impl ClusterBuilder {
             own_addresses: self.own_addresses,
             keep: Default::default(),
             tmpfs: self.tmpfs,
+            api_tls,
             bootstrap: Vec::new(),
             snapshot_every: self.snapshot_every,
             keep_logs: self.keep_logs_behind_snapshot,

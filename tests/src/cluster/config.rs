@@ -58,6 +58,12 @@ impl Cluster {
             let _ = writeln!(toml, "url = {}", toml_str(url));
             let _ = writeln!(toml, "export_interval_secs = {interval}");
         }
+        if let Some(tls) = &self.api_tls {
+            let _ = writeln!(toml);
+            let _ = writeln!(toml, "[api]");
+            let _ = writeln!(toml, "tls_cert = {}", toml_str(&tls.cert.to_string_lossy()));
+            let _ = writeln!(toml, "tls_key = {}", toml_str(&tls.key.to_string_lossy()));
+        }
         let _ = writeln!(toml);
         let _ = writeln!(toml, "[auth]");
         let _ = writeln!(toml, "admin_password = {}", toml_str(ADMIN_PASSWORD));

@@ -33,14 +33,23 @@ struct Node {
     child: Mutex<Option<Child>>,
     paused: AtomicBool,
     starts: AtomicU64,
+    /// HTTPS for the API and mutual TLS inside (see `ClusterBuilder::tls`).
+    tls: bool,
 }
 
 impl Node {
+    fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
     fn api_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.api_port)
+        format!("{}://127.0.0.1:{}", self.scheme(), self.api_port)
     }
     fn rpc_url(&self) -> String {
-        format!("http://{}:{}", self.rpc_host, self.rpc_port)
+        format!("{}://{}:{}", self.scheme(), self.rpc_host, self.rpc_port)
     }
 }
 
@@ -65,6 +74,8 @@ pub struct Cluster {
     /// Each node's data dir on a tmpfs of this size (MiB), with this
     /// `node.disk_reserve_mb`.
     tmpfs: Option<(u64, u64)>,
+    /// With TLS: the API's certificate and key files (made by `tls::TestCa`).
+    api_tls: Option<crate::tls::ApiFiles>,
     api: Api,
 }
 
@@ -124,6 +135,11 @@ impl Cluster {
         self.node(id).rpc_host.clone()
     }
 
+    /// The API's certificate files, in a TLS cluster.
+    pub fn api_tls(&self) -> Option<&crate::tls::ApiFiles> {
+        self.api_tls.as_ref()
+    }
+
     /// The path of a node's configuration file.
     pub fn config_path(&self, id: u64) -> PathBuf {
         self.node(id).config_path.clone()
@@ -152,6 +168,7 @@ impl Cluster {
             child: Mutex::new(None),
             paused: AtomicBool::new(false),
             starts: AtomicU64::new(0),
+            tls: self.api_tls.is_some(),
         };
         self.api.add_node(id, node.api_url(), node.rpc_url());
         self.nodes.insert(id, node);

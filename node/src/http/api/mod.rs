@@ -4,6 +4,7 @@
 
 mod auth;
 mod backups;
+mod certs;
 mod cluster;
 mod config;
 mod events;
@@ -71,6 +72,9 @@ fn documented_routes(node: &App) -> OpenApiRouter<App> {
         .routes(routes!(cluster::get_cluster))
         .routes(routes!(cluster::get_digest))
         .routes(routes!(cluster::take_snapshot))
+        .routes(routes!(certs::get_ca))
+        .routes(routes!(certs::status))
+        .routes(routes!(certs::rotate))
         .routes(routes!(storage::list))
         .routes(routes!(nodes::list, nodes::add))
         .routes(routes!(nodes::get_one, nodes::update, nodes::remove))

@@ -66,6 +66,8 @@ pub fn routes(member: u64, user: u64, group: &str, tag: &str, fresh_node: u64) -
         Route::new(M::GET, "/api/v1/cluster", Some("cluster.read")),
         Route::new(M::GET, "/api/v1/cluster/digest", Some("cluster.read")),
         Route::new(M::POST, "/api/v1/cluster/snapshot", Some("cluster.write")),
+        Route::new(M::GET, "/api/v1/cluster/certs", Some("cluster.read")),
+        Route::new(M::POST, "/api/v1/cluster/certs/rotate", Some("cluster.write")).body(json!({})),
         Route::new(M::GET, "/api/v1/nodes", Some("nodes.read")),
         Route::new(M::GET, "/api/v1/storage", Some("nodes.read")),
         Route::new(M::GET, &node_path, Some("nodes.read")),
