@@ -9,9 +9,58 @@ use serde::Deserialize;
 
 use super::ClusterState;
 use crate::records::{
-    Attempt, Backup, BackupManager, ConfigEntry, ConfigMap, Group, JobStatus, Millis, NodeRecord,
-    Plan, Restore, RevokedTokens, User,
+    Attempt, AuditLog, Backup, BackupManager, ConfigEntry, ConfigMap, Group, JobStatus, Millis,
+    NodeRecord, Plan, Restore, RevokedTokens, User,
 };
+
+/// Layout 4: before `audit`.
+#[derive(Deserialize)]
+struct ClusterStateV4 {
+    cluster_id: Option<String>,
+    initialized_at: Millis,
+    token_key: Vec<u8>,
+    users: BTreeMap<u64, User>,
+    groups: BTreeMap<String, Group>,
+    plans: BTreeMap<u64, Plan>,
+    next_plan_id: u64,
+    backups: BTreeMap<u64, Backup>,
+    next_backup_id: u64,
+    restores: BTreeMap<u64, Restore>,
+    next_restore_id: u64,
+    next_user_id: u64,
+    nodes: BTreeMap<u64, NodeRecord>,
+    config: ConfigMap,
+    backup_manager: Option<BackupManager>,
+    revoked_tokens: RevokedTokens,
+    plan_slots: BTreeMap<u64, Millis>,
+    maintenance: BTreeMap<u64, Millis>,
+}
+
+impl From<ClusterStateV4> for ClusterState {
+    fn from(v: ClusterStateV4) -> ClusterState {
+        ClusterState {
+            cluster_id: v.cluster_id,
+            initialized_at: v.initialized_at,
+            token_key: v.token_key,
+            users: v.users,
+            groups: v.groups,
+            plans: v.plans,
+            next_plan_id: v.next_plan_id,
+            backups: v.backups,
+            next_backup_id: v.next_backup_id,
+            restores: v.restores,
+            next_restore_id: v.next_restore_id,
+            next_user_id: v.next_user_id,
+            nodes: v.nodes,
+            config: v.config,
+            backup_manager: v.backup_manager,
+            revoked_tokens: v.revoked_tokens,
+            plan_slots: v.plan_slots,
+            maintenance: v.maintenance,
+            audit: AuditLog::default(),
+        }
+    }
+}
 
 /// Layout 3: before `maintenance`.
 #[derive(Deserialize)]
@@ -56,6 +105,7 @@ impl From<ClusterStateV3> for ClusterState {
             revoked_tokens: v.revoked_tokens,
             plan_slots: v.plan_slots,
             maintenance: BTreeMap::new(),
+            audit: AuditLog::default(),
         }
     }
 }
@@ -136,6 +186,9 @@ struct RestoreV1 {
 
 /// A state in any earlier layout, as today's; None when it is none of them.
 pub(super) fn decode(bytes: &[u8]) -> Option<ClusterState> {
+    if let Ok(v4) = crate::codec::decode::<ClusterStateV4>(bytes) {
+        return Some(v4.into());
+    }
     if let Ok(v3) = crate::codec::decode::<ClusterStateV3>(bytes) {
         return Some(v3.into());
     }
@@ -204,6 +257,7 @@ impl From<ClusterStateV2> for ClusterState {
             revoked_tokens: v.revoked_tokens,
             plan_slots: BTreeMap::new(),
             maintenance: BTreeMap::new(),
+            audit: AuditLog::default(),
         }
     }
 }
