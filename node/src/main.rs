@@ -53,6 +53,8 @@ enum Cmd {
     Backups(client::resources::BackupsArgs),
     /// Restores and their status.
     Restores(client::resources::RestoresArgs),
+    /// The audit log: who did what, when, from where (newest first).
+    Audit(client::resources::AuditArgs),
     /// Load a cluster (bcm, or etcd for comparison) and report throughput and latency.
     Bench(client::bench::BenchArgs),
     /// Ask a node's health endpoint once; exit 0 on 200 (for container health checks).
@@ -107,6 +109,7 @@ fn main() -> ExitCode {
             Cmd::Plans(args) => client::resources::plans(args).await,
             Cmd::Backups(args) => client::resources::backups(args).await,
             Cmd::Restores(args) => client::resources::restores(args).await,
+            Cmd::Audit(args) => client::resources::audit(args).await,
         }
     });
     match result {

@@ -144,6 +144,7 @@ pub fn routes(member: u64, user: u64, group: &str, tag: &str, fresh_node: u64) -
         ),
         Route::new(M::GET, "/api/v1/restores", Some("restores.read")),
         Route::new(M::GET, "/api/v1/restores/4242", Some("restores.read")),
+        Route::new(M::GET, "/api/v1/audit", Some("audit.read")),
         // Last: it ends the caller's token.
         Route::new(M::POST, "/api/v1/auth/logout", None),
     ]
