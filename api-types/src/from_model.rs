@@ -4,7 +4,8 @@
 use bcm_model as m;
 
 use crate::{
-    BackupView, ConfigView, GroupView, NodeView, PlanView, ProgressView, RestoreView, UserView,
+    AuditView, BackupView, ConfigView, GroupView, NodeView, PlanView, ProgressView, RestoreView,
+    UserView,
 };
 
 impl From<&m::User> for UserView {
@@ -126,6 +127,22 @@ impl From<&m::Restore> for RestoreView {
             bytes: r.bytes,
             attempt: r.attempt.number,
             finished_at_ms: r.finished_at,
+        }
+    }
+}
+
+impl From<&m::AuditRecord> for AuditView {
+    fn from(r: &m::AuditRecord) -> AuditView {
+        AuditView {
+            id: r.id,
+            at_ms: r.entry.at,
+            actor: r.entry.actor.clone(),
+            addr: r.entry.addr.clone(),
+            action: r.entry.action.clone(),
+            target: r.entry.target.clone(),
+            detail: r.entry.detail.clone(),
+            outcome: r.outcome.as_str().to_string(),
+            reason: r.outcome.reason().map(str::to_string),
         }
     }
 }

@@ -37,6 +37,7 @@ macro_rules! optional_fields {
     };
 }
 
+pub mod audit;
 pub mod auth;
 pub mod backup_data;
 pub mod backups;
@@ -52,6 +53,7 @@ pub mod storage;
 pub mod time;
 pub mod users;
 
+pub use audit::{AuditFilter, AuditView};
 pub use auth::{Login, Me, Session};
 pub use backup_data::{FileView, FilesQuery, ReplicaView, VerifyView};
 pub use backups::{

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::records::tls::ClusterCa;
 use crate::records::{
-    Backup, ConfigEntry, Group, JobRef, JobStatus, Millis, NodeRecord, NodeStatus, Outcome, Plan,
-    PlanSpec, Progress, Restore, Role, User,
+    AuditEntry, AuditOutcome, Backup, ConfigEntry, Group, JobRef, JobStatus, Millis, NodeRecord,
+    NodeStatus, Outcome, Plan, PlanSpec, Progress, Restore, Role, User,
 };
 
 /// What a node tells the cluster about itself when it registers.
@@ -245,6 +245,20 @@ pub enum Command {
     RenewNodeCerts {
         at: Millis,
     },
+    /// A write someone asked for: `inner` is applied as if alone (and answered
+    /// with its own response), and one audit record of `entry` is written with
+    /// its outcome, refused or not, in the same log entry. An inner batch or
+    /// audit command is refused, and no record written.
+    Audited {
+        entry: AuditEntry,
+        inner: Box<Command>,
+    },
+    /// An audit record of something that is no write of its own (a login, a
+    /// failed one, a request refused before anything was proposed).
+    Audit {
+        entry: AuditEntry,
+        outcome: AuditOutcome,
+    },
 }
 
 impl Command {
@@ -252,6 +266,7 @@ impl Command {
     pub fn config_key(&self) -> Option<&str> {
         match self {
             Command::PutConfig { key, .. } | Command::DeleteConfig { key, .. } => Some(key),
+            Command::Audited { inner, .. } => inner.config_key(),
             _ => None,
         }
     }

@@ -13,8 +13,9 @@ pub mod state;
 
 pub use command::{Command, NodeInfo, NodePatch, Rejection, Response};
 pub use records::{
-    Attempt, Backup, BackupManager, ConfigEntry, ConfigMap, Group, JobRef, JobStatus, Millis,
-    NodeRecord, NodeStatus, Outcome, PermissionSet, Plan, PlanSpec, Progress, Restore,
-    RevokedTokens, Role, StateEvent, User, BUILTIN_GROUPS, PERMISSIONS,
+    Attempt, AuditEntry, AuditLog, AuditOutcome, AuditRecord, Backup, BackupManager, ConfigEntry,
+    ConfigMap, Group, JobRef, JobStatus, Millis, NodeRecord, NodeStatus, Outcome, PermissionSet,
+    Plan, PlanSpec, Progress, Restore, RevokedTokens, Role, StateEvent, User, BUILTIN_GROUPS,
+    PERMISSIONS,
 };
 pub use state::{Applied, ClusterState};

@@ -56,6 +56,12 @@ const _: () = {
     assert!(SNAPSHOT_CHUNK_BYTES + RPC_FRAMING_BYTES < RPC_BODY_BYTES);
 };
 
+/// The audit records the replicated state keeps: the oldest go first (never a
+/// refusal: an audit record is always written). At its bounds a record is about
+/// 1 KiB, so at most about 10 MiB of every snapshot; the Postgres export keeps
+/// every record it saw.
+pub const AUDIT_RECORDS: usize = 10_000;
+
 /// Quotas on what users keep in the replicated state (every node holds all of it
 /// in memory and in each snapshot). Fixed here so that `apply` stays deterministic:
 /// every node refuses the same write.

@@ -58,6 +58,8 @@ enum Cmd {
     Backups(client::resources::BackupsArgs),
     /// Restores and their status.
     Restores(client::resources::RestoresArgs),
+    /// The audit log: who did what, when, from where (newest first).
+    Audit(client::resources::AuditArgs),
     /// Load a cluster (bcm, or etcd for comparison) and report throughput and latency.
     Bench(client::bench::BenchArgs),
     /// Cluster TLS: status (CAs, each node's certificate) and rotate.
@@ -123,6 +125,7 @@ fn main() -> ExitCode {
             Cmd::Plans(args) => client::resources::plans(args).await,
             Cmd::Backups(args) => client::resources::backups(args).await,
             Cmd::Restores(args) => client::resources::restores(args).await,
+            Cmd::Audit(args) => client::resources::audit(args).await,
         }
     });
     match result {

@@ -132,6 +132,7 @@ impl PgSink {
         .await
         .map_err(query_err)?;
         replace_tables(&mut tx, cluster_id, state).await?;
+        append_audit(&mut tx, cluster_id, &state.state).await?;
         sqlx::query(
             "DELETE FROM snapshots WHERE cluster_id = $1 AND id NOT IN \
              (SELECT id FROM snapshots WHERE cluster_id = $1 \
@@ -216,6 +217,52 @@ async fn replace_tables(
         .map_err(query_err)?;
     }
     Ok(())
+}
+
+/// Adds the state's audit records newer than the newest already exported (rows
+/// of `audit` are never replaced nor deleted: the table keeps the history the
+/// state forgets). Inside the export's transaction, under its lock.
+async fn append_audit(
+    tx: &mut Transaction<'_, Postgres>,
+    cluster_id: &str,
+    state: &ClusterState,
+) -> Result<(), PgError> {
+    let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM audit WHERE cluster_id = $1")
+        .bind(cluster_id)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(query_err)?;
+    let rows = audit_rows(state, newest.map_or(0, |n| n as u64));
+    if rows.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO audit (cluster_id, id, at, actor, addr, action, target, detail, outcome, reason) \
+         SELECT $1, r.id, to_timestamp(r.at_ms / 1000.0), r.actor, r.addr, r.action, r.target, \
+                r.detail, r.outcome, r.reason \
+         FROM jsonb_to_recordset($2::jsonb) AS r(id bigint, at_ms bigint, actor text, addr text, \
+              action text, target text, detail text, outcome text, reason text) \
+         ON CONFLICT (cluster_id, id) DO NOTHING",
+    )
+    .bind(cluster_id)
+    .bind(Value::Array(rows).to_string())
+    .execute(&mut **tx)
+    .await
+    .map_err(query_err)?;
+    Ok(())
+}
+
+/// The audit records of `s` with an id above `after`, as JSON records.
+fn audit_rows(s: &ClusterState, after: u64) -> Vec<Value> {
+    s.audit
+        .after(after)
+        .map(|r| {
+            let e = &r.entry;
+            json!({"id": r.id, "at_ms": e.at, "actor": e.actor, "addr": e.addr,
+                   "action": e.action, "target": e.target, "detail": e.detail,
+                   "outcome": r.outcome.as_str(), "reason": r.outcome.reason()})
+        })
+        .collect()
 }
 
 /// A relational table: its name, its columns, the select of a row from a JSON
@@ -371,7 +418,7 @@ fn rows<'a, T: 'a>(records: impl Iterator<Item = &'a T>, row: impl Fn(&T) -> Val
 mod tests {
     use std::collections::BTreeSet;
 
-    use bcm_model::{Command, JobStatus, NodeInfo, PlanSpec, Role};
+    use bcm_model::{AuditEntry, AuditOutcome, Command, JobStatus, NodeInfo, PlanSpec, Role};
 
     use super::*;
 
@@ -441,6 +488,33 @@ mod tests {
                 target_path: "/restore".into(),
                 at: 8,
             },
+            Command::Audited {
+                entry: AuditEntry {
+                    at: 9,
+                    actor: "admin".into(),
+                    addr: Some("192.0.2.7".into()),
+                    action: "config.set".into(),
+                    target: "b".into(),
+                    detail: String::new(),
+                },
+                inner: Box::new(Command::PutConfig {
+                    key: "b".into(),
+                    value_json: "2".into(),
+                    if_version: None,
+                    at: 9,
+                }),
+            },
+            Command::Audit {
+                entry: AuditEntry {
+                    at: 10,
+                    actor: "anonymous".into(),
+                    addr: Some("192.0.2.8".into()),
+                    action: "login.failed".into(),
+                    target: "anonymous".into(),
+                    detail: String::new(),
+                },
+                outcome: AuditOutcome::Refused("unknown user".into()),
+            },
         ];
         for (i, c) in commands.iter().enumerate() {
             let applied = s.apply(i as u64 + 1, c);
@@ -471,5 +545,26 @@ mod tests {
                 assert_eq!(keys, fields, "{table}");
             }
         }
+    }
+
+    #[test]
+    fn audit_rows_are_the_records_after_the_newest_exported() {
+        let s = example();
+        let rows = audit_rows(&s, 0);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            rows[0],
+            json!({"id": 1, "at_ms": 9, "actor": "admin", "addr": "192.0.2.7",
+                   "action": "config.set", "target": "b", "detail": "",
+                   "outcome": "ok", "reason": null})
+        );
+        assert_eq!(rows[1]["reason"], "unknown user");
+        assert_eq!(rows[1]["outcome"], "refused");
+        let after: Vec<&Value> = rows.iter().filter(|r| r["id"] == 2).collect();
+        assert_eq!(
+            audit_rows(&s, 1),
+            after.into_iter().cloned().collect::<Vec<_>>()
+        );
+        assert!(audit_rows(&s, 2).is_empty());
     }
 }

@@ -14,9 +14,10 @@ pub mod wal;
 pub use bcm_model::records::tls;
 pub use bcm_model::{codec, limits};
 pub use bcm_model::{
-    Attempt, Backup, BackupManager, ClusterState, Command, ConfigEntry, Group, JobRef, JobStatus,
-    Millis, NodeInfo, NodePatch, NodeRecord, NodeStatus, Outcome, PermissionSet, Plan, PlanSpec,
-    Progress, Rejection, Response, Restore, Role, StateEvent, User, BUILTIN_GROUPS, PERMISSIONS,
+    Attempt, AuditEntry, AuditOutcome, AuditRecord, Backup, BackupManager, ClusterState, Command,
+    ConfigEntry, Group, JobRef, JobStatus, Millis, NodeInfo, NodePatch, NodeRecord, NodeStatus,
+    Outcome, PermissionSet, Plan, PlanSpec, Progress, Rejection, Response, Restore, Role,
+    StateEvent, User, BUILTIN_GROUPS, PERMISSIONS,
 };
 pub use history::{read_history, HeldDir, HistoryError, LocalHistory};
 pub use store::{seed_from_export, LogStore, StateHandle, StateMachineData, StateMachineStore};

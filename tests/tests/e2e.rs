@@ -6,6 +6,8 @@
 
 #[path = "e2e/access/mod.rs"]
 mod access;
+#[path = "e2e/audit.rs"]
+mod audit;
 #[path = "e2e/backup_manager.rs"]
 mod backup_manager;
 #[path = "e2e/bad_input.rs"]

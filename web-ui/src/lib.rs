@@ -28,6 +28,7 @@ pub const NAV: &[(&str, &str, &str)] = &[
     ("/plans", "Plans", "plans.read"),
     ("/backups", "Backups", "backups.read"),
     ("/restores", "Restores", "restores.read"),
+    ("/audit", "Audit", "audit.read"),
 ];
 
 /// The user a page is shown to.

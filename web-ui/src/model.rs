@@ -6,9 +6,9 @@ use bcm_api::time::{human_bytes, utc};
 use serde_json::Value;
 
 pub use bcm_api::{
-    BackupManagerView as BackupManager, BackupView as Backup, ClusterView as Cluster,
-    ConfigView as ConfigEntry, GroupView as Group, MemberView as Member, PlanView as Plan,
-    ProgressView, RestoreView as Restore, UserView as User,
+    AuditView as AuditRecord, BackupManagerView as BackupManager, BackupView as Backup,
+    ClusterView as Cluster, ConfigView as ConfigEntry, GroupView as Group, MemberView as Member,
+    PlanView as Plan, ProgressView, RestoreView as Restore, UserView as User,
 };
 
 /// `{items, total}`: one page of a list.
@@ -109,6 +109,27 @@ impl UserText for User {
 
     fn created(&self) -> String {
         utc(self.created_at_ms)
+    }
+}
+
+pub trait AuditText {
+    fn when(&self) -> String;
+    /// The client's address, or `-`.
+    fn address(&self) -> String;
+    fn reason_text(&self) -> String;
+}
+
+impl AuditText for AuditRecord {
+    fn when(&self) -> String {
+        utc(self.at_ms)
+    }
+
+    fn address(&self) -> String {
+        self.addr.clone().unwrap_or_else(|| "-".into())
+    }
+
+    fn reason_text(&self) -> String {
+        self.reason.clone().unwrap_or_default()
     }
 }
 

@@ -8,8 +8,9 @@ use bcm_api::Role;
 use crate::events::RecentEvent;
 #[allow(unused_imports)] // the templates call the traits' methods
 use crate::model::{
-    Backup, BackupText, Cluster, ClusterText, ConfigEntry, ConfigText, Group, GroupText, JobText,
-    List, Member, MemberText, Plan, PlanText, ProgressText, Restore, User, UserText,
+    AuditRecord, AuditText, Backup, BackupText, Cluster, ClusterText, ConfigEntry, ConfigText,
+    Group, GroupText, JobText, List, Member, MemberText, Plan, PlanText, ProgressText, Restore,
+    User, UserText,
 };
 use crate::{Chrome, Draft, Pager};
 
@@ -470,6 +471,25 @@ pub struct RestorePage {
     pub restore: Restore,
 }
 
+/// The audit log (`/audit`), newest first; only for holders of `audit.read`.
+#[derive(Template)]
+#[template(path = "audit.html")]
+pub struct AuditPage {
+    pub chrome: Chrome,
+    pub listing: Listing<AuditRecord>,
+}
+
+impl ListView for AuditPage {
+    const PATH: &'static str = "/audit";
+    const TITLE: &'static str = "Audit log";
+    const NOUN: &'static str = "record";
+    const COLUMNS: &'static [&'static str] = &[
+        "Time", "Actor", "Address", "Action", "Target", "Outcome", "Detail",
+    ];
+    /// Records come with every write: the page is read as it was loaded.
+    const LIVE_ON: &'static str = "";
+}
+
 #[cfg(test)]
 mod tests {
     //! Every template rendered with realistic data: what an operator would see.
@@ -520,6 +540,7 @@ mod tests {
         "backups.write",
         "restores.read",
         "restores.write",
+        "audit.read",
     ];
     const VIEWER: &[&str] = &[
         "cluster.read",
@@ -976,5 +997,62 @@ mod tests {
         .render()
         .unwrap();
         assert!(html.contains("job-running"));
+    }
+
+    #[test]
+    fn the_audit_page_lists_records_and_is_in_the_navigation_only_with_audit_read() {
+        let records = vec![
+            AuditRecord {
+                id: 12,
+                at_ms: 1_795_000_000_000,
+                actor: "alice".into(),
+                addr: Some("192.0.2.7".into()),
+                action: "users.create".into(),
+                target: "bob".into(),
+                detail: "groups: viewer".into(),
+                outcome: "ok".into(),
+                reason: None,
+            },
+            AuditRecord {
+                id: 11,
+                at_ms: 1_794_999_999_000,
+                actor: "anonymous".into(),
+                addr: None,
+                action: "login.failed".into(),
+                target: "anonymous".into(),
+                detail: String::new(),
+                outcome: "refused".into(),
+                reason: Some("unknown user".into()),
+            },
+        ];
+        let mut filter = Draft::default();
+        filter.0.push(("action".into(), "users.".into()));
+        let html = AuditPage {
+            chrome: chrome(ADMIN),
+            listing: listing(
+                List {
+                    items: records,
+                    total: 2,
+                },
+                filter,
+                Draft::default(),
+            ),
+        }
+        .render()
+        .unwrap();
+        assert!(html.contains(r#"data-audit-id="12""#), "{html}");
+        assert!(html.contains("2026-11-18 11:06:40 UTC"));
+        assert!(html.contains("192.0.2.7") && html.contains("groups: viewer"));
+        assert!(html.contains("unknown user"));
+        assert!(html.contains(r#"value="users.""#), "the filter is kept");
+        assert!(html.contains(r#"href="/audit""#), "in the navigation");
+        let others = UsersPage {
+            chrome: chrome(VIEWER),
+            listing: listing(List::default(), Draft::default(), Draft::default()),
+            groups: vec![],
+        }
+        .render()
+        .unwrap();
+        assert!(!others.contains(r#"href="/audit""#), "not for a viewer");
     }
 }

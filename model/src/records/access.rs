@@ -26,6 +26,7 @@ pub const PERMISSIONS: &[&str] = &[
     "backups.write",
     "restores.read",
     "restores.write",
+    "audit.read",
 ];
 
 const _: () = assert!(
@@ -73,16 +74,23 @@ impl PermissionSet {
 /// The predefined groups, which cannot be deleted or changed.
 pub const BUILTIN_GROUPS: &[&str] = &["admin", "operator", "viewer"];
 
+/// Permissions only `admin` holds of the predefined groups: the audit log says
+/// who logged in from where, which is for those who manage access (a custom
+/// group may be given it).
+const ADMIN_ONLY: &[&str] = &["audit.read"];
+
 /// What a predefined group may do: `admin` everything; `operator` everything but
-/// users, groups and membership; `viewer` reads only.
+/// users, groups, membership and the audit log; `viewer` reads only, but not the
+/// audit log.
 pub fn builtin_permissions(group: &str) -> BTreeSet<String> {
     let all = PERMISSIONS.iter().map(|p| p.to_string());
+    let shared = all.clone().filter(|p| !ADMIN_ONLY.contains(&p.as_str()));
     match group {
         "admin" => all.collect(),
-        "operator" => all
+        "operator" => shared
             .filter(|p| !p.starts_with("users.") && !p.starts_with("groups.") && p != "nodes.write")
             .collect(),
-        "viewer" => all.filter(|p| p.ends_with(".read")).collect(),
+        "viewer" => shared.filter(|p| p.ends_with(".read")).collect(),
         _ => BTreeSet::new(),
     }
 }

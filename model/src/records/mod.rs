@@ -23,6 +23,7 @@ macro_rules! encoded_as_plain_map {
 }
 
 pub mod access;
+pub mod audit;
 pub mod catalog;
 pub mod config;
 pub mod event;
@@ -33,6 +34,7 @@ pub mod tls;
 pub mod tokens;
 
 pub use access::{builtin_permissions, Group, PermissionSet, User, BUILTIN_GROUPS, PERMISSIONS};
+pub use audit::{AuditEntry, AuditLog, AuditOutcome, AuditRecord};
 pub use catalog::{Backup, JobStatus, Plan, PlanSpec, Restore};
 pub use config::{ConfigEntry, ConfigMap};
 pub use event::StateEvent;

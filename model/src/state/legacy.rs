@@ -2,6 +2,9 @@
 //! PostgreSQL) written by earlier versions still decode. postcard encodes fields
 //! in order without names, so a new field anywhere is a new layout: each layout
 //! that was ever released is kept here, with what turns it into today's state.
+//!
+//! A state of an earlier layout also had the predefined groups of its time: they
+//! get today's permissions (`admin` gains `audit.read`, which came with layout 5).
 
 use std::collections::BTreeMap;
 
@@ -9,11 +12,11 @@ use serde::Deserialize;
 
 use super::ClusterState;
 use crate::records::{
-    Attempt, Backup, BackupManager, ConfigEntry, ConfigMap, Group, JobStatus, Millis, NodeRecord,
-    Plan, Restore, RevokedTokens, User,
+    builtin_permissions, Attempt, AuditLog, Backup, BackupManager, ConfigEntry, ConfigMap, Group,
+    JobStatus, Millis, NodeRecord, Plan, Restore, RevokedTokens, User,
 };
 
-/// Layout 4: before `tls`.
+/// Layout 4: before `tls` and `audit`.
 #[derive(Deserialize)]
 struct ClusterStateV4 {
     cluster_id: Option<String>,
@@ -58,6 +61,7 @@ impl From<ClusterStateV4> for ClusterState {
             plan_slots: v.plan_slots,
             maintenance: v.maintenance,
             tls: None,
+            audit: AuditLog::default(),
         }
     }
 }
@@ -106,6 +110,7 @@ impl From<ClusterStateV3> for ClusterState {
             plan_slots: v.plan_slots,
             maintenance: BTreeMap::new(),
             tls: None,
+            audit: AuditLog::default(),
         }
     }
 }
@@ -184,8 +189,17 @@ struct RestoreV1 {
     updated_at: Millis,
 }
 
-/// A state in any earlier layout, as today's; None when it is none of them.
+/// A state in any earlier layout, as today's (with today's predefined groups);
+/// None when it is none of them.
 pub(super) fn decode(bytes: &[u8]) -> Option<ClusterState> {
+    let mut state = decode_layout(bytes)?;
+    for group in state.groups.values_mut().filter(|g| g.builtin) {
+        group.permissions = builtin_permissions(&group.name);
+    }
+    Some(state)
+}
+
+fn decode_layout(bytes: &[u8]) -> Option<ClusterState> {
     if let Ok(v4) = crate::codec::decode::<ClusterStateV4>(bytes) {
         return Some(v4.into());
     }
@@ -258,6 +272,7 @@ impl From<ClusterStateV2> for ClusterState {
             plan_slots: BTreeMap::new(),
             maintenance: BTreeMap::new(),
             tls: None,
+            audit: AuditLog::default(),
         }
     }
 }
@@ -313,6 +328,28 @@ impl From<RestoreV1> for Restore {
 mod tests {
     use super::*;
     use crate::state::fixtures::initialized;
+
+    #[test]
+    fn an_earlier_layouts_predefined_groups_get_todays_permissions() {
+        let mut s = initialized();
+        // Formed before audit.read existed: its admin group did not hold it.
+        s.groups
+            .get_mut("admin")
+            .unwrap()
+            .permissions
+            .remove("audit.read");
+        let mut bytes = crate::codec::encode(&s).unwrap();
+        // Layout 4 is today's without the (empty) audit log, its last 2 bytes.
+        bytes.truncate(bytes.len() - 2);
+        let now = ClusterState::decode(&bytes).unwrap();
+        assert!(now.groups["admin"].permissions.contains("audit.read"));
+        for (name, group) in &now.groups {
+            assert_eq!(group.permissions, builtin_permissions(name), "{name}");
+        }
+        assert!(!now.groups["viewer"].permissions.contains("audit.read"));
+        assert!(!now.groups["operator"].permissions.contains("audit.read"));
+        assert!(now.audit.is_empty());
+    }
 
     #[test]
     fn backups_and_restores_of_the_layout_before_jobs_decode_with_empty_runs() {

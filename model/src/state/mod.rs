@@ -6,11 +6,12 @@
 //! This file holds the state, the dispatch of commands, and what concerns the whole
 //! cluster (its formation, batches, earlier encodings). The transitions of each
 //! domain are `impl ClusterState` blocks in the files beside it (`access.rs`,
-//! `nodes.rs`, `config.rs`, `catalog.rs`, `jobs.rs`, `tokens.rs`), which import
+//! `nodes.rs`, `config.rs`, `catalog.rs`, `jobs.rs`, `tokens.rs`, `audit.rs`), which import
 //! this file and the records; nothing here imports them. Earlier encodings of the
 //! state are in `legacy.rs`.
 
 mod access;
+mod audit;
 mod catalog;
 mod config;
 mod jobs;
@@ -26,8 +27,8 @@ use serde::{Deserialize, Serialize};
 use crate::command::{Command, Rejection, Response};
 use crate::records::tls::ClusterTls;
 use crate::records::{
-    Backup, BackupManager, ConfigMap, Group, Millis, NodeRecord, Plan, Restore, RevokedTokens,
-    StateEvent, User,
+    AuditLog, AuditOutcome, Backup, BackupManager, ConfigMap, Group, Millis, NodeRecord, Plan,
+    Restore, RevokedTokens, StateEvent, User,
 };
 
 /// The whole replicated control-plane state.
@@ -58,6 +59,8 @@ pub struct ClusterState {
     /// The cluster CA (see [`Command::AddClusterCa`]); none before the first
     /// cluster-internal TLS node put it here, or in plaintext clusters.
     pub tls: Option<ClusterTls>,
+    /// Who did what: the newest audit records (see [`Command::Audited`]).
+    pub audit: AuditLog,
 }
 
 /// The outcome of applying one command.
@@ -251,6 +254,8 @@ impl ClusterState {
                 at,
             } => self.add_cluster_ca(ca, *retire_previous_at, *at),
             Command::RenewNodeCerts { at } => self.renew_node_certs(*at),
+            Command::Audited { entry, inner } => self.apply_audited(index, entry, inner),
+            Command::Audit { entry, outcome } => self.record_audit(entry, outcome),
         }
     }
 
@@ -310,10 +315,16 @@ impl ClusterState {
                     Applied::rejected(Rejection::Invalid("a batch inside a batch".into()))
                 }
                 c if c.config_key().is_some_and(|k| !written.insert(k)) => {
-                    Applied::rejected(Rejection::Conflict(format!(
+                    let refusal = Rejection::Conflict(format!(
                         "config key `{}` is written twice in one batch",
                         c.config_key().unwrap_or_default()
-                    )))
+                    ));
+                    // Refused unapplied: an audited write is still recorded.
+                    if let Command::Audited { entry, .. } = c {
+                        self.audit
+                            .push(entry, AuditOutcome::Refused(refusal.to_string()));
+                    }
+                    Applied::rejected(refusal)
                 }
                 c => self.apply(index, c),
             };
@@ -336,7 +347,7 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn states_from_before_revocations_and_slots_still_decode() {
+    fn states_from_before_revocations_slots_maintenance_and_audit_still_decode() {
         let mut s = initialized();
         s.apply(
             2,
@@ -348,15 +359,17 @@ mod tests {
             },
         );
         let bytes = crate::codec::encode(&s).unwrap();
-        // The earlier layouts are this one without the (empty) maps at the end
-        // (maintenance; then plan slots; then revoked tokens): a postcard map
-        // starts with its length, one byte 0 when empty. (Backups' layout is
-        // legacy.rs's test.)
-        assert_eq!(&bytes[bytes.len() - 3..], &[0, 0, 0]);
+        // The earlier layouts are this one without the (empty) fields at the end
+        // (the audit log, a counter and a list; then maintenance; then plan
+        // slots; then revoked tokens): a postcard map or list starts with its
+        // length, one byte 0 when empty, and a counter at 0 is one byte 0.
+        // (Backups' layout and the predefined groups are legacy.rs's tests.)
+        assert_eq!(&bytes[bytes.len() - 5..], &[0, 0, 0, 0, 0]);
         for old in [
-            &bytes[..bytes.len() - 1],
             &bytes[..bytes.len() - 2],
             &bytes[..bytes.len() - 3],
+            &bytes[..bytes.len() - 4],
+            &bytes[..bytes.len() - 5],
         ] {
             assert_eq!(ClusterState::decode(old).unwrap(), s);
         }
@@ -427,7 +440,38 @@ mod tests {
         assert_eq!(s, before);
     }
 
+    /// Any command: a write alone, a write with its audit record, or a record alone.
     fn arb_command() -> impl Strategy<Value = Command> {
+        use crate::records::{AuditEntry, AuditOutcome};
+        let entry =
+            ("[a-z]{0,6}", "[a-z.]{0,12}", any::<bool>()).prop_map(|(actor, action, addr)| {
+                AuditEntry {
+                    at: 9,
+                    actor,
+                    addr: addr.then(|| "192.0.2.1".to_string()),
+                    action,
+                    target: "t".into(),
+                    detail: String::new(),
+                }
+            });
+        prop_oneof![
+            3 => arb_write(),
+            1 => (entry.clone(), arb_write()).prop_map(|(entry, inner)| Command::Audited {
+                entry,
+                inner: Box::new(inner),
+            }),
+            1 => (entry, any::<bool>()).prop_map(|(entry, ok)| Command::Audit {
+                entry,
+                outcome: if ok {
+                    AuditOutcome::Ok
+                } else {
+                    AuditOutcome::Refused("no".into())
+                },
+            }),
+        ]
+    }
+
+    fn arb_write() -> impl Strategy<Value = Command> {
         let key = prop_oneof![Just("a".to_string()), Just("b".to_string()), "[a-z]{1,3}"];
         let role = prop_oneof![
             Just(Role::Manager),
@@ -771,16 +815,36 @@ mod tests {
         }
 
         #[test]
-        fn rejected_commands_change_nothing(cmds in proptest::collection::vec(arb_command(), 0..60)) {
+        fn rejected_commands_change_nothing_but_the_audit_log(cmds in proptest::collection::vec(arb_command(), 0..60)) {
             let mut s = ClusterState::default();
             for (i, c) in cmds.iter().enumerate() {
                 let before = s.clone();
                 let applied = s.apply(i as u64 + 1, c);
                 if matches!(applied.response, Response::Rejected(_)) {
-                    prop_assert_eq!(&before, &s);
+                    // An audited write refused is recorded as such; nothing else moves.
+                    // (Far below the log's bound here: nothing is forgotten.)
+                    let recorded = s.audit.len() - before.audit.len();
+                    let audited = matches!(c, Command::Audited { .. });
+                    prop_assert!(recorded <= usize::from(audited), "{:?} recorded {}", c, recorded);
+                    let mut unaudited = s.clone();
+                    unaudited.audit = before.audit.clone();
+                    prop_assert_eq!(&before, &unaudited);
                     prop_assert!(applied.events.is_empty());
                 }
             }
+        }
+
+        #[test]
+        fn audit_ids_only_grow_by_one(cmds in proptest::collection::vec(arb_command(), 0..60)) {
+            let mut s = ClusterState::default();
+            for (i, c) in cmds.iter().enumerate() {
+                s.apply(i as u64 + 1, c);
+            }
+            let ids: Vec<u64> = s.audit.newest_first().map(|r| r.id).collect();
+            for pair in ids.windows(2) {
+                prop_assert_eq!(pair[0], pair[1] + 1);
+            }
+            prop_assert!(ids.last().is_none_or(|first| *first == 1));
         }
 
         #[test]

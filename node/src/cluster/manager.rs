@@ -86,16 +86,20 @@ async fn init_cluster(node: &Node) -> Result<(), ClusterError> {
     let mut id = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut id);
     let cluster_id = id.iter().map(|b| format!("{b:02x}")).collect::<String>();
-    let response = local::write_local(
-        node,
-        Command::InitCluster {
-            cluster_id: cluster_id.clone(),
-            token_key,
-            admin_password_hash: hash,
-            at: now_ms(),
-        },
-    )
-    .await?;
+    let init = Command::InitCluster {
+        cluster_id: cluster_id.clone(),
+        token_key,
+        admin_password_hash: hash,
+        at: now_ms(),
+    };
+    let init = super::audit::audited(
+        node.cfg.id,
+        "cluster.init",
+        &cluster_id,
+        "user admin".into(),
+        init,
+    );
+    let response = local::write_local(node, init).await?;
     if response == Response::Done {
         tracing::info!(%cluster_id, "cluster initialized");
         if generated {
@@ -247,13 +251,21 @@ async fn assign_backup_manager(
     };
     let epoch = current.map(|b| b.epoch).unwrap_or(0) + 1;
     tracing::info!(node_id = choice.id, epoch, previous = ?holder, "assigning the backup-manager role");
+    let previous = holder.map_or("none".into(), |h| format!("node {h}"));
+    let assign = Command::AssignBackupManager {
+        node_id: choice.id,
+        epoch,
+        at: now_ms(),
+    };
     local::write_local(
         node,
-        Command::AssignBackupManager {
-            node_id: choice.id,
-            epoch,
-            at: now_ms(),
-        },
+        super::audit::audited(
+            node.cfg.id,
+            "cluster.backup_manager",
+            format!("node {}", choice.id),
+            format!("epoch {epoch}; before: {previous}"),
+            assign,
+        ),
     )
     .await?;
     Ok(())

@@ -169,7 +169,14 @@ async fn move_voter(
     tracing::info!(node_id = id, "{doing} node {why}");
     change_membership(node, change, retain, Duration::from_secs(10))
         .await
-        .map_err(|e| format!("{doing} node {id}: {e}"))
+        .map_err(|e| format!("{doing} node {id}: {e}"))?;
+    let action = if doing == "promoting" {
+        "nodes.promote"
+    } else {
+        "nodes.demote"
+    };
+    super::audit::record(node, action, format!("node {id}"), why.to_string()).await;
+    Ok(())
 }
 
 /// Keeps the Raft voters in step with the registry's roles, one change per call
@@ -427,6 +434,14 @@ pub async fn handle_join(node: &SharedNode, req: JoinRequest) -> LeaderReply<Joi
             info: info.clone(),
             at: now_ms(),
         };
+        let roles: Vec<&str> = info.roles.iter().map(|r| r.as_str()).collect();
+        let detail = format!(
+            "{} at {}; roles: {}",
+            info.name,
+            info.api_addr,
+            roles.join(",")
+        );
+        let cmd = super::audit::audited(id, "nodes.register", format!("node {id}"), detail, cmd);
         match local::write_local(node, cmd).await {
             Ok(Response::Rejected(r)) => {
                 return LeaderReply::Refused(ClusterError::Conflict(r.to_string()))
@@ -519,6 +534,8 @@ async fn admit(node: &SharedNode, id: NodeId, bn: BcmNode, voter: bool) -> Resul
                 Duration::from_secs(30),
             )
             .await?;
+            let why = "to voter: it joined with role manager".to_string();
+            super::audit::record(node, "nodes.promote", format!("node {id}"), why).await;
         }
     }
     Ok(())

@@ -230,15 +230,16 @@ pub async fn login(
     })
 }
 
-/// Logs `token` out: refused from now on, on every node, until it would have
-/// expired; the user's other tokens stay valid.
-pub async fn logout(node: &Node, token: &str, expires_at: u64) -> Result<(), OpError> {
+/// Logs `token`, `caller`'s, out: refused from now on, on every node, until it
+/// would have expired; the user's other tokens stay valid.
+pub async fn logout(node: &Node, caller: &Caller, token: &str) -> Result<(), OpError> {
     let command = Command::RevokeToken {
         token_id: crypto::token_id(token).to_string(),
-        expires_at,
+        expires_at: caller.expires_at,
         at: now_ms(),
     };
-    write(node, command).await
+    let audit = caller.audit("logout", &caller.name);
+    audit.run(node, write(node, &audit, command)).await
 }
 
 /// The caller of a request, with the permissions its groups grant.
@@ -249,6 +250,9 @@ pub struct Caller {
     pub permissions: PermissionSet,
     /// When the token expires (Unix seconds).
     pub expires_at: u64,
+    /// The client's address, when the request came over the network (the audit
+    /// log's; set by the HTTP layer).
+    pub addr: Option<IpAddr>,
 }
 
 impl Caller {
@@ -326,6 +330,7 @@ pub fn authenticate(node: &Node, tokens: &TokenCache, token: &str) -> Result<Cal
         groups,
         permissions,
         expires_at: token_of.exp,
+        addr: None,
     })
 }
 

@@ -10,6 +10,7 @@ use bcm_api::{FileView, FilesQuery, VerifyView};
 use bcm_chunks::{Entry, EntryKind};
 use bcm_raft_store::{Backup, JobStatus};
 
+use super::auth::Caller;
 use super::backups::get;
 use super::OpError;
 use crate::cluster::Node;
@@ -104,7 +105,12 @@ fn view(e: &Entry) -> FileView {
 }
 
 /// Checks every replica of backup `id`, repairing what it can.
-pub async fn verify(node: &Node, id: u64) -> Result<VerifyView, OpError> {
-    let b = succeeded(node, id)?;
-    Ok(replicas::verify(node, &b).await)
+pub async fn verify(node: &Node, caller: &Caller, id: u64) -> Result<VerifyView, OpError> {
+    let audit = caller.audit("backups.verify", format!("backup {id}"));
+    audit
+        .run_alone(node, async {
+            let b = succeeded(node, id)?;
+            Ok(replicas::verify(node, &b).await)
+        })
+        .await
 }

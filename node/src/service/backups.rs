@@ -6,6 +6,8 @@ use bcm_raft_store::{Backup, Command, JobStatus, Restore};
 
 use std::time::Duration;
 
+use super::audit::Audit;
+use super::auth::Caller;
 use super::plans::{check_node, check_paths};
 use super::{lookup, write, OpError};
 use crate::cluster::{now_ms, Node};
@@ -63,7 +65,25 @@ pub fn get(node: &Node, id: u64) -> Result<Backup, OpError> {
 /// Starts a backup now: of a plan, or of `paths` on `source_node`. The source
 /// node is asked whether the paths are there (422 when it says they are not;
 /// a source that does not answer is left to the backup manager).
-pub async fn start(node: &Node, new: NewBackup) -> Result<Backup, OpError> {
+pub async fn start(node: &Node, caller: &Caller, new: NewBackup) -> Result<Backup, OpError> {
+    let (target, detail) = match (&new.plan, &new.source_node, &new.paths) {
+        (Some(plan), _, _) => (format!("plan {plan}"), String::new()),
+        (None, Some(n), paths) => (
+            format!("node {n}"),
+            paths
+                .iter()
+                .flatten()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        (None, None, _) => (String::new(), String::new()),
+    };
+    let audit = caller.audit("backups.start", target).detail(detail);
+    audit.run(node, start_audited(node, &audit, new)).await
+}
+
+async fn start_audited(node: &Node, audit: &Audit, new: NewBackup) -> Result<Backup, OpError> {
     let command = match (new.plan, new.source_node, new.paths) {
         (Some(plan), None, None) => {
             let Some(spec) = node
@@ -102,7 +122,7 @@ pub async fn start(node: &Node, new: NewBackup) -> Result<Backup, OpError> {
             })
         }
     };
-    write(node, command).await
+    write(node, audit, command).await
 }
 
 /// Asks `source` whether `paths` can be backed up there.
@@ -134,13 +154,17 @@ async fn check_on_source(node: &Node, source: u64, paths: &[String]) -> Result<(
 }
 
 /// Deletes a backup (not while it runs or is being restored).
-pub async fn delete(node: &Node, id: u64) -> Result<Backup, OpError> {
-    write(node, Command::DeleteBackup { id }).await
+pub async fn delete(node: &Node, caller: &Caller, id: u64) -> Result<Backup, OpError> {
+    let audit = caller.audit("backups.delete", format!("backup {id}"));
+    audit
+        .run(node, write(node, &audit, Command::DeleteBackup { id }))
+        .await
 }
 
 /// Cancels a pending or running backup (409 once it ended); its run stops at
 /// its next report, and what it stored goes at the next cleanup.
-pub async fn cancel(node: &Node, id: u64) -> Result<Backup, OpError> {
+pub async fn cancel(node: &Node, caller: &Caller, id: u64) -> Result<Backup, OpError> {
+    let audit = caller.audit("backups.cancel", format!("backup {id}"));
     let command = Command::SetBackupStatus {
         id,
         status: JobStatus::Cancelled,
@@ -149,37 +173,57 @@ pub async fn cancel(node: &Node, id: u64) -> Result<Backup, OpError> {
         error: Some("cancelled on request".into()),
         at: now_ms(),
     };
-    write(node, command).await
+    audit.run(node, write(node, &audit, command)).await
 }
 
 /// Cancels a pending or running restore (409 once it ended); what it wrote so
 /// far stays (under temporary names for a file cut short).
-pub async fn cancel_restore(node: &Node, id: u64) -> Result<Restore, OpError> {
+pub async fn cancel_restore(node: &Node, caller: &Caller, id: u64) -> Result<Restore, OpError> {
+    let audit = caller.audit("restores.cancel", format!("restore {id}"));
     let command = Command::SetRestoreStatus {
         id,
         status: JobStatus::Cancelled,
         error: Some("cancelled on request".into()),
         at: now_ms(),
     };
-    write(node, command).await
+    audit.run(node, write(node, &audit, command)).await
 }
 
 /// Restores a succeeded backup onto a node.
-pub async fn restore_to(node: &Node, backup: u64, to: NewRestore) -> Result<Restore, OpError> {
-    check_paths("target_path", std::slice::from_ref(&to.target_path))?;
-    if let Some(include) = &to.include {
-        check_paths("include", std::slice::from_ref(include))?;
+pub async fn restore_to(
+    node: &Node,
+    caller: &Caller,
+    backup: u64,
+    to: NewRestore,
+) -> Result<Restore, OpError> {
+    let mut detail = format!("onto node {}: {}", to.target_node, to.target_path);
+    if to.overwrite {
+        detail.push_str(" (overwrite)");
     }
-    check_node(node, "target_node", to.target_node)?;
-    let command = Command::RequestRestore {
-        backup,
-        target_node: to.target_node,
-        target_path: to.target_path,
-        overwrite: to.overwrite,
-        include: to.include,
-        at: now_ms(),
-    };
-    write(node, command).await
+    if let Some(include) = &to.include {
+        detail.push_str(&format!(" (only {include})"));
+    }
+    let audit = caller
+        .audit("backups.restore", format!("backup {backup}"))
+        .detail(detail);
+    audit
+        .run(node, async {
+            check_paths("target_path", std::slice::from_ref(&to.target_path))?;
+            if let Some(include) = &to.include {
+                check_paths("include", std::slice::from_ref(include))?;
+            }
+            check_node(node, "target_node", to.target_node)?;
+            let command = Command::RequestRestore {
+                backup,
+                target_node: to.target_node,
+                target_path: to.target_path,
+                overwrite: to.overwrite,
+                include: to.include,
+                at: now_ms(),
+            };
+            write(node, &audit, command).await
+        })
+        .await
 }
 
 /// Restores matching `filter`, newest first.

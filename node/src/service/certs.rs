@@ -5,6 +5,8 @@ use std::time::Duration;
 use bcm_api::{CaView, CertsView, NodeCertView, RotateCerts, RotateStarted};
 use bcm_raft_store::Command;
 
+use super::audit::Audit;
+use super::auth::Caller;
 use super::OpError;
 use crate::cluster::rpc::{self, Hello};
 use crate::cluster::{now_ms, Node};
@@ -69,7 +71,25 @@ pub async fn view(node: &Node) -> CertsView {
 }
 
 /// Renews every node's certificate, or rotates the CA.
-pub async fn rotate(node: &Node, body: RotateCerts) -> Result<RotateStarted, OpError> {
+pub async fn rotate(
+    node: &Node,
+    caller: &Caller,
+    body: RotateCerts,
+) -> Result<RotateStarted, OpError> {
+    let action = if body.ca {
+        "cluster.ca.rotate"
+    } else {
+        "cluster.certs.rotate"
+    };
+    let audit = caller.audit(action, "cluster");
+    audit.run(node, rotate_audited(node, &audit, body)).await
+}
+
+async fn rotate_audited(
+    node: &Node,
+    audit: &Audit,
+    body: RotateCerts,
+) -> Result<RotateStarted, OpError> {
     if node.tls.is_none() {
         return Err(OpError::conflict(
             "this cluster's internal traffic is plaintext (http:// rpc addresses): it has no certificates to rotate",
@@ -103,7 +123,7 @@ pub async fn rotate(node: &Node, body: RotateCerts) -> Result<RotateStarted, OpE
             "every node renews its certificate within seconds".to_string(),
         )
     };
-    super::write::<()>(node, command).await?;
+    super::write::<()>(node, audit, command).await?;
     Ok(RotateStarted { message })
 }
 

@@ -3,6 +3,7 @@
 
 use bcm_api::{BackupManagerView, ClusterView, SnapshotExportView};
 
+use super::auth::Caller;
 use super::OpError;
 use crate::cluster::export::{self, ExportState};
 use crate::cluster::{leader, Node};
@@ -73,6 +74,9 @@ pub fn digest(node: &Node) -> bcm_api::StateDigest {
     }
 }
 
-pub async fn snapshot(node: &Node) -> Result<u64, OpError> {
-    Ok(leader::snapshot(node).await?)
+pub async fn snapshot(node: &Node, caller: &Caller) -> Result<u64, OpError> {
+    let audit = caller.audit("cluster.snapshot", "cluster");
+    audit
+        .run_alone(node, async { Ok(leader::snapshot(node).await?) })
+        .await
 }

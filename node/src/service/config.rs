@@ -4,6 +4,7 @@ use bcm_api::ConfigFilter;
 use bcm_raft_store::{limits, Command, ConfigEntry};
 use serde_json::Value;
 
+use super::auth::Caller;
 use super::{lookup, write, OpError};
 use crate::cluster::{now_ms, Node};
 
@@ -69,40 +70,67 @@ pub fn get(node: &Node, key: &str) -> Result<ConfigEntry, OpError> {
 
 /// Sets `key` to `value`; with `if_version`, only when the key's version matches
 /// (`Some(0)`: only when the key does not exist).
+/// (The audit log has the key and the version asked for, never the value: a
+/// setting may hold a secret.)
 pub async fn put(
     node: &Node,
+    caller: &Caller,
     key: String,
     value: &Value,
     if_version: Option<u64>,
 ) -> Result<ConfigEntry, OpError> {
-    check_key(&key)?;
-    let value_json = value.to_string();
-    if value_json.len() > limits::CONFIG_VALUE_BYTES {
-        // JSON written back can be longer than it came (`1e15` is 1000000000000000.0).
-        return Err(OpError::TooLarge {
-            field: Some("value".into()),
-            message: format!(
-                "the value is {} bytes as stored; at most {} are accepted",
-                value_json.len(),
-                limits::CONFIG_VALUE_BYTES
-            ),
-        });
-    }
-    let command = Command::PutConfig {
-        key,
-        value_json,
-        if_version,
-        at: now_ms(),
-    };
-    write(node, command).await
+    let audit = caller
+        .audit("config.set", &key)
+        .detail(if_version_text(if_version));
+    audit
+        .run(node, async {
+            check_key(&key)?;
+            let value_json = value.to_string();
+            if value_json.len() > limits::CONFIG_VALUE_BYTES {
+                // JSON written back can be longer than it came (`1e15` is 1000000000000000.0).
+                return Err(OpError::TooLarge {
+                    field: Some("value".into()),
+                    message: format!(
+                        "the value is {} bytes as stored; at most {} are accepted",
+                        value_json.len(),
+                        limits::CONFIG_VALUE_BYTES
+                    ),
+                });
+            }
+            let command = Command::PutConfig {
+                key,
+                value_json,
+                if_version,
+                at: now_ms(),
+            };
+            write(node, &audit, command).await
+        })
+        .await
 }
 
 /// Deletes `key` (with `if_version` as for [`put`]).
 pub async fn delete(
     node: &Node,
+    caller: &Caller,
     key: String,
     if_version: Option<u64>,
 ) -> Result<ConfigEntry, OpError> {
-    check_key(&key)?;
-    write(node, Command::DeleteConfig { key, if_version }).await
+    let audit = caller
+        .audit("config.delete", &key)
+        .detail(if_version_text(if_version));
+    audit
+        .run(node, async {
+            check_key(&key)?;
+            write(node, &audit, Command::DeleteConfig { key, if_version }).await
+        })
+        .await
+}
+
+/// A compare-and-set's condition, for the audit log.
+fn if_version_text(if_version: Option<u64>) -> String {
+    match if_version {
+        None => String::new(),
+        Some(0) => "only if absent".into(),
+        Some(v) => format!("only at version {v}"),
+    }
 }

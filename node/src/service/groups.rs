@@ -59,15 +59,28 @@ pub fn get(node: &Node, name: &str) -> Result<Group, OpError> {
 
 /// Creates a custom group, granting only what `caller` holds.
 pub async fn create(node: &Node, caller: &Caller, new: NewGroup) -> Result<Group, OpError> {
-    check_name("name", &new.name)?;
-    check_permissions(&new.permissions)?;
-    may_grant(caller, &new.permissions)?;
-    let command = Command::PutGroup {
-        name: new.name,
-        permissions: new.permissions,
-        create: true,
-    };
-    write(node, command).await
+    let audit = caller
+        .audit("groups.create", &new.name)
+        .detail(granting(&new.permissions));
+    audit
+        .run(node, async {
+            check_name("name", &new.name)?;
+            check_permissions(&new.permissions)?;
+            may_grant(caller, &new.permissions)?;
+            let command = Command::PutGroup {
+                name: new.name,
+                permissions: new.permissions,
+                create: true,
+            };
+            write(node, &audit, command).await
+        })
+        .await
+}
+
+/// What a group is given, for the audit log.
+fn granting(permissions: &BTreeSet<String>) -> String {
+    let names: Vec<&str> = permissions.iter().map(String::as_str).collect();
+    format!("permissions: {}", names.join(","))
 }
 
 /// Replaces a custom group's permissions (a predefined one cannot change: 409);
@@ -78,18 +91,28 @@ pub async fn update(
     name: String,
     permissions: BTreeSet<String>,
 ) -> Result<Group, OpError> {
-    check_permissions(&permissions)?;
-    let had = get(node, &name)?.permissions;
-    may_grant(caller, &permissions.difference(&had).cloned().collect())?;
-    let command = Command::PutGroup {
-        name,
-        permissions,
-        create: false,
-    };
-    write(node, command).await
+    let audit = caller
+        .audit("groups.update", &name)
+        .detail(granting(&permissions));
+    audit
+        .run(node, async {
+            check_permissions(&permissions)?;
+            let had = get(node, &name)?.permissions;
+            may_grant(caller, &permissions.difference(&had).cloned().collect())?;
+            let command = Command::PutGroup {
+                name,
+                permissions,
+                create: false,
+            };
+            write(node, &audit, command).await
+        })
+        .await
 }
 
 /// Deletes a custom group that no user is in.
-pub async fn delete(node: &Node, name: String) -> Result<Group, OpError> {
-    write(node, Command::DeleteGroup { name }).await
+pub async fn delete(node: &Node, caller: &Caller, name: String) -> Result<Group, OpError> {
+    let audit = caller.audit("groups.delete", &name);
+    audit
+        .run(node, write(node, &audit, Command::DeleteGroup { name }))
+        .await
 }

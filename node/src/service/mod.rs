@@ -4,6 +4,7 @@
 //! authorise, call one of these and map [`OpError`] to a status. Writes go through
 //! the cluster (`cluster::leader`), which routes them to the leader.
 
+pub mod audit;
 pub mod auth;
 pub mod backup_data;
 pub mod backups;
@@ -189,11 +190,22 @@ impl Answer for () {
     }
 }
 
-/// Proposes `command` through the leader and returns the record it answers with:
-/// a refusal becomes its [`OpError`], any other answer is a bug. Refused (507)
-/// while this node's data disk is full: it could not take the write into its own
-/// log, and a client reads its own writes from the node it wrote through.
-pub async fn write<T: Answer>(node: &Node, command: Command) -> Result<T, OpError> {
+/// Proposes `command` through the leader, with its audit record (`audit`), and
+/// returns the record it answers with: a refusal becomes its [`OpError`], any
+/// other answer is a bug. Refused (507) while this node's data disk is full: it
+/// could not take the write into its own log, and a client reads its own writes
+/// from the node it wrote through.
+pub async fn write<T: Answer>(
+    node: &Node,
+    audit: &audit::Audit,
+    command: Command,
+) -> Result<T, OpError> {
+    propose(node, audit.wrap(command)).await
+}
+
+/// [`write`] without a record of its own: for a step that prepares the audited
+/// write of the same request.
+async fn propose<T: Answer>(node: &Node, command: Command) -> Result<T, OpError> {
     if let Some(why) = node.disk.refusal(node.cfg.id) {
         return Err(OpError::DiskFull(why));
     }

@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use bcm_api::{MemberView, NewNode, NodeFilter, UpdateNode};
 use bcm_raft_store::{Command, NodeInfo, NodePatch, NodeRecord, NodeStatus, Role};
 
-use super::{write, OpError, Search};
+use super::audit::Audit;
+use super::auth::Caller;
+use super::{propose, write, OpError, Search};
 use crate::cluster::{leader, membership, now_ms, Node};
 
 fn parse_roles(roles: &[String]) -> Result<Vec<Role>, OpError> {
@@ -127,7 +129,14 @@ pub async fn get(node: &Node, id: u64) -> Result<MemberView, OpError> {
 
 /// Pre-registers a node (or re-admits a decommissioned one, which may then join
 /// again with an empty disk).
-pub async fn add(node: &Node, new: NewNode) -> Result<NodeRecord, OpError> {
+pub async fn add(node: &Node, caller: &Caller, new: NewNode) -> Result<NodeRecord, OpError> {
+    let audit = caller
+        .audit("nodes.add", format!("node {}", new.id))
+        .detail(format!("{}; roles: {}", new.api_addr, new.roles.join(",")));
+    audit.run(node, add_audited(node, &audit, new)).await
+}
+
+async fn add_audited(node: &Node, audit: &Audit, new: NewNode) -> Result<NodeRecord, OpError> {
     if new.id == 0 {
         return Err(OpError::invalid("id", "must be positive"));
     }
@@ -157,16 +166,69 @@ pub async fn add(node: &Node, new: NewNode) -> Result<NodeRecord, OpError> {
             status: NodeStatus::Down,
             at: now_ms(),
         };
-        write::<NodeRecord>(node, down).await?;
-        write(node, Command::RegisterNode { info, at: now_ms() }).await
+        propose::<NodeRecord>(node, down).await?;
+        write(node, audit, Command::RegisterNode { info, at: now_ms() }).await
     } else {
-        write(node, Command::AddNode { info, at: now_ms() }).await
+        write(node, audit, Command::AddNode { info, at: now_ms() }).await
     }
 }
 
 /// Changes a node's roles, labels or enablement. The Raft voters follow role
 /// `manager`, so the last node with it keeps it (409).
-pub async fn update(node: &Node, id: u64, change: UpdateNode) -> Result<NodeRecord, OpError> {
+///
+/// Audited as `nodes.update`, and maintenance as `nodes.drain` or `nodes.undrain`
+/// (a request with both leaves two records).
+pub async fn update(
+    node: &Node,
+    caller: &Caller,
+    id: u64,
+    change: UpdateNode,
+) -> Result<NodeRecord, OpError> {
+    let target = format!("node {id}");
+    let update = caller
+        .audit("nodes.update", &target)
+        .detail(describe(&change));
+    let drain = match change.maintenance {
+        Some(true) => Some(caller.audit("nodes.drain", &target)),
+        Some(false) => Some(caller.audit("nodes.undrain", &target)),
+        None => None,
+    };
+    let patches = change.roles.is_some() || change.enabled.is_some() || change.labels.is_some();
+    // A refusal before anything was written is recorded as the request's main action.
+    let main = match &drain {
+        Some(d) if !patches => d,
+        _ => &update,
+    };
+    main.run(
+        node,
+        update_audited(node, id, change, &update, drain.as_ref()),
+    )
+    .await
+}
+
+/// A change to a node, in short, for the audit log.
+fn describe(change: &UpdateNode) -> String {
+    let mut parts = Vec::new();
+    if let Some(r) = &change.roles {
+        parts.push(format!("roles: {}", r.join(",")));
+    }
+    if let Some(e) = change.enabled {
+        parts.push(if e { "enable" } else { "disable" }.to_string());
+    }
+    if let Some(l) = &change.labels {
+        let labels: Vec<String> = l.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        parts.push(format!("labels: {}", labels.join(",")));
+    }
+    parts.join("; ")
+}
+
+async fn update_audited(
+    node: &Node,
+    id: u64,
+    change: UpdateNode,
+    update: &Audit,
+    drain: Option<&Audit>,
+) -> Result<NodeRecord, OpError> {
     let roles = match &change.roles {
         Some(r) => Some(parse_roles(r)?),
         None => None,
@@ -201,13 +263,14 @@ pub async fn update(node: &Node, id: u64, change: UpdateNode) -> Result<NodeReco
     let record = if patch.roles.is_none() && patch.enabled.is_none() && patch.labels.is_none() {
         super::lookup(node, "node", id, |s| s.nodes.get(&id))?
     } else {
-        write(node, Command::UpdateNode { id, patch }).await?
+        write(node, update, Command::UpdateNode { id, patch }).await?
     };
-    let Some(on) = change.maintenance else {
+    let (Some(on), Some(drain)) = (change.maintenance, drain) else {
         return Ok(record);
     };
     write(
         node,
+        drain,
         Command::SetMaintenance {
             node: record.id,
             on,
@@ -224,6 +287,9 @@ pub fn in_maintenance(node: &Node, id: u64) -> bool {
 
 /// Decommissions a node: it leaves the Raft membership and stops serving (409
 /// when that would leave no quorum).
-pub async fn decommission(node: &Node, id: u64) -> Result<(), OpError> {
-    Ok(leader::decommission(node, id).await?)
+pub async fn decommission(node: &Node, caller: &Caller, id: u64) -> Result<(), OpError> {
+    let audit = caller.audit("nodes.remove", format!("node {id}"));
+    audit
+        .run_alone(node, async { Ok(leader::decommission(node, id).await?) })
+        .await
 }

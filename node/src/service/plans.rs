@@ -4,6 +4,7 @@
 use bcm_api::{PlanBody, PlanFilter, PlanPatch};
 use bcm_raft_store::{Command, Plan, PlanSpec};
 
+use super::auth::Caller;
 use super::{check_name, lookup, write, OpError, Search};
 use crate::cluster::{now_ms, Node};
 
@@ -100,28 +101,67 @@ pub fn get(node: &Node, id: u64) -> Result<Plan, OpError> {
     lookup(node, "plan", id, |s| s.plans.get(&id))
 }
 
-pub async fn create(node: &Node, body: PlanBody) -> Result<Plan, OpError> {
-    let spec = spec(node, body)?;
-    write(node, Command::CreatePlan { spec, at: now_ms() }).await
+pub async fn create(node: &Node, caller: &Caller, body: PlanBody) -> Result<Plan, OpError> {
+    let audit = caller.audit("plans.create", &body.name).detail(format!(
+        "node {}: {}",
+        body.source_node,
+        body.paths.join(" ")
+    ));
+    audit
+        .run(node, async {
+            let spec = spec(node, body)?;
+            write(node, &audit, Command::CreatePlan { spec, at: now_ms() }).await
+        })
+        .await
 }
 
 /// Changes any subset of a plan's fields; the result is validated as a whole.
-pub async fn update(node: &Node, id: u64, patch: PlanPatch) -> Result<Plan, OpError> {
-    let current = get(node, id)?.spec;
-    let body = PlanBody {
-        name: patch.name.unwrap_or(current.name),
-        source_node: patch.source_node.unwrap_or(current.source_node),
-        paths: patch.paths.unwrap_or(current.paths),
-        schedule: patch.schedule.unwrap_or(current.schedule),
-        keep_last: patch.keep_last.unwrap_or(current.keep_last),
-        replicas: patch.replicas.unwrap_or(current.replicas),
-        enabled: patch.enabled.unwrap_or(current.enabled),
-    };
-    let spec = spec(node, body)?;
-    write(node, Command::UpdatePlan { id, spec }).await
+pub async fn update(
+    node: &Node,
+    caller: &Caller,
+    id: u64,
+    patch: PlanPatch,
+) -> Result<Plan, OpError> {
+    let audit = caller
+        .audit("plans.update", format!("plan {id}"))
+        .detail(changed_fields(&patch));
+    audit
+        .run(node, async {
+            let current = get(node, id)?.spec;
+            let body = PlanBody {
+                name: patch.name.unwrap_or(current.name),
+                source_node: patch.source_node.unwrap_or(current.source_node),
+                paths: patch.paths.unwrap_or(current.paths),
+                schedule: patch.schedule.unwrap_or(current.schedule),
+                keep_last: patch.keep_last.unwrap_or(current.keep_last),
+                replicas: patch.replicas.unwrap_or(current.replicas),
+                enabled: patch.enabled.unwrap_or(current.enabled),
+            };
+            let spec = spec(node, body)?;
+            write(node, &audit, Command::UpdatePlan { id, spec }).await
+        })
+        .await
+}
+
+/// Which fields a change sets, for the audit log.
+fn changed_fields(patch: &PlanPatch) -> String {
+    let set = [
+        ("name", patch.name.is_some()),
+        ("source_node", patch.source_node.is_some()),
+        ("paths", patch.paths.is_some()),
+        ("schedule", patch.schedule.is_some()),
+        ("keep_last", patch.keep_last.is_some()),
+        ("replicas", patch.replicas.is_some()),
+        ("enabled", patch.enabled.is_some()),
+    ];
+    let names: Vec<&str> = set.iter().filter(|(_, s)| *s).map(|(n, _)| *n).collect();
+    format!("sets {}", names.join(", "))
 }
 
 /// Deletes a plan (its backups stay in the catalog).
-pub async fn delete(node: &Node, id: u64) -> Result<Plan, OpError> {
-    write(node, Command::DeletePlan { id }).await
+pub async fn delete(node: &Node, caller: &Caller, id: u64) -> Result<Plan, OpError> {
+    let audit = caller.audit("plans.delete", format!("plan {id}"));
+    audit
+        .run(node, write(node, &audit, Command::DeletePlan { id }))
+        .await
 }

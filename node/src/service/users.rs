@@ -119,29 +119,58 @@ pub fn get(node: &Node, id: u64) -> Result<User, OpError> {
 /// Creates a user; its name is unique regardless of case. Its groups must be
 /// ones `caller` may put users into.
 pub async fn create(node: &Node, caller: &Caller, new: NewUser) -> Result<User, OpError> {
-    check_name("name", &new.name)?;
-    check_password(&new.name, &new.password)?;
-    check_groups(node, &new.groups)?;
-    may_add_to(node, caller, &new.groups)?;
-    if node.state.read(|d| {
-        d.state
-            .users
-            .values()
-            .any(|u| u.name.eq_ignore_ascii_case(&new.name))
-    }) {
-        return Err(OpError::conflict(format!(
-            "user {:?} already exists",
-            new.name
-        )));
+    let audit = caller
+        .audit("users.create", &new.name)
+        .detail(format!("groups: {}", new.groups.join(",")));
+    audit
+        .run(node, async {
+            check_name("name", &new.name)?;
+            check_password(&new.name, &new.password)?;
+            check_groups(node, &new.groups)?;
+            may_add_to(node, caller, &new.groups)?;
+            if node.state.read(|d| {
+                d.state
+                    .users
+                    .values()
+                    .any(|u| u.name.eq_ignore_ascii_case(&new.name))
+            }) {
+                return Err(OpError::conflict(format!(
+                    "user {:?} already exists",
+                    new.name
+                )));
+            }
+            let password_hash = crate::crypto::hash_password(new.password).await?;
+            let command = Command::CreateUser {
+                name: new.name,
+                password_hash,
+                groups: new.groups,
+                at: now_ms(),
+            };
+            write(node, &audit, command).await
+        })
+        .await
+}
+
+/// How users are named in the audit log: by name, or by id when there is none.
+fn target(node: &Node, id: u64) -> String {
+    node.state
+        .read(|d| d.state.users.get(&id).map(|u| u.name.clone()))
+        .unwrap_or_else(|| format!("user {id}"))
+}
+
+/// A change to a user, in short: never the password, only that it changes.
+fn describe(patch: &UserPatch) -> String {
+    let mut parts = Vec::new();
+    if let Some(e) = patch.enabled {
+        parts.push(if e { "enable" } else { "disable" }.to_string());
     }
-    let password_hash = crate::crypto::hash_password(new.password).await?;
-    let command = Command::CreateUser {
-        name: new.name,
-        password_hash,
-        groups: new.groups,
-        at: now_ms(),
-    };
-    write(node, command).await
+    if patch.password.is_some() {
+        parts.push("new password".into());
+    }
+    if let Some(g) = &patch.groups {
+        parts.push(format!("groups: {}", g.join(",")));
+    }
+    parts.join("; ")
 }
 
 /// Changes a user; disabling it or a new password ends its tokens on every node.
@@ -152,38 +181,50 @@ pub async fn update(
     id: u64,
     patch: UserPatch,
 ) -> Result<User, OpError> {
-    let user = get(node, id)?;
-    may_manage(node, caller, &user)?;
-    let name = user.name;
-    if let Some(g) = &patch.groups {
-        check_groups(node, g)?;
-        let added: Vec<String> = g
-            .iter()
-            .filter(|g| !user.groups.contains(g))
-            .cloned()
-            .collect();
-        may_add_to(node, caller, &added)?;
-    }
-    let password_hash = match patch.password {
-        Some(p) => {
-            check_password(&name, &p)?;
-            Some(crate::crypto::hash_password(p).await?)
-        }
-        None => None,
-    };
-    let command = Command::UpdateUser {
-        id,
-        enabled: patch.enabled,
-        password_hash,
-        groups: patch.groups,
-    };
-    write(node, command).await
+    let audit = caller
+        .audit("users.update", target(node, id))
+        .detail(describe(&patch));
+    audit
+        .run(node, async {
+            let user = get(node, id)?;
+            may_manage(node, caller, &user)?;
+            let name = user.name;
+            if let Some(g) = &patch.groups {
+                check_groups(node, g)?;
+                let added: Vec<String> = g
+                    .iter()
+                    .filter(|g| !user.groups.contains(g))
+                    .cloned()
+                    .collect();
+                may_add_to(node, caller, &added)?;
+            }
+            let password_hash = match patch.password {
+                Some(p) => {
+                    check_password(&name, &p)?;
+                    Some(crate::crypto::hash_password(p).await?)
+                }
+                None => None,
+            };
+            let command = Command::UpdateUser {
+                id,
+                enabled: patch.enabled,
+                password_hash,
+                groups: patch.groups,
+            };
+            write(node, &audit, command).await
+        })
+        .await
 }
 
 /// Deletes a user; its tokens stop working on every node.
 pub async fn delete(node: &Node, caller: &Caller, id: u64) -> Result<User, OpError> {
-    may_manage(node, caller, &get(node, id)?)?;
-    write(node, Command::DeleteUser { id }).await
+    let audit = caller.audit("users.delete", target(node, id));
+    audit
+        .run(node, async {
+            may_manage(node, caller, &get(node, id)?)?;
+            write(node, &audit, Command::DeleteUser { id }).await
+        })
+        .await
 }
 
 /// May `caller` change or delete `user`? Only if it could have put the user into

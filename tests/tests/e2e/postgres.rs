@@ -259,6 +259,43 @@ fn after_a_snapshot_the_tables_hold_exactly_the_clusters_state() {
     )).unwrap();
     assert_eq!(leaked, "0");
 
+    // The audit log: the admin's login and its writes, with who and from where,
+    // each row as the API shows the record; no password in any of them.
+    let audit = q(
+        "SELECT id, actor, addr, action, target, detail, outcome, reason \
+                     FROM audit WHERE cluster_id = $CID ORDER BY id",
+    );
+    let fields = [
+        "id", "actor", "addr", "action", "target", "detail", "outcome", "reason",
+    ];
+    let api_audit = project(&api_items(&c, n, "/api/v1/audit"), "id", &fields);
+    for row in &audit {
+        assert_eq!(
+            project(std::slice::from_ref(row), "id", &fields)
+                .values()
+                .next(),
+            api_audit.get(&row["id"].to_string()),
+            "audit row {row}"
+        );
+    }
+    let has = |action: &str, target: &str| {
+        audit.iter().any(|r| {
+            r["action"] == action
+                && r["target"] == target
+                && r["actor"] == "admin"
+                && r["addr"] == "127.0.0.1"
+                && r["outcome"] == "ok"
+        })
+    };
+    assert!(has("login", "admin"), "{audit:?}");
+    assert!(has("users.create", "alice"), "{audit:?}");
+    assert!(has("config.set", "retention.days"), "{audit:?}");
+    let leaked = pg.psql(&format!(
+        "SELECT count(*) FROM audit WHERE concat_ws(' ', actor, target, detail, reason) \
+         LIKE '%{PASSWORD}%' OR concat_ws(' ', actor, target, detail, reason) LIKE '%{ADMIN_PASSWORD}%'"
+    )).unwrap();
+    assert_eq!(leaked, "0");
+
     // The lag is visible in /metrics on the leader.
     let text = c.metrics(n).unwrap();
     assert!(text.contains("bcm_snapshot_export_lag_entries"), "{text}");

@@ -141,6 +141,29 @@ fn ui_users_through_a_follower_with_permissions_and_csrf() {
     assert_eq!(created.len(), 1, "the API has the user");
     assert_eq!(created[0]["groups"], json!(["operator"]));
 
+    // The audit log has it, with the browser's address: a page of its own, in the
+    // navigation of those who may read it.
+    assert!(
+        b.exists("nav a[href='/audit']"),
+        "the audit log in admin's navigation"
+    );
+    b.goto(&format!("{base}/audit?action=users.create"));
+    b.wait_for("tr[data-action='users.create']", secs(10));
+    let row = b.text("tr[data-action='users.create']").unwrap();
+    assert!(
+        row.contains("alice-ui") && row.contains("admin") && row.contains("127.0.0.1"),
+        "{row}"
+    );
+    assert!(row.contains("groups: operator"), "{row}");
+    assert!(
+        !b.exists("tr[data-action='login']"),
+        "the action filter holds"
+    );
+    assert_eq!(
+        b.attr("#f-action", "value").unwrap().as_deref(),
+        Some("users.create")
+    );
+
     // A refused form says why, inline, and keeps what was typed.
     b.goto(&format!("{base}/users"));
     let flash = b.fill_in_and_submit(
@@ -258,6 +281,18 @@ fn ui_users_through_a_follower_with_permissions_and_csrf() {
     });
     assert!(!b.exists("tr[data-user='alice-ui']"), "the filter holds");
     assert!(!b.exists("#u-name"), "no create form for a viewer");
+    assert!(
+        !b.exists("nav a[href='/audit']"),
+        "no audit log for a viewer"
+    );
+    b.goto(&format!("{base}/audit"));
+    b.wait_for("#flash", secs(10));
+    let refusal = b.text("#flash").unwrap();
+    assert!(refusal.contains("audit.read"), "{refusal}");
+    assert!(
+        !b.exists("tr[data-audit-id]"),
+        "no record shown to a viewer"
+    );
     b.goto(&format!("{base}/users/1"));
     b.wait_for("#user-state", secs(10));
     assert!(!b.exists("button[name=op]"), "no edit buttons for a viewer");

@@ -1,4 +1,4 @@
-//! `bcm users|groups|nodes|config|plans|backups|restores`: the API's resources, as tables or JSON.
+//! `bcm users|groups|nodes|config|plans|backups|restores|audit`: the API's resources, as tables or JSON.
 
 use std::fmt::Display;
 
@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::client::{servers, token, Request, ServerArgs};
 
+mod audit;
 mod backups;
 mod config;
 mod follow;
@@ -19,6 +20,7 @@ mod plans;
 mod restores;
 mod users;
 
+pub use audit::{audit, AuditArgs};
 pub use backups::{backups, BackupsArgs};
 pub use config::{config, ConfigArgs};
 pub use groups::{groups, GroupsArgs};

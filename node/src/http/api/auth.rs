@@ -11,7 +11,7 @@ use bcm_api::{Login, Me, Session, UserView};
 use super::{ok, Answer, ApiJson, Authed};
 use crate::http::App;
 use crate::net::problem::Problem;
-use crate::service::auth;
+use crate::service::{audit, auth};
 
 /// Log in. An unknown user, a wrong password and a disabled user get the same 401.
 #[utoipa::path(post, path = "/auth/login", tag = "auth", security(()),
@@ -27,7 +27,7 @@ pub async fn login(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(body): ApiJson<Login>,
 ) -> Answer {
-    let issued = auth::login(&app, &app.login_limiter, peer.ip(), body).await?;
+    let issued = audit::login(&app, &app.login_limiter, peer.ip(), body).await?;
     let session = Session {
         token: issued.token,
         expires_at: bcm_api::time::rfc3339(issued.expires_at),
@@ -57,6 +57,6 @@ pub async fn me(who: Authed) -> Answer {
 pub async fn logout(State(app): State<App>, who: Authed, headers: HeaderMap) -> Answer {
     // Authed has found and checked the token.
     let token = super::bearer_of(&headers).unwrap_or_default();
-    auth::logout(&app, token, who.expires_at).await?;
+    auth::logout(&app, &who, token).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

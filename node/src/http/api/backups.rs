@@ -35,7 +35,9 @@ pub async fn get_one(ctx: Ctx<BackupsRead>, Path(id): Path<String>) -> Answer {
 /// unknown plan or node, bad paths, or neither form). Permission `backups.write`.
 #[utoipa::path(post, path = "/backups", tag = "backups", request_body = NewBackup, responses((status = 202, description = "recorded, pending", body = BackupView)))]
 pub async fn create(ctx: Ctx<BackupsWrite>, ApiJson(body): ApiJson<NewBackup>) -> Answer {
-    accepted(BackupView::from(&backups::start(&ctx, body).await?))
+    accepted(BackupView::from(
+        &backups::start(&ctx, &ctx.who, body).await?,
+    ))
 }
 
 /// Delete a backup (409 while it runs or is being restored). Permission
@@ -43,7 +45,7 @@ pub async fn create(ctx: Ctx<BackupsWrite>, ApiJson(body): ApiJson<NewBackup>) -
 #[utoipa::path(delete, path = "/backups/{id}", tag = "backups", params(("id" = u64, Path, description = "backup id")), responses((status = 200, description = "the deleted backup", body = BackupView)))]
 pub async fn remove(ctx: Ctx<BackupsWrite>, Path(id): Path<String>) -> Answer {
     ok(BackupView::from(
-        &backups::delete(&ctx, path_id("backup", &id)?).await?,
+        &backups::delete(&ctx, &ctx.who, path_id("backup", &id)?).await?,
     ))
 }
 
@@ -53,7 +55,7 @@ pub async fn remove(ctx: Ctx<BackupsWrite>, Path(id): Path<String>) -> Answer {
 pub async fn restore(ctx: Ctx<RestoresWrite>, Edit(id, body): Edit<NewRestore>) -> Answer {
     let backup = path_id("backup", &id)?;
     accepted(RestoreView::from(
-        &backups::restore_to(&ctx, backup, body).await?,
+        &backups::restore_to(&ctx, &ctx.who, backup, body).await?,
     ))
 }
 
@@ -78,7 +80,7 @@ pub async fn files(
 /// storage node (409 unless it succeeded). Permission `backups.write`.
 #[utoipa::path(post, path = "/backups/{id}/verify", tag = "backups", params(("id" = u64, Path, description = "backup id")), responses((status = 202, description = "how every replica fared (answered once the check and the repairs are done); `ok` when all are whole now", body = VerifyView)))]
 pub async fn verify(ctx: Ctx<BackupsWrite>, Path(id): Path<String>) -> Answer {
-    accepted(backup_data::verify(&ctx, path_id("backup", &id)?).await?)
+    accepted(backup_data::verify(&ctx, &ctx.who, path_id("backup", &id)?).await?)
 }
 
 /// Cancel a pending or running backup (409 once it ended). Permission
@@ -86,7 +88,7 @@ pub async fn verify(ctx: Ctx<BackupsWrite>, Path(id): Path<String>) -> Answer {
 #[utoipa::path(post, path = "/backups/{id}/cancel", tag = "backups", params(("id" = u64, Path, description = "backup id")), responses((status = 200, description = "the backup, cancelled", body = BackupView)))]
 pub async fn cancel(ctx: Ctx<BackupsWrite>, Path(id): Path<String>) -> Answer {
     ok(BackupView::from(
-        &backups::cancel(&ctx, path_id("backup", &id)?).await?,
+        &backups::cancel(&ctx, &ctx.who, path_id("backup", &id)?).await?,
     ))
 }
 
@@ -95,7 +97,7 @@ pub async fn cancel(ctx: Ctx<BackupsWrite>, Path(id): Path<String>) -> Answer {
 #[utoipa::path(post, path = "/restores/{id}/cancel", tag = "backups", params(("id" = u64, Path, description = "restore id")), responses((status = 200, description = "the restore, cancelled", body = RestoreView)))]
 pub async fn cancel_restore(ctx: Ctx<RestoresWrite>, Path(id): Path<String>) -> Answer {
     ok(RestoreView::from(
-        &backups::cancel_restore(&ctx, path_id("restore", &id)?).await?,
+        &backups::cancel_restore(&ctx, &ctx.who, path_id("restore", &id)?).await?,
     ))
 }
 

@@ -49,5 +49,5 @@ pub async fn status(ctx: Ctx<ClusterRead>) -> Answer {
         (status = 409, description = "the cluster has no certificates (plaintext)", body = ProblemView, content_type = "application/problem+json"),
     ))]
 pub async fn rotate(ctx: Ctx<ClusterWrite>, ApiJson(body): ApiJson<RotateCerts>) -> Answer {
-    ok(certs::rotate(&ctx, body).await?)
+    ok(certs::rotate(&ctx, &ctx.who, body).await?)
 }

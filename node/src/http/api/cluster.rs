@@ -24,6 +24,6 @@ pub async fn get_digest(ctx: Ctx<ClusterRead>) -> Answer {
 /// Take a snapshot on the leader now. Permission `cluster.write`.
 #[utoipa::path(post, path = "/cluster/snapshot", tag = "cluster", responses((status = 200, description = "taken", body = SnapshotTaken)))]
 pub async fn take_snapshot(ctx: Ctx<ClusterWrite>) -> Answer {
-    let snapshot_index = cluster::snapshot(&ctx).await?;
+    let snapshot_index = cluster::snapshot(&ctx, &ctx.who).await?;
     ok(SnapshotTaken { snapshot_index })
 }

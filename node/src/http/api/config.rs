@@ -109,7 +109,7 @@ pub async fn put(
     config::check_key(&key)?;
     let if_version = precondition(&headers)?;
     let value = value_of(body)?;
-    entry_response(&config::put(&ctx, key, &value, if_version).await?)
+    entry_response(&config::put(&ctx, &ctx.who, key, &value, if_version).await?)
 }
 
 /// Delete a setting (`If-Match` as for `PUT`). Permission `config.write`.
@@ -117,5 +117,5 @@ pub async fn put(
 pub async fn remove(ctx: Ctx<ConfigWrite>, Path(key): Path<String>, headers: HeaderMap) -> Answer {
     config::check_key(&key)?;
     let if_version = precondition(&headers)?;
-    entry_response(&config::delete(&ctx, key, if_version).await?)
+    entry_response(&config::delete(&ctx, &ctx.who, key, if_version).await?)
 }

@@ -43,5 +43,7 @@ pub async fn update(ctx: Ctx<GroupsWrite>, Edit(name, body): Edit<GroupPatch>) -
 /// user's group). Permission `groups.write`.
 #[utoipa::path(delete, path = "/groups/{name}", tag = "groups", params(("name" = String, Path, description = "group name")), responses((status = 200, description = "the deleted group", body = GroupView)))]
 pub async fn remove(ctx: Ctx<GroupsWrite>, Path(name): Path<String>) -> Answer {
-    ok(GroupView::from(&groups::delete(&ctx, name).await?))
+    ok(GroupView::from(
+        &groups::delete(&ctx, &ctx.who, name).await?,
+    ))
 }

@@ -2,6 +2,7 @@
 //! `/api/v1`. Handlers are thin: they parse, check, call the service layer and map
 //! its errors to problem+json.
 
+mod audit;
 mod auth;
 mod backups;
 mod certs;
@@ -96,6 +97,7 @@ fn documented_routes(node: &App) -> OpenApiRouter<App> {
         .routes(routes!(backups::cancel_restore))
         .routes(routes!(backups::list_restores))
         .routes(routes!(backups::get_restore))
+        .routes(routes!(audit::list))
         .layer(middleware::from_fn_with_state(
             node.clone(),
             refuse_if_excluded,
@@ -372,6 +374,7 @@ permissions!(
     BackupsWrite = "backups.write",
     RestoresRead = "restores.read",
     RestoresWrite = "restores.write",
+    AuditRead = "audit.read",
 );
 
 /// What a handler works with: the app, and a caller who holds permission `P`.
@@ -387,7 +390,18 @@ impl<P: Permission> FromRequestParts<App> for Ctx<P> {
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Problem> {
         let who = Authed::from_request_parts(parts, app).await?;
-        who.require(P::NAME)?;
+        if let Err(e) = who.require(P::NAME) {
+            // A write refused for want of the permission is in the audit log.
+            if !parts.method.is_safe() {
+                let path = parts
+                    .extensions
+                    .get::<axum::extract::OriginalUri>()
+                    .map_or(parts.uri.path(), |u| u.path());
+                let method = parts.method.as_str();
+                crate::service::audit::denied(app, &who, method, path, P::NAME).await;
+            }
+            return Err(e.into());
+        }
         Ok(Ctx {
             app: app.clone(),
             who,
@@ -431,12 +445,19 @@ impl FromRequestParts<App> for Authed {
                 "missing bearer token: log in with POST /api/v1/auth/login",
             )
         })?;
-        Ok(crate::service::auth::authenticate(
-            node,
-            &node.tokens,
-            token,
-        )?)
+        let mut who = crate::service::auth::authenticate(node, &node.tokens, token)?;
+        who.addr = client_addr(parts);
+        Ok(who)
     }
+}
+
+/// The address of the client that sent the request (the UI's calls carry the
+/// browser's), for the audit log.
+pub(crate) fn client_addr(parts: &Parts) -> Option<std::net::IpAddr> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
 }
 
 /// Resolves once `token` no longer opens `permission`: logged out, expired, its user

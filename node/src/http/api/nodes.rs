@@ -29,7 +29,7 @@ pub async fn get_one(ctx: Ctx<NodesRead>, Path(id): Path<String>) -> Answer {
 /// taken). Permission `nodes.write`.
 #[utoipa::path(post, path = "/nodes", tag = "nodes", request_body = NewNode, responses((status = 201, description = "registered", body = NodeView)))]
 pub async fn add(ctx: Ctx<NodesWrite>, ApiJson(body): ApiJson<NewNode>) -> Answer {
-    created(NodeView::from(&nodes::add(&ctx, body).await?))
+    created(NodeView::from(&nodes::add(&ctx, &ctx.who, body).await?))
 }
 
 /// Configure a node. Raft voters follow role `manager`: the cluster manager
@@ -41,7 +41,7 @@ pub async fn add(ctx: Ctx<NodesWrite>, ApiJson(body): ApiJson<NewNode>) -> Answe
 /// Permission `nodes.write`.
 #[utoipa::path(patch, path = "/nodes/{id}", tag = "nodes", params(("id" = u64, Path, description = "node id")), request_body = UpdateNode, responses((status = 200, description = "the node as changed", body = NodeView)))]
 pub async fn update(ctx: Ctx<NodesWrite>, Edit(id, body): Edit<UpdateNode>) -> Answer {
-    let record = nodes::update(&ctx, path_id("node", &id)?, body).await?;
+    let record = nodes::update(&ctx, &ctx.who, path_id("node", &id)?, body).await?;
     let mut view = NodeView::from(&record);
     view.maintenance = nodes::in_maintenance(&ctx, record.id);
     ok(view)
@@ -52,7 +52,7 @@ pub async fn update(ctx: Ctx<NodesWrite>, Edit(id, body): Edit<UpdateNode>) -> A
 #[utoipa::path(delete, path = "/nodes/{id}", tag = "nodes", params(("id" = u64, Path, description = "node id")), responses((status = 200, description = "removed", body = Removed)))]
 pub async fn remove(ctx: Ctx<NodesWrite>, Path(id): Path<String>) -> Answer {
     let id = path_id("node", &id)?;
-    nodes::decommission(&ctx, id).await?;
+    nodes::decommission(&ctx, &ctx.who, id).await?;
     ok(Removed {
         id,
         status: NodeStatus::Removed,

@@ -38,6 +38,7 @@ use crate::net::problem::Problem;
         (name = "backups", description = "Taken backups and restores"),
         (name = "storage", description = "Storage nodes: room, use, what they hold"),
         (name = "events", description = "Server-Sent Events"),
+        (name = "audit", description = "The audit log: who did what, when, from where"),
     )
 )]
 struct Base;

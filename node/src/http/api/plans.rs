@@ -25,7 +25,7 @@ pub async fn get_one(ctx: Ctx<PlansRead>, Path(id): Path<String>) -> Answer {
 /// `plans.write`.
 #[utoipa::path(post, path = "/plans", tag = "plans", request_body = PlanBody, responses((status = 201, description = "created", body = PlanView)))]
 pub async fn create(ctx: Ctx<PlansWrite>, ApiJson(body): ApiJson<PlanBody>) -> Answer {
-    created(PlanView::from(&plans::create(&ctx, body).await?))
+    created(PlanView::from(&plans::create(&ctx, &ctx.who, body).await?))
 }
 
 /// Change a plan: any subset of its fields, validated as a whole (409 when another
@@ -33,7 +33,7 @@ pub async fn create(ctx: Ctx<PlansWrite>, ApiJson(body): ApiJson<PlanBody>) -> A
 #[utoipa::path(patch, path = "/plans/{id}", tag = "plans", params(("id" = u64, Path, description = "plan id")), request_body = PlanPatch, responses((status = 200, description = "the plan as changed", body = PlanView)))]
 pub async fn update(ctx: Ctx<PlansWrite>, Edit(id, patch): Edit<PlanPatch>) -> Answer {
     ok(PlanView::from(
-        &plans::update(&ctx, path_id("plan", &id)?, patch).await?,
+        &plans::update(&ctx, &ctx.who, path_id("plan", &id)?, patch).await?,
     ))
 }
 
@@ -41,6 +41,6 @@ pub async fn update(ctx: Ctx<PlansWrite>, Edit(id, patch): Edit<PlanPatch>) -> A
 #[utoipa::path(delete, path = "/plans/{id}", tag = "plans", params(("id" = u64, Path, description = "plan id")), responses((status = 200, description = "the deleted plan", body = PlanView)))]
 pub async fn remove(ctx: Ctx<PlansWrite>, Path(id): Path<String>) -> Answer {
     ok(PlanView::from(
-        &plans::delete(&ctx, path_id("plan", &id)?).await?,
+        &plans::delete(&ctx, &ctx.who, path_id("plan", &id)?).await?,
     ))
 }

@@ -13,6 +13,7 @@
 //! a `ListPage` (`list`, `created`), a page of one item a `DetailPage` (`detail`,
 //! `changed`).
 
+mod audit;
 mod backups;
 mod call;
 mod config;
@@ -36,8 +37,9 @@ use axum::routing::{get, post};
 use axum::Router;
 use bcm_web_ui::model::List;
 use bcm_web_ui::pages::{
-    BackupPage, BackupsPage, ConfigEntryPage, ConfigPage, GroupPage, GroupsPage, ListView, Listing,
-    NodePage, NodesPage, PlanPage, PlansPage, RestorePage, RestoresPage, UserPage, UsersPage,
+    AuditPage, BackupPage, BackupsPage, ConfigEntryPage, ConfigPage, GroupPage, GroupsPage,
+    ListView, Listing, NodePage, NodesPage, PlanPage, PlansPage, RestorePage, RestoresPage,
+    UserPage, UsersPage,
 };
 use bcm_web_ui::{Chrome, Draft, Flash, Pager, Template, Viewer, DEFAULT_PAGE};
 use serde::de::DeserializeOwned;
@@ -94,6 +96,7 @@ pub fn router(node: App) -> Router {
         )
         .route("/restores", get(list::<RestoresPage>))
         .route("/restores/{id}", get(detail::<RestorePage>))
+        .route("/audit", get(list::<AuditPage>))
         .route("/ui/events", get(live::events))
         .route("/ui/live/dashboard", get(dashboard::partial))
         .route("/ui/ready", get(live::ready))

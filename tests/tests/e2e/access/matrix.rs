@@ -67,7 +67,12 @@ pub fn routes(member: u64, user: u64, group: &str, tag: &str, fresh_node: u64) -
         Route::new(M::GET, "/api/v1/cluster/digest", Some("cluster.read")),
         Route::new(M::POST, "/api/v1/cluster/snapshot", Some("cluster.write")),
         Route::new(M::GET, "/api/v1/cluster/certs", Some("cluster.read")),
-        Route::new(M::POST, "/api/v1/cluster/certs/rotate", Some("cluster.write")).body(json!({})),
+        Route::new(
+            M::POST,
+            "/api/v1/cluster/certs/rotate",
+            Some("cluster.write"),
+        )
+        .body(json!({})),
         Route::new(M::GET, "/api/v1/nodes", Some("nodes.read")),
         Route::new(M::GET, "/api/v1/storage", Some("nodes.read")),
         Route::new(M::GET, &node_path, Some("nodes.read")),
@@ -146,6 +151,7 @@ pub fn routes(member: u64, user: u64, group: &str, tag: &str, fresh_node: u64) -
         ),
         Route::new(M::GET, "/api/v1/restores", Some("restores.read")),
         Route::new(M::GET, "/api/v1/restores/4242", Some("restores.read")),
+        Route::new(M::GET, "/api/v1/audit", Some("audit.read")),
         // Last: it ends the caller's token.
         Route::new(M::POST, "/api/v1/auth/logout", None),
     ]

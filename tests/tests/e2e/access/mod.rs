@@ -22,8 +22,9 @@ mod pages;
 pub use matrix::routes;
 
 /// Every permission a route can ask for: reading and writing each resource, and
-/// reading events. Written out here, not read from the product, so that a
-/// permission the product adds or drops shows up as a difference.
+/// reading events and the audit log. Written out here, not read from the
+/// product, so that a permission the product adds or drops shows up as a
+/// difference.
 fn permissions() -> BTreeSet<String> {
     let resources = [
         "cluster", "nodes", "config", "users", "groups", "plans", "backups", "restores",
@@ -31,12 +32,13 @@ fn permissions() -> BTreeSet<String> {
     resources
         .iter()
         .flat_map(|r| [format!("{r}.read"), format!("{r}.write")])
-        .chain(["events.read".to_string()])
+        .chain(["events.read".to_string(), "audit.read".to_string()])
         .collect()
 }
 
 /// What the predefined groups grant: an admin everything, an operator all but
-/// managing users and groups and registering nodes, a viewer reading.
+/// managing users and groups, registering nodes and the audit log, a viewer
+/// reading all but the audit log.
 fn predefined(group: &str) -> BTreeSet<String> {
     let all = permissions();
     let operators_lack = [
@@ -45,6 +47,7 @@ fn predefined(group: &str) -> BTreeSet<String> {
         "groups.read",
         "groups.write",
         "nodes.write",
+        "audit.read",
     ];
     match group {
         "admin" => all,
@@ -52,7 +55,10 @@ fn predefined(group: &str) -> BTreeSet<String> {
             .into_iter()
             .filter(|p| !operators_lack.contains(&p.as_str()))
             .collect(),
-        "viewer" => all.into_iter().filter(|p| p.ends_with(".read")).collect(),
+        "viewer" => all
+            .into_iter()
+            .filter(|p| p.ends_with(".read") && p != "audit.read")
+            .collect(),
         other => panic!("no predefined group {other}"),
     }
 }
