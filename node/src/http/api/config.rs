@@ -45,7 +45,11 @@ pub async fn get_one(
 
 /// `If-Match: "<version>"` (compare-and-set) or `If-None-Match: *` (create only).
 fn precondition(headers: &HeaderMap) -> Result<Option<u64>, Problem> {
-    if let Some(v) = headers.get(header::IF_NONE_MATCH) {
+    // An empty If-None-Match is an empty list of tags (RFC 9110): no condition.
+    if let Some(v) = headers
+        .get(header::IF_NONE_MATCH)
+        .filter(|v| !v.as_bytes().trim_ascii().is_empty())
+    {
         return if v.as_bytes() == b"*" {
             Ok(Some(0))
         } else {
