@@ -39,7 +39,7 @@ pub const BODY_LIMIT: usize = bcm_raft_store::limits::API_BODY_BYTES;
 
 pub fn router(node: App) -> Router {
     let (api, doc) = documented_routes(&node).split_for_parts();
-    let doc = std::sync::Arc::new(openapi::finish(doc));
+    let doc = std::sync::Arc::new(openapi::served(openapi::finish(doc)));
     Router::new()
         .merge(api)
         .route(
