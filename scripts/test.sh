@@ -64,6 +64,26 @@ if [ $# -eq 0 ] || [[ "$*" == *s3* ]]; then
   fi
 fi
 
+# The OpenAPI fuzz test (e2e::schemathesis) runs schemathesis from PyPI, in a
+# virtualenv of its own made once and kept (pinned: a new release finds new
+# things, which should be a change of its own). Outside CI a failed install
+# only makes that test skip, saying so.
+if [ $# -eq 0 ] || [[ "$*" == *schemathesis* ]]; then
+  venv="${BCM_VENV:-$HOME/.cache/bcm-venv}"
+  schemathesis_version=4.32.5
+  if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -qF "$schemathesis_version"; then
+    need_package "command -v python3 && python3 -c 'import venv, ensurepip'" python3-venv
+    echo "== installing schemathesis $schemathesis_version (PyPI) into $venv"
+    if ! { python3 -m venv "$venv" \
+      && "$venv/bin/pip" install --quiet --disable-pip-version-check \
+        "schemathesis==$schemathesis_version"; }; then
+      [ "${CI:-}" = "true" ] && exit 1
+      echo "schemathesis could not be installed: e2e::schemathesis will skip"
+    fi
+  fi
+  export BCM_SCHEMATHESIS="$venv/bin/schemathesis"
+fi
+
 if [ "${CI:-}" = "true" ]; then
   echo "== cargo fmt --check"
   cargo fmt --all -- --check

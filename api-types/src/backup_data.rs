@@ -28,6 +28,7 @@ crate::filters! {
     FilesQuery {
         /// The directory to list (absolute, as backed up); the backup's own
         /// paths when absent.
+        #[param(pattern = "^/")]
         path: String,
         /// Everything below `path`, not only what is directly in it.
         recursive: bool,

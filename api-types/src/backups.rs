@@ -101,8 +101,11 @@ pub struct RestoreView {
 crate::optional_fields! {
     /// Either `{"plan": ID}` or `{"source_node": ID, "paths": [...]}`.
     NewBackup {
+        #[schema(minimum = 1)]
         plan: u64,
+        #[schema(minimum = 1)]
         source_node: u64,
+        #[schema(min_items = 1, max_items = 64)]
         paths: Vec<String>,
     }
 }
@@ -111,9 +114,11 @@ crate::optional_fields! {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRestore {
+    #[schema(minimum = 1)]
     pub target_node: u64,
     /// An absolute directory on the target node; it must be empty or absent
     /// unless `overwrite`.
+    #[schema(pattern = "^/")]
     pub target_path: String,
     /// Write into a non-empty target (files of the backup replace those there).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -129,6 +134,7 @@ crate::filters! {
         /// The exact id, or part of the plan name or of a path (any case).
         q: String,
         /// `pending`, `running`, `succeeded`, `failed` or `cancelled`.
+        #[param(pattern = "^(pending|running|succeeded|failed|cancelled)$")]
         status: String,
         /// Only backups of this plan.
         plan: u64,
@@ -141,6 +147,7 @@ crate::filters! {
     /// `GET /restores` filters.
     RestoreFilter {
         /// `pending`, `running`, `succeeded`, `failed` or `cancelled`.
+        #[param(pattern = "^(pending|running|succeeded|failed|cancelled)$")]
         status: String,
         /// Only restores of this backup.
         backup: u64,

@@ -75,6 +75,17 @@ pub use users::{
     GroupFilter, GroupPatch, GroupView, NewGroup, NewUser, UserFilter, UserPatch, UserView,
 };
 
+/// The values of `?consistency=` (the handlers read it as text, and refuse
+/// others with 400).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Consistency {
+    Local,
+    Linearizable,
+}
+
 /// `?consistency=`: `local` (default: the answering node's state) or
 /// `linearizable` (the leader confirms it leads, and the node catches up first).
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, utoipa::IntoParams)]
@@ -82,5 +93,6 @@ pub use users::{
 #[into_params(parameter_in = Query)]
 pub struct ReadParams {
     /// `local` (default: this node's state) or `linearizable` (ask the leader first).
+    #[param(inline, value_type = Option<Consistency>)]
     pub consistency: Option<String>,
 }

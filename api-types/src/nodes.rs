@@ -41,9 +41,11 @@ pub struct Removed {
 #[serde(deny_unknown_fields)]
 pub struct NewNode {
     /// Unique, positive.
+    #[schema(minimum = 1)]
     pub id: u64,
     /// Defaults to `node-<id>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 64)]
     pub name: Option<String>,
     /// An http(s) URL.
     pub api_addr: String,
@@ -51,6 +53,7 @@ pub struct NewNode {
     pub rpc_addr: String,
     /// At least one of `manager`, `backup-manager`, `storage`.
     #[serde(default)]
+    #[schema(min_items = 1)]
     pub roles: Vec<String>,
 }
 
@@ -58,6 +61,7 @@ crate::optional_fields! {
     /// Changes to a node; absent fields stay as they are.
     UpdateNode {
         /// At least one of `manager`, `backup-manager`, `storage`.
+        #[schema(min_items = 1)]
         roles: Vec<String>,
         enabled: bool,
         /// Replaces all labels: at most 64, keys 1 to 64 characters, values up to 256.
@@ -74,6 +78,7 @@ crate::filters! {
         /// Part of the name (any case), or the exact id.
         q: String,
         /// `manager`, `backup-manager` or `storage`.
+        #[param(pattern = "^(manager|backup-manager|storage)$")]
         role: String,
         /// `up`, `down`, `joining` or `removed`.
         status: String,

@@ -26,21 +26,24 @@ pub struct PlanView {
 #[serde(deny_unknown_fields)]
 pub struct PlanBody {
     /// 1 to 64 letters, digits and `. _ -`.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub name: String,
     /// A registered node.
+    #[schema(minimum = 1)]
     pub source_node: u64,
     /// 1 to 64 absolute paths.
+    #[schema(min_items = 1, max_items = 64)]
     pub paths: Vec<String>,
     /// A cron expression (e.g. `0 3 * * *`), or null for on demand only.
     #[serde(default)]
     pub schedule: Option<String>,
     /// 1 to 1000 (default 7).
     #[serde(default = "default_keep_last")]
-    #[schema(default = 7)]
+    #[schema(default = 7, minimum = 1, maximum = 1000)]
     pub keep_last: u32,
     /// 1 to 7 (default 1).
     #[serde(default = "default_replicas")]
-    #[schema(default = 1)]
+    #[schema(default = 1, minimum = 1, maximum = 7)]
     pub replicas: u32,
     #[serde(default = "default_enabled")]
     #[schema(default = true)]
@@ -62,10 +65,13 @@ fn default_enabled() -> bool {
 #[serde(deny_unknown_fields)]
 pub struct PlanPatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub source_node: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_items = 1, max_items = 64)]
     pub paths: Option<Vec<String>>,
     /// A cron expression; null removes the schedule.
     #[serde(
@@ -76,8 +82,10 @@ pub struct PlanPatch {
     #[schema(value_type = Option<String>)]
     pub schedule: Option<Option<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub keep_last: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 7)]
     pub replicas: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,

@@ -21,8 +21,10 @@ pub struct UserView {
 pub struct NewUser {
     /// 1 to 64 letters, digits and `. _ -`, starting with a letter or digit;
     /// unique regardless of case.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub name: String,
     /// At least 12 characters, not a well-known weak one, not containing the name.
+    #[schema(min_length = 12)]
     pub password: String,
     /// Existing groups (`admin`, `operator`, `viewer` or custom).
     #[serde(default)]
@@ -33,6 +35,8 @@ crate::optional_fields! {
     /// Changes to a user; absent fields stay as they are.
     UserPatch {
         enabled: bool,
+        /// As for a new user.
+        #[schema(min_length = 12)]
         password: String,
         groups: Vec<String>,
     }
@@ -63,6 +67,7 @@ pub struct GroupView {
 #[serde(deny_unknown_fields)]
 pub struct NewGroup {
     /// 1 to 64 letters, digits and `. _ -`.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub name: String,
     /// Named permissions, e.g. `users.read`, `backups.write`.
     #[serde(default)]

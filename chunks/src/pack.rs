@@ -258,10 +258,12 @@ pub fn index_from_suffix(
     }
     let entries: Vec<BlobEntry> =
         postcard::from_bytes(trailer).map_err(|e| PackError::BadTrailer(e.to_string()))?;
-    if let Some(e) = entries
-        .iter()
-        .find(|e| e.offset + e.stored_len as u64 > start)
-    {
+    // Added with a check: a forged offset near 2^64 must not wrap around.
+    if let Some(e) = entries.iter().find(|e| {
+        e.offset
+            .checked_add(e.stored_len as u64)
+            .is_none_or(|end| end > start)
+    }) {
         return Err(PackError::BadTrailer(format!(
             "chunk {} lies past the blobs",
             e.id

@@ -34,6 +34,40 @@ pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<usize, CodecError
     )
 }
 
+/// How deep a value may hold itself (a batch in a batch in ...) to decode. What
+/// bcm writes nests at most twice; without a bound, a body of nested batches
+/// (two bytes a level) would recurse until the decoding thread's stack overflows.
+pub const MAX_NESTING: u32 = 16;
+
+thread_local! {
+    static NESTING: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Decodes the field through which a type holds itself
+/// (`#[serde(deserialize_with = "codec::nested")]`), refusing to go deeper than
+/// [`MAX_NESTING`] such fields (the depth is counted on the decoding thread).
+pub fn nested<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    struct Leave(u32);
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            NESTING.set(self.0);
+        }
+    }
+    let depth = NESTING.get();
+    if depth >= MAX_NESTING {
+        return Err(serde::de::Error::custom(format!(
+            "nested more than {MAX_NESTING} deep"
+        )));
+    }
+    NESTING.set(depth + 1);
+    let _leave = Leave(depth);
+    T::deserialize(d)
+}
+
 /// Decodes a value encoded by [`encode`]. Trailing bytes are an error: a body is one value.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let (value, rest) = postcard::take_from_bytes(bytes).map_err(|source| CodecError {

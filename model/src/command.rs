@@ -158,7 +158,7 @@ pub enum Command {
     /// carry many. Commands that write the same config key never share a batch:
     /// a key's version is the log index of its last write (a second one is refused
     /// with [`Rejection::Conflict`]). A batch inside a batch is refused.
-    Batch(Vec<Command>),
+    Batch(#[serde(deserialize_with = "crate::codec::nested")] Vec<Command>),
     /// Logging out: the bearer token whose signature is `token_id` is refused from
     /// now on, until it would have expired anyway (`expires_at`, Unix seconds).
     /// Revocations that expired by `at` are forgotten. (Appended last: a command's
@@ -321,5 +321,5 @@ pub enum Response {
     Restore(Box<Restore>),
     Rejected(Rejection),
     /// The responses to a [`Command::Batch`], in order.
-    Batch(Vec<Response>),
+    Batch(#[serde(deserialize_with = "crate::codec::nested")] Vec<Response>),
 }

@@ -3,12 +3,13 @@
 //! The files import one way: `records` (plain data) imports nothing of the rest;
 //! `command` (what is proposed and what applying returns) imports the records;
 //! `state` (`ClusterState` and its transitions) imports both. `codec` and `limits`
-//! import nothing.
+//! import nothing; `samples` (values of every kind, for tests) imports the rest.
 
 pub mod codec;
 pub mod command;
 pub mod limits;
 pub mod records;
+pub mod samples;
 pub mod state;
 
 pub use command::{Command, NodeInfo, NodePatch, Rejection, Response};

@@ -5,6 +5,8 @@ mod client;
 mod cluster;
 mod config;
 mod crypto;
+#[cfg(test)]
+mod fuzz;
 mod http;
 mod jobs;
 mod net;

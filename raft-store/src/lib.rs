@@ -6,6 +6,7 @@
 
 pub mod engine;
 pub mod history;
+pub mod samples;
 pub mod space;
 pub mod store;
 pub mod types;

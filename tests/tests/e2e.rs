@@ -62,6 +62,8 @@ mod replicas;
 mod s3;
 #[path = "e2e/schedule.rs"]
 mod schedule;
+#[path = "e2e/schemathesis.rs"]
+mod schemathesis;
 #[path = "e2e/snapshots.rs"]
 mod snapshots;
 #[path = "e2e/storage.rs"]

@@ -131,7 +131,7 @@ pub enum OpResult {
     Done,
     Snapshot(u64),
     Health(Vec<MemberHealth>),
-    Batch(Vec<LeaderReply<OpResult>>),
+    Batch(#[serde(deserialize_with = "codec::nested")] Vec<LeaderReply<OpResult>>),
 }
 
 /// A failure to talk to a peer.

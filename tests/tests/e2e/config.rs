@@ -130,6 +130,18 @@ fn config_versions_only_grow_and_compare_and_set_never_overwrites_a_newer_value(
     );
     let again = put(&c, f, fresh, &json!({"on": false}), &create_only);
     assert_eq!(again.status, 412, "a second create-only write: {again}");
+    // An empty If-None-Match is an empty list of tags (RFC 9110): no condition
+    // (it was a 400, on a header the document allows; schemathesis found it).
+    let plain = "feature.flags.no-condition";
+    let r = put(&c, f, plain, &json!(1), &[("if-none-match", "")]);
+    assert_eq!(r.status, 200, "an empty If-None-Match: {r}");
+    let gone = c
+        .send_authed(
+            f,
+            c.request(f, Method::DELETE, &format!("/api/v1/config/{plain}")),
+        )
+        .unwrap();
+    assert_eq!(gone.status, 200, "{gone}");
     wait_everywhere(&c, fresh, Some((&json!({"on": true}), version(&created))));
 
     // Delete: then the key is gone everywhere, and deleting again is a 404.

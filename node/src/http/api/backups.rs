@@ -23,7 +23,7 @@ pub async fn list(ctx: Ctx<BackupsRead>, q: ListQuery<BackupFilter>) -> Answer {
 }
 
 /// One backup. Permission `backups.read`.
-#[utoipa::path(get, path = "/backups/{id}", tag = "backups", params(("id" = u64, Path, description = "backup id")), responses((status = 200, description = "the backup", body = BackupView)))]
+#[utoipa::path(get, path = "/backups/{id}", tag = "backups", params(("id" = u64, Path, minimum = 1, description = "backup id")), responses((status = 200, description = "the backup", body = BackupView)))]
 pub async fn get_one(ctx: Ctx<BackupsRead>, Path(id): Path<String>) -> Answer {
     ok(BackupView::from(&backups::get(
         &ctx,
@@ -42,7 +42,7 @@ pub async fn create(ctx: Ctx<BackupsWrite>, ApiJson(body): ApiJson<NewBackup>) -
 
 /// Delete a backup (409 while it runs or is being restored). Permission
 /// `backups.write`.
-#[utoipa::path(delete, path = "/backups/{id}", tag = "backups", params(("id" = u64, Path, description = "backup id")), responses((status = 200, description = "the deleted backup", body = BackupView)))]
+#[utoipa::path(delete, path = "/backups/{id}", tag = "backups", params(("id" = u64, Path, minimum = 1, description = "backup id")), responses((status = 200, description = "the deleted backup", body = BackupView)))]
 pub async fn remove(ctx: Ctx<BackupsWrite>, Path(id): Path<String>) -> Answer {
     ok(BackupView::from(
         &backups::delete(&ctx, &ctx.who, path_id("backup", &id)?).await?,
@@ -51,7 +51,7 @@ pub async fn remove(ctx: Ctx<BackupsWrite>, Path(id): Path<String>) -> Answer {
 
 /// Restore a succeeded backup onto a node (409 unless it succeeded). Permission
 /// `restores.write`.
-#[utoipa::path(post, path = "/backups/{id}/restore", tag = "backups", params(("id" = u64, Path, description = "backup id")), request_body = NewRestore, responses((status = 202, description = "recorded, pending", body = RestoreView)))]
+#[utoipa::path(post, path = "/backups/{id}/restore", tag = "backups", params(("id" = u64, Path, minimum = 1, description = "backup id")), request_body = NewRestore, responses((status = 202, description = "recorded, pending", body = RestoreView)))]
 pub async fn restore(ctx: Ctx<RestoresWrite>, Edit(id, body): Edit<NewRestore>) -> Answer {
     let backup = path_id("backup", &id)?;
     accepted(RestoreView::from(
@@ -63,7 +63,7 @@ pub async fn restore(ctx: Ctx<RestoresWrite>, Edit(id, body): Edit<NewRestore>) 
 /// `recursive`; the backup's own paths without `path`), read from a storage node
 /// holding it (404 for a path it does not hold, 409 unless it succeeded, 503
 /// when no holder answers). Permission `backups.read`.
-#[utoipa::path(get, path = "/backups/{id}/files", tag = "backups", params(("id" = u64, Path, description = "backup id"), FilesQuery, Window), responses((status = 200, description = "one page of the backup's entries, in walk order", body = Page<FileView>)))]
+#[utoipa::path(get, path = "/backups/{id}/files", tag = "backups", params(("id" = u64, Path, minimum = 1, description = "backup id"), FilesQuery, Window), responses((status = 200, description = "one page of the backup's entries, in walk order", body = Page<FileView>)))]
 pub async fn files(
     ctx: Ctx<BackupsRead>,
     Path(id): Path<String>,
@@ -78,14 +78,14 @@ pub async fn files(
 /// reads back and hashes every chunk; a replica that lacks some is repaired
 /// from a whole one, one on a node that is down is re-created on another
 /// storage node (409 unless it succeeded). Permission `backups.write`.
-#[utoipa::path(post, path = "/backups/{id}/verify", tag = "backups", params(("id" = u64, Path, description = "backup id")), responses((status = 202, description = "how every replica fared (answered once the check and the repairs are done); `ok` when all are whole now", body = VerifyView)))]
+#[utoipa::path(post, path = "/backups/{id}/verify", tag = "backups", params(("id" = u64, Path, minimum = 1, description = "backup id")), responses((status = 202, description = "how every replica fared (answered once the check and the repairs are done); `ok` when all are whole now", body = VerifyView)))]
 pub async fn verify(ctx: Ctx<BackupsWrite>, Path(id): Path<String>) -> Answer {
     accepted(backup_data::verify(&ctx, &ctx.who, path_id("backup", &id)?).await?)
 }
 
 /// Cancel a pending or running backup (409 once it ended). Permission
 /// `backups.write`.
-#[utoipa::path(post, path = "/backups/{id}/cancel", tag = "backups", params(("id" = u64, Path, description = "backup id")), responses((status = 200, description = "the backup, cancelled", body = BackupView)))]
+#[utoipa::path(post, path = "/backups/{id}/cancel", tag = "backups", params(("id" = u64, Path, minimum = 1, description = "backup id")), responses((status = 200, description = "the backup, cancelled", body = BackupView)))]
 pub async fn cancel(ctx: Ctx<BackupsWrite>, Path(id): Path<String>) -> Answer {
     ok(BackupView::from(
         &backups::cancel(&ctx, &ctx.who, path_id("backup", &id)?).await?,
@@ -94,7 +94,7 @@ pub async fn cancel(ctx: Ctx<BackupsWrite>, Path(id): Path<String>) -> Answer {
 
 /// Cancel a pending or running restore (409 once it ended). Permission
 /// `restores.write`.
-#[utoipa::path(post, path = "/restores/{id}/cancel", tag = "backups", params(("id" = u64, Path, description = "restore id")), responses((status = 200, description = "the restore, cancelled", body = RestoreView)))]
+#[utoipa::path(post, path = "/restores/{id}/cancel", tag = "backups", params(("id" = u64, Path, minimum = 1, description = "restore id")), responses((status = 200, description = "the restore, cancelled", body = RestoreView)))]
 pub async fn cancel_restore(ctx: Ctx<RestoresWrite>, Path(id): Path<String>) -> Answer {
     ok(RestoreView::from(
         &backups::cancel_restore(&ctx, &ctx.who, path_id("restore", &id)?).await?,
@@ -112,7 +112,7 @@ pub async fn list_restores(ctx: Ctx<RestoresRead>, q: ListQuery<RestoreFilter>) 
 }
 
 /// One restore. Permission `restores.read`.
-#[utoipa::path(get, path = "/restores/{id}", tag = "backups", params(("id" = u64, Path, description = "restore id")), responses((status = 200, description = "the restore", body = RestoreView)))]
+#[utoipa::path(get, path = "/restores/{id}", tag = "backups", params(("id" = u64, Path, minimum = 1, description = "restore id")), responses((status = 200, description = "the restore", body = RestoreView)))]
 pub async fn get_restore(ctx: Ctx<RestoresRead>, Path(id): Path<String>) -> Answer {
     ok(RestoreView::from(&backups::get_restore(
         &ctx,

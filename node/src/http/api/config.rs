@@ -32,7 +32,7 @@ pub async fn list(ctx: Ctx<ConfigRead>, q: ListQuery<ConfigFilter>) -> Answer {
 }
 
 /// One setting (422 for a key that is not one). Permission `config.read`.
-#[utoipa::path(get, path = "/config/{*key}", tag = "config", params(("key" = String, Path, description = "1 to 256 letters, digits and `. _ - /`"), ReadParams), responses((status = 200, description = "the setting", body = ConfigView)))]
+#[utoipa::path(get, path = "/config/{*key}", tag = "config", params(("key" = String, Path, pattern = "^[A-Za-z0-9._/-]{1,256}$", description = "1 to 256 letters, digits and `. _ - /`"), ReadParams), responses((status = 200, description = "the setting", body = ConfigView), (status = 422, description = "the key is not one", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_one(
     ctx: Ctx<ConfigRead>,
     Path(key): Path<String>,
@@ -45,7 +45,11 @@ pub async fn get_one(
 
 /// `If-Match: "<version>"` (compare-and-set) or `If-None-Match: *` (create only).
 fn precondition(headers: &HeaderMap) -> Result<Option<u64>, Problem> {
-    if let Some(v) = headers.get(header::IF_NONE_MATCH) {
+    // An empty If-None-Match is an empty list of tags (RFC 9110): no condition.
+    if let Some(v) = headers
+        .get(header::IF_NONE_MATCH)
+        .filter(|v| !v.as_bytes().trim_ascii().is_empty())
+    {
         return if v.as_bytes() == b"*" {
             Ok(Some(0))
         } else {
@@ -99,7 +103,7 @@ fn value_of(body: Value) -> Result<Value, Problem> {
 /// if absent; 412 otherwise); with `If-None-Match: *` only if absent. 413 for a value
 /// larger than 1 MiB as stored, 507 at a quota (`quota` names it). Permission
 /// `config.write`.
-#[utoipa::path(put, path = "/config/{*key}", tag = "config", params(("key" = String, Path, description = "1 to 256 letters, digits and `. _ - /`"), ("If-Match" = Option<String>, Header, description = "the expected version"), ("If-None-Match" = Option<String>, Header, description = "`*`: create only")), request_body = ConfigValue, responses((status = 200, description = "the setting as stored", body = ConfigView)))]
+#[utoipa::path(put, path = "/config/{*key}", tag = "config", params(("key" = String, Path, pattern = "^[A-Za-z0-9._/-]{1,256}$", description = "1 to 256 letters, digits and `. _ - /`"), ("If-Match" = Option<String>, Header, pattern = "^(W/)?\"?[0-9]{1,19}\"?$", description = "the expected version: a number, quoted or not (an `ETag`)"), ("If-None-Match" = Option<String>, Header, pattern = "^\\*?$", description = "`*`: create only (empty: no condition)")), request_body = ConfigValue, responses((status = 200, description = "the setting as stored", body = ConfigView), (status = 412, description = "`If-Match` names another version, or `If-None-Match: *` and the key exists", body = Problem, content_type = "application/problem+json"), (status = 413, description = "the value as stored is larger than 1 MiB (`field` is `value`)", body = Problem, content_type = "application/problem+json"), (status = 507, description = "a quota on the replicated state is reached (`quota` names it)", body = Problem, content_type = "application/problem+json")))]
 pub async fn put(
     ctx: Ctx<ConfigWrite>,
     Path(key): Path<String>,
@@ -113,7 +117,7 @@ pub async fn put(
 }
 
 /// Delete a setting (`If-Match` as for `PUT`). Permission `config.write`.
-#[utoipa::path(delete, path = "/config/{*key}", tag = "config", params(("key" = String, Path, description = "the key"), ("If-Match" = Option<String>, Header, description = "the expected version")), responses((status = 200, description = "the deleted setting", body = ConfigView)))]
+#[utoipa::path(delete, path = "/config/{*key}", tag = "config", params(("key" = String, Path, pattern = "^[A-Za-z0-9._/-]{1,256}$", description = "1 to 256 letters, digits and `. _ - /`"), ("If-Match" = Option<String>, Header, pattern = "^(W/)?\"?[0-9]{1,19}\"?$", description = "the expected version: a number, quoted or not (an `ETag`)")), responses((status = 200, description = "the deleted setting", body = ConfigView), (status = 412, description = "`If-Match` names another version", body = Problem, content_type = "application/problem+json"), (status = 422, description = "the key is not one", body = Problem, content_type = "application/problem+json")))]
 pub async fn remove(ctx: Ctx<ConfigWrite>, Path(key): Path<String>, headers: HeaderMap) -> Answer {
     config::check_key(&key)?;
     let if_version = precondition(&headers)?;

@@ -41,7 +41,7 @@ pub const BODY_LIMIT: usize = bcm_raft_store::limits::API_BODY_BYTES;
 
 pub fn router(node: App) -> Router {
     let (api, doc) = documented_routes(&node).split_for_parts();
-    let doc = std::sync::Arc::new(openapi::finish(doc));
+    let doc = std::sync::Arc::new(openapi::served(openapi::finish(doc)));
     Router::new()
         .merge(api)
         .route(
@@ -262,8 +262,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(ApiJson(v)),
+        match Json::<ObjectBody<T>>::from_request(req, state).await {
+            Ok(Json(ObjectBody(v))) => Ok(ApiJson(v)),
             Err(rej) => {
                 let status = rej.status();
                 let text = rej.body_text();
@@ -279,6 +279,28 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 Err(p)
             }
         }
+    }
+}
+
+/// A body that must be a JSON object: serde's derived structs also take an
+/// array of their fields in order (`[null, null]` was a valid `PATCH`), which is
+/// not the shape the API documents. Anything but an object is a 422.
+struct ObjectBody<T>(T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for ObjectBody<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Object<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Object<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(Object(std::marker::PhantomData))
+            .map(ObjectBody)
     }
 }
 

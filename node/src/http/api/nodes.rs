@@ -20,7 +20,7 @@ pub async fn list(ctx: Ctx<NodesRead>, q: ListQuery<NodeFilter>) -> Answer {
 }
 
 /// One node. Permission `nodes.read`.
-#[utoipa::path(get, path = "/nodes/{id}", tag = "nodes", params(("id" = u64, Path, description = "node id")), responses((status = 200, description = "the node", body = MemberView)))]
+#[utoipa::path(get, path = "/nodes/{id}", tag = "nodes", params(("id" = u64, Path, minimum = 1, description = "node id")), responses((status = 200, description = "the node", body = MemberView)))]
 pub async fn get_one(ctx: Ctx<NodesRead>, Path(id): Path<String>) -> Answer {
     ok(nodes::get(&ctx, path_id("node", &id)?).await?)
 }
@@ -39,7 +39,7 @@ pub async fn add(ctx: Ctx<NodesWrite>, ApiJson(body): ApiJson<NewNode>) -> Answe
 /// the node: a leader hands leadership to another voter, the backup-manager role
 /// moves away from it, and it takes neither until `maintenance: false`.
 /// Permission `nodes.write`.
-#[utoipa::path(patch, path = "/nodes/{id}", tag = "nodes", params(("id" = u64, Path, description = "node id")), request_body = UpdateNode, responses((status = 200, description = "the node as changed", body = NodeView)))]
+#[utoipa::path(patch, path = "/nodes/{id}", tag = "nodes", params(("id" = u64, Path, minimum = 1, description = "node id")), request_body = UpdateNode, responses((status = 200, description = "the node as changed", body = NodeView)))]
 pub async fn update(ctx: Ctx<NodesWrite>, Edit(id, body): Edit<UpdateNode>) -> Answer {
     let record = nodes::update(&ctx, &ctx.who, path_id("node", &id)?, body).await?;
     let mut view = NodeView::from(&record);
@@ -49,7 +49,7 @@ pub async fn update(ctx: Ctx<NodesWrite>, Edit(id, body): Edit<UpdateNode>) -> A
 
 /// Decommission a node: it leaves the Raft membership and stops serving (409 when
 /// removing it would leave no quorum). Permission `nodes.write`.
-#[utoipa::path(delete, path = "/nodes/{id}", tag = "nodes", params(("id" = u64, Path, description = "node id")), responses((status = 200, description = "removed", body = Removed)))]
+#[utoipa::path(delete, path = "/nodes/{id}", tag = "nodes", params(("id" = u64, Path, minimum = 1, description = "node id")), responses((status = 200, description = "removed", body = Removed)))]
 pub async fn remove(ctx: Ctx<NodesWrite>, Path(id): Path<String>) -> Answer {
     let id = path_id("node", &id)?;
     nodes::decommission(&ctx, &ctx.who, id).await?;

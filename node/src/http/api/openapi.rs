@@ -5,12 +5,13 @@
 //! and description together. `finish` then adds what every route shares, the same
 //! way the code does: the bearer requirement with its 401 and 403, 503 when no
 //! leader is known, 400 for an id that is not one and 404 for what does not
-//! exist on every route of one item, and the body errors of every route that takes
-//! JSON.
+//! exist on every route of one item, 400 for a query parameter or header that is
+//! not one, 409 and 507 on every write, and the body errors of every route that
+//! takes JSON.
 
-use utoipa::openapi::path::{HttpMethod, Operation, OperationBuilder};
+use utoipa::openapi::path::{HttpMethod, Operation, OperationBuilder, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{Content, OpenApi, Ref, Response, ResponseBuilder};
+use utoipa::openapi::{Content, OpenApi, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi as _};
 
 use crate::net::problem::Problem;
@@ -140,6 +141,19 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
             if path.contains("{id}") {
                 add_if_absent(op, "400", "the id is not a positive integer");
             }
+            let takes = |place: ParameterIn| {
+                op.parameters
+                    .iter()
+                    .flatten()
+                    .any(|p| matches!(p, RefOr::T(p) if p.parameter_in == place))
+            };
+            if takes(ParameterIn::Query) || takes(ParameterIn::Header) {
+                add_if_absent(
+                    op,
+                    "400",
+                    "a query parameter or header that is not one of the route's, or not of its type",
+                );
+            }
             if path.contains("/{") {
                 add_if_absent(op, "404", "no such item");
             }
@@ -148,6 +162,11 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
                     op,
                     "409",
                     "refused: it conflicts with the current state (the route's description says when)",
+                );
+                add_if_absent(
+                    op,
+                    "507",
+                    "the leader's data disk is full, or a quota on the replicated state is reached (`quota` names it)",
                 );
             }
             if op.request_body.is_some() {
@@ -164,4 +183,64 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
         doc.paths.paths.insert(path.replace("{*", "{"), item);
     }
     doc
+}
+
+/// The document as served: [`finish`]ed, then its integers made exact. utoipa
+/// writes an unsigned integer as `int64` (or `int32`) with `minimum: 0`, which
+/// says that 2^63 is not one while the server takes it, and gives no upper
+/// bound at all for a `usize`; each gets its format (`uint64`, `uint32`) and
+/// its maximum. A parameter that may be absent is not `null` either (a query
+/// string or a header has no null).
+pub fn served(doc: OpenApi) -> serde_json::Value {
+    let mut v = serde_json::to_value(doc).expect("the OpenAPI document is JSON");
+    exact_integers(&mut v);
+    if let Some(paths) = v.get_mut("paths").and_then(|p| p.as_object_mut()) {
+        for param in paths
+            .values_mut()
+            .filter_map(|item| item.as_object_mut())
+            .flat_map(|item| item.values_mut())
+            .filter_map(|op| op.get_mut("parameters").and_then(|p| p.as_array_mut()))
+            .flatten()
+        {
+            if let Some(types) = param
+                .pointer_mut("/schema/type")
+                .and_then(|t| t.as_array_mut())
+            {
+                types.retain(|t| t != "null");
+                if types.len() == 1 {
+                    let only = types.remove(0);
+                    param["schema"]["type"] = only;
+                }
+            }
+        }
+    }
+    v
+}
+
+fn exact_integers(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Object(o) => {
+            let unsigned = o.get("type").and_then(Value::as_str) == Some("integer")
+                && o.get("minimum")
+                    .and_then(Value::as_f64)
+                    .is_some_and(|m| m >= 0.0);
+            if unsigned {
+                let max = match o.get("format").and_then(Value::as_str) {
+                    Some("int32") => {
+                        o.insert("format".into(), "uint32".into());
+                        u64::from(u32::MAX)
+                    }
+                    _ => {
+                        o.insert("format".into(), "uint64".into());
+                        u64::MAX
+                    }
+                };
+                o.entry("maximum").or_insert(max.into());
+            }
+            o.values_mut().for_each(exact_integers);
+        }
+        Value::Array(a) => a.iter_mut().for_each(exact_integers),
+        _ => {}
+    }
 }

@@ -16,7 +16,7 @@ pub async fn list(ctx: Ctx<PlansRead>, q: ListQuery<PlanFilter>) -> Answer {
 }
 
 /// One plan. Permission `plans.read`.
-#[utoipa::path(get, path = "/plans/{id}", tag = "plans", params(("id" = u64, Path, description = "plan id")), responses((status = 200, description = "the plan", body = PlanView)))]
+#[utoipa::path(get, path = "/plans/{id}", tag = "plans", params(("id" = u64, Path, minimum = 1, description = "plan id")), responses((status = 200, description = "the plan", body = PlanView)))]
 pub async fn get_one(ctx: Ctx<PlansRead>, Path(id): Path<String>) -> Answer {
     ok(PlanView::from(&plans::get(&ctx, path_id("plan", &id)?)?))
 }
@@ -30,7 +30,7 @@ pub async fn create(ctx: Ctx<PlansWrite>, ApiJson(body): ApiJson<PlanBody>) -> A
 
 /// Change a plan: any subset of its fields, validated as a whole (409 when another
 /// plan has the new name). Permission `plans.write`.
-#[utoipa::path(patch, path = "/plans/{id}", tag = "plans", params(("id" = u64, Path, description = "plan id")), request_body = PlanPatch, responses((status = 200, description = "the plan as changed", body = PlanView)))]
+#[utoipa::path(patch, path = "/plans/{id}", tag = "plans", params(("id" = u64, Path, minimum = 1, description = "plan id")), request_body = PlanPatch, responses((status = 200, description = "the plan as changed", body = PlanView)))]
 pub async fn update(ctx: Ctx<PlansWrite>, Edit(id, patch): Edit<PlanPatch>) -> Answer {
     ok(PlanView::from(
         &plans::update(&ctx, &ctx.who, path_id("plan", &id)?, patch).await?,
@@ -38,7 +38,7 @@ pub async fn update(ctx: Ctx<PlansWrite>, Edit(id, patch): Edit<PlanPatch>) -> A
 }
 
 /// Delete a plan (its backups stay in the catalog). Permission `plans.write`.
-#[utoipa::path(delete, path = "/plans/{id}", tag = "plans", params(("id" = u64, Path, description = "plan id")), responses((status = 200, description = "the deleted plan", body = PlanView)))]
+#[utoipa::path(delete, path = "/plans/{id}", tag = "plans", params(("id" = u64, Path, minimum = 1, description = "plan id")), responses((status = 200, description = "the deleted plan", body = PlanView)))]
 pub async fn remove(ctx: Ctx<PlansWrite>, Path(id): Path<String>) -> Answer {
     ok(PlanView::from(
         &plans::delete(&ctx, &ctx.who, path_id("plan", &id)?).await?,

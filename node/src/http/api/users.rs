@@ -15,7 +15,7 @@ pub async fn list(ctx: Ctx<UsersRead>, q: ListQuery<UserFilter>) -> Answer {
 }
 
 /// One user. Permission `users.read`.
-#[utoipa::path(get, path = "/users/{id}", tag = "users", params(("id" = u64, Path, description = "user id")), responses((status = 200, description = "the user", body = UserView)))]
+#[utoipa::path(get, path = "/users/{id}", tag = "users", params(("id" = u64, Path, minimum = 1, description = "user id")), responses((status = 200, description = "the user", body = UserView)))]
 pub async fn get_one(ctx: Ctx<UsersRead>, Path(id): Path<String>) -> Answer {
     ok(UserView::from(&users::get(&ctx, path_id("user", &id)?)?))
 }
@@ -30,7 +30,7 @@ pub async fn create(ctx: Ctx<UsersWrite>, ApiJson(body): ApiJson<NewUser>) -> An
 /// Enable, disable, set the password or the groups. Disabling or a new password ends
 /// the user's existing tokens on every node (409 when it would leave no enabled
 /// admin). Permission `users.write`.
-#[utoipa::path(patch, path = "/users/{id}", tag = "users", params(("id" = u64, Path, description = "user id")), request_body = UserPatch, responses((status = 200, description = "the user as changed", body = UserView)))]
+#[utoipa::path(patch, path = "/users/{id}", tag = "users", params(("id" = u64, Path, minimum = 1, description = "user id")), request_body = UserPatch, responses((status = 200, description = "the user as changed", body = UserView)))]
 pub async fn update(ctx: Ctx<UsersWrite>, Edit(id, body): Edit<UserPatch>) -> Answer {
     ok(UserView::from(
         &users::update(&ctx, &ctx.who, path_id("user", &id)?, body).await?,
@@ -39,7 +39,7 @@ pub async fn update(ctx: Ctx<UsersWrite>, Edit(id, body): Edit<UserPatch>) -> An
 
 /// Delete a user; its tokens stop working on every node (409 for the last enabled
 /// admin). Permission `users.write`.
-#[utoipa::path(delete, path = "/users/{id}", tag = "users", params(("id" = u64, Path, description = "user id")), responses((status = 200, description = "the deleted user", body = UserView)))]
+#[utoipa::path(delete, path = "/users/{id}", tag = "users", params(("id" = u64, Path, minimum = 1, description = "user id")), responses((status = 200, description = "the deleted user", body = UserView)))]
 pub async fn remove(ctx: Ctx<UsersWrite>, Path(id): Path<String>) -> Answer {
     ok(UserView::from(
         &users::delete(&ctx, &ctx.who, path_id("user", &id)?).await?,
