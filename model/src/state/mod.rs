@@ -360,16 +360,17 @@ mod tests {
         );
         let bytes = crate::codec::encode(&s).unwrap();
         // The earlier layouts are this one without the (empty) fields at the end
-        // (the audit log, a counter and a list; then maintenance; then plan
-        // slots; then revoked tokens): a postcard map or list starts with its
-        // length, one byte 0 when empty, and a counter at 0 is one byte 0.
+        // (the audit log, a counter and a list, and the cluster CA, None; then
+        // maintenance; then plan slots; then revoked tokens): a postcard map or
+        // list starts with its length, one byte 0 when empty, a counter at 0 is
+        // one byte 0, and None is one byte 0.
         // (Backups' layout and the predefined groups are legacy.rs's tests.)
-        assert_eq!(&bytes[bytes.len() - 5..], &[0, 0, 0, 0, 0]);
+        assert_eq!(&bytes[bytes.len() - 6..], &[0, 0, 0, 0, 0, 0]);
         for old in [
-            &bytes[..bytes.len() - 2],
             &bytes[..bytes.len() - 3],
             &bytes[..bytes.len() - 4],
             &bytes[..bytes.len() - 5],
+            &bytes[..bytes.len() - 6],
         ] {
             assert_eq!(ClusterState::decode(old).unwrap(), s);
         }

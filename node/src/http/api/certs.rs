@@ -46,6 +46,7 @@ pub async fn status(ctx: Ctx<ClusterRead>) -> Answer {
 #[utoipa::path(post, path = "/cluster/certs/rotate", tag = "cluster", request_body = RotateCerts,
     responses(
         (status = 200, description = "rotation under way", body = RotateStarted),
+        (status = 422, description = "`overlap_secs` without `ca`", body = ProblemView, content_type = "application/problem+json"),
         (status = 409, description = "the cluster has no certificates (plaintext)", body = ProblemView, content_type = "application/problem+json"),
     ))]
 pub async fn rotate(ctx: Ctx<ClusterWrite>, ApiJson(body): ApiJson<RotateCerts>) -> Answer {
