@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use bcm_raft_store::Role;
+
+use crate::net::client_addr::TrustedProxies;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
@@ -74,6 +76,18 @@ pub struct Config {
     pub http: HttpSection,
     #[serde(default)]
     pub storage: StorageSection,
+    #[serde(default)]
+    pub api: ApiSection,
+}
+
+/// The public listener (API and web UI).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSection {
+    /// Reverse proxies (networks, `10.0.0.0/8`, or addresses) whose
+    /// `X-Forwarded-For` names the client (net/client_addr.rs); from any other
+    /// peer the header is ignored. Empty: the client is the socket's peer.
+    pub trusted_proxies: Vec<String>,
 }
 
 /// Where a storage node keeps backup data.
@@ -359,6 +373,8 @@ pub struct NodeConfig {
     /// With `backend = "s3"`: the object store that keeps the chunk store
     /// instead of `storage_dir`.
     pub storage_s3: Option<S3Config>,
+    /// `api.trusted_proxies`, parsed.
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// Loads the layered configuration.
@@ -664,6 +680,8 @@ fn resolve(c: Config) -> Result<NodeConfig, ConfigError> {
         return Err(invalid("log.format", "must be \"human\" or \"json\""));
     }
     let storage_s3 = resolve_s3(&c.storage)?;
+    let trusted_proxies = TrustedProxies::parse(&c.api.trusted_proxies)
+        .map_err(|problem| invalid("api.trusted_proxies", problem))?;
     let data_dir = n
         .data_dir
         .unwrap_or_else(|| PathBuf::from(format!("data/node{}", n.id)));
@@ -689,6 +707,7 @@ fn resolve(c: Config) -> Result<NodeConfig, ConfigError> {
         log: c.log,
         postgres,
         http: c.http,
+        trusted_proxies,
     })
 }
 
@@ -747,6 +766,35 @@ bootstrap = ["http://127.0.0.1:9080/"]
         let spaced = BASE.replace("0123456789abcdef", "0123456789 abcdef");
         let e = load(Some(&write(d.path(), &spaced)), Overrides::default()).unwrap_err();
         assert!(e.to_string().contains("printable ASCII"), "{e}");
+    }
+
+    #[test]
+    fn trusted_proxies_are_networks() {
+        let d = tempfile::tempdir().unwrap();
+        let c = load(Some(&write(d.path(), BASE)), Overrides::default()).unwrap();
+        assert_eq!(
+            c.trusted_proxies,
+            TrustedProxies::default(),
+            "none by default"
+        );
+        let with = |list: &str| format!("{BASE}[api]\ntrusted_proxies = {list}\n");
+        let c = load(
+            Some(&write(d.path(), &with(r#"["10.0.0.0/8", "::1"]"#))),
+            Overrides::default(),
+        )
+        .unwrap();
+        assert!(c.trusted_proxies.contains("10.9.8.7".parse().unwrap()));
+        assert!(c.trusted_proxies.contains("::1".parse().unwrap()));
+        assert!(!c.trusted_proxies.contains("127.0.0.1".parse().unwrap()));
+        let e = load(
+            Some(&write(d.path(), &with(r#"["10.0.0.0/40"]"#))),
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("api.trusted_proxies") && e.to_string().contains("0 to 32"),
+            "{e}"
+        );
     }
 
     #[test]

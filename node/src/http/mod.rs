@@ -32,6 +32,19 @@ pub struct AppState {
 /// The handle every handler gets.
 pub type App = Arc<AppState>;
 
+/// Everything the public listener serves: the API under `/api/v1` and the web
+/// UI's pages, each request's client address worked out first
+/// (net/client_addr.rs).
+pub fn router(app: App) -> axum::Router {
+    let trusted = Arc::new(app.cfg.trusted_proxies.clone());
+    api::router(app.clone())
+        .merge(ui::router(app))
+        .layer(axum::middleware::from_fn_with_state(
+            trusted,
+            crate::net::client_addr::resolve,
+        ))
+}
+
 impl AppState {
     pub fn new(
         node: SharedNode,

@@ -36,6 +36,7 @@ pub struct ClusterBuilder {
     voter_roles: Vec<String>,
     own_addresses: bool,
     tmpfs: Option<(u64, u64)>,
+    node_toml: String,
 }
 
 impl ClusterBuilder {
@@ -54,6 +55,7 @@ impl ClusterBuilder {
             voter_roles: ALL_ROLES.iter().map(|r| r.to_string()).collect(),
             own_addresses: false,
             tmpfs: None,
+            node_toml: String::new(),
         }
     }
 
@@ -70,6 +72,12 @@ impl ClusterBuilder {
     /// be cut (see `chaos::Firewall`). The public API stays on 127.0.0.1.
     pub fn own_addresses(mut self) -> Self {
         self.own_addresses = true;
+        self
+    }
+
+    /// `toml` added to every bootstrap node's config (an `[api]` section, say).
+    pub fn node_toml(mut self, toml: &str) -> Self {
+        self.node_toml = toml.to_string();
         self
     }
 
@@ -189,6 +197,9 @@ impl ClusterBuilder {
             .map(|id| cluster.nodes[&id].rpc_url())
             .collect();
         for id in 1..=self.voters as u64 {
+            if !self.node_toml.is_empty() {
+                cluster.extra_toml.insert(id, self.node_toml.clone());
+            }
             cluster.write_config(id);
             if let Some((size_mb, _)) = self.tmpfs {
                 super::disk::mount_tmpfs(&cluster.data_dir(id), size_mb);
