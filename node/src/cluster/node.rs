@@ -61,6 +61,8 @@ pub struct Node {
     pub hand_over_failed: Mutex<Option<Instant>>,
     /// The data disk's free space (disk.rs).
     pub disk: Arc<crate::cluster::disk::DiskWatch>,
+    /// While leading: the cluster's failed-login limiter (logins.rs).
+    pub logins: crate::cluster::logins::LoginLimiter,
 }
 
 pub type SharedNode = Arc<Node>;

@@ -104,6 +104,8 @@ pub enum LeaderOp {
     /// Several writes at once (see forward.rs); answered with `OpResult::Batch`,
     /// one answer per write, in order.
     WriteBatch(Vec<Command>),
+    /// The cluster's login limiter (logins.rs); answered with `OpResult::Login`.
+    Login(crate::cluster::logins::LoginOp),
 }
 
 impl LeaderOp {
@@ -116,6 +118,7 @@ impl LeaderOp {
             LeaderOp::Snapshot => "snapshot",
             LeaderOp::Health => "health",
             LeaderOp::WriteBatch(_) => "write-batch",
+            LeaderOp::Login(_) => "login",
         }
     }
 }
@@ -129,6 +132,7 @@ pub enum OpResult {
     Snapshot(u64),
     Health(Vec<MemberHealth>),
     Batch(Vec<LeaderReply<OpResult>>),
+    Login(crate::cluster::logins::LoginAnswer),
 }
 
 /// A failure to talk to a peer.

@@ -118,6 +118,7 @@ pub async fn start(cfg: NodeConfig, shutdown: watch::Receiver<bool>) -> anyhow::
         handing_over: AtomicBool::new(false),
         hand_over_failed: Mutex::new(None),
         disk,
+        logins: Default::default(),
     });
     tracing::info!(
         node_id = node.cfg.id,

@@ -52,6 +52,15 @@ fn mask_v6(ip: Ipv6Addr, prefix: u8) -> Ipv6Addr {
     Ipv6Addr::from(bits & mask)
 }
 
+/// `ip` with the bits an IPv6 client usually owns cleared (its /64): one client,
+/// however many addresses of its network it sends from. IPv4 as it is.
+pub fn network_of(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(mask_v6(v6, 64)),
+        v4 => v4,
+    }
+}
+
 impl FromStr for Cidr {
     type Err = String;
 
@@ -303,5 +312,12 @@ mod tests {
         let mut h = xff(&["198.51.100.7"]);
         h.append("x-forwarded-for", HeaderValue::from_bytes(b"\xff").unwrap());
         assert_eq!(client_addr(&t, ip("10.0.0.9"), &h), ip("10.0.0.9"));
+    }
+
+    #[test]
+    fn an_ipv6_client_counts_by_its_network() {
+        assert_eq!(network_of(ip("2001:db8:1:2:3:4:5:6")), ip("2001:db8:1:2::"));
+        assert_eq!(network_of(ip("::ffff:192.0.2.1")), ip("192.0.2.1"));
+        assert_eq!(network_of(ip("192.0.2.1")), ip("192.0.2.1"));
     }
 }
