@@ -100,6 +100,8 @@ const COMPOSE_VARIABLES: &[&str] = &[
     "BCM_CLUSTER_SECRET",
     "BCM_ADMIN_PASSWORD",
     "POSTGRES_PASSWORD",
+    "BCM_SUBNET",
+    "BCM_PROXY_ADDR",
     "BCM_IMAGE",
     "BCM_PUBLISH_ADDR",
     "BCM_PORT",
@@ -173,8 +175,11 @@ impl ComposeStack {
             .to_string();
         let proxy_port = free_port();
         let node_ports: BTreeMap<u64, u16> = (1..=5).map(|n| (n, free_port())).collect();
+        // A network of its own, apart from a stack the user may be running.
+        let net = rand::thread_rng().gen_range(100..200);
         let mut extra = format!(
-            "COMPOSE_PROJECT_NAME={project}\nBCM_PUBLISH_ADDR=127.0.0.1\nBCM_PORT={proxy_port}\n"
+            "COMPOSE_PROJECT_NAME={project}\nBCM_PUBLISH_ADDR=127.0.0.1\nBCM_PORT={proxy_port}\n\
+             BCM_SUBNET=10.213.{net}.0/24\nBCM_PROXY_ADDR=10.213.{net}.250\n"
         );
         for (n, p) in &node_ports {
             extra.push_str(&format!("BCM{n}_PORT={p}\n"));
@@ -385,6 +390,28 @@ impl ComposeStack {
             },
         );
         *self.token.lock().unwrap() = Some(token);
+    }
+
+    /// A login as `username` at `base` (HAProxy or a node), with
+    /// `X-Forwarded-For: xff` when given; the status.
+    pub fn login_attempt(
+        &self,
+        base: &str,
+        username: &str,
+        password: &str,
+        xff: Option<&str>,
+    ) -> Result<u16, String> {
+        let url = format!("{base}/api/v1/auth/login");
+        let mut rb = self
+            .client
+            .post(&url)
+            .json(&json!({"username": username, "password": password}));
+        if let Some(xff) = xff {
+            rb = rb.header("x-forwarded-for", xff);
+        }
+        rb.send()
+            .map(|r| r.status().as_u16())
+            .map_err(|e| format!("POST {url}: {e}"))
     }
 
     /// `PUT /api/v1/config/{key}` at `base`: `Ok` only when acknowledged (2xx).

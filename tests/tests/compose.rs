@@ -82,6 +82,7 @@ fn compose_stack_survives_killing_the_leader_container() {
         start.elapsed().as_secs_f64()
     ));
     stack.login();
+    haproxy_names_the_client(&stack);
 
     // Writes through HAProxy, all along.
     let writer = Writer::start(&stack, "w-");
@@ -230,6 +231,47 @@ fn compose_stack_survives_killing_the_leader_container() {
     let probe = ComposeProbe::of(&stack);
     drop(stack);
     assert!(probe.volumes_gone(), "`down --volumes` left volumes behind");
+}
+
+/// HAProxy tells the nodes who the client is, and they believe it from HAProxy
+/// alone: a client whose guesses reached bcm1 directly (its made-up
+/// X-Forwarded-For ignored there) is the same client through HAProxy, which adds
+/// the address it saw; not HAProxy itself, whose limits would be everyone's.
+fn haproxy_names_the_client(stack: &ComposeStack) {
+    let direct = stack.node_url(1);
+    for i in 0..5 {
+        let xff = format!("198.51.100.{i}");
+        let status = stack
+            .login_attempt(&direct, "xff-probe", "wrong-password-here", Some(&xff))
+            .unwrap();
+        assert_eq!(status, 401, "guess {i} straight to bcm1");
+    }
+    let status = stack
+        .login_attempt(
+            &direct,
+            "xff-probe",
+            "wrong-password-here",
+            Some("198.51.100.99"),
+        )
+        .unwrap();
+    assert_eq!(
+        status, 429,
+        "a 6th guess from the same client straight to bcm1"
+    );
+    // Through HAProxy, with yet another made-up header: the client is still the
+    // one HAProxy saw, already at its limit for that name.
+    let status = stack
+        .login_attempt(
+            &stack.proxy_url(),
+            "xff-probe",
+            "wrong-password-here",
+            Some("203.0.113.1"),
+        )
+        .unwrap();
+    assert_eq!(status, 429, "the same client through HAProxy");
+    // And admin is not locked out by it.
+    stack.login();
+    stack.log("HAProxy names the client in X-Forwarded-For, and only HAProxy is believed");
 }
 
 /// The `s3` profile: Garage and bcm5, a storage node keeping its chunks in
