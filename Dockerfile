@@ -27,12 +27,15 @@ VOLUME ["/var/lib/bcm"]
 ENV BCM_NODE__DATA_DIR=/var/lib/bcm \
     BCM_NODE__API_LISTEN=0.0.0.0:8080 \
     BCM_NODE__RPC_LISTEN=0.0.0.0:9080
+# Runs bcm as bcm; started as root (compose does), it first copies the secrets
+# in /run/secrets to /run/bcm for bcm alone (docker/entrypoint.sh).
+COPY docker/entrypoint.sh /usr/local/bin/bcm-entrypoint
 USER bcm
 # Healthy = ready: the node knows the leader and has applied what it committed.
 # `bcm healthcheck` needs no curl in the image.
 HEALTHCHECK --interval=5s --timeout=3s --start-period=60s --retries=3 \
   CMD ["bcm", "healthcheck", "--url", "http://127.0.0.1:8080/readyz"]
-ENTRYPOINT ["bcm"]
+ENTRYPOINT ["bcm-entrypoint"]
 CMD ["node", "--config", "/etc/bcm/bcm.toml"]
 
 # ---- a binary built on the host (before the source build, so that building this

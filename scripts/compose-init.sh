@@ -1,44 +1,99 @@
 #!/usr/bin/env bash
-# Writes .env for `docker compose`: the compose project name and freshly generated
-# secrets (the cluster secret, the first admin password, the PostgreSQL password,
-# and for the `s3` profile Garage's RPC secret and the access key bcm5 uses).
-# .env is ignored by git and readable only by you; an existing .env is kept as it
-# is (the cluster's data was made with those secrets), so running this again is safe.
+# Writes what `docker compose` needs before its first start: .env (the compose
+# project's name and where its secrets are; nothing secret) and the secrets, each
+# a file readable by you alone (0600) in a directory only you may enter (0700):
 #
-#   scripts/compose-init.sh            # writes ./.env unless it exists
-#   scripts/compose-init.sh FILE       # writes FILE instead (the tests use this)
+#   cluster_secret       the cluster's shared secret
+#   admin_password       the first `admin` user's password
+#   postgres_password    bcm's PostgreSQL password, and postgres_url, its URL
+#   garage_rpc_secret    the `s3` profile's Garage: its RPC secret, and the secret
+#   garage_secret_key    of the access key bcm5 keeps its chunks with (garage.env
+#                        holds it too, for Garage, which reads it from its
+#                        environment only)
+#
+# Compose mounts into each container the secrets it needs, and bcm, PostgreSQL
+# and Garage read them from there: none is in .env, docker-compose.yml, or a
+# container's environment (Garage's default key aside). Both are ignored by git.
+#
+# What exists is kept (the cluster's data was made with those secrets), so running
+# this again is safe. A .env written by an older version, which held the secrets
+# itself, is converted: its values go into the files and out of .env.
+#
+#   scripts/compose-init.sh               # writes ./.env and ./secrets/
+#   scripts/compose-init.sh FILE [DIR]    # writes FILE, and the secrets into DIR
+#                                         # (default: secrets/ beside FILE); the tests use this
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 file="${1:-.env}"
+dir="${2:-$(dirname "$file")/secrets}"
+umask 077
 
-if [ -e "$file" ]; then
-  echo "$file exists; keeping it (delete it and the volumes, docker compose down -v, to start over)"
-else
-  # 32 letters and digits from the kernel's random source: safe in a URL and in YAML.
-  random() { LC_ALL=C tr -dc 'A-Za-z0-9' </dev/urandom | head -c 32; }
-  # Garage wants hex: a 64-digit RPC secret and secret key, a GK + 24-digit key id.
-  hex() { LC_ALL=C tr -dc '0-9a-f' </dev/urandom | head -c "$1"; }
-  umask 077
-  cat >"$file" <<ENV
-# Written by scripts/compose-init.sh on $(date -u +%Y-%m-%d). Keep it secret; never commit it.
-# The cluster's data was created with these values: change them only together with
-# \`docker compose down -v\` (which deletes all data).
-COMPOSE_PROJECT_NAME=bcm
-BCM_CLUSTER_SECRET=$(random)
-BCM_ADMIN_PASSWORD=$(random)
-POSTGRES_PASSWORD=$(random)
-GARAGE_RPC_SECRET=$(hex 64)
-GARAGE_ACCESS_KEY_ID=GK$(hex 24)
-GARAGE_SECRET_KEY=$(hex 64)
-ENV
-  echo "wrote $file with generated secrets"
+# 32 letters and digits from the kernel's random source: safe in a URL and in YAML.
+random() { LC_ALL=C tr -dc 'A-Za-z0-9' </dev/urandom | head -c 32; }
+# Garage wants hex: a 64-digit RPC secret and secret key, a GK + 24-digit key id.
+hex() { LC_ALL=C tr -dc '0-9a-f' </dev/urandom | head -c "$1"; }
+# The value of $1 in an existing .env (an older one held the secrets), else $2.
+kept() {
+  local v=""
+  if [ -f "$file" ]; then v=$(sed -n "s/^$1=//p" "$file" | tail -n1); fi
+  printf '%s' "${v:-$2}"
+}
+
+mkdir -p "$dir"
+chmod 0700 "$dir"
+wrote=()
+# secret NAME VALUE: writes $dir/NAME (0600) unless it exists.
+secret() {
+  local path="$dir/$1"
+  if [ ! -e "$path" ]; then
+    printf '%s' "$2" >"$path"
+    wrote+=("$1")
+  fi
+  chmod 0600 "$path"
+}
+secret cluster_secret "$(kept BCM_CLUSTER_SECRET "$(random)")"
+secret admin_password "$(kept BCM_ADMIN_PASSWORD "$(random)")"
+secret postgres_password "$(kept POSTGRES_PASSWORD "$(random)")"
+secret postgres_url "postgres://bcm:$(cat "$dir/postgres_password")@postgres:5432/bcm"
+secret garage_rpc_secret "$(kept GARAGE_RPC_SECRET "$(hex 64)")"
+secret garage_secret_key "$(kept GARAGE_SECRET_KEY "$(hex 64)")"
+secret garage.env "GARAGE_DEFAULT_SECRET_KEY=$(cat "$dir/garage_secret_key")"
+if [ ${#wrote[@]} -gt 0 ]; then
+  echo "wrote ${wrote[*]} in $dir"
 fi
 
-password=$(sed -n 's/^BCM_ADMIN_PASSWORD=//p' "$file")
+# .env names the secrets' directory: as given when it is the default, else absolute.
+if [ "$file" = .env ] && [ "$dir" = ./secrets ]; then
+  secrets_dir=./secrets
+else
+  secrets_dir=$(cd "$dir" && pwd)
+fi
+old_secrets='^(BCM_CLUSTER_SECRET|BCM_ADMIN_PASSWORD|POSTGRES_PASSWORD|GARAGE_RPC_SECRET|GARAGE_SECRET_KEY)='
+if [ ! -e "$file" ]; then
+  cat >"$file" <<ENV
+# Written by scripts/compose-init.sh on $(date -u +%Y-%m-%d). The secrets are files
+# in BCM_SECRETS; the cluster's data was created with them: change them only
+# together with \`docker compose down -v\` (which deletes all data).
+COMPOSE_PROJECT_NAME=bcm
+BCM_SECRETS=$secrets_dir
+# The access key bcm5 uses with Garage (the \`s3\` profile); its secret is a file.
+GARAGE_ACCESS_KEY_ID=GK$(hex 24)
+ENV
+  echo "wrote $file"
+elif grep -Eq "$old_secrets" "$file" || ! grep -q '^BCM_SECRETS=' "$file"; then
+  converted=$(grep -Ev "$old_secrets" "$file" || true)
+  grep -q '^BCM_SECRETS=' <<<"$converted" || converted+=$'\n'"BCM_SECRETS=$secrets_dir"
+  grep -q '^GARAGE_ACCESS_KEY_ID=' <<<"$converted" || converted+=$'\n'"GARAGE_ACCESS_KEY_ID=GK$(hex 24)"
+  printf '%s\n' "$converted" >"$file"
+  echo "$file converted: its secrets are files in $secrets_dir now, and no longer in $file"
+else
+  echo "$file and $dir exist; keeping them (delete them and the volumes, docker compose down -v, to start over)"
+fi
+
 cat <<MSG
 
 next: docker compose up -d
 then: http://127.0.0.1:8080  (the cluster through HAProxy; bcm1-bcm3 on :8081-:8083)
-      user admin, password ${password:-(see BCM_ADMIN_PASSWORD in $file)}
+      user admin, password $(cat "$dir/admin_password")  (in $dir/admin_password)
 MSG

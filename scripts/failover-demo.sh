@@ -5,8 +5,8 @@
 #   scripts/failover-demo.sh --local-images   # with images built from local parts
 #                                             # (scripts/local-images.sh), no registry
 #
-# It brings docker-compose.yml up (writing .env with generated secrets first if
-# there is none), writes through HAProxy, shows the cluster, kills the leader's
+# It brings docker-compose.yml up (writing .env and the secrets first, unless
+# they exist), writes through HAProxy, shows the cluster, kills the leader's
 # container with `docker kill`, measures how long until writes through HAProxy
 # succeed again and who leads then, kills the backup manager's container to show
 # that role move too, starts both containers again and shows them rejoin, and
@@ -45,9 +45,10 @@ now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 
 # ---- the stack ---------------------------------------------------------------
-[ -f .env ] || scripts/compose-init.sh >/dev/null
+scripts/compose-init.sh >/dev/null # writes, or converts, .env and the secrets; keeps what exists
 env_value() { sed -n "s/^$1=//p" .env | tail -n1; }
-password=$(env_value BCM_ADMIN_PASSWORD)
+secrets=$(env_value BCM_SECRETS)
+password=$(cat "${secrets:-./secrets}/admin_password")
 port=$(env_value BCM_PORT)
 proxy="http://127.0.0.1:${port:-8080}"
 
@@ -226,6 +227,6 @@ done
 ok "all ${#acked[@]} acknowledged writes are there: nothing was lost"
 
 printf '\n%sThe stack keeps running.%s\n' "$bold" "$off"
-say "the cluster (API and web UI, on the leader): $proxy   user admin, password in .env"
+say "the cluster (API and web UI, on the leader): $proxy   user admin, password in ${secrets:-./secrets}/admin_password"
 say "each node itself: http://127.0.0.1:$(env_value BCM1_PORT | grep . || echo 8081) (bcm1), likewise bcm2, bcm3"
 say "stop it: docker compose down (data stays in volumes; down -v deletes it)"

@@ -6,6 +6,13 @@ if [ "$(id -u)" = 0 ]; then
   mkdir -p "$PGDATA"
   chown postgres:postgres "$PGDATA"
   chmod 0700 "$PGDATA"
+  # The password file is read here, as root, as the public image reads it: a
+  # Compose secret is the host's file, which only its owner may read.
+  if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
+    POSTGRES_PASSWORD=$(cat "$POSTGRES_PASSWORD_FILE")
+    export POSTGRES_PASSWORD
+    unset POSTGRES_PASSWORD_FILE
+  fi
   exec setpriv --reuid=postgres --regid=postgres --init-groups "$0" "$@"
 fi
 
@@ -17,6 +24,7 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   else
     password="${POSTGRES_PASSWORD:-}"
   fi
+  unset POSTGRES_PASSWORD
   if [ -z "$password" ]; then
     echo "error: POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE must be set" >&2
     exit 1
@@ -34,4 +42,5 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   echo "PostgreSQL data directory initialized; database $db, user $user"
 fi
 
+unset POSTGRES_PASSWORD
 exec "$@"

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use bcm_raft_store::Role;
+
+use crate::net::client_addr::TrustedProxies;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
@@ -78,7 +80,7 @@ pub struct Config {
     pub api: ApiSection,
 }
 
-/// HTTPS for the API and the web UI.
+/// The public listener (API and web UI): HTTPS, and the proxies it trusts.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiSection {
@@ -86,6 +88,10 @@ pub struct ApiSection {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// Reverse proxies (networks, `10.0.0.0/8`, or addresses) whose
+    /// `X-Forwarded-For` names the client (net/client_addr.rs); from any other
+    /// peer the header is ignored. Empty: the client is the socket's peer.
+    pub trusted_proxies: Vec<String>,
 }
 
 /// Where a storage node keeps backup data.
@@ -383,6 +389,8 @@ pub struct NodeConfig {
     pub cluster_tls: bool,
     /// The API's certificate and key files, when it serves HTTPS.
     pub api_tls: Option<(PathBuf, PathBuf)>,
+    /// `api.trusted_proxies`, parsed.
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// Loads the layered configuration.
@@ -742,6 +750,8 @@ fn resolve(c: Config) -> Result<NodeConfig, ConfigError> {
         return Err(invalid("log.format", "must be \"human\" or \"json\""));
     }
     let storage_s3 = resolve_s3(&c.storage)?;
+    let trusted_proxies = TrustedProxies::parse(&c.api.trusted_proxies)
+        .map_err(|problem| invalid("api.trusted_proxies", problem))?;
     let data_dir = n
         .data_dir
         .unwrap_or_else(|| PathBuf::from(format!("data/node{}", n.id)));
@@ -770,6 +780,7 @@ fn resolve(c: Config) -> Result<NodeConfig, ConfigError> {
         http: c.http,
         cluster_tls,
         api_tls,
+        trusted_proxies,
     })
 }
 
@@ -828,6 +839,35 @@ bootstrap = ["http://127.0.0.1:9080/"]
         let spaced = BASE.replace("0123456789abcdef", "0123456789 abcdef");
         let e = load(Some(&write(d.path(), &spaced)), Overrides::default()).unwrap_err();
         assert!(e.to_string().contains("printable ASCII"), "{e}");
+    }
+
+    #[test]
+    fn trusted_proxies_are_networks() {
+        let d = tempfile::tempdir().unwrap();
+        let c = load(Some(&write(d.path(), BASE)), Overrides::default()).unwrap();
+        assert_eq!(
+            c.trusted_proxies,
+            TrustedProxies::default(),
+            "none by default"
+        );
+        let with = |list: &str| format!("{BASE}[api]\ntrusted_proxies = {list}\n");
+        let c = load(
+            Some(&write(d.path(), &with(r#"["10.0.0.0/8", "::1"]"#))),
+            Overrides::default(),
+        )
+        .unwrap();
+        assert!(c.trusted_proxies.contains("10.9.8.7".parse().unwrap()));
+        assert!(c.trusted_proxies.contains("::1".parse().unwrap()));
+        assert!(!c.trusted_proxies.contains("127.0.0.1".parse().unwrap()));
+        let e = load(
+            Some(&write(d.path(), &with(r#"["10.0.0.0/40"]"#))),
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("api.trusted_proxies") && e.to_string().contains("0 to 32"),
+            "{e}"
+        );
     }
 
     #[test]

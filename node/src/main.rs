@@ -279,7 +279,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         Arc::clone(&rpc_stats),
     );
     // The web UI shares the API listener: its pages at the top level, the API under /api/v1.
-    let api_app = http::api::router(app.clone()).merge(http::ui::router(app.clone()));
+    let api_app = http::router(app.clone());
     let limits = net::serve::Limits::of(&node.cfg.http);
     let rpc_stop = stop_rx.clone();
     let rpc_task = raft_rt.spawn(async move {

@@ -97,9 +97,9 @@ const COMPOSE_VARIABLES: &[&str] = &[
     "COMPOSE_PROJECT_NAME",
     "COMPOSE_FILE",
     "COMPOSE_PROFILES",
-    "BCM_CLUSTER_SECRET",
-    "BCM_ADMIN_PASSWORD",
-    "POSTGRES_PASSWORD",
+    "BCM_SECRETS",
+    "BCM_SUBNET",
+    "BCM_PROXY_ADDR",
     "BCM_IMAGE",
     "BCM_PUBLISH_ADDR",
     "BCM_PORT",
@@ -109,9 +109,7 @@ const COMPOSE_VARIABLES: &[&str] = &[
     "BCM4_PORT",
     "BCM5_PORT",
     "GARAGE_IMAGE",
-    "GARAGE_RPC_SECRET",
     "GARAGE_ACCESS_KEY_ID",
-    "GARAGE_SECRET_KEY",
 ];
 
 /// The named volumes of compose project `project` that exist now.
@@ -130,6 +128,91 @@ pub fn project_volumes(project: &str) -> Vec<String> {
         .lines()
         .map(str::to_string)
         .collect()
+}
+
+/// What `scripts/compose-init.sh` wrote into a directory, and the stack's
+/// configuration as Compose renders it from there (`compose config`: no engine
+/// needed, nothing started).
+pub struct RenderedConfig {
+    /// The env file (`.env` for users).
+    pub env_file: String,
+    /// Each secret file by name, with its value (none without the directory).
+    pub secrets: BTreeMap<String, String>,
+    /// The output of `compose config`, every profile's services included.
+    pub config: String,
+}
+
+impl RenderedConfig {
+    /// Runs `scripts/compose-init.sh` into `dir` (its env file `dir/compose.env`,
+    /// its secrets in `dir/secrets`) and renders the configuration.
+    pub fn init_and_render(dir: &Path) -> RenderedConfig {
+        let env_file = dir.join("compose.env");
+        run_ok(
+            Command::new(workspace().join("scripts/compose-init.sh")).arg(&env_file),
+            "scripts/compose-init.sh",
+        );
+        RenderedConfig::render(dir)
+    }
+
+    /// Renders the configuration from what is in `dir` now.
+    pub fn render(dir: &Path) -> RenderedConfig {
+        let env_file = dir.join("compose.env");
+        let compose = compose_command().expect("a Compose command");
+        let mut cmd = Command::new(&compose[0]);
+        cmd.args(&compose[1..])
+            .arg("--env-file")
+            .arg(&env_file)
+            .arg("--file")
+            .arg(workspace().join("docker-compose.yml"))
+            .args(["--profile", "scale", "--profile", "s3", "config"])
+            .current_dir(workspace())
+            .stdin(Stdio::null());
+        for var in COMPOSE_VARIABLES {
+            cmd.env_remove(var);
+        }
+        let out = run_ok(&mut cmd, "compose config");
+        let mut secrets = BTreeMap::new();
+        let files = fs::read_dir(dir.join("secrets")).into_iter().flatten();
+        for entry in files {
+            let path = entry.expect("a secret file").path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            secrets.insert(name, fs::read_to_string(&path).expect("a secret"));
+        }
+        RenderedConfig {
+            env_file: fs::read_to_string(&env_file).expect("the env file"),
+            secrets,
+            config: String::from_utf8_lossy(&out.stdout).into_owned(),
+        }
+    }
+
+    /// Every service's environment as rendered: (service, variable, value).
+    pub fn environments(&self) -> Vec<(String, String, String)> {
+        let mut found = Vec::new();
+        let (mut in_services, mut service, mut in_env) = (false, String::new(), false);
+        for line in self.config.lines() {
+            let indent = line.len() - line.trim_start().len();
+            let text = line.trim();
+            match indent {
+                0 => {
+                    in_services = text == "services:";
+                    in_env = false;
+                }
+                2 if in_services => {
+                    service = text.trim_end_matches(':').to_string();
+                    in_env = false;
+                }
+                4 if in_services => in_env = text == "environment:",
+                6 if in_env => {
+                    if let Some((k, v)) = text.split_once(':') {
+                        let v = v.trim().trim_matches(|c| c == '\'' || c == '"');
+                        found.push((service.clone(), k.to_string(), v.to_string()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        found
+    }
 }
 
 /// One running compose project.
@@ -166,15 +249,15 @@ impl ComposeStack {
             "scripts/compose-init.sh",
         );
         let text = fs::read_to_string(&env_file).expect("the generated env file");
-        let admin_password = text
-            .lines()
-            .find_map(|l| l.strip_prefix("BCM_ADMIN_PASSWORD="))
-            .expect("BCM_ADMIN_PASSWORD in the generated env file")
-            .to_string();
+        let admin_password = fs::read_to_string(dir.join("secrets/admin_password"))
+            .expect("the generated admin password");
         let proxy_port = free_port();
         let node_ports: BTreeMap<u64, u16> = (1..=5).map(|n| (n, free_port())).collect();
+        // A network of its own, apart from a stack the user may be running.
+        let net = rand::thread_rng().gen_range(100..200);
         let mut extra = format!(
-            "COMPOSE_PROJECT_NAME={project}\nBCM_PUBLISH_ADDR=127.0.0.1\nBCM_PORT={proxy_port}\n"
+            "COMPOSE_PROJECT_NAME={project}\nBCM_PUBLISH_ADDR=127.0.0.1\nBCM_PORT={proxy_port}\n\
+             BCM_SUBNET=10.213.{net}.0/24\nBCM_PROXY_ADDR=10.213.{net}.250\n"
         );
         for (n, p) in &node_ports {
             extra.push_str(&format!("BCM{n}_PORT={p}\n"));
@@ -385,6 +468,28 @@ impl ComposeStack {
             },
         );
         *self.token.lock().unwrap() = Some(token);
+    }
+
+    /// A login as `username` at `base` (HAProxy or a node), with
+    /// `X-Forwarded-For: xff` when given; the status.
+    pub fn login_attempt(
+        &self,
+        base: &str,
+        username: &str,
+        password: &str,
+        xff: Option<&str>,
+    ) -> Result<u16, String> {
+        let url = format!("{base}/api/v1/auth/login");
+        let mut rb = self
+            .client
+            .post(&url)
+            .json(&json!({"username": username, "password": password}));
+        if let Some(xff) = xff {
+            rb = rb.header("x-forwarded-for", xff);
+        }
+        rb.send()
+            .map(|r| r.status().as_u16())
+            .map_err(|e| format!("POST {url}: {e}"))
     }
 
     /// `PUT /api/v1/config/{key}` at `base`: `Ok` only when acknowledged (2xx).

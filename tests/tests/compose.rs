@@ -5,11 +5,11 @@
 //!
 //! `cargo build --bin bcm && cargo test -p bcm-tests --test compose`
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bcm_tests::compose::{self, Ack, ComposeStack, Writer};
+use bcm_tests::compose::{self, Ack, ComposeStack, RenderedConfig, Writer};
 use bcm_tests::serde_json::{json, Value};
 use bcm_tests::{bcm_bin, wait_until};
 use reqwest::Method;
@@ -60,6 +60,169 @@ fn check_all_present(stack: &ComposeStack, base: &str, acks: &[Ack], linearizabl
     );
 }
 
+/// Secrets are files: `scripts/compose-init.sh` writes each readable by its owner
+/// alone, and no generated secret is in the env file, in docker-compose.yml as
+/// rendered, or in any container's environment, Garage's default key aside (Garage
+/// reads it from nowhere else). Needs Compose, not a Docker engine.
+#[test]
+fn no_secret_is_in_the_stacks_environment() {
+    if let Err(why) = compose::compose_command() {
+        eprintln!("skipped: no Docker Compose ({why})");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let rendered = RenderedConfig::init_and_render(dir.path());
+    let secrets = &rendered.secrets;
+    let expected = [
+        "admin_password",
+        "cluster_secret",
+        "garage.env",
+        "garage_rpc_secret",
+        "garage_secret_key",
+        "postgres_password",
+        "postgres_url",
+    ];
+    assert_eq!(
+        secrets.keys().map(String::as_str).collect::<Vec<_>>(),
+        expected,
+        "the secret files"
+    );
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode(&dir.path().join("secrets")),
+        0o700,
+        "the secrets directory"
+    );
+    for name in secrets.keys() {
+        let m = mode(&dir.path().join("secrets").join(name));
+        assert_eq!(m, 0o600, "secrets/{name} has mode {m:o}");
+    }
+    let postgres_password = &secrets["postgres_password"];
+    assert_eq!(
+        secrets["postgres_url"],
+        format!("postgres://bcm:{postgres_password}@postgres:5432/bcm")
+    );
+    // The values to look for (garage.env holds garage_secret_key again).
+    let values: Vec<(&str, &str)> = secrets
+        .iter()
+        .filter(|(name, _)| *name != "garage.env")
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    for (name, value) in &values {
+        assert!(value.len() >= 32, "{name} is short: {value:?}");
+        assert!(
+            !rendered.env_file.contains(value),
+            "{name} is in the env file:\n{}",
+            rendered.env_file
+        );
+    }
+
+    let envs = rendered.environments();
+    let services: BTreeSet<&str> = envs.iter().map(|(s, _, _)| s.as_str()).collect();
+    for service in ["bcm1", "bcm2", "bcm3", "bcm4", "bcm5", "postgres", "garage"] {
+        assert!(
+            services.contains(service),
+            "no environment for {service}: {envs:?}"
+        );
+    }
+    let garage_key = secrets["garage_secret_key"].as_str();
+    for (service, var, value) in &envs {
+        for (name, secret) in &values {
+            let garages_own =
+                service == "garage" && var == "GARAGE_DEFAULT_SECRET_KEY" && *secret == garage_key;
+            assert!(
+                !value.contains(secret) || garages_own,
+                "{service}'s {var} holds the secret {name}"
+            );
+        }
+    }
+    // Nor anywhere else in the configuration (a command line, a label, ...).
+    for (name, secret) in &values {
+        let seen = rendered.config.matches(secret).count();
+        let allowed = usize::from(*secret == garage_key);
+        assert!(
+            seen <= allowed,
+            "the secret {name} is in the rendered configuration {seen} times"
+        );
+    }
+    // Each node is handed the files it reads, and names them.
+    for (service, var, value) in &envs {
+        if service.starts_with("bcm") && var.ends_with("_FILE") {
+            assert!(value.starts_with("/run/bcm/"), "{service}: {var}={value}");
+        }
+    }
+    assert!(
+        envs.contains(&(
+            "postgres".into(),
+            "POSTGRES_PASSWORD_FILE".into(),
+            "/run/secrets/postgres_password".into()
+        )),
+        "postgres reads its password from a file: {envs:?}"
+    );
+}
+
+/// An env file from before secrets were files keeps its values: they move into
+/// the files, and out of the env file.
+#[test]
+fn an_older_env_file_is_converted_to_secret_files() {
+    if let Err(why) = compose::compose_command() {
+        eprintln!("skipped: no Docker Compose ({why})");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let old = "COMPOSE_PROJECT_NAME=bcm\n\
+        BCM_CLUSTER_SECRET=OldClusterSecret0123456789abcdef\n\
+        BCM_ADMIN_PASSWORD=OldAdminPassword0123456789abcdef\n\
+        POSTGRES_PASSWORD=OldPostgresPassword0123456789abc\n\
+        GARAGE_RPC_SECRET=00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n\
+        GARAGE_ACCESS_KEY_ID=GK00112233445566778899aabb\n\
+        GARAGE_SECRET_KEY=ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100\n\
+        BCM_PORT=18080\n";
+    std::fs::write(dir.path().join("compose.env"), old).unwrap();
+    let r = RenderedConfig::init_and_render(dir.path());
+    assert_eq!(
+        r.secrets["cluster_secret"],
+        "OldClusterSecret0123456789abcdef"
+    );
+    assert_eq!(
+        r.secrets["admin_password"],
+        "OldAdminPassword0123456789abcdef"
+    );
+    assert_eq!(
+        r.secrets["postgres_url"],
+        "postgres://bcm:OldPostgresPassword0123456789abc@postgres:5432/bcm"
+    );
+    assert!(r.secrets["garage_rpc_secret"].starts_with("0011"));
+    assert!(r.secrets["garage_secret_key"].starts_with("ffee"));
+    for gone in [
+        "Old",
+        "BCM_CLUSTER_SECRET",
+        "GARAGE_SECRET_KEY",
+        "00112233445566778899aabbcc",
+    ] {
+        assert!(
+            !r.env_file.contains(gone),
+            "{gone} is still in:\n{}",
+            r.env_file
+        );
+    }
+    for kept in [
+        "BCM_PORT=18080",
+        "GARAGE_ACCESS_KEY_ID=GK00112233445566778899aabb",
+    ] {
+        assert!(
+            r.env_file.contains(kept),
+            "{kept} is gone from:\n{}",
+            r.env_file
+        );
+    }
+    // Run again, nothing changes.
+    let again = RenderedConfig::init_and_render(dir.path());
+    assert_eq!(again.secrets, r.secrets);
+    assert_eq!(again.env_file, r.env_file);
+}
+
 #[test]
 fn compose_stack_survives_killing_the_leader_container() {
     if let Err(why) = compose::docker_available() {
@@ -82,6 +245,7 @@ fn compose_stack_survives_killing_the_leader_container() {
         start.elapsed().as_secs_f64()
     ));
     stack.login();
+    haproxy_names_the_client(&stack);
 
     // Writes through HAProxy, all along.
     let writer = Writer::start(&stack, "w-");
@@ -230,6 +394,47 @@ fn compose_stack_survives_killing_the_leader_container() {
     let probe = ComposeProbe::of(&stack);
     drop(stack);
     assert!(probe.volumes_gone(), "`down --volumes` left volumes behind");
+}
+
+/// HAProxy tells the nodes who the client is, and they believe it from HAProxy
+/// alone: a client whose guesses reached bcm1 directly (its made-up
+/// X-Forwarded-For ignored there) is the same client through HAProxy, which adds
+/// the address it saw; not HAProxy itself, whose limits would be everyone's.
+fn haproxy_names_the_client(stack: &ComposeStack) {
+    let direct = stack.node_url(1);
+    for i in 0..5 {
+        let xff = format!("198.51.100.{i}");
+        let status = stack
+            .login_attempt(&direct, "xff-probe", "wrong-password-here", Some(&xff))
+            .unwrap();
+        assert_eq!(status, 401, "guess {i} straight to bcm1");
+    }
+    let status = stack
+        .login_attempt(
+            &direct,
+            "xff-probe",
+            "wrong-password-here",
+            Some("198.51.100.99"),
+        )
+        .unwrap();
+    assert_eq!(
+        status, 429,
+        "a 6th guess from the same client straight to bcm1"
+    );
+    // Through HAProxy, with yet another made-up header: the client is still the
+    // one HAProxy saw, already at its limit for that name.
+    let status = stack
+        .login_attempt(
+            &stack.proxy_url(),
+            "xff-probe",
+            "wrong-password-here",
+            Some("203.0.113.1"),
+        )
+        .unwrap();
+    assert_eq!(status, 429, "the same client through HAProxy");
+    // And admin is not locked out by it.
+    stack.login();
+    stack.log("HAProxy names the client in X-Forwarded-For, and only HAProxy is believed");
 }
 
 /// The `s3` profile: Garage and bcm5, a storage node keeping its chunks in

@@ -150,6 +150,7 @@ pub async fn execute_locally(
             }
         }
         LeaderOp::Health => LeaderReply::Ok(OpResult::Health(leader_health(node))),
+        LeaderOp::Login(op) => LeaderReply::Ok(OpResult::Login(node.logins.handle(op))),
     }
 }
 

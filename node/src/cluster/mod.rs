@@ -13,6 +13,7 @@ pub mod export;
 pub mod forward;
 pub mod leader;
 pub mod local;
+pub mod logins;
 pub mod manager;
 pub mod membership;
 mod node;

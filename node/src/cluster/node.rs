@@ -63,6 +63,8 @@ pub struct Node {
     pub disk: Arc<crate::cluster::disk::DiskWatch>,
     /// This node's cluster TLS material, when its cluster speaks mutual TLS.
     pub tls: Option<Arc<crate::tls::NodeTls>>,
+    /// While leading: the cluster's failed-login limiter (logins.rs).
+    pub logins: crate::cluster::logins::LoginLimiter,
 }
 
 pub type SharedNode = Arc<Node>;

@@ -107,6 +107,8 @@ pub enum LeaderOp {
     /// Several writes at once (see forward.rs); answered with `OpResult::Batch`,
     /// one answer per write, in order.
     WriteBatch(Vec<Command>),
+    /// The cluster's login limiter (logins.rs); answered with `OpResult::Login`.
+    Login(crate::cluster::logins::LoginOp),
 }
 
 impl LeaderOp {
@@ -119,6 +121,7 @@ impl LeaderOp {
             LeaderOp::Snapshot => "snapshot",
             LeaderOp::Health => "health",
             LeaderOp::WriteBatch(_) => "write-batch",
+            LeaderOp::Login(_) => "login",
         }
     }
 }
@@ -132,6 +135,7 @@ pub enum OpResult {
     Snapshot(u64),
     Health(Vec<MemberHealth>),
     Batch(#[serde(deserialize_with = "codec::nested")] Vec<LeaderReply<OpResult>>),
+    Login(crate::cluster::logins::LoginAnswer),
 }
 
 /// A failure to talk to a peer.

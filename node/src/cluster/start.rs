@@ -129,6 +129,7 @@ pub async fn start(cfg: NodeConfig, shutdown: watch::Receiver<bool>) -> anyhow::
         hand_over_failed: Mutex::new(None),
         disk,
         tls,
+        logins: Default::default(),
     });
     tracing::info!(
         node_id = node.cfg.id,

@@ -104,6 +104,14 @@ fn control_bodies() -> Vec<Vec<u8>> {
             cluster_id: Some("c-7f3a".into()),
             leader_id: Some(1),
             leader_rpc: Some("http://127.0.0.1:9081".into()),
+            cert: Some(bcm_api::NodeCertView {
+                node_id: 1,
+                issuer: Some("bcm cluster CA 0f12e13d".into()),
+                serial: Some("5a:01".into()),
+                not_before: Some(1_796_000_000),
+                not_after: Some(1_803_776_000),
+                error: None,
+            }),
         },
         Hello {
             info: info(),
@@ -111,6 +119,7 @@ fn control_bodies() -> Vec<Vec<u8>> {
             cluster_id: None,
             leader_id: None,
             leader_rpc: None,
+            cert: None,
         },
     ]));
     out

@@ -15,8 +15,9 @@ use crate::net::serve::ListenerStats;
 /// of their own features (each feature's state here, not in the cluster's `Node`).
 pub struct AppState {
     pub node: SharedNode,
-    /// Failed logins on this node (per user name and client address).
-    pub login_limiter: crate::service::auth::LoginLimiter,
+    /// The logins this node took, counted by its own limiter (the leader's
+    /// counts for the cluster: cluster/logins.rs).
+    pub login_limiter: crate::cluster::logins::LoginLimiter,
     /// Bearer tokens this node has verified.
     pub tokens: crate::crypto::TokenCache,
     /// Event streams open per user (api/events.rs, ui/live.rs).
@@ -32,6 +33,19 @@ pub struct AppState {
 /// The handle every handler gets.
 pub type App = Arc<AppState>;
 
+/// Everything the public listener serves: the API under `/api/v1` and the web
+/// UI's pages, each request's client address worked out first
+/// (net/client_addr.rs).
+pub fn router(app: App) -> axum::Router {
+    let trusted = Arc::new(app.cfg.trusted_proxies.clone());
+    api::router(app.clone())
+        .merge(ui::router(app))
+        .layer(axum::middleware::from_fn_with_state(
+            trusted,
+            crate::net::client_addr::resolve,
+        ))
+}
+
 impl AppState {
     pub fn new(
         node: SharedNode,
@@ -44,7 +58,7 @@ impl AppState {
             node,
             export,
             storage,
-            login_limiter: crate::service::auth::LoginLimiter::new(),
+            login_limiter: Default::default(),
             tokens: Default::default(),
             streams: Arc::default(),
             metrics: metrics::HttpMetrics::new(api, rpc),

@@ -22,8 +22,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bcm_api::{AuditFilter, Login};
 use bcm_raft_store::{AuditEntry, AuditOutcome, AuditRecord, Command};
 
-use super::auth::{self, Caller, Issued, LoginLimiter};
+use super::auth::{self, Caller, Issued};
 use super::OpError;
+use crate::cluster::logins::LoginLimiter;
 use crate::cluster::{leader, now_ms, Node};
 
 /// The actor of a record whose user is not known.

@@ -2,159 +2,20 @@
 //! signed token), logging out (a replicated revocation), and checking a bearer token
 //! on every request, with the permissions its user's groups grant.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bcm_api::Login;
 use bcm_raft_store::{Command, PermissionSet, User};
 
 use super::{write, OpError};
+use crate::cluster::leader;
+use crate::cluster::logins::{Attempt, LoginAnswer, LoginLimiter, LoginOp, Outcome};
+use crate::cluster::rpc::{LeaderOp, OpResult};
 use crate::cluster::{now_ms, Node};
 use crate::crypto::{self, Claims, TokenCache};
 
 const BAD_LOGIN: &str = "unknown user, wrong password or disabled user";
-
-/// Failed logins counted per user name and per client address over a sliding
-/// window, on each node. A login is refused with 429 before the password is even
-/// checked when its name or address has, in the window, as many failures plus
-/// attempts still being checked as its limit allows: so a burst of concurrent
-/// wrong passwords from one address gets at most its limit of argon2 checks.
-///
-/// Memory: a key is kept only while it has a failure in the window or an attempt
-/// in flight (pruned every window), and each failure costs an argon2 check, which
-/// runs one per core (auth.rs): a node records a few thousand keys a minute at most.
-pub struct LoginLimiter {
-    inner: Mutex<LimiterState>,
-}
-
-#[derive(Default)]
-struct LimiterState {
-    failures: HashMap<String, VecDeque<Instant>>,
-    in_flight: HashMap<String, usize>,
-    pruned: Option<Instant>,
-}
-
-const WINDOW: Duration = Duration::from_secs(60);
-const PER_USER: usize = 10;
-const PER_ADDRESS: usize = 30;
-/// Longer names cannot exist (users.rs `check_name`).
-const MAX_NAME: usize = 64;
-
-impl LimiterState {
-    /// Failures in the window plus attempts in flight for `key`, and the seconds
-    /// until the oldest failure leaves the window.
-    fn load(&mut self, key: &str) -> (usize, u64) {
-        let mut wait = 1;
-        let mut failures = 0;
-        if let Some(q) = self.failures.get_mut(key) {
-            while q.front().is_some_and(|t| t.elapsed() > WINDOW) {
-                q.pop_front();
-            }
-            failures = q.len();
-            if let Some(oldest) = q.front() {
-                wait = WINDOW.saturating_sub(oldest.elapsed()).as_secs().max(1);
-            }
-        }
-        (
-            failures + self.in_flight.get(key).copied().unwrap_or(0),
-            wait,
-        )
-    }
-
-    fn prune(&mut self) {
-        if self.pruned.is_some_and(|t| t.elapsed() < WINDOW) {
-            return;
-        }
-        self.pruned = Some(Instant::now());
-        self.failures
-            .retain(|_, q| q.back().is_some_and(|t| t.elapsed() <= WINDOW));
-        self.in_flight.retain(|_, n| *n > 0);
-    }
-}
-
-impl LoginLimiter {
-    pub fn new() -> LoginLimiter {
-        LoginLimiter {
-            inner: Mutex::new(LimiterState::default()),
-        }
-    }
-
-    /// Starts an attempt for these keys, or says how many seconds to wait.
-    fn begin(&self, keys: Vec<(String, usize)>) -> Result<Attempt<'_>, u64> {
-        let mut st = self.inner.lock().expect("limiter lock");
-        st.prune();
-        for (key, limit) in &keys {
-            let (load, wait) = st.load(key);
-            if load >= *limit {
-                return Err(wait);
-            }
-        }
-        for (key, _) in &keys {
-            *st.in_flight.entry(key.clone()).or_default() += 1;
-        }
-        Ok(Attempt {
-            limiter: self,
-            keys: keys.into_iter().map(|(k, _)| k).collect(),
-        })
-    }
-
-    #[cfg(test)]
-    fn keys(&self) -> usize {
-        let st = self.inner.lock().expect("limiter lock");
-        st.failures.len() + st.in_flight.len()
-    }
-}
-
-/// One login being checked; counted against its keys until it ends.
-struct Attempt<'a> {
-    limiter: &'a LoginLimiter,
-    keys: Vec<String>,
-}
-
-impl Attempt<'_> {
-    /// Counts a failure against every key.
-    fn failed(self) {
-        let mut st = self.limiter.inner.lock().expect("limiter lock");
-        for key in &self.keys {
-            st.failures
-                .entry(key.clone())
-                .or_default()
-                .push_back(Instant::now());
-        }
-    }
-
-    /// Forgets the failures of `key` (a correct password for that name).
-    fn succeeded(self, key: &str) {
-        self.limiter
-            .inner
-            .lock()
-            .expect("limiter lock")
-            .failures
-            .remove(key);
-    }
-}
-
-impl Drop for Attempt<'_> {
-    fn drop(&mut self) {
-        let mut st = self.limiter.inner.lock().expect("limiter lock");
-        for key in &self.keys {
-            if let Some(n) = st.in_flight.get_mut(key) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    st.in_flight.remove(key);
-                }
-            }
-        }
-    }
-}
-
-impl Default for LoginLimiter {
-    fn default() -> Self {
-        Self::new()
-    }
-}
 
 /// A signed token for a user who gave the right password.
 pub struct Issued {
@@ -166,29 +27,13 @@ pub struct Issued {
 
 /// Logs in: an unknown user, a wrong password and a disabled user are refused alike
 /// (and take the same time: an unknown user's password is checked against a dummy
-/// hash), and counted by the limiter.
+/// hash), and counted by the limiters (see [`Slot`]).
 pub async fn login(
     node: &Node,
-    limiter: &LoginLimiter,
+    own: &LoginLimiter,
     from: IpAddr,
     login: Login,
 ) -> Result<Issued, OpError> {
-    let mut keys = vec![(format!("addr:{from}"), PER_ADDRESS)];
-    // A name longer than any user's is not looked up (nor kept as a key).
-    let user_key = (login.username.len() <= MAX_NAME).then(|| format!("user:{}", login.username));
-    if let Some(k) = &user_key {
-        keys.push((k.clone(), PER_USER));
-    }
-    let attempt = limiter
-        .begin(keys)
-        .map_err(|wait| OpError::TooManyRequests {
-            message: format!("too many failed logins; try again in {wait} s"),
-            retry_after: wait,
-        })?;
-    let Some(user_key) = user_key else {
-        attempt.failed();
-        return Err(OpError::Unauthorized(BAD_LOGIN.into()));
-    };
     let (user, key, cluster_id) = node.state.read(|d| {
         (
             d.state.user_by_name(&login.username).cloned(),
@@ -199,19 +44,30 @@ pub async fn login(
     let Some(cluster_id) = cluster_id else {
         return Err(OpError::Unavailable("the cluster is still forming".into()));
     };
-    let ok = crypto::verify_password(
+    let attempt = Attempt::new(from, &login.username);
+    let slot = Slot::take(node, own, attempt).await?;
+    // A name longer than any user's is not looked up.
+    if slot.attempt.name.is_none() {
+        return Err(OpError::Unauthorized(BAD_LOGIN.into()));
+    }
+    let checked = crypto::verify_password(
         login.password,
         user.as_ref().map(|u| u.password_hash.clone()),
     )
-    .await?;
-    let user = match user {
-        Some(u) if ok && u.enabled => u,
-        _ => {
-            attempt.failed();
-            return Err(OpError::Unauthorized(BAD_LOGIN.into()));
+    .await;
+    let ok = match checked {
+        Ok(ok) => ok,
+        Err(e) => {
+            slot.give_back(node, own, Outcome::NotChecked).await;
+            return Err(e.into());
         }
     };
-    attempt.succeeded(&user_key);
+    let user = match user {
+        Some(u) if ok && u.enabled => u,
+        // The slot stays taken: it counts as the failure it is.
+        _ => return Err(OpError::Unauthorized(BAD_LOGIN.into())),
+    };
+    slot.give_back(node, own, Outcome::Succeeded).await;
     let now = now_ms() / 1000;
     let claims = Claims {
         sub: user.id.to_string(),
@@ -228,6 +84,89 @@ pub async fn login(
         expires_at: claims.exp,
         user,
     })
+}
+
+/// How long a node waits for the leader's limiter before its own decides alone.
+const LEADER_BUDGET: Duration = Duration::from_secs(2);
+
+/// The slots one login holds: in this node's own limiter, and in the leader's
+/// (cluster/logins.rs). Both count it as a failure until it is given back.
+struct Slot {
+    attempt: Attempt,
+    own: u64,
+    /// None when no leader answered in time: this node's limiter decided alone.
+    leader: Option<u64>,
+}
+
+impl Slot {
+    /// Takes a slot in this node's limiter, then in the leader's; 429 with the
+    /// seconds to wait when either refuses.
+    async fn take(node: &Node, own: &LoginLimiter, attempt: Attempt) -> Result<Slot, OpError> {
+        let own_ticket = granted(own.begin(&attempt))?;
+        let asked = leader::leader_op(
+            node,
+            LeaderOp::Login(LoginOp::Begin(attempt.clone())),
+            LEADER_BUDGET,
+        )
+        .await;
+        let leader = match asked {
+            Ok(OpResult::Login(answer)) => match granted(answer) {
+                Ok(ticket) => Some(ticket),
+                Err(e) => {
+                    own.settle(&attempt, own_ticket, Outcome::NotChecked);
+                    return Err(e);
+                }
+            },
+            Ok(other) => {
+                own.settle(&attempt, own_ticket, Outcome::NotChecked);
+                return Err(OpError::Internal(format!("unexpected result {other:?}")));
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "the leader's login limiter did not answer ({e}); this node's own decides"
+                );
+                None
+            }
+        };
+        Ok(Slot {
+            attempt,
+            own: own_ticket,
+            leader,
+        })
+    }
+
+    /// Gives the slots back: the password was right, or was never checked.
+    async fn give_back(self, node: &Node, own: &LoginLimiter, outcome: Outcome) {
+        own.settle(&self.attempt, self.own, outcome);
+        let Some(ticket) = self.leader else { return };
+        let op = LoginOp::Settle {
+            attempt: self.attempt,
+            ticket,
+            outcome,
+        };
+        // When this is lost (the leader changed meanwhile), the slot stays counted
+        // until it leaves the window: erring towards the limit.
+        if let Err(e) = leader::leader_op(node, LeaderOp::Login(op), LEADER_BUDGET).await {
+            tracing::debug!("giving a login slot back to the leader: {e}");
+        }
+    }
+}
+
+/// The ticket of a granted slot, or the refusal as the caller sees it.
+fn granted(answer: LoginAnswer) -> Result<u64, OpError> {
+    match answer {
+        LoginAnswer::Granted { ticket } => Ok(ticket),
+        LoginAnswer::Limited { retry_after } => Err(OpError::TooManyRequests {
+            message: format!("too many failed logins; try again in {retry_after} s"),
+            retry_after,
+        }),
+        LoginAnswer::Full => Err(OpError::Unavailable(
+            "too many failed logins are being counted; try again in a minute".into(),
+        )),
+        LoginAnswer::Settled => Err(OpError::Internal(
+            "the login limiter answered a request for a slot with `settled`".into(),
+        )),
+    }
 }
 
 /// Logs `token`, `caller`'s, out: refused from now on, on every node, until it
@@ -332,56 +271,4 @@ pub fn authenticate(node: &Node, tokens: &TokenCache, token: &str) -> Result<Cal
         expires_at: token_of.exp,
         addr: None,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn keys(addr: &str, user: &str) -> Vec<(String, usize)> {
-        vec![
-            (format!("addr:{addr}"), PER_ADDRESS),
-            (format!("user:{user}"), PER_USER),
-        ]
-    }
-
-    #[test]
-    fn attempts_in_flight_count_like_failures() {
-        let l = LoginLimiter::new();
-        // PER_USER concurrent attempts for one name: the next is refused at once.
-        let held: Vec<_> = (0..PER_USER)
-            .map(|i| l.begin(keys(&format!("10.0.0.{i}"), "alice")).unwrap())
-            .collect();
-        assert!(l.begin(keys("10.0.0.99", "alice")).is_err());
-        // They end without failing: room again.
-        drop(held);
-        let a = l.begin(keys("10.0.0.99", "alice")).unwrap();
-        a.failed();
-        assert_eq!(l.keys(), 2, "only the keys with a failure are kept");
-        // Failures of one address stop every name from it.
-        for i in 0..PER_ADDRESS - 1 {
-            l.begin(keys("10.0.0.1", &format!("u{i}")))
-                .unwrap()
-                .failed();
-        }
-        let a = l.begin(keys("10.0.0.1", "bob")).unwrap();
-        a.failed();
-        assert!(l.begin(keys("10.0.0.1", "carol")).is_err());
-        assert!(l.begin(keys("10.0.0.2", "carol")).is_ok());
-    }
-
-    #[test]
-    fn a_success_clears_the_names_failures() {
-        let l = LoginLimiter::new();
-        for _ in 0..PER_USER - 1 {
-            l.begin(keys("10.0.0.1", "alice")).unwrap().failed();
-        }
-        l.begin(keys("10.0.0.1", "alice"))
-            .unwrap()
-            .succeeded("user:alice");
-        for _ in 0..PER_USER - 1 {
-            l.begin(keys("10.0.0.2", "alice")).unwrap().failed();
-        }
-        assert!(l.begin(keys("10.0.0.3", "alice")).is_ok());
-    }
 }

@@ -101,6 +101,9 @@ pub struct Req {
     pub headers: Vec<(String, String)>,
     pub body: Option<Vec<u8>>,
     pub timeout: Duration,
+    /// The loopback address the request leaves from (another client, as the
+    /// node sees it); None: the default, 127.0.0.1.
+    pub source: Option<std::net::IpAddr>,
 }
 
 impl Req {
@@ -112,6 +115,7 @@ impl Req {
             headers: Vec::new(),
             body: None,
             timeout: REQUEST_TIMEOUT,
+            source: None,
         }
     }
 
@@ -132,6 +136,13 @@ impl Req {
 
     pub fn raw_body(mut self, body: impl Into<Vec<u8>>) -> Self {
         self.body = Some(body.into());
+        self
+    }
+
+    /// Sends from `addr` (a loopback address such as 127.0.0.2): a client of
+    /// its own, as far as the node can tell.
+    pub fn from_address(mut self, addr: &str) -> Self {
+        self.source = Some(addr.parse().expect("an IP address"));
         self
     }
 

@@ -48,23 +48,26 @@ pub struct Api {
     inner: Arc<ApiInner>,
 }
 
+/// How the harness's HTTP clients are made.
+fn client_builder() -> reqwest::blocking::ClientBuilder {
+    Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .connect_timeout(Duration::from_secs(2))
+        // A fresh connection per request: nodes are killed and restarted under us,
+        // and a stale pooled connection would turn into a spurious error.
+        .pool_max_idle_per_host(0)
+        .no_proxy()
+}
+
 impl Api {
     /// `ca_pem`: the CA that certifies the nodes' API (HTTPS), if they serve it.
     pub(crate) fn new(events: Events, ca_pem: Option<String>) -> Self {
-        let mut builder = Client::builder();
+        let mut builder = client_builder();
         if let Some(pem) = ca_pem {
             let ca = reqwest::Certificate::from_pem(pem.as_bytes()).expect("the test CA");
             builder = builder.add_root_certificate(ca);
         }
-        let client = builder
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(Duration::from_secs(2))
-            // A fresh connection per request: nodes are killed and restarted under us,
-            // and a stale pooled connection would turn into a spurious error.
-            .pool_max_idle_per_host(0)
-            .no_proxy()
-            .build()
-            .expect("build the HTTP client");
+        let client = builder.build().expect("build the HTTP client");
         Api {
             inner: Arc::new(ApiInner {
                 client,
@@ -153,9 +156,18 @@ impl Api {
 
     fn send_inner(&self, req: Req, read_streams: bool) -> Result<Reply, String> {
         let start = Instant::now();
-        let mut rb = self
-            .inner
-            .client
+        let from_elsewhere;
+        let client = match req.source {
+            None => &self.inner.client,
+            Some(addr) => {
+                from_elsewhere = client_builder()
+                    .local_address(addr)
+                    .build()
+                    .map_err(|e| format!("a client sending from {addr}: {e}"))?;
+                &from_elsewhere
+            }
+        };
+        let mut rb = client
             .request(req.method.clone(), &req.url)
             .timeout(req.timeout);
         for (k, v) in &req.headers {

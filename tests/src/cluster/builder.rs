@@ -37,6 +37,7 @@ pub struct ClusterBuilder {
     own_addresses: bool,
     tmpfs: Option<(u64, u64)>,
     tls: bool,
+    node_toml: String,
 }
 
 impl ClusterBuilder {
@@ -56,6 +57,7 @@ impl ClusterBuilder {
             own_addresses: false,
             tmpfs: None,
             tls: false,
+            node_toml: String::new(),
         }
     }
 
@@ -79,6 +81,12 @@ impl ClusterBuilder {
     /// be cut (see `chaos::Firewall`). The public API stays on 127.0.0.1.
     pub fn own_addresses(mut self) -> Self {
         self.own_addresses = true;
+        self
+    }
+
+    /// `toml` added to every bootstrap node's config (an `[api]` section, say).
+    pub fn node_toml(mut self, toml: &str) -> Self {
+        self.node_toml = toml.to_string();
         self
     }
 
@@ -205,6 +213,9 @@ impl ClusterBuilder {
             .map(|id| cluster.nodes[&id].rpc_url())
             .collect();
         for id in 1..=self.voters as u64 {
+            if !self.node_toml.is_empty() {
+                cluster.extra_toml.insert(id, self.node_toml.clone());
+            }
             cluster.write_config(id);
             if let Some((size_mb, _)) = self.tmpfs {
                 super::disk::mount_tmpfs(&cluster.data_dir(id), size_mb);

@@ -1,15 +1,14 @@
 //! `/api/v1/auth`: logging in and out, and who the caller is (the rules are the
 //! service layer's, service/auth.rs).
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use bcm_api::{Login, Me, Session, UserView};
 
 use super::{ok, Answer, ApiJson, Authed};
 use crate::http::App;
+use crate::net::client_addr::ClientAddr;
 use crate::net::problem::Problem;
 use crate::service::{audit, auth};
 
@@ -24,10 +23,10 @@ use crate::service::{audit, auth};
     ))]
 pub async fn login(
     State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: ClientAddr,
     ApiJson(body): ApiJson<Login>,
 ) -> Answer {
-    let issued = audit::login(&app, &app.login_limiter, peer.ip(), body).await?;
+    let issued = audit::login(&app, &app.login_limiter, client.0, body).await?;
     let session = Session {
         token: issued.token,
         expires_at: bcm_api::time::rfc3339(issued.expires_at),

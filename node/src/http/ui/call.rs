@@ -73,8 +73,8 @@ impl Ui {
         extra: &[(header::HeaderName, String)],
     ) -> Result<Value, UiError> {
         let mut req = request(method, uri, s.map(|s| s.token.as_str()), body, extra)?;
-        if let Some(peer) = s.and_then(|s| s.peer) {
-            req.extensions_mut().insert(peer);
+        if let Some(client) = s.and_then(|s| s.client) {
+            req.extensions_mut().insert(client);
         }
         self.answer(req).await
     }

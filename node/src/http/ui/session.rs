@@ -7,9 +7,7 @@
 //! replicated key, so any node can check it. The login form, before any session,
 //! uses a random value in a cookie and in the form (double submit).
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -22,6 +20,7 @@ use subtle::ConstantTimeEq;
 use super::{decode, json_of, page, request, secure_headers, Ui, UiError, UiState};
 use crate::http::api::Authed;
 use crate::http::App;
+use crate::net::client_addr::ClientAddr;
 
 pub const SESSION_COOKIE: &str = "bcm_session";
 const LOGIN_COOKIE: &str = "bcm_login";
@@ -32,7 +31,8 @@ pub struct Session {
     pub token: String,
     pub csrf: String,
     pub who: Authed,
-    pub peer: Option<ConnectInfo<SocketAddr>>,
+    /// The browser's address, for the API calls made on its behalf.
+    pub client: Option<ClientAddr>,
     /// A message left by the previous request (shown once).
     pub flash: Option<String>,
 }
@@ -137,7 +137,7 @@ impl Session {
             csrf: csrf_for(&key, &token),
             token,
             who,
-            peer: parts.extensions.get::<ConnectInfo<SocketAddr>>().copied(),
+            client: ClientAddr::of(parts),
             flash: read_flash(&parts.headers),
         })
     }
@@ -252,12 +252,9 @@ pub async fn login_page(State(ui): State<UiState>, parts: Parts) -> Response {
 async fn log_in_as(ui: &Ui, parts: &Parts, login: &Login) -> Result<bcm_api::Session, UiError> {
     let uri = "/api/v1/auth/login";
     let mut req = request(Method::POST, uri, None, Some(json_of(login)?), &[])?;
-    let peer = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .copied()
-        .unwrap_or(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 0))));
-    req.extensions_mut().insert(peer);
+    if let Some(client) = ClientAddr::of(parts) {
+        req.extensions_mut().insert(client);
+    }
     decode(uri, ui.answer(req).await?)
 }
 

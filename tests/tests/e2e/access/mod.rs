@@ -3,7 +3,8 @@
 //!
 //! By concern: `matrix` (who may call which route), `accounts` (what users and
 //! groups may be, and that they survive losing the leader), `logins` (logging in,
-//! its rate limit, and when a token stops working). The steps they share are here.
+//! its rate limit, and when a token stops working), `limiter` (the failed-login
+//! limits across the cluster and behind a proxy). The steps they share are here.
 
 use std::collections::BTreeSet;
 
@@ -15,6 +16,7 @@ use crate::{secs, PASSWORD};
 
 mod accounts;
 mod escalation;
+mod limiter;
 mod logins;
 mod matrix;
 mod pages;
