@@ -183,7 +183,9 @@ pub async fn denied(node: &Node, who: &Caller, method: &str, path: &str, permiss
 /// The records matching `filter`, newest first.
 pub fn list(node: &Node, filter: &AuditFilter) -> Result<Vec<AuditRecord>, OpError> {
     let instant = |field: &str, v: &Option<String>| -> Result<Option<u64>, OpError> {
+        // Empty is no bound, as an absent parameter.
         v.as_deref()
+            .filter(|s| !s.is_empty())
             .map(|s| {
                 bcm_api::time::parse_instant(s).ok_or_else(|| OpError::BadRequest {
                     field: Some(field.into()),
