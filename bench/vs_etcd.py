@@ -10,6 +10,10 @@ knobs: DURATION (seconds per load point, default 10), CLIENTS (default "1 16 64"
 SOAK (seconds of the full-load run that counts leader changes, default 60; 0 skips
 it), FAILOVERS (default 5), FILL_KEYS (default 100000), BASE_PORT (default 17100),
 BENCH_DIR (where the servers' data goes; default the system's temp directory).
+TLS=1 runs both with TLS: bcm with mutual TLS between members (its own cluster
+CA) and HTTPS for its API, etcd with mutual TLS between peers
+(`--peer-client-cert-auth`) and HTTPS for its client API, both API certificates
+from one bench CA made with openssl; results go to results-tls.json.
 """
 
 import base64
@@ -18,6 +22,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -36,6 +41,11 @@ FAILOVERS = int(os.environ.get("FAILOVERS", "5"))
 FILL_KEYS = int(os.environ.get("FILL_KEYS", "100000"))
 SOAK = float(os.environ.get("SOAK", "60"))
 BASE = int(os.environ.get("BASE_PORT", "17100"))
+TLS = os.environ.get("TLS") == "1"
+SCHEME = "https" if TLS else "http"
+# The bench CA and the certificate both systems serve their APIs with (TLS=1).
+CERTS = {}
+SSL_CTX = None
 PASSWORD = "bench-admin-password"
 SECRET = "bench-cluster-secret-0123456789"
 
@@ -52,7 +62,7 @@ def http(method, url, body=None, token=None, timeout=2.0):
     if token:
         req.add_header("authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=timeout, context=SSL_CTX) as r:
             raw = r.read()
             return r.status, (json.loads(raw) if raw else None)
     except urllib.error.HTTPError as e:
@@ -80,7 +90,31 @@ def rss_mib(pid):
 
 def loopback(port):
     """The URLs of three members listening on loopback, from `port` on."""
-    return [f"http://127.0.0.1:{port + i}" for i in range(3)]
+    return [f"{SCHEME}://127.0.0.1:{port + i}" for i in range(3)]
+
+
+def host_port(url):
+    return url.split("://", 1)[1]
+
+
+def make_certs(work):
+    """A bench CA and one certificate for 127.0.0.1 (server and client use)."""
+    global SSL_CTX
+    d = os.path.join(work, "certs")
+    os.makedirs(d)
+    run = lambda *a: subprocess.run(a, check=True, capture_output=True, cwd=d)
+    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+        "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=bench CA")
+    with open(os.path.join(d, "ext.cnf"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+                "extendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n")
+    run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")
+    CERTS.update(ca=os.path.join(d, "ca.pem"), cert=os.path.join(d, "server.pem"),
+                 key=os.path.join(d, "server.key"))
+    SSL_CTX = ssl.create_default_context(cafile=CERTS["ca"])
 
 
 class Members:
@@ -96,7 +130,7 @@ class Members:
         total = 0
         for url in self.api:
             try:
-                with urllib.request.urlopen(url + "/metrics", timeout=2) as r:
+                with urllib.request.urlopen(url + "/metrics", timeout=2, context=SSL_CTX) as r:
                     for line in r.read().decode().splitlines():
                         if line.startswith(self.leader_changes_metric + " "):
                             total = max(total, int(float(line.split()[1])))
@@ -119,10 +153,12 @@ class Bcm(Members):
         with open(path, "w") as f:
             f.write(
                 f'[node]\nid = {i + 1}\ndata_dir = "{self.work}/bcm{i + 1}"\n'
-                f'api_listen = "{self.api[i][7:]}"\nrpc_listen = "{self.rpc[i][7:]}"\n'
+                f'api_listen = "{host_port(self.api[i])}"\nrpc_listen = "{host_port(self.rpc[i])}"\n'
                 f'[cluster]\nsecret = "{SECRET}"\nbootstrap = {json.dumps(self.rpc)}\n'
                 f'[auth]\nadmin_password = "{PASSWORD}"\n[log]\nlevel = "warn"\n'
             )
+            if TLS:
+                f.write(f'[api]\ntls_cert = "{CERTS["cert"]}"\ntls_key = "{CERTS["key"]}"\n')
         return path
 
     def start(self, i):
@@ -175,6 +211,12 @@ class Etcd(Members):
             "--initial-cluster", cluster, "--initial-cluster-token", "bcm-bench",
             "--initial-cluster-state", "new", "--log-level", "error", "--logger", "zap",
         ]
+        if TLS:
+            args += [
+                "--cert-file", CERTS["cert"], "--key-file", CERTS["key"],
+                "--peer-cert-file", CERTS["cert"], "--peer-key-file", CERTS["key"],
+                "--peer-trusted-ca-file", CERTS["ca"], "--peer-client-cert-auth",
+            ]
         self.procs[i] = subprocess.Popen(args, stdout=logf, stderr=logf)
 
     def healthy(self, i):
@@ -226,6 +268,8 @@ def bench(c, op, clients, duration, keys=1000, extra=(), servers=None):
         "--clients", str(clients), "--duration", str(duration), "--op", op,
         "--value-size", "256", "--keys", str(keys), "--output", "json", *extra,
     ]
+    if TLS:
+        args += ["--cacert", CERTS["ca"]]
     out = subprocess.run(args, env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
 
@@ -366,6 +410,8 @@ def ratio(a, b):
 def main():
     os.makedirs(OUT, exist_ok=True)
     work = tempfile.mkdtemp(prefix="bcm-bench-", dir=os.environ.get("BENCH_DIR"))
+    if TLS:
+        make_certs(work)
     systems = [Bcm(work), Etcd(work)]
     results, extra = [], {}
     fsync_p50, fsync_p99 = fsync_latency(work)
@@ -453,12 +499,13 @@ def main():
     widths = [max(len(r[i]) for r in rows + [("figure", "bcm", "etcd", "bcm/etcd")]) for i in range(4)]
     line = lambda r: "  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r))
     print(f"bcm vs etcd {subprocess.run(['etcd', '--version'], capture_output=True, text=True).stdout.split()[2]}"
-          f" - 3 members each on loopback, 256-byte values, {DURATION:.0f} s per point, {os.cpu_count()} cores")
+          f" - 3 members each on loopback, 256-byte values, {DURATION:.0f} s per point, {os.cpu_count()} cores"
+          + (", TLS on both (mutual between members, HTTPS clients)" if TLS else ""))
     print(f"disk: append + fdatasync p50 {fsync_p50:.3f} ms (p99 {fsync_p99:.3f}); loopback TCP round trip p50 {rtt:.3f} ms")
     print(line(("figure", "bcm", "etcd", "bcm/etcd")))
     for r in rows:
         print(line(r))
-    with open(os.path.join(OUT, "results.json"), "w") as f:
+    with open(os.path.join(OUT, "results-tls.json" if TLS else "results.json"), "w") as f:
         json.dump({"runs": results, "extra": extra,
                    "machine": {"fsync_p50_ms": fsync_p50, "fsync_p99_ms": fsync_p99,
                                "loopback_rtt_ms": rtt, "cores": os.cpu_count()}}, f, indent=2)
