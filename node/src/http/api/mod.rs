@@ -473,13 +473,11 @@ impl FromRequestParts<App> for Authed {
     }
 }
 
-/// The address of the client that sent the request (the UI's calls carry the
-/// browser's), for the audit log.
+/// The address of the client that sent the request, for the audit log: the
+/// one net/client_addr.rs worked out (behind a trusted proxy, the one
+/// X-Forwarded-For names; the UI's in-process calls carry the browser's).
 pub(crate) fn client_addr(parts: &Parts) -> Option<std::net::IpAddr> {
-    parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip())
+    crate::net::client_addr::ClientAddr::of(parts).map(|c| c.0)
 }
 
 /// Resolves once `token` no longer opens `permission`: logged out, expired, its user
