@@ -299,11 +299,25 @@ fn the_cluster_ca_is_rotated_with_no_failed_request() {
     ));
     writer.wait_for_progress(50, secs(30));
     // Node certificates renewed from the current CA: the same, once more.
+    let serials = |v: &CertsView| v.nodes.iter().map(|n| n.serial.clone()).collect::<Vec<_>>();
+    let before_renewal = serials(&c.get_as(leader, "/api/v1/cluster/certs").unwrap());
     let r = c
         .post(leader, "/api/v1/cluster/certs/rotate", &json!({}))
         .unwrap();
     assert_eq!(r.status, 200, "{r}");
-    std::thread::sleep(secs(3));
+    wait_until(secs(15), "every node to renew its certificate", || {
+        let now = serials(&c.get_as(leader, "/api/v1/cluster/certs")?);
+        let renewed = now.len() == before_renewal.len()
+            && now
+                .iter()
+                .zip(&before_renewal)
+                .all(|(a, b)| a.is_some() && a != b);
+        if renewed {
+            Ok(())
+        } else {
+            Err(format!("{before_renewal:?} -> {now:?}"))
+        }
+    });
     writer.wait_for_progress(50, secs(30));
     let log = writer.stop();
     assert_eq!(
