@@ -6,14 +6,13 @@
 #   cluster_secret       the cluster's shared secret
 #   admin_password       the first `admin` user's password
 #   postgres_password    bcm's PostgreSQL password, and postgres_url, its URL
-#   garage_rpc_secret    the `s3` profile's Garage: its RPC secret, and the secret
-#   garage_secret_key    of the access key bcm5 keeps its chunks with (garage.env
-#                        holds it too, for Garage, which reads it from its
-#                        environment only)
+#   garage_rpc_secret    the `s3` profile's Garage: its RPC secret, its admin API
+#   garage_admin_token   token, and the secret of the access key bcm5 keeps its
+#   garage_secret_key    chunks with (docker/garage-init.sh gives Garage that key)
 #
 # Compose mounts into each container the secrets it needs, and bcm, PostgreSQL
 # and Garage read them from there: none is in .env, docker-compose.yml, or a
-# container's environment (Garage's default key aside). Both are ignored by git.
+# container's environment. Both are ignored by git.
 #
 # What exists is kept (the cluster's data was made with those secrets), so running
 # this again is safe. A .env written by an older version, which held the secrets
@@ -58,7 +57,12 @@ secret postgres_password "$(kept POSTGRES_PASSWORD "$(random)")"
 secret postgres_url "postgres://bcm:$(cat "$dir/postgres_password")@postgres:5432/bcm"
 secret garage_rpc_secret "$(kept GARAGE_RPC_SECRET "$(hex 64)")"
 secret garage_secret_key "$(kept GARAGE_SECRET_KEY "$(hex 64)")"
-secret garage.env "GARAGE_DEFAULT_SECRET_KEY=$(cat "$dir/garage_secret_key")"
+secret garage_admin_token "$(hex 64)"
+# Older versions handed Garage its key in an env file; garage-init does it now.
+if [ -e "$dir/garage.env" ]; then
+  rm -f "$dir/garage.env"
+  echo "removed $dir/garage.env (Garage gets its key from garage-init now)"
+fi
 if [ ${#wrote[@]} -gt 0 ]; then
   echo "wrote ${wrote[*]} in $dir"
 fi

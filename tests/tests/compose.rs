@@ -62,8 +62,8 @@ fn check_all_present(stack: &ComposeStack, base: &str, acks: &[Ack], linearizabl
 
 /// Secrets are files: `scripts/compose-init.sh` writes each readable by its owner
 /// alone, and no generated secret is in the env file, in docker-compose.yml as
-/// rendered, or in any container's environment, Garage's default key aside (Garage
-/// reads it from nowhere else). Needs Compose, not a Docker engine.
+/// rendered, or in any container's environment (Garage's too: garage-init hands it
+/// its key through the admin API). Needs Compose, not a Docker engine.
 #[test]
 fn no_secret_is_in_the_stacks_environment() {
     if let Err(why) = compose::compose_command() {
@@ -77,7 +77,7 @@ fn no_secret_is_in_the_stacks_environment() {
     let expected = [
         "admin_password",
         "cluster_secret",
-        "garage.env",
+        "garage_admin_token",
         "garage_rpc_secret",
         "garage_secret_key",
         "postgres_password",
@@ -103,10 +103,8 @@ fn no_secret_is_in_the_stacks_environment() {
         secrets["postgres_url"],
         format!("postgres://bcm:{postgres_password}@postgres:5432/bcm")
     );
-    // The values to look for (garage.env holds garage_secret_key again).
     let values: Vec<(&str, &str)> = secrets
         .iter()
-        .filter(|(name, _)| *name != "garage.env")
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .collect();
     for (name, value) in &values {
@@ -120,19 +118,25 @@ fn no_secret_is_in_the_stacks_environment() {
 
     let envs = rendered.environments();
     let services: BTreeSet<&str> = envs.iter().map(|(s, _, _)| s.as_str()).collect();
-    for service in ["bcm1", "bcm2", "bcm3", "bcm4", "bcm5", "postgres", "garage"] {
+    for service in [
+        "bcm1",
+        "bcm2",
+        "bcm3",
+        "bcm4",
+        "bcm5",
+        "postgres",
+        "garage",
+        "garage-init",
+    ] {
         assert!(
             services.contains(service),
             "no environment for {service}: {envs:?}"
         );
     }
-    let garage_key = secrets["garage_secret_key"].as_str();
     for (service, var, value) in &envs {
         for (name, secret) in &values {
-            let garages_own =
-                service == "garage" && var == "GARAGE_DEFAULT_SECRET_KEY" && *secret == garage_key;
             assert!(
-                !value.contains(secret) || garages_own,
+                !value.contains(secret),
                 "{service}'s {var} holds the secret {name}"
             );
         }
@@ -140,9 +144,8 @@ fn no_secret_is_in_the_stacks_environment() {
     // Nor anywhere else in the configuration (a command line, a label, ...).
     for (name, secret) in &values {
         let seen = rendered.config.matches(secret).count();
-        let allowed = usize::from(*secret == garage_key);
-        assert!(
-            seen <= allowed,
+        assert_eq!(
+            seen, 0,
             "the secret {name} is in the rendered configuration {seen} times"
         );
     }
@@ -180,7 +183,12 @@ fn an_older_env_file_is_converted_to_secret_files() {
         GARAGE_SECRET_KEY=ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100\n\
         BCM_PORT=18080\n";
     std::fs::write(dir.path().join("compose.env"), old).unwrap();
+    // An older version also gave Garage its key in secrets/garage.env.
+    std::fs::create_dir(dir.path().join("secrets")).unwrap();
+    let old_garage_env = dir.path().join("secrets/garage.env");
+    std::fs::write(&old_garage_env, "GARAGE_DEFAULT_SECRET_KEY=ffee").unwrap();
     let r = RenderedConfig::init_and_render(dir.path());
+    assert!(!old_garage_env.exists(), "garage.env is still there");
     assert_eq!(
         r.secrets["cluster_secret"],
         "OldClusterSecret0123456789abcdef"
