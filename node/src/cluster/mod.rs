@@ -17,6 +17,7 @@ pub mod logins;
 pub mod manager;
 pub mod membership;
 mod node;
+mod peer_ops;
 pub mod propose;
 pub mod recover;
 pub mod rounds;

@@ -446,3 +446,18 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `LeaderOp::Write(c)` is variant 0 followed by `c`: the TLS e2e test forges
+    /// such a body with a member's certificate, and relies on this layout.
+    #[test]
+    fn a_forwarded_write_is_variant_zero_then_the_command() {
+        let c = Command::DeleteBackup { id: 7 };
+        let mut expected = vec![0u8];
+        expected.extend(codec::encode(&c).unwrap());
+        assert_eq!(codec::encode(&LeaderOp::Write(c)).unwrap(), expected);
+    }
+}

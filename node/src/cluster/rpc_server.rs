@@ -10,7 +10,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use bcm_raft_store::{codec, TypeConfig};
+use bcm_raft_store::{codec, NodeStatus, TypeConfig};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use crate::cluster::leader;
 use crate::cluster::membership;
+use crate::cluster::peer_ops;
 use crate::cluster::rpc::{self, JoinRequest, LeaderOp};
 use crate::cluster::{Node, SharedNode, REQUEST_DEADLINE};
 use crate::net::problem::Problem;
@@ -207,18 +208,30 @@ async fn leader(
     body: Bytes,
 ) -> Answer {
     let op: LeaderOp = decode(&body)?;
-    // A node registers itself only.
-    let registers = |c: &bcm_raft_store::Command| match c {
-        bcm_raft_store::Command::RegisterNode { info, .. } => Some(info.id),
-        _ => None,
+    let writes: &[bcm_raft_store::Command] = match &op {
+        LeaderOp::Write(c) => std::slice::from_ref(c),
+        LeaderOp::WriteBatch(cs) => cs,
+        _ => &[],
     };
-    let claims: Vec<u64> = match &op {
-        LeaderOp::Write(c) => registers(c).into_iter().collect(),
-        LeaderOp::WriteBatch(cs) => cs.iter().filter_map(registers).collect(),
-        _ => Vec::new(),
-    };
-    for claimed in claims {
-        speaks_for_itself(&node, peer, Some(claimed))?;
+    for command in writes {
+        // Only what members need to forward (peer_ops.rs) ...
+        let removed = |id| {
+            node.state
+                .read(|d| {
+                    d.state
+                        .nodes
+                        .get(&id)
+                        .map(|n| n.status == NodeStatus::Removed)
+                })
+                .unwrap_or(false)
+        };
+        if let Some(why) = peer_ops::refusal(command, removed) {
+            return Err(Problem::new(StatusCode::FORBIDDEN, why));
+        }
+        // ... and a node registers itself only.
+        if let bcm_raft_store::Command::RegisterNode { info, .. } = command {
+            speaks_for_itself(&node, peer, Some(info.id))?;
+        }
     }
     // Forwarded work runs in a span naming it, as a local request's does.
     let span = tracing::debug_span!("forwarded", op = op.kind());

@@ -8,6 +8,7 @@
 use std::time::Instant;
 
 use bcm_api::{CertsView, ClusterView};
+use bcm_model::{Command, NodeInfo};
 use bcm_tests::serde_json::json;
 use bcm_tests::{wait_until, Cluster, Writer, CLUSTER_SECRET};
 
@@ -40,6 +41,15 @@ fn chain(e: &reqwest::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+/// The body of `/internal/leader` asking the leader to write `command`: postcard's
+/// `LeaderOp::Write(command)`, variant 0 then the command (node/src/cluster/rpc.rs
+/// tests this layout).
+fn leader_write(command: &Command) -> Vec<u8> {
+    let mut body = vec![0u8];
+    body.extend(postcard::to_allocvec(command).unwrap());
+    body
 }
 
 /// A node's certificate and key, as a client identity (PEM).
@@ -148,6 +158,59 @@ fn a_tls_cluster_forms_fails_over_and_refuses_strangers() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);
+
+    // A member forwards to the leader only what members need: its users'
+    // writes with their audit records, and its own work. With a follower's
+    // certificate, a bare user write, the backup-manager role, or a
+    // registration in another node's name are refused (403) and change nothing.
+    let follower = (1..=3).find(|&n| n != leader).unwrap();
+    let as_follower = client(Some(&ca), Some(&node_identity(&c, follower)));
+    let before: ClusterView = c.get_as(leader, "/api/v1/cluster").unwrap();
+    let epoch = before.backup_manager.as_ref().map_or(0, |m| m.epoch);
+    let forged = [
+        Command::CreateUser {
+            name: "mallory".into(),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g".into(),
+            groups: vec!["admin".into()],
+            at: 1,
+        },
+        Command::AssignBackupManager {
+            node_id: follower,
+            epoch: epoch + 1,
+            at: 1,
+        },
+        Command::RegisterNode {
+            info: NodeInfo {
+                id: leader,
+                name: "impostor".into(),
+                api_addr: "https://127.0.0.1:1".into(),
+                rpc_addr: "https://127.0.0.1:1".into(),
+                roles: vec![],
+            },
+            at: 1,
+        },
+    ];
+    for command in forged {
+        let r = as_follower
+            .post(format!("{}/internal/leader", c.rpc_url(leader)))
+            .body(leader_write(&command))
+            .send()
+            .unwrap();
+        let status = r.status();
+        let body = r.text().unwrap();
+        assert_eq!(status, 403, "{command:?} was answered {status}: {body}");
+    }
+    let users: bcm_tests::serde_json::Value = c.get_as(leader, "/api/v1/users").unwrap();
+    assert!(!users.to_string().contains("mallory"), "{users}");
+    let after: ClusterView = c.get_as(leader, "/api/v1/cluster").unwrap();
+    assert_eq!(
+        after.backup_manager.map(|m| (m.node_id, m.epoch)),
+        before.backup_manager.map(|m| (m.node_id, m.epoch))
+    );
+    assert!(
+        !after.members.iter().any(|m| m.name == "impostor"),
+        "{after:?}"
+    );
 
     // Failover: the leader is killed, another takes over, writes go on, and the
     // old leader comes back with its certificate from disk.
