@@ -88,6 +88,9 @@ pub struct ApiSection {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// With `tls_cert`: a plain-HTTP listener (`0.0.0.0:80`) that answers every
+    /// request with a 308 redirect to the same path on `node.api_advertise`.
+    pub http_redirect_listen: Option<SocketAddr>,
     /// Reverse proxies (networks, `10.0.0.0/8`, or addresses) whose
     /// `X-Forwarded-For` names the client (net/client_addr.rs); from any other
     /// peer the header is ignored. Empty: the client is the socket's peer.
@@ -389,6 +392,8 @@ pub struct NodeConfig {
     pub cluster_tls: bool,
     /// The API's certificate and key files, when it serves HTTPS.
     pub api_tls: Option<(PathBuf, PathBuf)>,
+    /// `api.http_redirect_listen`: plain HTTP redirected to the HTTPS API.
+    pub api_redirect_listen: Option<SocketAddr>,
     /// `api.trusted_proxies`, parsed.
     pub trusted_proxies: TrustedProxies,
 }
@@ -648,6 +653,21 @@ fn resolve(c: Config) -> Result<NodeConfig, ConfigError> {
         (Some(_), None) => return Err(invalid("api.tls_key", "is required with api.tls_cert")),
         (None, Some(_)) => return Err(invalid("api.tls_cert", "is required with api.tls_key")),
     };
+    let api_redirect_listen = c.api.http_redirect_listen;
+    if let Some(addr) = api_redirect_listen {
+        if api_tls.is_none() {
+            return Err(invalid(
+                "api.http_redirect_listen",
+                "applies only with api.tls_cert and api.tls_key (an HTTPS API to redirect to)",
+            ));
+        }
+        if addr == n.api_listen || addr == n.rpc_listen {
+            return Err(invalid(
+                "api.http_redirect_listen",
+                format!("{addr} is node.api_listen or node.rpc_listen: the redirect needs a port of its own"),
+            ));
+        }
+    }
     let r = &c.raft;
     if r.heartbeat_ms == 0 || r.election_timeout_min_ms <= r.heartbeat_ms * 2 {
         return Err(invalid(
@@ -780,6 +800,7 @@ fn resolve(c: Config) -> Result<NodeConfig, ConfigError> {
         http: c.http,
         cluster_tls,
         api_tls,
+        api_redirect_listen,
         trusted_proxies,
     })
 }
@@ -868,6 +889,35 @@ bootstrap = ["http://127.0.0.1:9080/"]
             e.to_string().contains("api.trusted_proxies") && e.to_string().contains("0 to 32"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_http_redirect_needs_an_https_api_and_a_port_of_its_own() {
+        let d = tempfile::tempdir().unwrap();
+        let plain = format!("{BASE}[api]\nhttp_redirect_listen = \"127.0.0.1:8081\"\n");
+        let e = load(Some(&write(d.path(), &plain)), Overrides::default()).unwrap_err();
+        assert!(
+            e.to_string().contains("api.http_redirect_listen")
+                && e.to_string().contains("api.tls_cert"),
+            "{e}"
+        );
+        let https = |listen: &str| {
+            format!(
+                "{BASE}[api]\ntls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\nhttp_redirect_listen = \"{listen}\"\n"
+            )
+        };
+        let c = load(
+            Some(&write(d.path(), &https("0.0.0.0:8081"))),
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.api_redirect_listen, Some("0.0.0.0:8081".parse().unwrap()));
+        let e = load(
+            Some(&write(d.path(), &https(&c.api_listen.to_string()))),
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("a port of its own"), "{e}");
     }
 
     #[test]

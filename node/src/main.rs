@@ -212,6 +212,12 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let api_listener = tokio::net::TcpListener::bind(cfg.api_listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on node.api_listen {}: {e}", cfg.api_listen))?;
+    let redirect_listener = match cfg.api_redirect_listen {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            anyhow::anyhow!("cannot listen on api.http_redirect_listen {addr}: {e}")
+        })?),
+        None => None,
+    };
     if args.restore_from_postgres {
         cluster::export::restore_from_postgres(&cfg, args.cluster_id.as_deref()).await?;
     }
@@ -299,6 +305,22 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         api_tls,
         stop_rx.clone(),
     ));
+    if let Some(listener) = redirect_listener {
+        tracing::info!(
+            addr = ?node.cfg.api_redirect_listen,
+            to = %node.cfg.api_advertise,
+            "plain HTTP is redirected to the HTTPS API"
+        );
+        tokio::spawn(net::serve::serve(
+            "redirect",
+            listener,
+            tls::redirect::router(&node.cfg.api_advertise),
+            limits,
+            Arc::default(),
+            net::serve::Tls::Off,
+            stop_rx.clone(),
+        ));
+    }
     tokio::spawn(cluster::manager::run(node.clone()));
     tokio::spawn(jobs::manager::run(node.clone()));
     if let (Some(pg), Some(status)) = (node.cfg.postgres.clone(), export) {

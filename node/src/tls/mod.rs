@@ -5,6 +5,7 @@ pub mod api;
 pub mod ca;
 pub mod enroll;
 pub mod live;
+pub mod redirect;
 pub mod rotate;
 pub mod seal;
 pub mod sync;

@@ -188,6 +188,7 @@ impl ClusterBuilder {
             bin,
             nodes: BTreeMap::new(),
             extra_toml: BTreeMap::new(),
+            api_toml: BTreeMap::new(),
             own_addresses: self.own_addresses,
             keep: Default::default(),
             tmpfs: self.tmpfs,

@@ -58,11 +58,18 @@ impl Cluster {
             let _ = writeln!(toml, "url = {}", toml_str(url));
             let _ = writeln!(toml, "export_interval_secs = {interval}");
         }
-        if let Some(tls) = &self.api_tls {
+        let api_extra = self.api_toml.get(&id);
+        if self.api_tls.is_some() || api_extra.is_some() {
             let _ = writeln!(toml);
             let _ = writeln!(toml, "[api]");
+        }
+        if let Some(tls) = &self.api_tls {
             let _ = writeln!(toml, "tls_cert = {}", toml_str(&tls.cert.to_string_lossy()));
             let _ = writeln!(toml, "tls_key = {}", toml_str(&tls.key.to_string_lossy()));
+        }
+        if let Some(extra) = api_extra {
+            toml.push_str(extra);
+            toml.push('\n');
         }
         let _ = writeln!(toml);
         let _ = writeln!(toml, "[auth]");

@@ -67,6 +67,8 @@ pub struct Cluster {
     postgres: Option<(String, u64)>,
     /// Per node, lines added to its config (a `[storage]` section, say).
     extra_toml: BTreeMap<u64, String>,
+    /// Per node, lines added to its `[api]` section.
+    api_toml: BTreeMap<u64, String>,
     /// Each node's internal traffic on an address of its own.
     own_addresses: bool,
     /// Keep the directory when dropped, whatever happened.
@@ -196,6 +198,13 @@ impl Cluster {
     /// [`Cluster::start_extra_with`]); they take effect at its next start.
     pub fn set_extra_toml(&mut self, id: u64, toml: &str) {
         self.extra_toml.insert(id, toml.to_string());
+        self.write_config(id);
+    }
+
+    /// Replaces the lines added to node `id`'s `[api]` section (after the
+    /// harness's own TLS lines); they take effect at its next start.
+    pub fn set_api_toml(&mut self, id: u64, toml: &str) {
+        self.api_toml.insert(id, toml.to_string());
         self.write_config(id);
     }
 

@@ -414,3 +414,46 @@ fn the_cluster_ca_is_rotated_with_no_failed_request() {
         .unwrap();
     assert_eq!(r.status, 422, "{r}");
 }
+
+/// `api.http_redirect_listen`: plain HTTP there is answered 308 to the same path
+/// on the advertised HTTPS address, whatever `Host` the request names, and a
+/// client that follows it reaches the API.
+#[test]
+fn plain_http_is_redirected_to_the_https_api() {
+    let mut c = Cluster::builder()
+        .name("tls-redirect")
+        .voters(1)
+        .tls()
+        .start();
+    c.wait_for_leader();
+    let port = bcm_tests::free_port();
+    c.kill(1);
+    c.set_api_toml(1, &format!("http_redirect_listen = \"127.0.0.1:{port}\""));
+    c.restart(1);
+    c.wait_ready(1, secs(30));
+
+    let plain = format!("http://127.0.0.1:{port}");
+    let no_follow = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .unwrap();
+    let r = no_follow
+        .post(format!("{plain}/api/v1/auth/login?next=/x"))
+        .header("host", "evil.example")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 308);
+    assert_eq!(
+        r.headers()["location"].to_str().unwrap(),
+        format!("{}/api/v1/auth/login?next=/x", c.api_url(1))
+    );
+    // Followed with the operators' CA, it is the HTTPS API that answers.
+    let ca = &c.api_tls().expect("a TLS cluster").ca_pem;
+    let r = client(Some(ca), None)
+        .get(format!("{plain}/healthz"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.url().as_str().starts_with("https://"), "{}", r.url());
+}
