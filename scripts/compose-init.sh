@@ -9,6 +9,10 @@
 #   garage_rpc_secret    the `s3` profile's Garage: its RPC secret, its admin API
 #   garage_admin_token   token, and the secret of the access key bcm5 keeps its
 #   garage_secret_key    chunks with (docker/garage-init.sh gives Garage that key)
+#   api_ca_cert          the API's HTTPS: the stack's own CA (its certificate, for
+#   api_ca_key           clients to trust, and its key), and the certificate the
+#   api_cert, api_key    nodes and HAProxy serve, with its key (api_pem: both in
+#   api_pem              one file, for HAProxy); made with openssl
 #
 # Compose mounts into each container the secrets it needs, and bcm, PostgreSQL
 # and Garage read them from there: none is in .env, docker-compose.yml, or a
@@ -63,6 +67,40 @@ if [ -e "$dir/garage.env" ]; then
   rm -f "$dir/garage.env"
   echo "removed $dir/garage.env (Garage gets its key from garage-init now)"
 fi
+# The API's HTTPS: a CA of this stack (api_ca_cert, api_ca_key) and one
+# certificate (api_cert, api_key; api_pem is both, for HAProxy) for every name
+# the API is reached by: HAProxy and the nodes on the stack's network, and
+# localhost where their ports are published. Clients trust secrets/api_ca_cert
+# (`curl --cacert`, `bcm --cacert`, or a browser's certificate settings). Delete
+# api_cert to have a new one made (the nodes and HAProxy load it at their next
+# start; a node also reloads it as it changes).
+api_names="DNS:localhost,DNS:haproxy,DNS:bcm1,DNS:bcm2,DNS:bcm3,DNS:bcm4,DNS:bcm5,IP:127.0.0.1,IP:::1"
+if ! command -v openssl >/dev/null; then
+  echo "openssl is needed to make the API's certificates (apt-get install openssl)" >&2
+  exit 1
+fi
+if [ ! -e "$dir/api_ca_cert" ] || [ ! -e "$dir/api_ca_key" ]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+    -subj "/CN=bcm compose stack API CA" -keyout "$dir/api_ca_key" -out "$dir/api_ca_cert" \
+    -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+  rm -f "$dir/api_cert"
+  wrote+=(api_ca_cert api_ca_key)
+fi
+if [ ! -e "$dir/api_cert" ] || [ ! -e "$dir/api_key" ] || [ ! -e "$dir/api_pem" ]; then
+  csr=$(mktemp)
+  ext=$(mktemp)
+  printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n' \
+    "$api_names" >"$ext"
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=bcm API" \
+    -keyout "$dir/api_key" -out "$csr" 2>/dev/null
+  openssl x509 -req -in "$csr" -CA "$dir/api_ca_cert" -CAkey "$dir/api_ca_key" \
+    -set_serial "0x$(openssl rand -hex 16)" -days 825 -extfile "$ext" -out "$dir/api_cert" 2>/dev/null
+  rm -f "$csr" "$ext"
+  cat "$dir/api_cert" "$dir/api_key" >"$dir/api_pem"
+  chmod 0600 "$dir/api_cert" "$dir/api_key" "$dir/api_pem"
+  wrote+=(api_cert api_key api_pem)
+fi
 if [ ${#wrote[@]} -gt 0 ]; then
   echo "wrote ${wrote[*]} in $dir"
 fi
@@ -98,6 +136,7 @@ fi
 cat <<MSG
 
 next: docker compose up -d
-then: http://127.0.0.1:8080  (the cluster through HAProxy; bcm1-bcm3 on :8081-:8083)
+then: https://127.0.0.1:8080  (the cluster through HAProxy; bcm1-bcm3 on :8081-:8083)
+      its certificate's CA: $dir/api_ca_cert  (curl --cacert, bcm --cacert, or your browser)
       user admin, password $(cat "$dir/admin_password")  (in $dir/admin_password)
 MSG

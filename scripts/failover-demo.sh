@@ -50,7 +50,10 @@ env_value() { sed -n "s/^$1=//p" .env | tail -n1; }
 secrets=$(env_value BCM_SECRETS)
 password=$(cat "${secrets:-./secrets}/admin_password")
 port=$(env_value BCM_PORT)
-proxy="http://127.0.0.1:${port:-8080}"
+proxy="https://127.0.0.1:${port:-8080}"
+# The API is HTTPS with the stack's own CA (scripts/compose-init.sh made it).
+cacert="${secrets:-./secrets}/api_ca_cert"
+curl() { command curl --cacert "$cacert" "$@"; }
 
 container() { compose ps --all -q "$1"; }
 health() {
@@ -112,7 +115,7 @@ status() { # bcm status, run inside a node that is up
   for s in bcm1 bcm2 bcm3; do
     if [ "$(health "$s")" = healthy ]; then
       compose exec -T "$s" sh -c \
-        'BCM_PASSWORD="$BCM_AUTH__ADMIN_PASSWORD" bcm status --server http://haproxy:8080' |
+        'BCM_PASSWORD="$(cat /run/bcm/admin_password)" bcm --cacert /run/bcm/api_ca_cert status --server https://haproxy:8080' |
         indent || say "(bcm status in $s failed)"
       return
     fi
@@ -228,5 +231,6 @@ ok "all ${#acked[@]} acknowledged writes are there: nothing was lost"
 
 printf '\n%sThe stack keeps running.%s\n' "$bold" "$off"
 say "the cluster (API and web UI, on the leader): $proxy   user admin, password in ${secrets:-./secrets}/admin_password"
-say "each node itself: http://127.0.0.1:$(env_value BCM1_PORT | grep . || echo 8081) (bcm1), likewise bcm2, bcm3"
+say "its certificate's CA (trust it in your browser, or curl --cacert): $cacert"
+say "each node itself: https://127.0.0.1:$(env_value BCM1_PORT | grep . || echo 8081) (bcm1), likewise bcm2, bcm3"
 say "stop it: docker compose down (data stays in volumes; down -v deletes it)"

@@ -263,7 +263,10 @@ impl ComposeStack {
             extra.push_str(&format!("BCM{n}_PORT={p}\n"));
         }
         fs::write(&env_file, format!("{text}{extra}")).expect("writing the env file");
+        // The API is HTTPS with the stack's own CA (compose-init.sh makes it).
+        let ca = fs::read(dir.join("secrets/api_ca_cert")).expect("the stack's API CA");
         let client = Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("a PEM CA"))
             .timeout(Duration::from_secs(10))
             .connect_timeout(Duration::from_secs(2))
             .pool_max_idle_per_host(0)
@@ -420,12 +423,12 @@ impl ComposeStack {
 
     /// HAProxy's URL: the cluster as users reach it.
     pub fn proxy_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.proxy_port)
+        format!("https://127.0.0.1:{}", self.proxy_port)
     }
 
     /// Node `n`'s own published URL.
     pub fn node_url(&self, n: u64) -> String {
-        format!("http://127.0.0.1:{}", self.node_ports[&n])
+        format!("https://127.0.0.1:{}", self.node_ports[&n])
     }
 
     /// One request; `Err` when there was no HTTP answer.

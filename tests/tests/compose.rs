@@ -76,6 +76,11 @@ fn no_secret_is_in_the_stacks_environment() {
     let secrets = &rendered.secrets;
     let expected = [
         "admin_password",
+        "api_ca_cert",
+        "api_ca_key",
+        "api_cert",
+        "api_key",
+        "api_pem",
         "cluster_secret",
         "garage_admin_token",
         "garage_rpc_secret",
@@ -253,6 +258,7 @@ fn compose_stack_survives_killing_the_leader_container() {
         start.elapsed().as_secs_f64()
     ));
     stack.login();
+    the_api_is_https_only(&stack);
     haproxy_names_the_client(&stack);
 
     // Writes through HAProxy, all along.
@@ -443,6 +449,37 @@ fn haproxy_names_the_client(stack: &ComposeStack) {
     // And admin is not locked out by it.
     stack.login();
     stack.log("HAProxy names the client in X-Forwarded-For, and only HAProxy is believed");
+}
+
+/// HAProxy and every node serve the API over HTTPS only, with the certificate
+/// of the stack's own CA (secrets/api_ca_cert): a client that does not trust
+/// that CA is refused at the handshake, and plain HTTP gets no HTTP answer.
+fn the_api_is_https_only(stack: &ComposeStack) {
+    let stranger = reqwest::blocking::Client::builder()
+        .timeout(secs(5))
+        .no_proxy()
+        .build()
+        .unwrap();
+    for url in [stack.proxy_url(), stack.node_url(1)] {
+        let e = stranger
+            .get(format!("{url}/healthz"))
+            .send()
+            .expect_err("a client without the stack's CA was answered");
+        let mut why = e.to_string();
+        let mut cur = std::error::Error::source(&e);
+        while let Some(c) = cur {
+            why.push_str(&format!(": {c}"));
+            cur = c.source();
+        }
+        assert!(why.to_lowercase().contains("certificate"), "{url}: {why}");
+        let plain = url.replacen("https://", "http://", 1);
+        let answer = stranger.get(format!("{plain}/healthz")).send();
+        assert!(
+            answer.as_ref().map_or(true, |r| !r.status().is_success()),
+            "plain HTTP was served at {plain}: {answer:?}"
+        );
+    }
+    stack.log("the API is HTTPS only, through HAProxy and on each node");
 }
 
 /// The `s3` profile: Garage and bcm5, a storage node keeping its chunks in
