@@ -181,7 +181,7 @@ impl Node {
         self.synced_with_leader.load(Ordering::Relaxed)
     }
 
-    pub(super) fn since_leader_contact(&self) -> Duration {
+    pub fn since_leader_contact(&self) -> Duration {
         self.leader_contact
             .lock()
             .expect("leader_contact lock")

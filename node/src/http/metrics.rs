@@ -175,6 +175,39 @@ pub fn render(app: &AppState) -> String {
             ms as f64,
         );
     }
+    // The timing elections run on (the speed issue tunes it against the
+    // heartbeat jitter seen under load): the configured values, and how long
+    // ago this node last heard from a leader.
+    let raft = &node.cfg.raft;
+    gauge(
+        "bcm_raft_heartbeat_seconds",
+        "How often the leader sends heartbeats (raft.heartbeat_ms).",
+        raft.heartbeat_ms as f64 / 1000.0,
+    );
+    gauge(
+        "bcm_raft_election_timeout_min_seconds",
+        "Shortest election timeout a follower draws (raft.election_timeout_min_ms).",
+        raft.election_timeout_min_ms as f64 / 1000.0,
+    );
+    gauge(
+        "bcm_raft_election_timeout_max_seconds",
+        "Longest election timeout a follower draws (raft.election_timeout_max_ms).",
+        raft.election_timeout_max_ms as f64 / 1000.0,
+    );
+    gauge(
+        "bcm_raft_leader_lease_seconds",
+        "How long after hearing from a leader a node refuses to pre-vote for a candidate.",
+        raft.election_timeout_max_ms as f64 / 1000.0,
+    );
+    gauge(
+        "bcm_raft_seconds_since_leader_contact",
+        "On a follower: seconds since it last heard from a leader (0 on the leader).",
+        if node.is_leader() {
+            0.0
+        } else {
+            node.since_leader_contact().as_secs_f64()
+        },
+    );
     let commit = node.state.applied_index();
     gauge(
         "bcm_raft_commit_index",

@@ -75,6 +75,28 @@ fn metrics_and_health_probes_describe_the_cluster() {
         value("bcm_raft_applied_index") >= version as f64,
         "bcm_raft_applied_index below the write's version {version}:\n{text}"
     );
+    // The election timing (the harness keeps the shipped defaults), and a
+    // follower that hears its leader.
+    assert_eq!(value("bcm_raft_heartbeat_seconds"), 0.1, "{text}");
+    assert_eq!(
+        value("bcm_raft_election_timeout_min_seconds"),
+        0.3,
+        "{text}"
+    );
+    assert_eq!(
+        value("bcm_raft_election_timeout_max_seconds"),
+        0.5,
+        "{text}"
+    );
+    assert_eq!(
+        value("bcm_raft_leader_lease_seconds"),
+        value("bcm_raft_election_timeout_max_seconds")
+    );
+    let since = value("bcm_raft_seconds_since_leader_contact");
+    assert!(
+        (0.0..2.0).contains(&since),
+        "node {f} last heard its leader {since} s ago:\n{text}"
+    );
     assert!(
         value("bcm_raft_leader_changes_total") >= 1.0,
         "a node that found its first leader counts a leader change:\n{text}"
