@@ -238,8 +238,8 @@ impl Default for RaftSection {
     fn default() -> Self {
         RaftSection {
             heartbeat_ms: 100,
-            election_timeout_min_ms: 300,
-            election_timeout_max_ms: 500,
+            election_timeout_min_ms: 210,
+            election_timeout_max_ms: 310,
             snapshot_every: 5000,
             keep_logs_behind_snapshot: 1000,
         }

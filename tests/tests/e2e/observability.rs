@@ -80,12 +80,12 @@ fn metrics_and_health_probes_describe_the_cluster() {
     assert_eq!(value("bcm_raft_heartbeat_seconds"), 0.1, "{text}");
     assert_eq!(
         value("bcm_raft_election_timeout_min_seconds"),
-        0.3,
+        0.21,
         "{text}"
     );
     assert_eq!(
         value("bcm_raft_election_timeout_max_seconds"),
-        0.5,
+        0.31,
         "{text}"
     );
     assert_eq!(
