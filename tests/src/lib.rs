@@ -44,7 +44,7 @@ mod wait;
 mod writers;
 
 pub use answers::{item_ids, member, metric};
-pub use api::{Api, Reply, Req};
+pub use api::{error_chain, Api, Reply, Req};
 pub use binary::bcm_bin;
 pub use browser::{screenshot_dir, Browser};
 pub use cli::{Bcm, CliOutput, DevCluster};

@@ -465,12 +465,7 @@ fn the_api_is_https_only(stack: &ComposeStack) {
             .get(format!("{url}/healthz"))
             .send()
             .expect_err("a client without the stack's CA was answered");
-        let mut why = e.to_string();
-        let mut cur = std::error::Error::source(&e);
-        while let Some(c) = cur {
-            why.push_str(&format!(": {c}"));
-            cur = c.source();
-        }
+        let why = bcm_tests::error_chain(&e);
         assert!(why.to_lowercase().contains("certificate"), "{url}: {why}");
         let plain = url.replacen("https://", "http://", 1);
         let answer = stranger.get(format!("{plain}/healthz")).send();

@@ -12,107 +12,97 @@
 
 use bcm_raft_store::{Command, NodeStatus};
 
+/// Who proposes a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proposer {
+    /// The leader (the cluster manager) alone.
+    Leader,
+    /// A node, for its own work.
+    Node,
+    /// A user's request, through the service layer (always audited).
+    User,
+    /// Either (a node's registration or an operator's re-admission; the
+    /// backup manager's retention or a user's delete; the first CA or a rotation).
+    NodeOrUser,
+}
+
+/// The one exhaustive list: a new command must be placed here.
+fn proposer(command: &Command) -> Proposer {
+    use Proposer::*;
+    match command {
+        Command::InitCluster { .. }
+        | Command::AssignBackupManager { .. }
+        | Command::SetNodeStatus { .. }
+        | Command::Batch(_) => Leader,
+        Command::StartJob { .. }
+        | Command::JobProgress { .. }
+        | Command::FinishJob { .. }
+        | Command::RunSlot { .. }
+        | Command::MoveReplica { .. }
+        | Command::Audit { .. }
+        | Command::Audited { .. } => Node,
+        Command::RegisterNode { .. }
+        | Command::DeleteBackup { .. }
+        | Command::AddClusterCa { .. } => NodeOrUser,
+        Command::AddNode { .. }
+        | Command::UpdateNode { .. }
+        | Command::PutConfig { .. }
+        | Command::DeleteConfig { .. }
+        | Command::CreateUser { .. }
+        | Command::UpdateUser { .. }
+        | Command::DeleteUser { .. }
+        | Command::PutGroup { .. }
+        | Command::DeleteGroup { .. }
+        | Command::CreatePlan { .. }
+        | Command::UpdatePlan { .. }
+        | Command::DeletePlan { .. }
+        | Command::CreateBackup { .. }
+        | Command::SetBackupStatus { .. }
+        | Command::CreateRestore { .. }
+        | Command::SetRestoreStatus { .. }
+        | Command::RevokeToken { .. }
+        | Command::RequestRestore { .. }
+        | Command::SetMaintenance { .. }
+        | Command::RenewNodeCerts { .. } => User,
+    }
+}
+
 /// Why a member may not forward `command`, or `None` if it may; `removed` says
 /// whether a node is decommissioned (in the leader's state).
 pub fn refusal(command: &Command, removed: impl Fn(u64) -> bool) -> Option<String> {
     match command {
-        Command::InitCluster { .. } => Some("only the leader forms the cluster".into()),
-        Command::AssignBackupManager { .. } => {
-            Some("only the cluster manager (the leader) assigns the backup-manager role".into())
-        }
-        Command::SetNodeStatus { id, status, .. } => {
-            // The one status a member's API proposes: a decommissioned node
-            // re-admitted by an operator (service/nodes.rs) is `Down` until it
-            // registers again.
-            let readmits = *status == NodeStatus::Down && removed(*id);
-            (!readmits)
-                .then(|| "only the cluster manager (the leader) records a node's health".into())
-        }
-        Command::Batch(_) => Some("only the leader batches commands".into()),
-        // The cluster's first CA, made by a bootstrap member; a rotation is an
-        // operator's write and comes audited.
+        // A user's write, with its record: what a user's request proposes.
+        Command::Audited { inner, .. } => match proposer(inner) {
+            Proposer::User | Proposer::NodeOrUser => None,
+            Proposer::Leader | Proposer::Node => {
+                Some(format!("no user's request proposes {}", name(inner)))
+            }
+        },
+        // The one status a member's API proposes: a decommissioned node
+        // re-admitted by an operator (service/nodes.rs) is `Down` until it
+        // registers again.
+        Command::SetNodeStatus {
+            id,
+            status: NodeStatus::Down,
+            ..
+        } if removed(*id) => None,
+        // A node forwards the cluster's first CA; a rotation is an operator's
+        // write and comes audited.
         Command::AddClusterCa {
-            retire_previous_at, ..
-        } => retire_previous_at
-            .is_some()
-            .then(|| "a CA rotation is an operator's write: it comes with its audit record".into()),
-        Command::Audited { inner, .. } => {
-            (!user_write(inner)).then(|| format!("no user's request proposes {}", name(inner)))
-        }
-        // A node's own work: registering itself (its identity is checked against
-        // its certificate by the caller), the backup manager's jobs and slots, the
-        // reports of the nodes running them, the records of logins.
-        Command::RegisterNode { .. }
-        | Command::StartJob { .. }
-        | Command::JobProgress { .. }
-        | Command::FinishJob { .. }
-        | Command::RunSlot { .. }
-        | Command::MoveReplica { .. }
-        | Command::DeleteBackup { .. }
-        | Command::Audit { .. } => None,
-        Command::AddNode { .. }
-        | Command::UpdateNode { .. }
-        | Command::PutConfig { .. }
-        | Command::DeleteConfig { .. }
-        | Command::CreateUser { .. }
-        | Command::UpdateUser { .. }
-        | Command::DeleteUser { .. }
-        | Command::PutGroup { .. }
-        | Command::DeleteGroup { .. }
-        | Command::CreatePlan { .. }
-        | Command::UpdatePlan { .. }
-        | Command::DeletePlan { .. }
-        | Command::CreateBackup { .. }
-        | Command::SetBackupStatus { .. }
-        | Command::CreateRestore { .. }
-        | Command::SetRestoreStatus { .. }
-        | Command::RevokeToken { .. }
-        | Command::RequestRestore { .. }
-        | Command::SetMaintenance { .. }
-        | Command::RenewNodeCerts { .. } => Some(format!(
-            "{} is a user's write: it comes with its audit record",
-            name(command)
-        )),
-    }
-}
-
-/// Whether a user's request (the API, through the service layer) proposes `command`.
-fn user_write(command: &Command) -> bool {
-    match command {
-        Command::AddNode { .. }
-        | Command::UpdateNode { .. }
-        | Command::RegisterNode { .. }
-        | Command::PutConfig { .. }
-        | Command::DeleteConfig { .. }
-        | Command::CreateUser { .. }
-        | Command::UpdateUser { .. }
-        | Command::DeleteUser { .. }
-        | Command::PutGroup { .. }
-        | Command::DeleteGroup { .. }
-        | Command::CreatePlan { .. }
-        | Command::UpdatePlan { .. }
-        | Command::DeletePlan { .. }
-        | Command::CreateBackup { .. }
-        | Command::SetBackupStatus { .. }
-        | Command::DeleteBackup { .. }
-        | Command::CreateRestore { .. }
-        | Command::SetRestoreStatus { .. }
-        | Command::RevokeToken { .. }
-        | Command::RequestRestore { .. }
-        | Command::SetMaintenance { .. }
-        | Command::AddClusterCa { .. }
-        | Command::RenewNodeCerts { .. } => true,
-        Command::InitCluster { .. }
-        | Command::SetNodeStatus { .. }
-        | Command::AssignBackupManager { .. }
-        | Command::StartJob { .. }
-        | Command::JobProgress { .. }
-        | Command::FinishJob { .. }
-        | Command::RunSlot { .. }
-        | Command::MoveReplica { .. }
-        | Command::Batch(_)
-        | Command::Audited { .. }
-        | Command::Audit { .. } => false,
+            retire_previous_at: Some(_),
+            ..
+        } => Some("a CA rotation is an operator's write: it comes with its audit record".into()),
+        _ => match proposer(command) {
+            Proposer::Leader => Some(format!(
+                "only the cluster manager (the leader) proposes {}",
+                name(command)
+            )),
+            Proposer::Node | Proposer::NodeOrUser => None,
+            Proposer::User => Some(format!(
+                "{} is a user's write: it comes with its audit record",
+                name(command)
+            )),
+        },
     }
 }
 

@@ -213,18 +213,18 @@ async fn leader(
         LeaderOp::WriteBatch(cs) => cs,
         _ => &[],
     };
+    let removed = |id| {
+        node.state
+            .read(|d| {
+                d.state
+                    .nodes
+                    .get(&id)
+                    .map(|n| n.status == NodeStatus::Removed)
+            })
+            .unwrap_or(false)
+    };
     for command in writes {
         // Only what members need to forward (peer_ops.rs) ...
-        let removed = |id| {
-            node.state
-                .read(|d| {
-                    d.state
-                        .nodes
-                        .get(&id)
-                        .map(|n| n.status == NodeStatus::Removed)
-                })
-                .unwrap_or(false)
-        };
         if let Some(why) = peer_ops::refusal(command, removed) {
             return Err(Problem::new(StatusCode::FORBIDDEN, why));
         }

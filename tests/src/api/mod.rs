@@ -277,7 +277,8 @@ fn url_of(urls: &RwLock<BTreeMap<u64, String>>, node: u64) -> String {
         .unwrap_or_else(|| panic!("no node {node} in this cluster"))
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error and its sources, in words (`a: b: c`).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

@@ -10,7 +10,7 @@ use std::time::Instant;
 use bcm_api::{CertsView, ClusterView};
 use bcm_model::{Command, NodeInfo};
 use bcm_tests::serde_json::json;
-use bcm_tests::{wait_until, Cluster, Writer, CLUSTER_SECRET};
+use bcm_tests::{error_chain, wait_until, Cluster, Writer, CLUSTER_SECRET};
 
 use crate::secs;
 
@@ -29,18 +29,6 @@ fn client(ca_pem: Option<&str>, identity: Option<&[u8]>) -> reqwest::blocking::C
         b = b.identity(reqwest::Identity::from_pem(id).unwrap());
     }
     b.build().unwrap()
-}
-
-/// The error chain of a failed request, in words.
-fn chain(e: &reqwest::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = std::error::Error::source(e);
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// The body of `/internal/leader` asking the leader to write `command`: postcard's
@@ -127,9 +115,9 @@ fn a_tls_cluster_forms_fails_over_and_refuses_strangers() {
         .send()
         .expect_err("a client without the CA was answered");
     assert!(
-        chain(&e).to_lowercase().contains("certificate"),
+        error_chain(&e).to_lowercase().contains("certificate"),
         "{}",
-        chain(&e)
+        error_chain(&e)
     );
 
     // A process with the cluster secret but no certificate cannot send a Raft
@@ -141,7 +129,7 @@ fn a_tls_cluster_forms_fails_over_and_refuses_strangers() {
             .body(vec![0u8; 8])
             .send()
             .expect_err("a peer without a certificate was answered");
-        let why = chain(&e);
+        let why = error_chain(&e);
         assert!(
             why.contains("handshake")
                 || why.contains("alert")
@@ -261,8 +249,10 @@ fn a_tls_cluster_forms_fails_over_and_refuses_strangers() {
                     .post(format!("{}/internal/hello", c.rpc_url(id)))
                     .send()
                 {
-                    Err(e) if chain(&e).contains("alert") || chain(&e).contains("handshake") => {}
-                    Err(e) => return Err(format!("node {id}: unexpected {}", chain(&e))),
+                    Err(e)
+                        if error_chain(&e).contains("alert")
+                            || error_chain(&e).contains("handshake") => {}
+                    Err(e) => return Err(format!("node {id}: unexpected {}", error_chain(&e))),
                     Ok(r) => return Err(format!("node {id} still answers it: {}", r.status())),
                 }
             }
