@@ -23,6 +23,23 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
     })
 }
 
+/// Encodes a value as one frame of a stream: its length (4 bytes, big-endian)
+/// and then its encoding, in one buffer (one write, one segment).
+pub fn encode_frame<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
+    let mut frame = postcard::to_extend(value, vec![0u8; 4]).map_err(|source| CodecError {
+        verb: "encode",
+        what: std::any::type_name::<T>(),
+        source,
+    })?;
+    let len = u32::try_from(frame.len() - 4).map_err(|_| CodecError {
+        verb: "frame",
+        what: std::any::type_name::<T>(),
+        source: postcard::Error::SerializeBufferFull,
+    })?;
+    frame[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(frame)
+}
+
 /// The length of `value`'s encoding, without encoding it.
 pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<usize, CodecError> {
     postcard::serialize_with_flavor(value, postcard::ser_flavors::Size::default()).map_err(
@@ -108,6 +125,15 @@ mod tests {
     fn encoded_len_is_the_length_of_the_encoding() {
         let v = (String::from("key"), vec![7u8; 300], 1u64 << 40);
         assert_eq!(encoded_len(&v).unwrap(), encode(&v).unwrap().len());
+    }
+
+    #[test]
+    fn a_frame_is_the_length_then_the_encoding() {
+        let v = (String::from("key"), vec![7u8; 300]);
+        let frame = encode_frame(&v).unwrap();
+        let body = encode(&v).unwrap();
+        assert_eq!(frame[..4], (body.len() as u32).to_be_bytes());
+        assert_eq!(frame[4..], body[..]);
     }
 
     #[test]

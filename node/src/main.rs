@@ -288,10 +288,24 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let api_app = http::router(app.clone());
     let limits = net::serve::Limits::of(&node.cfg.http);
     let rpc_stop = stop_rx.clone();
+    let rpc_node = node.clone();
     let rpc_task = raft_rt.spawn(async move {
         match tokio::net::TcpListener::from_std(rpc_listener) {
             Ok(l) => {
-                net::serve::serve("rpc", l, rpc_app, limits, rpc_stats, rpc_tls, rpc_stop).await
+                let streams = cluster::append_stream::streams(rpc_node);
+                net::serve::serve(
+                    "rpc",
+                    l,
+                    rpc_app,
+                    limits,
+                    rpc_stats,
+                    net::serve::Speaks {
+                        tls: rpc_tls,
+                        streams: Some(streams),
+                    },
+                    rpc_stop,
+                )
+                .await
             }
             Err(e) => tracing::error!("cannot serve node.rpc_listen: {e}"),
         }
@@ -302,7 +316,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         api_app,
         limits,
         api_stats,
-        api_tls,
+        api_tls.into(),
         stop_rx.clone(),
     ));
     if let Some(listener) = redirect_listener {
@@ -317,7 +331,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
             tls::redirect::router(&node.cfg.api_advertise),
             limits,
             Arc::default(),
-            net::serve::Tls::Off,
+            net::serve::Tls::Off.into(),
             stop_rx.clone(),
         ));
     }

@@ -23,6 +23,7 @@ use openraft::raft::{
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::append_stream::{AppendStream, Reply};
 use crate::config::Secret;
 use crate::tls::NodeTls;
 
@@ -203,11 +204,15 @@ pub struct Peers {
     /// The address calls leave from: the internal listener's, when it listens
     /// on one address (so that a peer, or a firewall rule, sees a node's calls
     /// come from where it listens).
-    source: Option<IpAddr>,
+    pub(super) source: Option<IpAddr>,
     /// `Bearer <cluster secret>`, built once; not sent with mutual TLS, where
     /// the node certificate is the credential.
     auth: Option<reqwest::header::HeaderValue>,
     tls: Option<Arc<NodeTls>>,
+    /// The append stream's TLS client config (ALPN `bcm-append/1`), with cluster TLS.
+    pub(super) stream_tls: Option<Arc<rustls::ClientConfig>>,
+    /// The cluster secret: a plaintext append stream shows it once, on opening.
+    pub(super) secret: Secret,
     /// Parsed URLs by path and peer address: parsing one (with its IDNA pass) cost
     /// more than the rest of a small call.
     urls: Arc<Mutex<HashMap<&'static str, HashMap<String, reqwest::Url>>>>,
@@ -232,6 +237,8 @@ impl Peers {
             idle,
             source,
             auth,
+            stream_tls: tls.as_ref().map(|t| Arc::new(t.append_client_config())),
+            secret,
             tls,
             urls: Arc::default(),
             contacts: Contacts::default(),
@@ -248,7 +255,7 @@ impl Peers {
         }
     }
 
-    fn url(&self, addr: &str, path: &'static str) -> Result<reqwest::Url, String> {
+    pub(super) fn url(&self, addr: &str, path: &'static str) -> Result<reqwest::Url, String> {
         let mut urls = self.urls.lock().expect("urls lock");
         let by_addr = urls.entry(path).or_default();
         if let Some(url) = by_addr.get(addr) {
@@ -351,11 +358,14 @@ impl RaftNetworkFactory<TypeConfig> for Peers {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: NodeId, node: &BcmNode) -> Self::Network {
-        // No eager connection: the shared pool connects on first use.
+        // No eager connection: the shared pool, and the append stream, connect on
+        // first use.
         PeerConnection {
             peers: self.clone(),
             target,
             addr: node.rpc_addr.clone(),
+            stream: None,
+            http_until: None,
         }
     }
 }
@@ -365,7 +375,16 @@ pub struct PeerConnection {
     peers: Peers,
     target: NodeId,
     addr: String,
+    /// The append stream to the peer, once opened (append_stream.rs).
+    stream: Option<AppendStream>,
+    /// AppendEntries go over HTTP until then: a new stream failed where HTTP
+    /// worked (a peer of an older version, or one starting).
+    http_until: Option<Instant>,
 }
+
+/// How long AppendEntries stay on HTTP after an append stream could not be used
+/// where HTTP could.
+const HTTP_FALLBACK: Duration = Duration::from_secs(30);
 
 impl PeerConnection {
     /// `entries` is the number of entries an AppendEntries carries: a 413 from
@@ -382,11 +401,22 @@ impl PeerConnection {
         Resp: DeserializeOwned,
         E: std::error::Error,
     {
-        match self
+        let answer = self
             .peers
             .call::<Req, Resp>(&self.addr, path, req, option.hard_ttl())
-            .await
-        {
+            .await;
+        self.outcome(answer, entries)
+    }
+
+    /// A call's outcome as openraft wants it. (openraft's error type is large;
+    /// it is what the trait returns.)
+    #[allow(clippy::result_large_err)]
+    fn outcome<Resp, E: std::error::Error>(
+        &self,
+        answer: Result<Resp, PeerError>,
+        entries: Option<usize>,
+    ) -> Result<Resp, RPCError<NodeId, BcmNode, RaftError<NodeId, E>>> {
+        match answer {
             Ok(resp) => {
                 self.peers.contacts.touch(self.target);
                 Ok(resp)
@@ -412,6 +442,39 @@ impl PeerConnection {
             Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
         }
     }
+
+    /// One AppendEntries over the append stream, opening it when there is none.
+    /// A stream that was already open may have been closed by the peer since
+    /// (it restarted, or dropped it idle): then once more on a new one. An
+    /// AppendEntries may be delivered twice; Raft makes that harmless.
+    async fn over_stream(&mut self, frame: &[u8]) -> Result<Reply, PeerError> {
+        let mut reused = self.stream.take();
+        loop {
+            let fresh = reused.is_none();
+            let mut stream = match reused.take() {
+                Some(s) => s,
+                None => AppendStream::connect(&self.peers, &self.addr).await?,
+            };
+            match stream.exchange(frame).await {
+                Ok(reply) => {
+                    self.stream = Some(stream);
+                    return Ok(reply);
+                }
+                Err(e) if !fresh => {
+                    tracing::debug!(
+                        target_node = self.target,
+                        "append stream closed ({e}); reopening"
+                    );
+                }
+                Err(e) => {
+                    return Err(PeerError::Lost {
+                        addr: self.addr.clone(),
+                        message: format!("append stream: {e}"),
+                    })
+                }
+            }
+        }
+    }
 }
 
 impl RaftNetwork<TypeConfig> for PeerConnection {
@@ -421,8 +484,52 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BcmNode, RaftError<NodeId>>> {
         let entries = Some(rpc.entries.len());
-        self.raft_call::<_, _, Infallible>(PATH_APPEND, &rpc, option, entries)
-            .await
+        if self.http_until.is_some_and(|t| Instant::now() < t) {
+            return self
+                .raft_call::<_, _, Infallible>(PATH_APPEND, &rpc, option, entries)
+                .await;
+        }
+        let frame = match codec::encode_frame(&rpc) {
+            Ok(f) => f,
+            Err(e) => return Err(RPCError::Network(NetworkError::new(&e))),
+        };
+        let answer = if frame.len() - 4 > bcm_raft_store::limits::RPC_BODY_BYTES {
+            // What the peer would refuse, refused here.
+            Err(PeerError::Status {
+                addr: self.addr.clone(),
+                status: 413,
+                body: format!("{} bytes is over the rpc body limit", frame.len() - 4),
+            })
+        } else {
+            let ttl = option.hard_ttl();
+            match tokio::time::timeout(ttl, self.over_stream(&frame)).await {
+                Err(_) => Err(PeerError::Timeout {
+                    addr: self.addr.clone(),
+                    timeout: ttl,
+                }),
+                Ok(Ok(Reply::Appended(resp))) => Ok(resp),
+                Ok(Ok(Reply::Refused { status, detail })) => Err(PeerError::Status {
+                    addr: self.addr.clone(),
+                    status,
+                    body: detail,
+                }),
+                Ok(Err(e @ PeerError::Unreachable { .. })) => Err(e),
+                Ok(Err(e)) => {
+                    // A new stream failed once open: try HTTP, and stay on it
+                    // for a while if it works.
+                    let http = self.peers.call(&self.addr, PATH_APPEND, &rpc, ttl).await;
+                    if http.is_ok() {
+                        tracing::info!(
+                            target_node = self.target,
+                            "append stream failed ({e}) where HTTP works: AppendEntries over HTTP for {HTTP_FALLBACK:?}"
+                        );
+                        self.http_until = Some(Instant::now() + HTTP_FALLBACK);
+                    }
+                    http
+                }
+            }
+        };
+        self.outcome(answer, entries)
     }
 
     async fn install_snapshot(

@@ -92,7 +92,7 @@ fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
 }
 
 /// A Raft request: only while this node answers Raft RPCs (see `Node::raft_open`).
-fn raft_request<T: DeserializeOwned>(node: &Node, body: &[u8]) -> Result<T, Problem> {
+pub(crate) fn raft_request<T: DeserializeOwned>(node: &Node, body: &[u8]) -> Result<T, Problem> {
     if !node.raft_open() {
         return Err(closed());
     }
@@ -148,7 +148,17 @@ async fn append(
     body: Bytes,
 ) -> Answer {
     let req: AppendEntriesRequest<TypeConfig> = raft_request(&node, &body)?;
-    speaks_for_itself(&node, peer, req.vote.leader_id().voted_for())?;
+    let resp = append_entries(&node, peer.map(|Extension(p)| p), req).await?;
+    Ok(encode(&resp))
+}
+
+/// An AppendEntries from `peer`, over HTTP or the append stream.
+pub(crate) async fn append_entries(
+    node: &Node,
+    peer: Option<PeerNode>,
+    req: AppendEntriesRequest<TypeConfig>,
+) -> Result<openraft::raft::AppendEntriesResponse<bcm_raft_store::NodeId>, Problem> {
+    speaks_for_itself(node, peer.map(Extension), req.vote.leader_id().voted_for())?;
     // The leader this node follows is alive: say so on arrival, not only once the
     // entries are on disk. Under load an append can take longer than an election
     // timeout; the leader sending it is not gone for that.
@@ -168,7 +178,7 @@ async fn append(
     if matches!(resp, R::Success | R::PartialSuccess(_)) {
         node.synced_with_leader();
     }
-    Ok(encode(&resp))
+    Ok(resp)
 }
 
 async fn vote(

@@ -4,6 +4,9 @@
 //! `request_timeout`. `axum::serve` sets none of these (hyper's header timeout
 //! needs a timer it does not give), so one slow client per connection could hold
 //! both listeners.
+//!
+//! The internal listener also takes connections that are not HTTP: the Raft
+//! append stream ([`Streams`]).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -68,6 +71,43 @@ impl ListenerStats {
     }
 }
 
+/// A connection handed over whole, for a protocol of its own.
+pub trait StreamIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Sync + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Sync + Unpin> StreamIo for T {}
+
+/// What serves one such connection: the connection, and the node its
+/// certificate proved (with cluster TLS).
+pub type StreamServe = Arc<
+    dyn Fn(Box<dyn StreamIo>, Option<PeerNode>) -> Pin<Box<dyn Future<Output = ()> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// Connections of a listener that speak a framed protocol instead of HTTP (the
+/// Raft append stream, cluster/append_stream.rs). With cluster TLS they are the
+/// ones that negotiated `alpn`; in plaintext, the ones that begin with
+/// `preface` (which no HTTP request does). They count toward the listener's
+/// connections like any other.
+#[derive(Clone)]
+pub struct Streams {
+    pub alpn: &'static [u8],
+    pub preface: &'static [u8],
+    pub serve: StreamServe,
+}
+
+/// What a listener speaks: HTTP (plain or over TLS), and maybe streams.
+pub struct Speaks {
+    pub tls: Tls,
+    pub streams: Option<Streams>,
+}
+
+impl From<Tls> for Speaks {
+    /// HTTP only.
+    fn from(tls: Tls) -> Speaks {
+        Speaks { tls, streams: None }
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` turns true, then lets the open
 /// connections finish their requests (up to 5 s). Each request carries the
 /// client's address as `ConnectInfo<SocketAddr>`.
@@ -77,9 +117,10 @@ pub async fn serve(
     app: Router,
     limits: Limits,
     stats: Arc<ListenerStats>,
-    tls: Tls,
+    speaks: Speaks,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let Speaks { tls, streams } = speaks;
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -110,12 +151,12 @@ pub async fn serve(
             limits,
             watcher: graceful.watcher(),
         };
-        let (app, tls, stats) = (app.clone(), tls.clone(), stats.clone());
+        let (app, tls, stats, streams) = (app.clone(), tls.clone(), stats.clone(), streams.clone());
         stats.open.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             // Errors here are a client's: a reset, a header timeout, bad framing,
             // a failed handshake.
-            if let Err(e) = conn.run(stream, app, tls).await {
+            if let Err(e) = conn.run(stream, app, tls, streams).await {
                 tracing::debug!(listener = name, %remote, "connection ended: {e}");
             }
             stats.open.fetch_sub(1, Ordering::Relaxed);
@@ -160,10 +201,24 @@ struct Conn {
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl Conn {
-    async fn run(self, stream: TcpStream, app: Router, tls: Tls) -> Result<(), BoxError> {
+    async fn run(
+        self,
+        stream: TcpStream,
+        app: Router,
+        tls: Tls,
+        streams: Option<Streams>,
+    ) -> Result<(), BoxError> {
         let handshake_within = self.limits.header_timeout;
         match tls {
-            Tls::Off => self.serve(stream, app, None).await,
+            Tls::Off => {
+                if let Some(streams) = streams {
+                    if begins_with(&stream, streams.preface, handshake_within).await? {
+                        (streams.serve)(Box::new(stream), None).await;
+                        return Ok(());
+                    }
+                }
+                self.serve(stream, app, None).await
+            }
             Tls::Server(config) => {
                 let accept = tokio_rustls::TlsAcceptor::from(config).accept(stream);
                 let stream = tokio::time::timeout(handshake_within, accept).await??;
@@ -199,6 +254,12 @@ impl Conn {
                     .and_then(|c| c.first())
                     .and_then(|c| node.check_peer(c).ok())
                     .ok_or("a peer without a node certificate got through the handshake")?;
+                if let Some(streams) = streams {
+                    if stream.get_ref().1.alpn_protocol() == Some(streams.alpn) {
+                        (streams.serve)(Box::new(stream), Some(PeerNode(peer))).await;
+                        return Ok(());
+                    }
+                }
                 self.serve(stream, app, Some(PeerNode(peer))).await
             }
         }
@@ -240,6 +301,34 @@ impl Conn {
         self.watcher.watch(conn).await?;
         Ok(())
     }
+}
+
+/// Does what the client sent first begin with `preface`? Looks without taking:
+/// an HTTP request is then read from the start. A client that sends nothing
+/// within `within` is left to HTTP's header timeout.
+async fn begins_with(
+    stream: &TcpStream,
+    preface: &[u8],
+    within: Duration,
+) -> std::io::Result<bool> {
+    let mut first = vec![0u8; preface.len()];
+    let look = async {
+        loop {
+            let n = stream.peek(&mut first).await?;
+            if n == 0 || first[..n] != preface[..n] {
+                return Ok(false);
+            }
+            if n == preface.len() {
+                return Ok(true);
+            }
+            // Only part of the preface is here (it is sent in one write, so
+            // this is rare): look again shortly.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    tokio::time::timeout(within, look)
+        .await
+        .unwrap_or(Ok(false))
 }
 
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {

@@ -23,7 +23,7 @@ use rustls::{
 };
 
 use super::ca::{self, CertFacts};
-use super::ALPN_ENROLL;
+use super::{ALPN_APPEND, ALPN_ENROLL};
 
 /// The one crypto provider of bcm's TLS: ring.
 pub fn provider() -> Arc<CryptoProvider> {
@@ -224,7 +224,7 @@ impl NodeTls {
             .expect("ring supports the default versions")
             .with_client_cert_verifier(Arc::new(Dynamic(self.clone())))
             .with_cert_resolver(Arc::new(Dynamic(self.clone())));
-        c.alpn_protocols = vec![b"http/1.1".to_vec()];
+        c.alpn_protocols = vec![b"http/1.1".to_vec(), ALPN_APPEND.to_vec()];
         Arc::new(c)
     }
 
@@ -249,6 +249,14 @@ impl NodeTls {
             .with_custom_certificate_verifier(Arc::new(Dynamic(self.clone())))
             .with_client_cert_resolver(Arc::new(Dynamic(self.clone())));
         c.alpn_protocols = vec![b"http/1.1".to_vec()];
+        c
+    }
+
+    /// The client config of the Raft append stream: the same certificates,
+    /// ALPN `bcm-append/1`.
+    pub fn append_client_config(self: &Arc<Self>) -> ClientConfig {
+        let mut c = self.client_config();
+        c.alpn_protocols = vec![ALPN_APPEND.to_vec()];
         c
     }
 }

@@ -15,6 +15,9 @@ pub use live::NodeTls;
 /// The ALPN protocol of an enrollment connection (enroll.rs).
 pub const ALPN_ENROLL: &[u8] = b"bcm-enroll/1";
 
+/// The ALPN protocol of the Raft append stream (cluster/append_stream.rs).
+pub const ALPN_APPEND: &[u8] = b"bcm-append/1";
+
 /// The node id a request's peer proved with its certificate (set by the
 /// listener on every request of a mutual-TLS connection).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -251,6 +251,39 @@ fn bad_input_gets_a_problem_json_4xx_and_the_cluster_stays_healthy() {
         }
     }
 
+    // The Raft append stream on the same port (node/src/cluster/append_stream.rs):
+    // a wrong secret, garbage, an oversized frame are each refused with a reply
+    // frame carrying the status HTTP would give, and change nothing.
+    for n in c.all_nodes() {
+        let addr = c.rpc_url(n).trim_start_matches("http://").to_string();
+        let cases: [(&str, &[u8], Vec<u8>, u16); 3] = [
+            ("wrong secret", b"wrong-secret-0123456789", vec![], 401),
+            (
+                "garbage frame",
+                CLUSTER_SECRET.as_bytes(),
+                frame(&[0xde, 0xad, 0xbe, 0xef, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]),
+                400,
+            ),
+            (
+                "oversized frame",
+                CLUSTER_SECRET.as_bytes(),
+                (64u32 << 20).to_be_bytes().to_vec(),
+                413,
+            ),
+        ];
+        for (what, secret, then, want) in cases {
+            match append_stream_refusal(&addr, secret, &then) {
+                Ok(status) if status == want => {
+                    c.log(format!("node {n}: {what} on the append stream: {status}"))
+                }
+                Ok(status) => failures.push(format!(
+                    "node {n}: {what} on the append stream: expected {want}, got {status}"
+                )),
+                Err(e) => failures.push(format!("node {n}: {what} on the append stream: {e}")),
+            }
+        }
+    }
+
     // Nothing crashed, nothing changed, and the cluster still works.
     c.check_processes();
     for n in c.all_nodes() {
@@ -272,4 +305,45 @@ fn bad_input_gets_a_problem_json_4xx_and_the_cluster_stays_healthy() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// A frame of the append stream: its length (u32, big-endian), then its bytes.
+fn frame(body: &[u8]) -> Vec<u8> {
+    let mut f = (body.len() as u32).to_be_bytes().to_vec();
+    f.extend_from_slice(body);
+    f
+}
+
+/// Opens a plaintext append stream to `addr` showing `secret`, sends `then`, and
+/// returns the status of the refusal the node answers with (its reply frame is
+/// postcard `Reply::Refused { status, detail }`: variant 1, a varint, a string).
+fn append_stream_refusal(addr: &str, secret: &[u8], then: &[u8]) -> Result<u16, String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    let mut hello = b"BCM-APPEND/1\n".to_vec();
+    hello.extend_from_slice(&(secret.len() as u16).to_be_bytes());
+    hello.extend_from_slice(secret);
+    hello.extend_from_slice(then);
+    s.write_all(&hello).map_err(|e| format!("send: {e}"))?;
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len)
+        .map_err(|e| format!("no reply frame: {e}"))?;
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body)
+        .map_err(|e| format!("a short reply frame: {e}"))?;
+    if body.first() != Some(&1) {
+        return Err(format!("not a refusal: {body:?}"));
+    }
+    // The status: a LEB128 varint after the variant.
+    let (mut status, mut shift) = (0u32, 0);
+    for b in &body[1..] {
+        status |= u32::from(b & 0x7f) << shift;
+        shift += 7;
+        if b & 0x80 == 0 {
+            break;
+        }
+    }
+    u16::try_from(status).map_err(|_| format!("a status of {status}"))
 }
