@@ -304,8 +304,9 @@ impl Conn {
 }
 
 /// Does what the client sent first begin with `preface`? Looks without taking:
-/// an HTTP request is then read from the start. A client that sends nothing
-/// within `within` is left to HTTP's header timeout.
+/// an HTTP request is then read from the start. A client that has not sent
+/// enough to tell within `within` (the header timeout) is an error: the
+/// connection closes, as HTTP would close it then.
 async fn begins_with(
     stream: &TcpStream,
     preface: &[u8],
@@ -328,7 +329,12 @@ async fn begins_with(
     };
     tokio::time::timeout(within, look)
         .await
-        .unwrap_or(Ok(false))
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "nothing to tell the protocol by within the header timeout",
+            ))
+        })
 }
 
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {
