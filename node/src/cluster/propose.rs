@@ -47,6 +47,9 @@ struct Proposal {
 
 /// The queue's sending side, held by the node.
 pub struct Proposer {
+    raft: Raft,
+    /// Proposals on their way (at most `IN_FLIGHT`).
+    slots: Arc<Semaphore>,
     tx: mpsc::UnboundedSender<Proposal>,
     queued: Arc<Queued>,
     counts: Arc<Counts>,
@@ -89,8 +92,21 @@ impl Proposer {
         let (tx, rx) = mpsc::unbounded_channel();
         let counts = Arc::new(Counts::default());
         let queued = Arc::new(Queued::default());
-        tokio::spawn(run(raft, rx, queued.clone(), counts.clone()));
-        Proposer { tx, queued, counts }
+        let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+        tokio::spawn(run(
+            raft.clone(),
+            rx,
+            slots.clone(),
+            queued.clone(),
+            counts.clone(),
+        ));
+        Proposer {
+            raft,
+            slots,
+            tx,
+            queued,
+            counts,
+        }
     }
 
     /// (entries proposed, writes they carried) since the process started.
@@ -123,6 +139,18 @@ impl Proposer {
             reply,
             span: tracing::Span::current(),
         };
+        // Alone (nothing queued before it, nothing on its way): propose from here.
+        if self.queued.writes.load(Ordering::Acquire) == 1 {
+            if let Ok(slot) = self.slots.clone().try_acquire_owned() {
+                self.queued.release(size);
+                submit(&self.raft, vec![proposal], &self.counts).await;
+                drop(slot);
+                return match answer.await {
+                    Ok(a) => a,
+                    Err(_) => not_committed(left),
+                };
+            }
+        }
         if let Err(mpsc::error::SendError(p)) = self.tx.send(proposal) {
             self.queued.release(p.size);
             return LeaderReply::Unavailable("this node is shutting down".into());
@@ -146,15 +174,15 @@ fn not_committed(left: Duration) -> LeaderReply<OpResult> {
 async fn run(
     raft: Raft,
     mut rx: mpsc::UnboundedReceiver<Proposal>,
+    slots: Arc<Semaphore>,
     queued: Arc<Queued>,
     counts: Arc<Counts>,
 ) {
-    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut carried: Option<Proposal> = None;
     loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
+        // The first write, then a free slot: while waiting for the slot more
+        // writes queue up and join the batch. (Holding no slot while the queue is
+        // empty leaves it to a lone write's own task.)
         let first = match carried.take() {
             Some(p) => p,
             None => match rx.recv().await {
@@ -164,6 +192,9 @@ async fn run(
                 }
                 None => return,
             },
+        };
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
         };
         let mut keys: BTreeSet<String> = first
             .command
