@@ -213,6 +213,10 @@ pub struct Peers {
     pub(super) stream_tls: Option<Arc<rustls::ClientConfig>>,
     /// The cluster secret: a plaintext append stream shows it once, on opening.
     pub(super) secret: Secret,
+    /// Open append streams not in use, by peer address. openraft makes a new
+    /// network client for each leadership check (a linearizable read's round),
+    /// so streams outlive the client that opened them.
+    streams: Arc<Mutex<HashMap<String, Vec<AppendStream>>>>,
     /// Parsed URLs by path and peer address: parsing one (with its IDNA pass) cost
     /// more than the rest of a small call.
     urls: Arc<Mutex<HashMap<&'static str, HashMap<String, reqwest::Url>>>>,
@@ -239,6 +243,7 @@ impl Peers {
             auth,
             stream_tls: tls.as_ref().map(|t| Arc::new(t.append_client_config())),
             secret,
+            streams: Arc::default(),
             tls,
             urls: Arc::default(),
             contacts: Contacts::default(),
@@ -253,6 +258,37 @@ impl Peers {
             client: client(self.idle, self.source, self.tls.as_ref()),
             ..self.clone()
         }
+    }
+
+    /// An idle append stream to `addr`, if one is open.
+    fn take_stream(&self, addr: &str) -> Option<AppendStream> {
+        self.streams
+            .lock()
+            .expect("streams lock")
+            .get_mut(addr)
+            .and_then(Vec::pop)
+    }
+
+    /// Keeps `stream` for the next call to `addr` (at most `STREAMS_KEPT`).
+    fn keep_stream(&self, addr: &str, stream: AppendStream) {
+        let mut streams = self.streams.lock().expect("streams lock");
+        if let Some(kept) = streams.get_mut(addr) {
+            if kept.len() < STREAMS_KEPT {
+                kept.push(stream);
+            }
+        } else {
+            if streams.len() >= 64 {
+                // Addresses of members long gone.
+                streams.clear();
+            }
+            streams.insert(addr.to_string(), vec![stream]);
+        }
+    }
+
+    /// Forgets the idle streams to `addr` (one was found closed: the peer
+    /// restarted, so the others are closed too).
+    fn drop_streams(&self, addr: &str) {
+        self.streams.lock().expect("streams lock").remove(addr);
     }
 
     pub(super) fn url(&self, addr: &str, path: &'static str) -> Result<reqwest::Url, String> {
@@ -364,7 +400,6 @@ impl RaftNetworkFactory<TypeConfig> for Peers {
             peers: self.clone(),
             target,
             addr: node.rpc_addr.clone(),
-            stream: None,
             http_until: None,
         }
     }
@@ -375,12 +410,14 @@ pub struct PeerConnection {
     peers: Peers,
     target: NodeId,
     addr: String,
-    /// The append stream to the peer, once opened (append_stream.rs).
-    stream: Option<AppendStream>,
     /// AppendEntries go over HTTP until then: a new stream failed where HTTP
     /// worked (a peer of an older version, or one starting).
     http_until: Option<Instant>,
 }
+
+/// Idle append streams kept per peer: one for replication, the rest for
+/// leadership checks that overlap it.
+const STREAMS_KEPT: usize = 4;
 
 /// How long AppendEntries stay on HTTP after an append stream could not be used
 /// where HTTP could.
@@ -443,12 +480,12 @@ impl PeerConnection {
         }
     }
 
-    /// One AppendEntries over the append stream, opening it when there is none.
+    /// One AppendEntries over an idle append stream to the peer, or a new one.
     /// A stream that was already open may have been closed by the peer since
     /// (it restarted, or dropped it idle): then once more on a new one. An
     /// AppendEntries may be delivered twice; Raft makes that harmless.
     async fn over_stream(&mut self, frame: &[u8]) -> Result<Reply, PeerError> {
-        let mut reused = self.stream.take();
+        let mut reused = self.peers.take_stream(&self.addr);
         loop {
             let fresh = reused.is_none();
             let mut stream = match reused.take() {
@@ -457,7 +494,7 @@ impl PeerConnection {
             };
             match stream.exchange(frame).await {
                 Ok(reply) => {
-                    self.stream = Some(stream);
+                    self.peers.keep_stream(&self.addr, stream);
                     return Ok(reply);
                 }
                 Err(e) if !fresh => {
@@ -465,6 +502,7 @@ impl PeerConnection {
                         target_node = self.target,
                         "append stream closed ({e}); reopening"
                     );
+                    self.peers.drop_streams(&self.addr);
                 }
                 Err(e) => {
                     return Err(PeerError::Lost {
