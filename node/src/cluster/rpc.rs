@@ -217,6 +217,9 @@ pub struct Peers {
     /// network client for each leadership check (a linearizable read's round),
     /// so streams outlive the client that opened them.
     streams: Arc<Mutex<HashMap<String, Vec<AppendStream>>>>,
+    /// Peers whose AppendEntries go over HTTP until then, by address: a new
+    /// stream failed where HTTP worked (a peer of an older version).
+    http_until: Arc<Mutex<HashMap<String, Instant>>>,
     /// Parsed URLs by path and peer address: parsing one (with its IDNA pass) cost
     /// more than the rest of a small call.
     urls: Arc<Mutex<HashMap<&'static str, HashMap<String, reqwest::Url>>>>,
@@ -244,6 +247,7 @@ impl Peers {
             stream_tls: tls.as_ref().map(|t| Arc::new(t.append_client_config())),
             secret,
             streams: Arc::default(),
+            http_until: Arc::default(),
             tls,
             urls: Arc::default(),
             contacts: Contacts::default(),
@@ -282,6 +286,19 @@ impl Peers {
                 streams.clear();
             }
             streams.insert(addr.to_string(), vec![stream]);
+        }
+    }
+
+    /// Does `addr` get AppendEntries over HTTP for now (see `http_until`)?
+    fn http_only(&self, addr: &str) -> bool {
+        let mut until = self.http_until.lock().expect("http_until lock");
+        match until.get(addr) {
+            Some(t) if Instant::now() < *t => true,
+            Some(_) => {
+                until.remove(addr);
+                false
+            }
+            None => false,
         }
     }
 
@@ -400,7 +417,6 @@ impl RaftNetworkFactory<TypeConfig> for Peers {
             peers: self.clone(),
             target,
             addr: node.rpc_addr.clone(),
-            http_until: None,
         }
     }
 }
@@ -410,9 +426,6 @@ pub struct PeerConnection {
     peers: Peers,
     target: NodeId,
     addr: String,
-    /// AppendEntries go over HTTP until then: a new stream failed where HTTP
-    /// worked (a peer of an older version, or one starting).
-    http_until: Option<Instant>,
 }
 
 /// Idle append streams kept per peer: one for replication, the rest for
@@ -494,7 +507,10 @@ impl PeerConnection {
             };
             match stream.exchange(frame).await {
                 Ok(reply) => {
-                    self.peers.keep_stream(&self.addr, stream);
+                    // A refusal may be the last frame: the peer closes after it.
+                    if matches!(reply, Reply::Appended(_)) {
+                        self.peers.keep_stream(&self.addr, stream);
+                    }
                     return Ok(reply);
                 }
                 Err(e) if !fresh => {
@@ -522,7 +538,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BcmNode, RaftError<NodeId>>> {
         let entries = Some(rpc.entries.len());
-        if self.http_until.is_some_and(|t| Instant::now() < t) {
+        if self.peers.http_only(&self.addr) {
             return self
                 .raft_call::<_, _, Infallible>(PATH_APPEND, &rpc, option, entries)
                 .await;
@@ -561,7 +577,11 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
                             target_node = self.target,
                             "append stream failed ({e}) where HTTP works: AppendEntries over HTTP for {HTTP_FALLBACK:?}"
                         );
-                        self.http_until = Some(Instant::now() + HTTP_FALLBACK);
+                        self.peers
+                            .http_until
+                            .lock()
+                            .expect("http_until lock")
+                            .insert(self.addr.clone(), Instant::now() + HTTP_FALLBACK);
                     }
                     http
                 }
