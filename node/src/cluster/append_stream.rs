@@ -19,7 +19,6 @@ use bcm_raft_store::{codec, NodeId};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse};
 use rustls::pki_types::ServerName;
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -151,8 +150,7 @@ async fn plaintext_hello(
     let given = tokio::time::timeout(within, read)
         .await
         .map_err(|_| invalid("no preface within http.body_timeout_ms"))??;
-    let expected = node.cfg.secret.expose().as_bytes();
-    if given.len() != expected.len() || !bool::from(given.as_slice().ct_eq(expected)) {
+    if !rpc_server::shows_the_secret(node, &given) {
         return Ok(Err(
             "missing or wrong cluster secret: every member must share cluster.secret".into(),
         ));

@@ -71,8 +71,7 @@ async fn require_secret(State(node): State<SharedNode>, req: Request, next: Next
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    let expected = node.cfg.secret.expose().as_bytes();
-    if given.len() != expected.len() || !bool::from(given.as_bytes().ct_eq(expected)) {
+    if !shows_the_secret(&node, given.as_bytes()) {
         return Problem::new(
             StatusCode::UNAUTHORIZED,
             "missing or wrong cluster secret: every member must share cluster.secret",
@@ -80,6 +79,12 @@ async fn require_secret(State(node): State<SharedNode>, req: Request, next: Next
         .into_response();
     }
     next.run(req).await
+}
+
+/// Is `given` this cluster's secret? (Compared in constant time.)
+pub(crate) fn shows_the_secret(node: &Node, given: &[u8]) -> bool {
+    let expected = node.cfg.secret.expose().as_bytes();
+    given.len() == expected.len() && bool::from(given.ct_eq(expected))
 }
 
 /// A handler's answer: postcard when it worked, problem+json when it did not.
