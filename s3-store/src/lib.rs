@@ -214,20 +214,31 @@ impl S3Backend {
         let detail = clean(s, chain(&e));
         let lower = detail.to_ascii_lowercase();
         let said = |words: &[&str]| words.iter().any(|w| lower.contains(w));
-        let refused = matches!(
-            e,
-            object_store::Error::PermissionDenied { .. }
-                | object_store::Error::Unauthenticated { .. }
-        ) || (!said(&["nosuchbucket", "bucket not found"])
-            && said(&[
-                "403",
-                "invalidaccesskeyid",
-                "signaturedoesnotmatch",
-                "accessdenied",
-                "forbidden",
-            ]));
-        let no_bucket = said(&["nosuchbucket", "bucket not found"])
-            || matches!(e, object_store::Error::NotFound { .. });
+        // A request that never got an answer says nothing about keys or
+        // buckets, whatever digits its message happens to hold (a timing such
+        // as "in 1.403535ms" once read as a 403).
+        let unanswered = said(&[
+            "error sending request",
+            "tcp connect error",
+            "dns error",
+            "connection refused",
+        ]);
+        let refused = !unanswered
+            && (matches!(
+                e,
+                object_store::Error::PermissionDenied { .. }
+                    | object_store::Error::Unauthenticated { .. }
+            ) || (!said(&["nosuchbucket", "bucket not found"])
+                && (status_403(&lower)
+                    || said(&[
+                        "invalidaccesskeyid",
+                        "signaturedoesnotmatch",
+                        "accessdenied",
+                        "forbidden",
+                    ]))));
+        let no_bucket = !unanswered
+            && (said(&["nosuchbucket", "bucket not found"])
+                || matches!(e, object_store::Error::NotFound { .. }));
         if refused {
             S3Error::Refused {
                 endpoint,
@@ -241,13 +252,7 @@ impl S3Backend {
                 bucket: s.bucket.clone(),
                 key_id: s.access_key_id.clone(),
             }
-        } else if said(&[
-            "connect",
-            "dns",
-            "timed out",
-            "timeout",
-            "error sending request",
-        ]) {
+        } else if unanswered || said(&["connect", "dns", "timed out", "timeout"]) {
             S3Error::Unreachable { endpoint, detail }
         } else {
             S3Error::Other { endpoint, detail }
@@ -564,6 +569,18 @@ fn clean(s: &Settings, text: String) -> String {
     }
 }
 
+/// Whether an error text carries the status code 403 as a number of its own,
+/// not as digits inside another (a port, a duration, a byte count).
+fn status_403(lower: &str) -> bool {
+    let b = lower.as_bytes();
+    lower.match_indices("403").any(|(i, _)| {
+        let before = i.checked_sub(1).map(|j| b[j]);
+        let after = b.get(i + 3).copied();
+        let joined = |c: Option<u8>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == b'.');
+        !joined(before) && !joined(after)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -607,6 +624,33 @@ mod tests {
             "cluster-2/manifests/4/17.manifest"
         );
         assert!(other.describe().contains("under cluster-2/"));
+    }
+
+    #[test]
+    fn an_unanswered_request_is_unreachable_whatever_its_digits() {
+        let b = S3Backend::new(settings("http://127.0.0.1:9", "")).unwrap();
+        let generic = |text: &str| object_store::Error::Generic {
+            store: "S3",
+            source: text.to_string().into(),
+        };
+        // The CI run that failed: the duration held "403".
+        let e = b.explain(generic(
+            "Error performing GET http://127.0.0.1:43279/bcm?list-type=2 in 1.403535ms - \
+             HTTP error: error sending request: client error (Connect): tcp connect error: \
+             Connection refused (os error 111)",
+        ));
+        assert!(matches!(e, S3Error::Unreachable { .. }), "{e}");
+        let e = b.explain(generic(
+            "Error performing GET http://127.0.0.1:4030/bcm in 2.1ms - \
+             Client error with status 403 Forbidden: <Code>AccessDenied</Code>",
+        ));
+        assert!(matches!(e, S3Error::Refused { .. }), "{e}");
+        let e = b.explain(generic(
+            "Client error with status 404: NoSuchBucket, in 403ms",
+        ));
+        assert!(matches!(e, S3Error::NoBucket { .. }), "{e}");
+        assert!(status_403("status 403 forbidden"));
+        assert!(!status_403("in 1.403535ms on port 44030"));
     }
 
     #[test]
