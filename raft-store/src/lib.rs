@@ -21,5 +21,7 @@ pub use bcm_model::{
     StateEvent, User, BUILTIN_GROUPS, PERMISSIONS,
 };
 pub use history::{read_history, HeldDir, HistoryError, LocalHistory};
-pub use store::{seed_from_export, LogStore, StateHandle, StateMachineData, StateMachineStore};
+pub use store::{
+    seed_from_export, AppendBudget, LogStore, StateHandle, StateMachineData, StateMachineStore,
+};
 pub use types::*;

@@ -69,6 +69,7 @@ pub fn open(dir: &std::path::Path) -> Result<Opened, StorageError> {
         engine: engine.clone(),
         flush_tx,
         space: space.clone(),
+        append_budget: AppendBudget::default(),
     };
     let state_machine = StateMachineStore::load(engine)?;
     Ok(Opened {
@@ -88,6 +89,50 @@ pub struct LogStore {
     /// Appended entries waiting for the next fsync (see `group_commit`).
     flush_tx: std::sync::mpsc::Sender<LogFlushed<TypeConfig>>,
     space: Arc<DiskSpace>,
+    append_budget: AppendBudget,
+}
+
+/// The smallest [`AppendBudget`]: a call still carries at least one entry.
+pub const MIN_APPEND_BYTES: usize = 64 * 1024;
+
+/// How many bytes of entries one AppendEntries carries at most (the log
+/// reader's cap, shared by every replication task of a node): starts at
+/// [`limits::APPEND_BYTES`], is halved each time a call with entries did not
+/// finish in time (openraft gives each call one heartbeat interval), and grows
+/// back by an eighth after each call that did. Without it a follower far enough
+/// behind that every call is a full one, which a slow disk or a loaded machine
+/// cannot finish within the interval, would be sent the same call forever, with
+/// no heartbeat between them: its leader loses its lease and writes stop.
+#[derive(Clone, Debug)]
+pub struct AppendBudget(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Default for AppendBudget {
+    fn default() -> AppendBudget {
+        AppendBudget(Arc::new(limits::APPEND_BYTES.into()))
+    }
+}
+
+impl AppendBudget {
+    pub fn bytes(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A call with entries ran out of time: the next ones carry half as much.
+    /// Returns the new budget.
+    pub fn too_slow(&self) -> usize {
+        let half = (self.bytes() / 2).max(MIN_APPEND_BYTES);
+        self.0.store(half, std::sync::atomic::Ordering::Relaxed);
+        half
+    }
+
+    /// A call with entries finished in time.
+    pub fn in_time(&self) {
+        let now = self.bytes();
+        if now < limits::APPEND_BYTES {
+            let more = (now + now / 8).min(limits::APPEND_BYTES);
+            self.0.store(more, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }
 
 /// How long an append that found the disk full waits before it tries again, at
@@ -114,6 +159,13 @@ fn group_commit(engine: &Engine, rx: std::sync::mpsc::Receiver<LogFlushed<TypeCo
         for callback in waiting {
             callback.log_io_completed(synced.clone().map_err(std::io::Error::other));
         }
+    }
+}
+
+impl LogStore {
+    /// The byte cap on one AppendEntries' entries, which the network adjusts.
+    pub fn append_budget(&self) -> AppendBudget {
+        self.append_budget.clone()
     }
 }
 
@@ -187,8 +239,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
             .collect()
     }
 
-    /// What replication sends in one AppendEntries: at most
-    /// [`limits::APPEND_BYTES`] of entries (always at least one). openraft caps
+    /// What replication sends in one AppendEntries: at most the
+    /// [`AppendBudget`] of entries (always at least one). openraft caps
     /// the range by count only (`max_payload_entries`), and a count of large
     /// entries once built requests no follower would accept.
     async fn limited_get_log_entries(
@@ -197,7 +249,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         end: u64,
     ) -> Result<Vec<Entry>, StorageError> {
         self.engine
-            .log_range_at_most(start..end, limits::APPEND_BYTES)
+            .log_range_at_most(start..end, self.append_budget.bytes())
             .map_err(read_err)?
             .into_iter()
             .map(|(_, bytes)| codec::decode(&bytes).map_err(read_err))
@@ -617,4 +669,38 @@ fn unique_suffix() -> u128 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{AppendBudget, MIN_APPEND_BYTES};
+    use bcm_model::limits::APPEND_BYTES;
+
+    #[test]
+    fn an_append_budget_halves_on_each_slow_call_and_grows_back_on_calls_in_time() {
+        let b = AppendBudget::default();
+        assert_eq!(b.bytes(), APPEND_BYTES);
+        assert_eq!(b.too_slow(), APPEND_BYTES / 2);
+        assert_eq!(
+            b.clone().too_slow(),
+            APPEND_BYTES / 4,
+            "clones share one budget"
+        );
+        for _ in 0..100 {
+            b.too_slow();
+        }
+        assert_eq!(b.bytes(), MIN_APPEND_BYTES, "never below the floor");
+        let mut calls = 0;
+        while b.bytes() < APPEND_BYTES {
+            let before = b.bytes();
+            b.in_time();
+            assert!(b.bytes() > before);
+            calls += 1;
+        }
+        assert_eq!(b.bytes(), APPEND_BYTES, "never above the limit");
+        assert!(
+            (30..60).contains(&calls),
+            "{calls} calls in time to grow back"
+        );
+    }
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bcm_raft_store::codec;
-use bcm_raft_store::{BcmNode, Command, NodeId, NodeInfo, Response, TypeConfig};
+use bcm_raft_store::{AppendBudget, BcmNode, Command, NodeId, NodeInfo, Response, TypeConfig};
 use openraft::error::{
     Infallible, InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError,
     Unreachable,
@@ -224,6 +224,9 @@ pub struct Peers {
     /// more than the rest of a small call.
     urls: Arc<Mutex<HashMap<&'static str, HashMap<String, reqwest::Url>>>>,
     pub contacts: Contacts,
+    /// The log reader's cap on one AppendEntries (see `AppendBudget`): shrunk
+    /// here when a call runs out of time, grown when calls finish in time.
+    append_budget: AppendBudget,
 }
 
 impl Peers {
@@ -251,6 +254,16 @@ impl Peers {
             tls,
             urls: Arc::default(),
             contacts: Contacts::default(),
+            append_budget: AppendBudget::default(),
+        }
+    }
+
+    /// The same peers, adjusting `budget` (the Raft log's) as AppendEntries
+    /// calls run out of time or finish in time.
+    pub fn with_append_budget(self, budget: AppendBudget) -> Peers {
+        Peers {
+            append_budget: budget,
+            ..self
         }
     }
 
@@ -537,6 +550,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BcmNode, RaftError<NodeId>>> {
+        let started = Instant::now();
         let entries = Some(rpc.entries.len());
         if self.peers.http_only(&self.addr) {
             return self
@@ -547,6 +561,17 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
             Ok(f) => f,
             Err(e) => return Err(RPCError::Network(NetworkError::new(&e))),
         };
+        let ttl = option.hard_ttl();
+        // openraft drops a call at `ttl` (one heartbeat interval, counted from
+        // the call: encoding the frame is part of it) and sends the same again.
+        // A call with entries gives up a little before, to say so and to send
+        // less next time (see AppendBudget).
+        let limit = if rpc.entries.is_empty() {
+            ttl
+        } else {
+            ttl * 4 / 5
+        };
+        let limit = limit.saturating_sub(started.elapsed());
         let answer = if frame.len() - 4 > bcm_raft_store::limits::RPC_BODY_BYTES {
             // What the peer would refuse, refused here.
             Err(PeerError::Status {
@@ -555,11 +580,29 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
                 body: format!("{} bytes is over the rpc body limit", frame.len() - 4),
             })
         } else {
-            let ttl = option.hard_ttl();
-            match tokio::time::timeout(ttl, self.over_stream(&frame)).await {
+            match tokio::time::timeout(limit, self.over_stream(&frame)).await {
+                Err(_) if !rpc.entries.is_empty() => {
+                    let budget = self.peers.append_budget.too_slow();
+                    let hint = (rpc.entries.len() / 2).max(1) as u64;
+                    tracing::warn!(
+                        target_node = self.target,
+                        entries = rpc.entries.len(),
+                        bytes = frame.len(),
+                        next_bytes = budget,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "AppendEntries did not finish within 4/5 of the heartbeat interval: sending less"
+                    );
+                    let e = PeerError::Timeout {
+                        addr: self.addr.clone(),
+                        timeout: limit,
+                    };
+                    return Err(RPCError::PayloadTooLarge(
+                        PayloadTooLarge::new_entries_hint(hint).with_source_error(&e),
+                    ));
+                }
                 Err(_) => Err(PeerError::Timeout {
                     addr: self.addr.clone(),
-                    timeout: ttl,
+                    timeout: limit,
                 }),
                 Ok(Ok(Reply::Appended(resp))) => Ok(resp),
                 Ok(Ok(Reply::Refused { status, detail })) => Err(PeerError::Status {
@@ -571,7 +614,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
                 Ok(Err(e)) => {
                     // A new stream failed once open: try HTTP, and stay on it
                     // for a while if it works.
-                    let http = self.peers.call(&self.addr, PATH_APPEND, &rpc, ttl).await;
+                    let http = self.peers.call(&self.addr, PATH_APPEND, &rpc, limit).await;
                     if http.is_ok() {
                         tracing::info!(
                             target_node = self.target,
@@ -587,6 +630,9 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
                 }
             }
         };
+        if answer.is_ok() && !rpc.entries.is_empty() {
+            self.peers.append_budget.in_time();
+        }
         self.outcome(answer, entries)
     }
 

@@ -95,7 +95,9 @@ pub async fn start(cfg: NodeConfig, shutdown: watch::Receiver<bool>) -> anyhow::
     );
     // The Raft network's own pool: its connections are opened from, and driven by,
     // the Raft runtime this runs on (see main.rs), whatever the API's load.
-    let raft_peers = peers.with_own_pool();
+    let raft_peers = peers
+        .with_own_pool()
+        .with_append_budget(opened.log.append_budget());
     let raft = Raft::new(
         cfg.id,
         raft_config,
