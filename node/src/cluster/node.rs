@@ -72,6 +72,10 @@ pub type SharedNode = Arc<Node>;
 /// How long a write or a linearizable read may wait for a leader and a quorum.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 
+/// How long `/readyz` waits for entries this node knows committed to be
+/// applied before it says the node is behind.
+const APPLY_GRACE: Duration = Duration::from_millis(500);
+
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -270,8 +274,14 @@ impl Node {
             .await
             .map_err(|e| e.to_string())?
             .unwrap_or(0);
-        let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
-        if applied < committed {
+        // An entry learnt committed a moment ago is normally applied within
+        // milliseconds: a node that is merely between the two is ready, one
+        // still behind after a short wait is not.
+        let caught_up = tokio::time::timeout(APPLY_GRACE, node.state.wait_applied(committed));
+        if caught_up.await.is_err() {
+            let applied = node
+                .state
+                .read(|d| d.last_applied.map(|l| l.index).unwrap_or(0));
             return Err(format!(
                 "applied {applied} of {committed} committed entries"
             ));
