@@ -86,9 +86,8 @@ pub async fn start(node: &Node, caller: &Caller, new: NewBackup) -> Result<Backu
 async fn start_audited(node: &Node, audit: &Audit, new: NewBackup) -> Result<Backup, OpError> {
     let command = match (new.plan, new.source_node, new.paths) {
         (Some(plan), None, None) => {
-            let Some(spec) = node
-                .state
-                .read(|d| d.state.plans.get(&plan).map(|p| p.spec.clone()))
+            let Some(spec) =
+                super::referred(node, |s| s.plans.get(&plan).map(|p| p.spec.clone())).await?
             else {
                 return Err(OpError::invalid(
                     "plan",
@@ -105,7 +104,7 @@ async fn start_audited(node: &Node, audit: &Audit, new: NewBackup) -> Result<Bac
         }
         (None, Some(source_node), Some(paths)) => {
             check_paths("paths", &paths)?;
-            check_node(node, "source_node", source_node)?;
+            check_node(node, "source_node", source_node).await?;
             check_on_source(node, source_node, &paths).await?;
             Command::CreateBackup {
                 plan: None,
@@ -212,7 +211,7 @@ pub async fn restore_to(
             if let Some(include) = &to.include {
                 check_paths("include", std::slice::from_ref(include))?;
             }
-            check_node(node, "target_node", to.target_node)?;
+            check_node(node, "target_node", to.target_node).await?;
             let command = Command::RequestRestore {
                 backup,
                 target_node: to.target_node,

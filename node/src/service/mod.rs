@@ -227,6 +227,22 @@ pub fn lookup<T: Clone>(
         .ok_or_else(|| OpError::not_found(what, id))
 }
 
+/// Something a write refers to, read from this node's state by `find`. When it
+/// is not there, this node may only lag the write that made it (through
+/// another node a moment ago): it is read again once this node has applied
+/// everything committed before the call (a read barrier), so that no write is
+/// refused for a lag. A 503 when no leader can confirm.
+pub async fn referred<T>(
+    node: &Node,
+    find: impl Fn(&bcm_raft_store::ClusterState) -> Option<T>,
+) -> Result<Option<T>, OpError> {
+    if let Some(found) = node.state.read(|d| find(&d.state)) {
+        return Ok(Some(found));
+    }
+    leader::read_barrier(node).await?;
+    Ok(node.state.read(|d| find(&d.state)))
+}
+
 /// Makes a read linearizable when asked (`?consistency=linearizable`).
 pub async fn consistent(node: &Node, consistency: Option<&str>) -> Result<(), OpError> {
     match consistency {

@@ -6,7 +6,7 @@ use bcm_raft_store::{Command, Plan, PlanSpec};
 
 use super::auth::Caller;
 use super::{check_name, lookup, write, OpError, Search};
-use crate::cluster::{now_ms, Node};
+use crate::cluster::{leader, now_ms, Node};
 
 /// Absolute paths, 1 to 64 of them, each at most 4096 bytes, no NUL.
 pub fn check_paths(field: &str, paths: &[String]) -> Result<(), OpError> {
@@ -35,9 +35,10 @@ pub fn check_paths(field: &str, paths: &[String]) -> Result<(), OpError> {
     Ok(())
 }
 
-/// `id` is a registered node.
-pub fn check_node(node: &Node, field: &str, id: u64) -> Result<(), OpError> {
-    if node.state.read(|d| d.state.nodes.contains_key(&id)) {
+/// `id` is a registered node (registered through any node: see `referred`).
+pub async fn check_node(node: &Node, field: &str, id: u64) -> Result<(), OpError> {
+    let known = super::referred(node, |s| s.nodes.contains_key(&id).then_some(())).await?;
+    if known.is_some() {
         Ok(())
     } else {
         Err(OpError::invalid(
@@ -60,9 +61,9 @@ fn check_schedule(schedule: Option<&str>) -> Result<(), OpError> {
 }
 
 /// A plan as a whole, validated.
-fn spec(node: &Node, b: PlanBody) -> Result<PlanSpec, OpError> {
+async fn spec(node: &Node, b: PlanBody) -> Result<PlanSpec, OpError> {
     check_name("name", &b.name)?;
-    check_node(node, "source_node", b.source_node)?;
+    check_node(node, "source_node", b.source_node).await?;
     check_paths("paths", &b.paths)?;
     check_schedule(b.schedule.as_deref())?;
     if !(1..=1000).contains(&b.keep_last) {
@@ -109,7 +110,7 @@ pub async fn create(node: &Node, caller: &Caller, body: PlanBody) -> Result<Plan
     ));
     audit
         .run(node, async {
-            let spec = spec(node, body)?;
+            let spec = spec(node, body).await?;
             write(node, &audit, Command::CreatePlan { spec, at: now_ms() }).await
         })
         .await
@@ -127,6 +128,9 @@ pub async fn update(
         .detail(changed_fields(&patch));
     audit
         .run(node, async {
+            // The change is made to the plan as it stands now, wherever it was
+            // last changed: this node catches up with the leader first.
+            leader::read_barrier(node).await?;
             let current = get(node, id)?.spec;
             let body = PlanBody {
                 name: patch.name.unwrap_or(current.name),
@@ -137,7 +141,7 @@ pub async fn update(
                 replicas: patch.replicas.unwrap_or(current.replicas),
                 enabled: patch.enabled.unwrap_or(current.enabled),
             };
-            let spec = spec(node, body)?;
+            let spec = spec(node, body).await?;
             write(node, &audit, Command::UpdatePlan { id, spec }).await
         })
         .await
