@@ -163,12 +163,8 @@ async fn record_health(
             }
         };
         if wanted != rec.status {
-            tracing::info!(
-                node_id = rec.id,
-                from = rec.status.as_str(),
-                to = wanted.as_str(),
-                "member status changed"
-            );
+            // Said once it is recorded: a leader without a quorum tries again
+            // every round, and used to say so each time.
             local::write_local(
                 node,
                 Command::SetNodeStatus {
@@ -178,6 +174,12 @@ async fn record_health(
                 },
             )
             .await?;
+            tracing::info!(
+                node_id = rec.id,
+                from = rec.status.as_str(),
+                to = wanted.as_str(),
+                "member status changed"
+            );
         }
     }
     Ok(())
