@@ -4,6 +4,7 @@
 //! crate re-exports what the node uses of it, so that one dependency serves. Knows
 //! nothing of HTTP.
 
+pub mod budget;
 pub mod engine;
 pub mod history;
 pub mod samples;
@@ -20,8 +21,7 @@ pub use bcm_model::{
     Outcome, PermissionSet, Plan, PlanSpec, Progress, Rejection, Response, Restore, Role,
     StateEvent, User, BUILTIN_GROUPS, PERMISSIONS,
 };
+pub use budget::AppendBudget;
 pub use history::{read_history, HeldDir, HistoryError, LocalHistory};
-pub use store::{
-    seed_from_export, AppendBudget, LogStore, StateHandle, StateMachineData, StateMachineStore,
-};
+pub use store::{seed_from_export, LogStore, StateHandle, StateMachineData, StateMachineStore};
 pub use types::*;

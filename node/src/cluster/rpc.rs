@@ -450,13 +450,13 @@ const STREAMS_KEPT: usize = 4;
 const HTTP_FALLBACK: Duration = Duration::from_secs(30);
 
 impl PeerConnection {
-    /// `entries` is the number of entries an AppendEntries carries: a 413 from
-    /// the peer then asks openraft to send half as many (`PayloadTooLarge`).
+    /// `entries` is the number of entries an AppendEntries carries (see
+    /// `outcome`).
     async fn raft_call<Req, Resp, E>(
         &self,
         path: &'static str,
         req: &Req,
-        option: RPCOption,
+        ttl: Duration,
         entries: Option<usize>,
     ) -> Result<Resp, RPCError<NodeId, BcmNode, RaftError<NodeId, E>>>
     where
@@ -466,22 +466,30 @@ impl PeerConnection {
     {
         let answer = self
             .peers
-            .call::<Req, Resp>(&self.addr, path, req, option.hard_ttl())
+            .call::<Req, Resp>(&self.addr, path, req, ttl)
             .await;
         self.outcome(answer, entries)
     }
 
     /// A call's outcome as openraft wants it. (openraft's error type is large;
-    /// it is what the trait returns.)
+    /// it is what the trait returns.) For an AppendEntries (`entries` is
+    /// `Some`), a 413, or a timeout of a call that carried entries, asks openraft
+    /// to send half as many at once (`PayloadTooLarge`); a timeout also halves
+    /// the byte budget of the next calls, and a call with entries in time grows
+    /// it back (see `AppendBudget`).
     #[allow(clippy::result_large_err)]
     fn outcome<Resp, E: std::error::Error>(
         &self,
         answer: Result<Resp, PeerError>,
         entries: Option<usize>,
     ) -> Result<Resp, RPCError<NodeId, BcmNode, RaftError<NodeId, E>>> {
+        let carried = entries.unwrap_or(0);
         match answer {
             Ok(resp) => {
                 self.peers.contacts.touch(self.target);
+                if carried > 0 {
+                    self.peers.append_budget.in_time();
+                }
                 Ok(resp)
             }
             // Unreachable makes openraft back off instead of retrying in a tight loop.
@@ -491,11 +499,19 @@ impl PeerConnection {
             Err(e @ PeerError::Status { status: 401, .. }) => {
                 Err(RPCError::Unreachable(Unreachable::new(&e)))
             }
-            Err(e @ PeerError::Status { status: 413, .. }) if entries.is_some() => {
-                let hint = (entries.unwrap_or(1) / 2).max(1) as u64;
+            Err(e)
+                if entries.is_some()
+                    && (matches!(e, PeerError::Status { status: 413, .. })
+                        || matches!(e, PeerError::Timeout { .. }) && carried > 0) =>
+            {
+                // A slow call also makes the next ones smaller in bytes.
+                let next_bytes = matches!(e, PeerError::Timeout { .. })
+                    .then(|| self.peers.append_budget.too_slow());
+                let hint = (carried / 2).max(1) as u64;
                 tracing::warn!(
                     target_node = self.target,
                     hint,
+                    next_bytes,
                     "{e}; sending fewer entries"
                 );
                 Err(RPCError::PayloadTooLarge(
@@ -550,28 +566,29 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BcmNode, RaftError<NodeId>>> {
-        let started = Instant::now();
+        // openraft drops a call at its ttl (one heartbeat interval, counted
+        // from the call: encoding the frame is part of it) and sends the same
+        // again. A call with entries gives up a little before, to say so and to
+        // send less next time (see `outcome`).
+        let ttl = option.hard_ttl();
+        let deadline = Instant::now()
+            + if rpc.entries.is_empty() {
+                ttl
+            } else {
+                ttl * 4 / 5
+            };
+        let left = || deadline.saturating_duration_since(Instant::now());
         let entries = Some(rpc.entries.len());
         if self.peers.http_only(&self.addr) {
             return self
-                .raft_call::<_, _, Infallible>(PATH_APPEND, &rpc, option, entries)
+                .raft_call::<_, _, Infallible>(PATH_APPEND, &rpc, left(), entries)
                 .await;
         }
         let frame = match codec::encode_frame(&rpc) {
             Ok(f) => f,
             Err(e) => return Err(RPCError::Network(NetworkError::new(&e))),
         };
-        let ttl = option.hard_ttl();
-        // openraft drops a call at `ttl` (one heartbeat interval, counted from
-        // the call: encoding the frame is part of it) and sends the same again.
-        // A call with entries gives up a little before, to say so and to send
-        // less next time (see AppendBudget).
-        let limit = if rpc.entries.is_empty() {
-            ttl
-        } else {
-            ttl * 4 / 5
-        };
-        let limit = limit.saturating_sub(started.elapsed());
+        let limit = left();
         let answer = if frame.len() - 4 > bcm_raft_store::limits::RPC_BODY_BYTES {
             // What the peer would refuse, refused here.
             Err(PeerError::Status {
@@ -581,25 +598,6 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
             })
         } else {
             match tokio::time::timeout(limit, self.over_stream(&frame)).await {
-                Err(_) if !rpc.entries.is_empty() => {
-                    let budget = self.peers.append_budget.too_slow();
-                    let hint = (rpc.entries.len() / 2).max(1) as u64;
-                    tracing::warn!(
-                        target_node = self.target,
-                        entries = rpc.entries.len(),
-                        bytes = frame.len(),
-                        next_bytes = budget,
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "AppendEntries did not finish within 4/5 of the heartbeat interval: sending less"
-                    );
-                    let e = PeerError::Timeout {
-                        addr: self.addr.clone(),
-                        timeout: limit,
-                    };
-                    return Err(RPCError::PayloadTooLarge(
-                        PayloadTooLarge::new_entries_hint(hint).with_source_error(&e),
-                    ));
-                }
                 Err(_) => Err(PeerError::Timeout {
                     addr: self.addr.clone(),
                     timeout: limit,
@@ -614,7 +612,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
                 Ok(Err(e)) => {
                     // A new stream failed once open: try HTTP, and stay on it
                     // for a while if it works.
-                    let http = self.peers.call(&self.addr, PATH_APPEND, &rpc, limit).await;
+                    let http = self.peers.call(&self.addr, PATH_APPEND, &rpc, left()).await;
                     if http.is_ok() {
                         tracing::info!(
                             target_node = self.target,
@@ -630,9 +628,6 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
                 }
             }
         };
-        if answer.is_ok() && !rpc.entries.is_empty() {
-            self.peers.append_budget.in_time();
-        }
         self.outcome(answer, entries)
     }
 
@@ -644,7 +639,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, BcmNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        self.raft_call::<_, _, InstallSnapshotError>(PATH_SNAPSHOT, &rpc, option, None)
+        self.raft_call::<_, _, InstallSnapshotError>(PATH_SNAPSHOT, &rpc, option.hard_ttl(), None)
             .await
     }
 
@@ -653,7 +648,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BcmNode, RaftError<NodeId>>> {
-        self.raft_call::<_, _, Infallible>(PATH_VOTE, &rpc, option, None)
+        self.raft_call::<_, _, Infallible>(PATH_VOTE, &rpc, option.hard_ttl(), None)
             .await
     }
 }
