@@ -7,7 +7,7 @@ use bcm_api::{GroupFilter, NewGroup};
 use bcm_raft_store::{Command, Group, PERMISSIONS};
 
 use super::auth::Caller;
-use super::{check_name, lookup, write, OpError};
+use super::{caught_up, check_name, lookup, write, OpError};
 use crate::cluster::Node;
 
 /// Only a caller who holds a permission may grant it: `granted` must hold
@@ -97,6 +97,10 @@ pub async fn update(
     audit
         .run(node, async {
             check_permissions(&permissions)?;
+            // What the group grants now, wherever it last changed: a stale copy
+            // still holding a permission just taken away would let the caller
+            // grant it again without holding it.
+            caught_up(node).await?;
             let had = get(node, &name)?.permissions;
             may_grant(caller, &permissions.difference(&had).cloned().collect())?;
             let command = Command::PutGroup {

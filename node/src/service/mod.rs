@@ -227,6 +227,17 @@ pub fn lookup<T: Clone>(
         .ok_or_else(|| OpError::not_found(what, id))
 }
 
+/// Brings this node's state up to everything committed before the call (a read
+/// barrier: a 503 when no leader can confirm). A write that checks or builds on
+/// records (a user's groups, a group's permissions, a node's roles) calls it
+/// first, so that it never decides on a state older than a write its client
+/// already saw acknowledged through another node: a stale copy could refuse a
+/// fresh record as unknown, or let a caller grant again what was just taken
+/// away.
+pub async fn caught_up(node: &Node) -> Result<(), OpError> {
+    Ok(leader::read_barrier(node).await?)
+}
+
 /// Something a write refers to, read from this node's state by `find`. When it
 /// is not there, this node may only lag the write that made it (through
 /// another node a moment ago): it is read again once this node has applied

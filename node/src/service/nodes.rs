@@ -8,7 +8,7 @@ use bcm_raft_store::{Command, NodeInfo, NodePatch, NodeRecord, NodeStatus, Role}
 
 use super::audit::Audit;
 use super::auth::Caller;
-use super::{propose, write, OpError, Search};
+use super::{caught_up, propose, write, OpError, Search};
 use crate::cluster::{leader, membership, now_ms, Node};
 
 fn parse_roles(roles: &[String]) -> Result<Vec<Role>, OpError> {
@@ -151,6 +151,8 @@ async fn add_audited(node: &Node, audit: &Audit, new: NewNode) -> Result<NodeRec
         rpc_addr: check_url("rpc_addr", &new.rpc_addr)?,
         roles: parse_roles(&new.roles)?,
     };
+    // Whether the node was decommissioned, as the leader has it now.
+    caught_up(node).await?;
     let removed = node
         .state
         .read(|d| {
@@ -233,9 +235,12 @@ async fn update_audited(
         Some(r) => Some(parse_roles(r)?),
         None => None,
     };
-    if roles.as_ref().is_some_and(|r| !r.contains(&Role::Manager))
-        && membership::is_last_manager(node, id)
-    {
+    let drops_manager = roles.as_ref().is_some_and(|r| !r.contains(&Role::Manager));
+    if drops_manager {
+        // Which other nodes hold role manager, as the leader has it now.
+        caught_up(node).await?;
+    }
+    if drops_manager && membership::is_last_manager(node, id) {
         return Err(OpError::Conflict {
             field: Some("roles".into()),
             message: format!(

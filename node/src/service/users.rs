@@ -6,7 +6,7 @@ use bcm_api::{NewUser, UserFilter, UserPatch};
 use bcm_raft_store::{Command, User};
 
 use super::auth::Caller;
-use super::{check_name, lookup, write, OpError, Search};
+use super::{caught_up, check_name, lookup, write, OpError, Search};
 use crate::cluster::{now_ms, Node};
 
 /// Passwords shorter than this are refused.
@@ -126,6 +126,7 @@ pub async fn create(node: &Node, caller: &Caller, new: NewUser) -> Result<User, 
         .run(node, async {
             check_name("name", &new.name)?;
             check_password(&new.name, &new.password)?;
+            caught_up(node).await?;
             check_groups(node, &new.groups)?;
             may_add_to(node, caller, &new.groups)?;
             if node.state.read(|d| {
@@ -181,6 +182,8 @@ pub async fn update(
     id: u64,
     patch: UserPatch,
 ) -> Result<User, OpError> {
+    // The change is checked against the user and its groups as they stand now.
+    caught_up(node).await?;
     let audit = caller
         .audit("users.update", target(node, id))
         .detail(describe(&patch));
@@ -218,6 +221,7 @@ pub async fn update(
 
 /// Deletes a user; its tokens stop working on every node.
 pub async fn delete(node: &Node, caller: &Caller, id: u64) -> Result<User, OpError> {
+    caught_up(node).await?;
     let audit = caller.audit("users.delete", target(node, id));
     audit
         .run(node, async {

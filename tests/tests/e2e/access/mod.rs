@@ -4,7 +4,8 @@
 //! By concern: `matrix` (who may call which route), `accounts` (what users and
 //! groups may be, and that they survive losing the leader), `logins` (logging in,
 //! its rate limit, and when a token stops working), `limiter` (the failed-login
-//! limits across the cluster and behind a proxy). The steps they share are here.
+//! limits across the cluster and behind a proxy), `lagging` (writes through a node
+//! that lags build on the latest state). The steps they share are here.
 
 use std::collections::BTreeSet;
 
@@ -16,6 +17,7 @@ use crate::{secs, PASSWORD};
 
 mod accounts;
 mod escalation;
+mod lagging;
 mod limiter;
 mod logins;
 mod matrix;
