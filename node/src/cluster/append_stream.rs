@@ -19,7 +19,7 @@ use bcm_raft_store::{codec, NodeId};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse};
 use rustls::pki_types::ServerName;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::cluster::rpc::{PeerError, Peers, PATH_APPEND};
@@ -103,8 +103,7 @@ async fn answer(node: &Node, io: Box<dyn StreamIo>, peer: Option<PeerNode>) -> I
             let detail = format!("a frame of {len} bytes is over the limit of {RPC_BODY_BYTES}");
             return refuse(&mut io, 413, detail).await;
         }
-        body.resize(len, 0);
-        tokio::time::timeout(within, io.read_exact(&mut body))
+        tokio::time::timeout(within, read_frame(&mut io, &mut body, len))
             .await
             .map_err(|_| invalid("a frame did not arrive within http.body_timeout_ms"))??;
         if let (Some(tls), Some(PeerNode(p))) = (&node.tls, peer) {
@@ -265,10 +264,31 @@ impl AppendStream {
                 "a reply of {len} bytes: the peer does not speak the append stream"
             )));
         }
-        self.reply.resize(len, 0);
-        self.io.read_exact(&mut self.reply).await?;
+        read_frame(&mut self.io, &mut self.reply, len).await?;
         codec::decode(&self.reply).map_err(|e| invalid(e.to_string()))
     }
+}
+
+/// Reads the next `len` bytes into `buf`, replacing what it held. They go
+/// straight into its spare capacity: `Vec::resize` would write every byte
+/// first, a loop of millions in a debug build for a large AppendEntries.
+async fn read_frame<R: AsyncRead + Unpin>(
+    io: &mut R,
+    buf: &mut Vec<u8>,
+    len: usize,
+) -> IoResult<()> {
+    buf.clear();
+    // (Room past `len` too: `read_to_end` grows a full buffer before its last,
+    // empty read, and would copy the frame to do so.)
+    buf.reserve(len + 64);
+    let got = io.take(len as u64).read_to_end(buf).await?;
+    if got < len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("the stream ended {got} bytes into a frame of {len}"),
+        ));
+    }
+    Ok(())
 }
 
 /// A TCP connection to `host:port`, leaving from `source` when it is set.
@@ -289,4 +309,33 @@ async fn dial(host: &str, port: u16, source: Option<IpAddr>) -> IoResult<TcpStre
         }
     }
     Err(last.unwrap_or_else(|| std::io::Error::other(format!("{host} resolves to no address"))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_are_read_whole_one_after_another_and_a_short_one_is_an_error() {
+        let (mut tx, rx) = tokio::io::duplex(1024);
+        let mut rx = BufReader::with_capacity(64, rx);
+        let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let writer = tokio::spawn(async move {
+            tx.write_all(&big[..70_000]).await.unwrap();
+            tx.write_all(b"abc").await.unwrap();
+            tx.write_all(&big[70_000..]).await.unwrap();
+            tx.write_all(b"short").await.unwrap();
+            big
+        });
+        let mut buf = Vec::new();
+        read_frame(&mut rx, &mut buf, 70_000).await.unwrap();
+        assert_eq!(buf.len(), 70_000);
+        read_frame(&mut rx, &mut buf, 3).await.unwrap();
+        assert_eq!(buf, b"abc");
+        read_frame(&mut rx, &mut buf, 30_000).await.unwrap();
+        let big = writer.await.unwrap();
+        assert_eq!(buf, big[70_000..]);
+        let e = read_frame(&mut rx, &mut buf, 10).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{e}");
+    }
 }
