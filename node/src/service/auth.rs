@@ -189,12 +189,46 @@ pub struct Caller {
     pub permissions: PermissionSet,
     /// When the token expires (Unix seconds).
     pub expires_at: u64,
+    /// The user's token generation the token was issued in.
+    generation: u64,
     /// The client's address, when the request came over the network (the audit
     /// log's; set by the HTTP layer).
     pub addr: Option<IpAddr>,
 }
 
 impl Caller {
+    /// The caller as this node's state has it now: a write that checks what the
+    /// caller may grant calls this after [`super::caught_up`], so that a group or
+    /// permission taken from the caller a moment ago, through any node, counts.
+    /// 401 when the user was disabled or deleted meanwhile, or its password
+    /// changed; `permission` (the operation's) is checked again.
+    pub fn as_now(&self, node: &Node, permission: &str) -> Result<Caller, OpError> {
+        let user = node.state.read(|d| {
+            d.state
+                .users
+                .get(&self.user_id)
+                .filter(|u| u.enabled && u.token_generation == self.generation)
+                .map(|u| (u.groups.clone(), d.state.permissions_of(u)))
+        });
+        let Some((groups, permissions)) = user else {
+            return Err(OpError::Unauthorized(
+                "the user of this token was disabled, deleted or given a new password; log in again"
+                    .into(),
+            ));
+        };
+        let now = Caller {
+            user_id: self.user_id,
+            name: self.name.clone(),
+            groups,
+            permissions,
+            expires_at: self.expires_at,
+            generation: self.generation,
+            addr: self.addr,
+        };
+        now.require(permission)?;
+        Ok(now)
+    }
+
     /// Every operation checks exactly one permission.
     pub fn require(&self, permission: &str) -> Result<(), OpError> {
         if self.permissions.contains(permission) {
@@ -269,6 +303,7 @@ pub fn authenticate(node: &Node, tokens: &TokenCache, token: &str) -> Result<Cal
         groups,
         permissions,
         expires_at: token_of.exp,
+        generation,
         addr: None,
     })
 }

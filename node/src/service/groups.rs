@@ -57,7 +57,8 @@ pub fn get(node: &Node, name: &str) -> Result<Group, OpError> {
     lookup(node, "group", format!("{name:?}"), |s| s.groups.get(name))
 }
 
-/// Creates a custom group, granting only what `caller` holds.
+/// Creates a custom group, granting only what `caller` holds (now: see
+/// [`Caller::as_now`]).
 pub async fn create(node: &Node, caller: &Caller, new: NewGroup) -> Result<Group, OpError> {
     let audit = caller
         .audit("groups.create", &new.name)
@@ -66,7 +67,9 @@ pub async fn create(node: &Node, caller: &Caller, new: NewGroup) -> Result<Group
         .run(node, async {
             check_name("name", &new.name)?;
             check_permissions(&new.permissions)?;
-            may_grant(caller, &new.permissions)?;
+            // What the caller holds now, wherever it last changed.
+            caught_up(node).await?;
+            may_grant(&caller.as_now(node, "groups.write")?, &new.permissions)?;
             let command = Command::PutGroup {
                 name: new.name,
                 permissions: new.permissions,
@@ -101,8 +104,9 @@ pub async fn update(
             // still holding a permission just taken away would let the caller
             // grant it again without holding it.
             caught_up(node).await?;
+            let caller = caller.as_now(node, "groups.write")?;
             let had = get(node, &name)?.permissions;
-            may_grant(caller, &permissions.difference(&had).cloned().collect())?;
+            may_grant(&caller, &permissions.difference(&had).cloned().collect())?;
             let command = Command::PutGroup {
                 name,
                 permissions,

@@ -127,6 +127,7 @@ pub async fn create(node: &Node, caller: &Caller, new: NewUser) -> Result<User, 
             check_name("name", &new.name)?;
             check_password(&new.name, &new.password)?;
             caught_up(node).await?;
+            let caller = &caller.as_now(node, "users.write")?;
             check_groups(node, &new.groups)?;
             may_add_to(node, caller, &new.groups)?;
             if node.state.read(|d| {
@@ -189,6 +190,7 @@ pub async fn update(
         .detail(describe(&patch));
     audit
         .run(node, async {
+            let caller = &caller.as_now(node, "users.write")?;
             let user = get(node, id)?;
             may_manage(node, caller, &user)?;
             let name = user.name;
@@ -225,6 +227,7 @@ pub async fn delete(node: &Node, caller: &Caller, id: u64) -> Result<User, OpErr
     let audit = caller.audit("users.delete", target(node, id));
     audit
         .run(node, async {
+            let caller = &caller.as_now(node, "users.write")?;
             may_manage(node, caller, &get(node, id)?)?;
             write(node, &audit, Command::DeleteUser { id }).await
         })

@@ -1,7 +1,8 @@
 //! A write through a node that lags builds on the latest state: users and groups
 //! made through one node a moment ago can be used, changed and deleted through
-//! another at once, and a permission just taken away from a group cannot be
-//! granted again on the strength of the lagging node's old copy.
+//! another at once; a permission just taken away from a group cannot be granted
+//! again, nor one just taken from a user used, on the strength of the lagging
+//! node's old copy.
 
 use std::thread;
 
@@ -31,6 +32,7 @@ fn writes_through_a_lagging_node_build_on_the_latest_state() {
     let r = admin(&c, leader, Method::POST, "/api/v1/groups", Some(&shared));
     assert_eq!(r.status, 201, "{r}");
     create_user(&c, leader, "gina", &["granters"]);
+    let hank_id = create_user(&c, leader, "hank", &["granters"]);
     let leaver = create_user(&c, leader, "leaver", &["viewer"]);
     // The lagging node has all of it, and gina and admin have tokens for it.
     wait_for(
@@ -40,6 +42,7 @@ fn writes_through_a_lagging_node_build_on_the_latest_state() {
         |r| r.status == 200 && r.json()["total"] == 1,
     );
     let gina = login(&c, lagging, "gina", PASSWORD);
+    let hank = login(&c, lagging, "hank", PASSWORD);
 
     // The lagging node is frozen while the writer makes new records and takes
     // config.write away from `shared`.
@@ -57,10 +60,20 @@ fn writes_through_a_lagging_node_build_on_the_latest_state() {
         Some(&narrowed),
     );
     assert_eq!(r.status, 200, "{r}");
+    // And hank is no user manager any more.
+    let demoted = json!({"groups": ["viewer"]});
+    let r = admin(
+        &c,
+        writer,
+        Method::PATCH,
+        &format!("/api/v1/users/{hank_id}"),
+        Some(&demoted),
+    );
+    assert_eq!(r.status, 200, "{r}");
 
     // Requests to the lagging node, sent while it is frozen (the kernel takes
     // them), are handled first thing when it wakes up.
-    let (joiner, moved, regrant, widened, deleted) = thread::scope(|s| {
+    let (joiner, moved, regrant, widened, deleted, hanks) = thread::scope(|s| {
         let send = |method: Method, path: String, body: Value| {
             let c = &c;
             s.spawn(move || admin(c, lagging, method, &path, Some(&body)))
@@ -100,6 +113,17 @@ fn writes_through_a_lagging_node_build_on_the_latest_state() {
                 Some(&body),
             )
         });
+        let hanks = s.spawn(|| {
+            let body = json!({"name": "hanks-friend", "password": PASSWORD, "groups": []});
+            as_user(
+                &c,
+                lagging,
+                &hank,
+                Method::POST,
+                "/api/v1/users",
+                Some(&body),
+            )
+        });
         thread::sleep(millis(300));
         c.resume(lagging);
         let done = |h: thread::ScopedJoinHandle<'_, Reply>| h.join().unwrap();
@@ -109,6 +133,7 @@ fn writes_through_a_lagging_node_build_on_the_latest_state() {
             done(regrant),
             done(widened),
             done(deleted),
+            done(hanks),
         )
     });
 
@@ -132,6 +157,13 @@ fn writes_through_a_lagging_node_build_on_the_latest_state() {
     );
     let detail = regrant.json()["detail"].as_str().unwrap_or("").to_string();
     assert!(detail.contains("config.write"), "{regrant}");
+
+    assert_eq!(
+        hanks.status, 403,
+        "hank creates a user after losing users.write: {hanks}"
+    );
+    let detail = hanks.json()["detail"].as_str().unwrap_or("").to_string();
+    assert!(detail.contains("users.write"), "{hanks}");
 
     // Every node agrees: `shared` no longer grants config.write.
     for n in c.all_nodes() {
