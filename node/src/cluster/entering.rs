@@ -2,6 +2,7 @@
 //! through a member (new nodes), or announcing a restart, retried until it works.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bcm_raft_store::BcmNode;
@@ -12,6 +13,17 @@ use super::rpc::{self, Hello, JoinReply, JoinRequest, LeaderReply};
 /// Forms the cluster (bootstrap members with empty data), or joins it, or announces a
 /// restarted member, retrying until it succeeds or the node shuts down.
 pub(super) async fn enter_cluster(node: SharedNode, pristine: bool) {
+    if !pristine {
+        // Raft data of a cluster that went on without this node stays unused.
+        let fenced = super::fence::superseded(&node).await;
+        node.asking_members.store(false, Ordering::SeqCst);
+        if let Some(why) = fenced {
+            tracing::error!("{why}");
+            *node.refused.lock().expect("refused lock") = Some(why);
+            return;
+        }
+        node.open_raft();
+    }
     let me = node.cfg.rpc_advertise.clone();
     let bootstrapping = pristine && node.cfg.bootstrap.contains(&me);
     let mut attempt = 0u32;

@@ -11,6 +11,7 @@ mod entering;
 pub mod error;
 pub mod events;
 pub mod export;
+mod fence;
 pub mod forward;
 pub mod leader;
 pub mod local;

@@ -27,8 +27,11 @@ pub struct Node {
     pub(super) leader_changes: std::sync::atomic::AtomicU64,
     pub events: broadcast::Sender<ClusterEvent>,
     /// Closed while a node with a wiped disk waits to be removed from the membership:
-    /// it must not answer Raft RPCs as its old self (openraft 0.9 #898).
+    /// it must not answer Raft RPCs as its old self (openraft 0.9 #898); and while
+    /// a node with Raft data asks whether the cluster went on without it (fence.rs).
     pub(super) raft_open: AtomicBool,
+    /// Set while that question is out.
+    pub(super) asking_members: AtomicBool,
     /// A read handle on the log, for the pre-vote check.
     pub(super) log: LogStore,
     /// Last sign of a live leader (see `election_timer`).
@@ -241,6 +244,11 @@ impl Node {
             return Err(why);
         }
         if !node.raft_open() {
+            if node.asking_members.load(Ordering::SeqCst) {
+                return Err(
+                    "asking the other members whether the cluster still has this node".into(),
+                );
+            }
             return Err("waiting to be admitted to the cluster".into());
         }
         let is_member = m

@@ -37,6 +37,7 @@ pub fn router(node: SharedNode, extra: Router<SharedNode>) -> Router {
         .route(rpc::PATH_LEADER, post(leader))
         .route(rpc::PATH_JOIN, post(join))
         .route(rpc::PATH_PRE_VOTE, post(pre_vote))
+        .route(super::fence::PATH_MEMBERS, post(super::fence::members))
         .fallback(|| async {
             Problem::new(StatusCode::NOT_FOUND, "no such cluster-internal route")
         })
@@ -91,7 +92,7 @@ pub(crate) fn shows_the_secret(node: &Node, given: &[u8]) -> bool {
 type Answer = Result<Response, Problem>;
 
 /// The request in a postcard body (400 when it does not decode).
-fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+pub(super) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
     codec::decode(body)
         .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, format!("undecodable body: {e}")))
 }

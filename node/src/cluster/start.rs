@@ -115,7 +115,10 @@ pub async fn start(cfg: NodeConfig, shutdown: watch::Receiver<bool>) -> anyhow::
         raft_peers,
         leader_changes: Default::default(),
         events: broadcast::channel(1024).0,
-        raft_open: AtomicBool::new(!pristine),
+        // Opened by entering.rs: at once when it joins, after asking the cluster
+        // when it has Raft data (fence.rs).
+        raft_open: AtomicBool::new(false),
+        asking_members: AtomicBool::new(!pristine),
         log,
         leader_contact: Mutex::new(Instant::now()),
         synced_with_leader: AtomicBool::new(false),

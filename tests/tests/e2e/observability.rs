@@ -280,24 +280,28 @@ fn a_restarted_node_is_not_ready_until_the_leader_has_sent_it_entries() {
     assert!(put.is_success(), "{put}");
 
     // f comes back while no other member can answer: it knows the last leader from
-    // its vote, but not the commit index, so it must not say it is ready.
+    // its vote, but not the commit index, so it must not say it is ready. (First
+    // it asks the others whether the cluster still has it, for up to a second:
+    // not ready either.)
     c.kill(f);
     c.pause(leader);
     c.pause(g);
     c.restart(f);
-    let r = bcm_tests::wait_until(secs(20), "node f to serve /readyz", || {
+    bcm_tests::wait_until(secs(20), "node f to wait for the leader's entries", || {
+        if c.get(f, "/healthz")?.status != 200 {
+            return Err("not up yet".into());
+        }
         let r = c.get(f, "/readyz")?;
-        if c.get(f, "/healthz")?.status == 200 {
-            Ok(r)
+        assert_eq!(
+            r.status, 503,
+            "/readyz on a restarted node cut off from the others: {r}"
+        );
+        if r.body.contains("first entries") {
+            Ok(())
         } else {
             Err(r.to_string())
         }
     });
-    assert_eq!(
-        r.status, 503,
-        "/readyz on a restarted node cut off from the others: {r}"
-    );
-    assert!(r.body.contains("first entries"), "{r}");
 
     // Once the others answer again, it catches up and is ready.
     c.resume(leader);

@@ -213,6 +213,36 @@ fn recover_reforms_the_cluster_from_one_survivor_and_the_wiped_members_join_it()
     let r = c.put_config(2, "after/joined", &json!(true)).unwrap();
     assert!(r.is_success(), "a write through node 2: {r}");
 
+    // Node 3 started with its old Raft data takes no part in the recovered
+    // cluster, whose leader has no member 3: it says why and what to do, and
+    // node 1 leads on in the same term, with the same members.
+    let term = || c.leader_status(1).map(|(_, v)| v["term"].as_u64());
+    let term_before = term().unwrap();
+    assert!(term_before.is_some(), "node 1 reports its term");
+    c.restart(3);
+    wait_until(secs(20), "node 3 to refuse its old Raft data", || {
+        c.check_processes();
+        let r = c.get(3, "/readyz")?;
+        if r.status == 503 && r.body.contains("has no member 3") && r.body.contains("bcm recover") {
+            Ok(())
+        } else {
+            Err(r.to_string())
+        }
+    });
+    let r = c.put_config(3, "through/fenced", &json!(true)).unwrap();
+    assert_eq!(r.status, 503, "a write through the fenced node: {r}");
+    std::thread::sleep(secs(2));
+    assert_eq!(c.leader(), Some(1), "{}", c.leader_views());
+    assert_eq!(term().unwrap(), term_before, "node 1's term moved");
+    let view = c.cluster(1).unwrap();
+    assert!(
+        member(&view, 3).is_some_and(|m| m["voter"] == false && m["status"] == "down"),
+        "node 3 in {view}"
+    );
+    let r = c.put_config(1, "after/fenced", &json!(true)).unwrap();
+    assert!(r.is_success(), "a write beside the fenced node: {r}");
+    c.stop(3);
+
     // Node 3 comes back with only its Raft data moved away (its chunk store
     // stays), and joins as node 2 did.
     let old_raft = c.data_dir(3).join("raft.old");
