@@ -117,11 +117,20 @@ fn node_registrations_acknowledged_during_kill_9s_are_never_lost() {
             secs(30),
             &format!("node {n} to list every acknowledged registration"),
             || {
-                let listed = c.get_json(n, "/api/v1/nodes?role=storage&limit=1000")?;
-                let ids: Vec<u64> = listed["items"]
-                    .as_array()
-                    .map(|a| a.iter().filter_map(|m| m["id"].as_u64()).collect())
-                    .unwrap_or_default();
+                // Page by page: a page holds at most 1000, and a fast machine
+                // acknowledges more than that.
+                let mut ids: Vec<u64> = Vec::new();
+                loop {
+                    let page = c.get_json(
+                        n,
+                        &format!("/api/v1/nodes?role=storage&limit=1000&offset={}", ids.len()),
+                    )?;
+                    let items = page["items"].as_array().cloned().unwrap_or_default();
+                    ids.extend(items.iter().filter_map(|m| m["id"].as_u64()));
+                    if items.is_empty() || page["total"].as_u64() <= Some(ids.len() as u64) {
+                        break;
+                    }
+                }
                 let missing: Vec<u64> = acked
                     .iter()
                     .filter(|id| !ids.contains(id))
