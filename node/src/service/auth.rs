@@ -203,14 +203,11 @@ impl Caller {
     /// 401 when the user was disabled or deleted meanwhile, or its password
     /// changed; `permission` (the operation's) is checked again.
     pub fn as_now(&self, node: &Node, permission: &str) -> Result<Caller, OpError> {
-        let user = node.state.read(|d| {
-            d.state
-                .users
-                .get(&self.user_id)
-                .filter(|u| u.enabled && u.token_generation == self.generation)
-                .map(|u| (u.groups.clone(), d.state.permissions_of(u)))
-        });
-        let Some((groups, permissions)) = user else {
+        let user = node
+            .state
+            .read(|d| enabled_user(&d.state, self.user_id))
+            .filter(|(generation, ..)| *generation == self.generation);
+        let Some((_, _, groups, permissions)) = user else {
             return Err(OpError::Unauthorized(
                 "the user of this token was disabled, deleted or given a new password; log in again"
                     .into(),
@@ -242,6 +239,22 @@ impl Caller {
     }
 }
 
+/// User `id` if it exists and is enabled: its token generation, name, groups and
+/// the permissions they grant.
+fn enabled_user(
+    state: &bcm_raft_store::ClusterState,
+    id: u64,
+) -> Option<(u64, String, Vec<String>, PermissionSet)> {
+    state.users.get(&id).filter(|u| u.enabled).map(|u| {
+        (
+            u.token_generation,
+            u.name.clone(),
+            u.groups.clone(),
+            state.permissions_of(u),
+        )
+    })
+}
+
 /// Checks a bearer token as every request's is checked: signed by this cluster's
 /// key, not expired, not logged out, its user enabled and of the same token
 /// generation (a new password or disabling ends older tokens).
@@ -267,20 +280,10 @@ pub fn authenticate(node: &Node, tokens: &TokenCache, token: &str) -> Result<Cal
         }
     };
     let (revoked, user) = node.state.read(|d| {
-        let user = d
-            .state
-            .users
-            .get(&token_of.user_id)
-            .filter(|u| u.enabled)
-            .map(|u| {
-                (
-                    u.token_generation,
-                    u.name.clone(),
-                    u.groups.clone(),
-                    d.state.permissions_of(u),
-                )
-            });
-        (d.state.is_revoked(crypto::token_id(token)), user)
+        (
+            d.state.is_revoked(crypto::token_id(token)),
+            enabled_user(&d.state, token_of.user_id),
+        )
     });
     if revoked {
         return Err(OpError::Unauthorized(

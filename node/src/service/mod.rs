@@ -250,7 +250,7 @@ pub async fn referred<T>(
     if let Some(found) = node.state.read(|d| find(&d.state)) {
         return Ok(Some(found));
     }
-    leader::read_barrier(node).await?;
+    caught_up(node).await?;
     Ok(node.state.read(|d| find(&d.state)))
 }
 

@@ -6,7 +6,7 @@ use bcm_raft_store::{Command, Plan, PlanSpec};
 
 use super::auth::Caller;
 use super::{check_name, lookup, write, OpError, Search};
-use crate::cluster::{leader, now_ms, Node};
+use crate::cluster::{now_ms, Node};
 
 /// Absolute paths, 1 to 64 of them, each at most 4096 bytes, no NUL.
 pub fn check_paths(field: &str, paths: &[String]) -> Result<(), OpError> {
@@ -130,7 +130,7 @@ pub async fn update(
         .run(node, async {
             // The change is made to the plan as it stands now, wherever it was
             // last changed: this node catches up with the leader first.
-            leader::read_barrier(node).await?;
+            super::caught_up(node).await?;
             let current = get(node, id)?.spec;
             let body = PlanBody {
                 name: patch.name.unwrap_or(current.name),
