@@ -2,7 +2,7 @@
 //! background tasks that form, join and watch the cluster.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,6 +40,10 @@ pub struct Node {
     /// started: only then does this node know the commit index (the one it saved
     /// before a crash may be behind what it had applied).
     pub(super) synced_with_leader: AtomicBool,
+    /// The highest commit index a leader's AppendEntries (or snapshot) taken since
+    /// start has carried. A restarted follower's own commit index only reaches it
+    /// entry batch by entry batch: readiness waits for the leader's.
+    pub(super) leader_commit: AtomicU64,
     /// Why the cluster manager refused this node, when it did.
     pub(super) refused: Mutex<Option<String>>,
     /// When this node last became leader (None when it is not the leader).
@@ -178,14 +182,18 @@ impl Node {
         *self.leader_contact.lock().expect("leader_contact lock") = Instant::now();
     }
 
-    /// Records that a leader's entries or snapshot were taken (see `synced_with_leader`).
-    pub fn synced_with_leader(&self) {
-        self.synced_with_leader.store(true, Ordering::Relaxed);
+    /// Records that a leader's entries or snapshot were taken (see `synced_with_leader`),
+    /// and the commit index they carried.
+    pub fn synced_with_leader(&self, leader_commit: Option<u64>) {
+        if let Some(index) = leader_commit {
+            self.leader_commit.fetch_max(index, Ordering::SeqCst);
+        }
+        self.synced_with_leader.store(true, Ordering::SeqCst);
     }
 
     /// Whether a leader's entries or snapshot were taken since this process started.
     pub fn has_synced_with_leader(&self) -> bool {
-        self.synced_with_leader.load(Ordering::Relaxed)
+        self.synced_with_leader.load(Ordering::SeqCst)
     }
 
     pub fn since_leader_contact(&self) -> Duration {
@@ -233,7 +241,8 @@ impl Node {
     }
 
     /// Readiness: the node knows a leader and has applied what it knows to be
-    /// committed.
+    /// committed, and at least up to the commit index the leader's last entries
+    /// carried.
     pub async fn readiness(&self) -> Result<(), String> {
         let node = self;
         let m = node.raft_metrics();
@@ -271,6 +280,25 @@ impl Node {
         {
             return Err(format!("raft state {:?}", m.state));
         }
+        if m.state == ServerState::Leader {
+            // A member that restarts with a vote for itself comes back as leader
+            // of its old term, though the others may have gone on without it:
+            // it leads only once a majority has acknowledged it (and not when
+            // none has for a while, as `write_here` refuses writes then).
+            let lost_after = node.cfg.raft.election_timeout_max_ms * 2;
+            match m.millis_since_quorum_ack {
+                Some(ms) if ms <= lost_after => {}
+                Some(ms) => return Err(format!(
+                    "leading, but no majority of voters has acknowledged this leader for {ms} ms"
+                )),
+                None => {
+                    return Err(
+                        "leading, but no majority of voters has acknowledged this leader yet"
+                            .into(),
+                    )
+                }
+            }
+        }
         if m.state != ServerState::Leader && !node.has_synced_with_leader() {
             // The commit index saved before a restart can be behind what this node had
             // applied and served: wait for the leader's, which comes with its entries.
@@ -281,7 +309,8 @@ impl Node {
             .with_raft_state(|s| s.committed.map(|l| l.index))
             .await
             .map_err(|e| e.to_string())?
-            .unwrap_or(0);
+            .unwrap_or(0)
+            .max(node.leader_commit.load(Ordering::SeqCst));
         // An entry learnt committed a moment ago is normally applied within
         // milliseconds: a node that is merely between the two is ready, one
         // still behind after a short wait is not.

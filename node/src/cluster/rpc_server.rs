@@ -165,6 +165,7 @@ pub(crate) async fn append_entries(
     req: AppendEntriesRequest<TypeConfig>,
 ) -> Result<openraft::raft::AppendEntriesResponse<bcm_raft_store::NodeId>, Problem> {
     speaks_for_itself(node, peer.map(Extension), req.vote.leader_id().voted_for())?;
+    let leader_commit = req.leader_commit.map(|l| l.index);
     // The leader this node follows is alive: say so on arrival, not only once the
     // entries are on disk. Under load an append can take longer than an election
     // timeout; the leader sending it is not gone for that.
@@ -182,7 +183,7 @@ pub(crate) async fn append_entries(
         node.heard_from_leader();
     }
     if matches!(resp, R::Success | R::PartialSuccess(_)) {
-        node.synced_with_leader();
+        node.synced_with_leader(leader_commit);
     }
     Ok(resp)
 }
@@ -208,9 +209,11 @@ async fn snapshot(
 ) -> Answer {
     let req: InstallSnapshotRequest<TypeConfig> = raft_request(&node, &body)?;
     speaks_for_itself(&node, peer, req.vote.leader_id().voted_for())?;
+    let done = req.done;
+    let last = req.meta.last_log_id.map(|l| l.index);
     let resp = node.raft.install_snapshot(req).await.map_err(raft_failed)?;
     node.heard_from_leader();
-    node.synced_with_leader();
+    node.synced_with_leader(if done { last } else { None });
     Ok(encode(&resp))
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -122,6 +122,7 @@ pub async fn start(cfg: NodeConfig, shutdown: watch::Receiver<bool>) -> anyhow::
         log,
         leader_contact: Mutex::new(Instant::now()),
         synced_with_leader: AtomicBool::new(false),
+        leader_commit: AtomicU64::new(0),
         refused: Mutex::new(None),
         leader_since: Mutex::new(None),
         joining: Mutex::new(BTreeMap::new()),

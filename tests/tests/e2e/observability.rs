@@ -309,3 +309,83 @@ fn a_restarted_node_is_not_ready_until_the_leader_has_sent_it_entries() {
     c.wait_ready(f, secs(20));
     assert_eq!(c.config_value(f, "before-restart").unwrap(), Some(json!(1)));
 }
+
+#[test]
+fn a_restarted_leader_is_ready_only_once_it_has_what_its_successor_committed() {
+    let c = Cluster::builder()
+        .name("observability-ready-caught-up")
+        .voters(3)
+        .start();
+    let old = c.wait_for_agreed_leader(secs(10));
+    let put = c.put_config(old, "before", &json!(1)).unwrap();
+    assert!(put.is_success(), "{put}");
+    // Long enough for the commit index to reach its disk: it restarts with the
+    // cluster's state, not waiting for a leader to say what is committed.
+    std::thread::sleep(secs(2));
+
+    // The leader goes down and the others commit more than one AppendEntries
+    // carries (about four values this size), so its catch-up takes several.
+    c.kill(old);
+    let leader = c.wait_for_new_leader(old);
+    let big = "x".repeat(900 * 1024);
+    for i in 0..40 {
+        let put = c
+            .put_config(leader, &format!("big-{i}"), &json!(big))
+            .unwrap();
+        assert!(put.is_success(), "{put}");
+    }
+    let put = c
+        .put_config(leader, "after-the-big-ones", &json!(1))
+        .unwrap();
+    assert!(put.is_success(), "{put}");
+
+    // It comes back believing it still leads (its last vote was its own) while
+    // the others cannot answer: it must not say it is ready.
+    let others: Vec<u64> = c.all_nodes().into_iter().filter(|&n| n != old).collect();
+    for &n in &others {
+        c.pause(n);
+    }
+    c.restart(old);
+    let until = std::time::Instant::now() + secs(3);
+    let mut answered = 0;
+    while std::time::Instant::now() < until {
+        if let Ok(r) = c.get(old, "/readyz") {
+            assert_eq!(r.status, 503, "/readyz on the old leader, cut off: {r}");
+            answered += 1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(answered > 0, "node {old} never answered /readyz");
+    assert_eq!(c.config_value(old, "before").unwrap(), Some(json!(1)));
+
+    // A load balancer sends reads to a node as soon as it says it is ready: from
+    // then on it serves everything acknowledged before it came back.
+    for &n in &others {
+        c.resume(n);
+    }
+    let deadline = std::time::Instant::now() + secs(60);
+    loop {
+        match c.get(old, "/readyz") {
+            Ok(r) if r.status == 200 => break,
+            Ok(r) => assert_eq!(r.status, 503, "{r}"),
+            Err(_) => {}
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node {old} never became ready"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(
+        c.config_value(old, "after-the-big-ones").unwrap(),
+        Some(json!(1)),
+        "node {old} said it was ready without the last acknowledged write"
+    );
+    for i in [0, 39] {
+        let v = c.config_value(old, &format!("big-{i}")).unwrap();
+        assert_eq!(
+            v.as_ref().and_then(Value::as_str).map(str::len),
+            Some(big.len())
+        );
+    }
+}
