@@ -15,7 +15,7 @@ use openraft::error::{
     Infallible, InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError,
     Unreachable,
 };
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
@@ -496,9 +496,15 @@ impl PeerConnection {
             Err(e @ (PeerError::Unreachable { .. } | PeerError::Lost { .. })) => {
                 Err(RPCError::Unreachable(Unreachable::new(&e)))
             }
-            Err(e @ PeerError::Status { status: 401, .. }) => {
-                Err(RPCError::Unreachable(Unreachable::new(&e)))
-            }
+            // Refused (401), not taking Raft RPCs yet (503: forming, asking
+            // whether the cluster still has it, waiting to be re-admitted), or
+            // its Raft stopped (500): sending again at once changes nothing.
+            Err(
+                e @ PeerError::Status {
+                    status: 401 | 500 | 503,
+                    ..
+                },
+            ) => Err(RPCError::Unreachable(Unreachable::new(&e))),
             Err(e)
                 if entries.is_some()
                     && (matches!(e, PeerError::Status { status: 413, .. })
@@ -560,7 +566,20 @@ impl PeerConnection {
     }
 }
 
+/// How long replication to a peer answering `Unreachable` pauses between tries:
+/// 50 ms, doubling up to openraft's default of 500 ms, so that a peer that is a
+/// moment from taking Raft RPCs (a bootstrap member opening, a restarted one) is
+/// not kept waiting long, and one that stays away costs two calls a second.
+fn unreachable_backoff() -> impl Iterator<Item = Duration> + Send + 'static {
+    (0u32..)
+        .map(|tries| Duration::from_millis(50u64 << tries.min(4)).min(Duration::from_millis(500)))
+}
+
 impl RaftNetwork<TypeConfig> for PeerConnection {
+    fn backoff(&self) -> Backoff {
+        Backoff::new(unreachable_backoff())
+    }
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
@@ -656,6 +675,15 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replication_to_an_unreachable_peer_backs_off_from_50_ms_to_500_ms() {
+        let pauses: Vec<u64> = unreachable_backoff()
+            .take(7)
+            .map(|d| d.as_millis() as u64)
+            .collect();
+        assert_eq!(pauses, [50, 100, 200, 400, 500, 500, 500]);
+    }
 
     /// `LeaderOp::Write(c)` is variant 0 followed by `c`: the TLS e2e test forges
     /// such a body with a member's certificate, and relies on this layout.
