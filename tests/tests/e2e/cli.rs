@@ -107,17 +107,32 @@ fn rows(table: &str) -> Vec<BTreeMap<String, String>> {
 /// Waits until the cluster agrees on a leader and a backup-manager holder; returns both.
 fn leader_and_holder(c: &Cluster) -> (u64, u64) {
     let leader = c.wait_for_agreed_leader(secs(10));
-    wait_until(secs(15), "a backup manager every node agrees on", || {
-        let mut holders = Vec::new();
-        for n in c.all_nodes() {
-            let view = c.cluster(n)?;
-            holders.push(view["backup_manager"]["node_id"].as_u64());
-        }
-        match holders[0] {
-            Some(h) if holders.iter().all(|x| *x == Some(h)) => Ok((leader, h)),
-            _ => Err(format!("holders per node: {holders:?}")),
-        }
-    })
+    // The leader assigns the role as soon as one member is up: the others may
+    // still be "joining" for a moment then.
+    wait_until(
+        secs(15),
+        "every member up and a backup manager every node agrees on",
+        || {
+            let mut holders = Vec::new();
+            for n in c.all_nodes() {
+                let view = c.cluster(n)?;
+                let members = view["members"].as_array().cloned().unwrap_or_default();
+                if members.len() != c.all_nodes().len()
+                    || members.iter().any(|m| m["status"] != "up")
+                {
+                    return Err(format!(
+                        "members as node {n} sees them: {}",
+                        view["members"]
+                    ));
+                }
+                holders.push(view["backup_manager"]["node_id"].as_u64());
+            }
+            match holders[0] {
+                Some(h) if holders.iter().all(|x| *x == Some(h)) => Ok((leader, h)),
+                _ => Err(format!("holders per node: {holders:?}")),
+            }
+        },
+    )
 }
 
 #[test]
