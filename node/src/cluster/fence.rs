@@ -73,22 +73,37 @@ pub async fn members(State(node): State<SharedNode>, body: Bytes) -> Result<Resp
 
 /// This node's cluster id and its Raft metrics, once its Raft data is loaded:
 /// the metrics show the membership once Raft's core has started, and the state
-/// the cluster id once the entries committed before the restart are applied
-/// again, which Raft does by itself at start-up (a moment). `None` for a node
-/// that never applied the cluster's formation.
+/// the cluster id once the entries committed before the restart (as far as the
+/// saved commit index says) are applied again, which Raft does by itself at
+/// start-up (a moment). `None` for a node that never applied the cluster's
+/// formation, or whose saved commit index does not reach it (killed a moment
+/// after the cluster formed): only a leader's entries tell it more, and waiting
+/// longer would not.
 async fn loaded(node: &Node) -> Option<(String, RaftMetrics)> {
     let deadline = tokio::time::Instant::now() + REPLAY_WAIT;
-    loop {
-        let m = node.raft_metrics();
-        let id = node.state.read(|d| d.state.cluster_id.clone());
-        match id {
-            Some(id) if m.membership_config.membership().nodes().next().is_some() => {
-                return Some((id, m))
-            }
-            _ if tokio::time::Instant::now() >= deadline => return None,
-            _ => tokio::time::sleep(Duration::from_millis(10)).await,
+    while node
+        .raft_metrics()
+        .membership_config
+        .membership()
+        .nodes()
+        .next()
+        .is_none()
+    {
+        if tokio::time::Instant::now() >= deadline {
+            return None;
         }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let committed = node
+        .raft
+        .with_raft_state(|s| s.committed.map(|l| l.index))
+        .await
+        .ok()?
+        .unwrap_or(0);
+    let replayed = node.state.wait_applied(committed);
+    tokio::time::timeout_at(deadline, replayed).await.ok()?;
+    let id = node.state.read(|d| d.state.cluster_id.clone())?;
+    Some((id, node.raft_metrics()))
 }
 
 /// The leader whose answer fences node `me` of cluster `cluster_id`, if one

@@ -288,9 +288,11 @@ impl Node {
             let lost_after = node.cfg.raft.election_timeout_max_ms * 2;
             match m.millis_since_quorum_ack {
                 Some(ms) if ms <= lost_after => {}
-                Some(ms) => return Err(format!(
+                Some(ms) => {
+                    return Err(format!(
                     "leading, but no majority of voters has acknowledged this leader for {ms} ms"
-                )),
+                ))
+                }
                 None => {
                     return Err(
                         "leading, but no majority of voters has acknowledged this leader yet"
