@@ -109,6 +109,9 @@ async fn rotate_audited(
         ));
     }
     let (command, message) = if body.ca {
+        // The new CA is cross-signed by the newest one this node has: not one a
+        // rotation through another node a moment ago has already replaced.
+        super::caught_up(node).await?;
         let cmd = rotate::new_ca_command(node, Duration::from_secs(overlap))
             .map_err(|e| OpError::Internal(format!("{e:#}")))?;
         (
