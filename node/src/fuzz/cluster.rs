@@ -1,5 +1,5 @@
 //! The Raft RPCs (openraft's requests and answers as we encode them) and the
-//! control messages of `cluster/rpc.rs`.
+//! control messages of `cluster/rpc/`.
 
 use bcm_fuzzing::{check_decoder, garbage, mutated};
 use bcm_raft_store::samples::{self, log_id};
