@@ -248,8 +248,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        // Not flushed on its own: it only lets a restarted node re-apply sooner, and it
-        // becomes durable with the next append or vote.
+        // Not flushed on its own: it only lets a restarted node re-apply sooner. It
+        // becomes durable with the next vote or sled's own flush (every 500 ms), not
+        // with an append (the log's sync is its own): a node killed within that may
+        // restart with an older one, and waits for the leader's (see readiness).
         self.put_meta(COMMITTED, &committed)
     }
 
