@@ -1,9 +1,13 @@
 //! Turning the layered configuration into a checked `NodeConfig`: every key
 //! validated, defaults derived, secrets and certificates read.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::*;
+use super::{
+    invalid, parse_roles, Config, ConfigError, NodeConfig, PostgresConfig, S3Config, Secret,
+    StorageSection, TOKEN_TTL_SECS,
+};
+use crate::net::client_addr::TrustedProxies;
 
 fn normalize_url(key: &'static str, url: &str) -> Result<String, ConfigError> {
     let url = url.trim().trim_end_matches('/');
