@@ -56,7 +56,7 @@ pub(super) async fn write_here(
 ) -> LeaderReply<OpResult> {
     // A leader cut off from a majority answers at once instead of appending
     // an entry that cannot commit.
-    let lost_after = node.cfg.raft.election_timeout_max_ms * 2;
+    let lost_after = node.cut_off_after_ms();
     let quorum_ack = node.raft.metrics().borrow().millis_since_quorum_ack;
     if let Some(ms) = quorum_ack {
         if ms > lost_after

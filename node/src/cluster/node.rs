@@ -209,6 +209,13 @@ impl Node {
         m.state == ServerState::Leader && m.current_leader == Some(self.cfg.id)
     }
 
+    /// How long a leader may go without a majority's acknowledgement before it
+    /// counts as cut off: it then refuses writes (`local::write_here`) and is not
+    /// ready.
+    pub fn cut_off_after_ms(&self) -> u64 {
+        self.cfg.raft.election_timeout_max_ms * 2
+    }
+
     /// How long this node has been leader (None when it is not).
     pub fn leader_for(&self) -> Option<Duration> {
         self.leader_since
@@ -284,10 +291,9 @@ impl Node {
             // A member that restarts with a vote for itself comes back as leader
             // of its old term, though the others may have gone on without it:
             // it leads only once a majority has acknowledged it (and not when
-            // none has for a while, as `write_here` refuses writes then).
-            let lost_after = node.cfg.raft.election_timeout_max_ms * 2;
+            // none has for a while: see `cut_off_after_ms`).
             match m.millis_since_quorum_ack {
-                Some(ms) if ms <= lost_after => {}
+                Some(ms) if ms <= node.cut_off_after_ms() => {}
                 Some(ms) => {
                     return Err(format!(
                     "leading, but no majority of voters has acknowledged this leader for {ms} ms"
