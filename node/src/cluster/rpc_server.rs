@@ -209,11 +209,13 @@ async fn snapshot(
 ) -> Answer {
     let req: InstallSnapshotRequest<TypeConfig> = raft_request(&node, &body)?;
     speaks_for_itself(&node, peer, req.vote.leader_id().voted_for())?;
-    let done = req.done;
-    let last = req.meta.last_log_id.map(|l| l.index);
+    // Only the last chunk installs it: until then this node has nothing new.
+    let installed = req.done.then(|| req.meta.last_log_id.map(|l| l.index));
     let resp = node.raft.install_snapshot(req).await.map_err(raft_failed)?;
     node.heard_from_leader();
-    node.synced_with_leader(if done { last } else { None });
+    if let Some(last) = installed {
+        node.synced_with_leader(last);
+    }
     Ok(encode(&resp))
 }
 
