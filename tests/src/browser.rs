@@ -274,13 +274,25 @@ impl Browser {
         let form_page = self.url();
         for _ in 0..8 {
             let mut last: String;
+            // The form's own page may already show what `done` looks for (the
+            // flash of an earlier submission of the same form): only the page the
+            // click leads to counts, so the form's page is marked before the click.
+            self.exec("window.__bcmFormPage = true; return null;", json!([]))
+                .unwrap_or_else(|e| panic!("marking the form's page: {e}"));
             self.click(css);
             let deadline = std::time::Instant::now() + Duration::from_secs(15);
             loop {
                 if self.on_error_page() {
                     break;
                 }
-                match done(self) {
+                let left_form_page = self
+                    .exec("return window.__bcmFormPage !== true;", json!([]))
+                    .map_err(|e| format!("the page is loading ({e})"))
+                    .and_then(|v| match v.as_bool() {
+                        Some(true) => Ok(()),
+                        _ => Err("still on the form's page".to_string()),
+                    });
+                match left_form_page.and_then(|()| done(self)) {
                     Ok(v) => return v,
                     Err(e) => last = format!("{e} ({})", self.where_now()),
                 }
