@@ -411,6 +411,11 @@ def ratio(a, b):
 
 
 def main():
+    # bench/vs-etcd.sh installs etcd; run directly, say what is missing up front.
+    if shutil.which("etcd") is None:
+        sys.exit("etcd is not installed (apt-get install etcd-server, or run bench/vs-etcd.sh)")
+    if not os.path.exists(BCM):
+        sys.exit(f"no bcm binary at {BCM} (cargo build --release --bin bcm, or set BCM_BIN)")
     os.makedirs(OUT, exist_ok=True)
     work = tempfile.mkdtemp(prefix="bcm-bench-", dir=os.environ.get("BENCH_DIR"))
     if TLS:
