@@ -233,9 +233,16 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     // Raft (its core, replication, the election timer, proposing) and the
     // cluster-internal listener run on a runtime of their own: a heartbeat or an
     // append never waits behind client work (a handler parsing a 1 MiB body holds
-    // a worker thread of the API's runtime for a while).
+    // a worker thread of the API's runtime for a while). One thread: openraft's
+    // core is one task, and its hand-offs to the replication tasks, the state
+    // machine's worker and the append streams then stay on that thread instead of
+    // waking another; measured, more writes per second with less CPU each and a
+    // lower one-client latency than with two (docs/BENCHMARKS.md). Whatever could
+    // hold the thread for long runs elsewhere: the state's encoding for a
+    // snapshot and its decoding from one on the blocking pool, a job's run on the
+    // API's runtime, a chunk's store and load on the blocking pool.
     let raft_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
         .thread_name("bcm-raft")
         .enable_all()
         .build()
@@ -257,7 +264,9 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         None => axum::Router::new(),
     }
     .merge(storage::routes::router(storage.clone()))
-    .merge(jobs::routes::router(Arc::default()));
+    .merge(jobs::routes::router(Arc::new(jobs::Runs::on(
+        tokio::runtime::Handle::current(),
+    ))));
     let rpc_app = cluster::rpc_server::router(node.clone(), rpc_extra);
     let rpc_tls = match &node.tls {
         Some(t) => net::serve::Tls::Cluster {

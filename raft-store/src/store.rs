@@ -512,7 +512,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let state = ClusterState::decode(&data).map_err(|e| {
+        // Decoding a whole state takes a while: not on the Raft runtime's thread.
+        let (state, data) =
+            tokio::task::spawn_blocking(move || (ClusterState::decode(&data), data))
+                .await
+                .map_err(read_err)?;
+        let state = state.map_err(|e| {
             io_err(
                 ErrorSubject::Snapshot(Some(meta.signature())),
                 ErrorVerb::Read,
@@ -557,14 +562,21 @@ pub struct SnapshotBuilder {
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
         // Encode under the read lock: a consistent point in time without copying
-        // the whole state first (apply waits for the lock meanwhile).
-        let (data, last_applied, last_membership) = self.handle.read(|d| {
-            (
-                codec::encode(&d.state),
-                d.last_applied,
-                d.last_membership.clone(),
-            )
-        });
+        // the whole state first (apply waits for the lock meanwhile). On the
+        // blocking pool: a large state takes a while, and the Raft runtime's one
+        // thread carries the heartbeats.
+        let handle = self.handle.clone();
+        let (data, last_applied, last_membership) = tokio::task::spawn_blocking(move || {
+            handle.read(|d| {
+                (
+                    codec::encode(&d.state),
+                    d.last_applied,
+                    d.last_membership.clone(),
+                )
+            })
+        })
+        .await
+        .map_err(write_err)?;
         let data = data.map_err(write_err)?;
         let snapshot_id = match last_applied {
             Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, unique_suffix()),

@@ -78,12 +78,23 @@ impl DataCounters {
 }
 
 /// The jobs this node runs now, by job: the attempt and how to stop it.
-#[derive(Default)]
 pub struct Runs {
     running: Mutex<HashMap<JobRef, (u32, AbortHandle)>>,
+    /// Where the runs go: the API's runtime. A dispatch arrives on the
+    /// cluster-internal listener, which is served by the Raft runtime's one
+    /// thread; a backup's sending and waiting must not share it with Raft.
+    runtime: tokio::runtime::Handle,
 }
 
 impl Runs {
+    /// Runs that start on `runtime`.
+    pub fn on(runtime: tokio::runtime::Handle) -> Runs {
+        Runs {
+            running: Mutex::default(),
+            runtime,
+        }
+    }
+
     /// Starts `attempt` of `job` with `run`, unless it runs already (a repeated
     /// dispatch); an older attempt of the job here is stopped first.
     pub fn start<F>(self: &std::sync::Arc<Self>, job: JobRef, attempt: u32, run: F)
@@ -98,7 +109,7 @@ impl Runs {
             handle.abort();
         }
         let runs = self.clone();
-        let task = tokio::spawn(async move {
+        let task = self.runtime.spawn(async move {
             run.await;
             let mut running = runs.running.lock().expect("runs lock");
             if running.get(&job).is_some_and(|(a, _)| *a == attempt) {
