@@ -8,7 +8,8 @@ use openraft::EntryPayload;
 use serde::de::DeserializeOwned;
 
 use crate::engine::{Engine, EngineError};
-use crate::store::{read_snapshot, COMMITTED, VOTE};
+use crate::state_machine::read_snapshot;
+use crate::store::{COMMITTED, VOTE};
 use crate::types::{Entry, LogId, StoredMembership, Vote};
 
 /// Why a data directory's history could not be read.

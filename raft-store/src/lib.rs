@@ -9,6 +9,7 @@ pub mod engine;
 pub mod history;
 pub mod samples;
 pub mod space;
+pub mod state_machine;
 pub mod store;
 pub mod types;
 pub mod wal;
@@ -23,5 +24,6 @@ pub use bcm_model::{
 };
 pub use budget::AppendBudget;
 pub use history::{read_history, HeldDir, HistoryError, LocalHistory};
-pub use store::{seed_from_export, LogStore, StateHandle, StateMachineData, StateMachineStore};
+pub use state_machine::{seed_from_export, StateHandle, StateMachineData, StateMachineStore};
+pub use store::LogStore;
 pub use types::*;
