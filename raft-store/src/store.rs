@@ -58,16 +58,9 @@ pub struct Opened {
 pub fn open(dir: &std::path::Path) -> Result<Opened, StorageError> {
     let engine = Arc::new(Engine::open(dir).map_err(read_err)?);
     let pristine = engine.is_empty();
-    let (flush_tx, flush_rx) = std::sync::mpsc::channel();
-    let flusher = engine.clone();
-    std::thread::Builder::new()
-        .name("bcm-log-sync".into())
-        .spawn(move || group_commit(&flusher, flush_rx))
-        .map_err(write_err)?;
     let space = Arc::new(DiskSpace::new(dir));
     let log = LogStore {
         engine: engine.clone(),
-        flush_tx,
         space: space.clone(),
         append_budget: AppendBudget::default(),
     };
@@ -86,8 +79,6 @@ pub fn open(dir: &std::path::Path) -> Result<Opened, StorageError> {
 #[derive(Clone)]
 pub struct LogStore {
     engine: Arc<Engine>,
-    /// Appended entries waiting for the next fsync (see `group_commit`).
-    flush_tx: std::sync::mpsc::Sender<LogFlushed<TypeConfig>>,
     space: Arc<DiskSpace>,
     append_budget: AppendBudget,
 }
@@ -96,28 +87,6 @@ pub struct LogStore {
 /// first and at most.
 const NO_SPACE_RETRY_MIN: std::time::Duration = std::time::Duration::from_millis(100);
 pub(crate) const NO_SPACE_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Group commit, on a thread of its own: appends return as soon as their entries
-/// are written (readable), and one fdatasync then covers every append that arrived
-/// while the previous one ran. Each append's callback (which lets openraft
-/// acknowledge it) fires only after an fdatasync that started after its entries
-/// were written, and callbacks fire in append order. (openraft 0.9's core waits for
-/// each append's callback before its next append, so today one sync covers one
-/// append per node; the leader batches client writes into entries instead, see
-/// node/src/propose.rs.) The thread ends with the last `LogStore`.
-fn group_commit(engine: &Engine, rx: std::sync::mpsc::Receiver<LogFlushed<TypeConfig>>) {
-    while let Ok(first) = rx.recv() {
-        let mut waiting = vec![first];
-        waiting.extend(rx.try_iter());
-        let synced = engine.log_sync().map_err(|e| e.to_string());
-        if let Err(e) = &synced {
-            tracing::error!(error = %e, "cannot make the Raft log durable");
-        }
-        for callback in waiting {
-            callback.log_io_completed(synced.clone().map_err(std::io::Error::other));
-        }
-    }
-}
 
 impl LogStore {
     /// The byte cap on one AppendEntries' entries, which the network adjusts.
@@ -281,12 +250,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map(|e| Ok((e.log_id.index, codec::encode(&e).map_err(write_err)?)))
             .collect::<Result<Vec<_>, StorageError>>()?;
         self.append_waiting_for_space(&records).await?;
-        // Entries are readable now; they are acknowledged once synced.
-        if let Err(std::sync::mpsc::SendError(callback)) = self.flush_tx.send(callback) {
-            // The sync thread is gone (it could not start, or panicked): sync here.
-            let synced = self.engine.log_sync();
-            callback.log_io_completed(synced.map_err(std::io::Error::other));
-        }
+        // Synced here, on openraft's core task, before the callback: openraft 0.9's
+        // core waits for an append's callback before its next append (and the
+        // leader before it replicates), so there is never a second append to share
+        // a sync with, and a hand-off to a sync thread only added two thread
+        // wake-ups (there and back) to every write on every node. The Raft runtime
+        // has one thread, which waits meanwhile: a leader whose disk stalls for
+        // longer than the election timeout stops sending heartbeats and is
+        // replaced, as an etcd leader is (docs/OPERATIONS.md).
+        let synced = self.engine.log_sync();
+        callback.log_io_completed(synced.map_err(std::io::Error::other));
         Ok(())
     }
 

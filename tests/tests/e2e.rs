@@ -66,6 +66,8 @@ mod schedule;
 mod schemathesis;
 #[path = "e2e/snapshots.rs"]
 mod snapshots;
+#[path = "e2e/stalled_disk.rs"]
+mod stalled_disk;
 #[path = "e2e/storage.rs"]
 mod storage;
 #[path = "e2e/tls.rs"]

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use rand::seq::SliceRandom;
 
+use super::disk::{DataDisk, DiskKind};
 use super::Cluster;
 use crate::logs::Events;
 use crate::{bcm_bin, wait_until, Api, ALL_ROLES};
@@ -35,7 +36,7 @@ pub struct ClusterBuilder {
     postgres: Option<(String, u64)>,
     voter_roles: Vec<String>,
     own_addresses: bool,
-    tmpfs: Option<(u64, u64)>,
+    disk: Option<DataDisk>,
     tls: bool,
     node_toml: String,
 }
@@ -55,7 +56,7 @@ impl ClusterBuilder {
             postgres: None,
             voter_roles: ALL_ROLES.iter().map(|r| r.to_string()).collect(),
             own_addresses: false,
-            tmpfs: None,
+            disk: None,
             tls: false,
             node_toml: String::new(),
         }
@@ -72,7 +73,23 @@ impl ClusterBuilder {
     /// with `node.disk_reserve_mb = reserve_mb`: a disk a test can fill (root only,
     /// see `disk::can_mount`).
     pub fn data_on_tmpfs(mut self, size_mb: u64, reserve_mb: u64) -> Self {
-        self.tmpfs = Some((size_mb, reserve_mb));
+        self.disk = Some(DataDisk {
+            kind: DiskKind::Tmpfs,
+            size_mb,
+            reserve_mb,
+        });
+        self
+    }
+
+    /// Each bootstrap node's data dir on an ext4 file system of its own (a
+    /// loop-mounted image of `size_mb` MiB), with `node.disk_reserve_mb =
+    /// reserve_mb`: a disk a test can freeze (root only, see `disk::can_freeze`).
+    pub fn data_on_ext4(mut self, size_mb: u64, reserve_mb: u64) -> Self {
+        self.disk = Some(DataDisk {
+            kind: DiskKind::Ext4,
+            size_mb,
+            reserve_mb,
+        });
         self
     }
 
@@ -191,7 +208,7 @@ impl ClusterBuilder {
             api_toml: BTreeMap::new(),
             own_addresses: self.own_addresses,
             keep: Default::default(),
-            tmpfs: self.tmpfs,
+            disk: self.disk,
             api_tls,
             bootstrap: Vec::new(),
             snapshot_every: self.snapshot_every,
@@ -218,8 +235,8 @@ impl ClusterBuilder {
                 cluster.extra_toml.insert(id, self.node_toml.clone());
             }
             cluster.write_config(id);
-            if let Some((size_mb, _)) = self.tmpfs {
-                super::disk::mount_tmpfs(&cluster.data_dir(id), size_mb);
+            if let Some(disk) = self.disk {
+                disk.mount(&cluster.data_dir(id));
             }
         }
 

@@ -27,8 +27,8 @@ impl Cluster {
         let _ = writeln!(toml, "rpc_listen = \"{}:{}\"", node.rpc_host, node.rpc_port);
         let _ = writeln!(toml, "rpc_advertise = {}", toml_str(&node.rpc_url()));
         let _ = writeln!(toml, "roles = {}", list(&node.roles));
-        if let Some((_, reserve_mb)) = self.tmpfs {
-            let _ = writeln!(toml, "disk_reserve_mb = {reserve_mb}");
+        if let Some(disk) = self.disk {
+            let _ = writeln!(toml, "disk_reserve_mb = {}", disk.reserve_mb);
         }
         let _ = writeln!(toml);
         let _ = writeln!(toml, "[cluster]");

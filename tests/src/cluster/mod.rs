@@ -73,9 +73,9 @@ pub struct Cluster {
     own_addresses: bool,
     /// Keep the directory when dropped, whatever happened.
     keep: AtomicBool,
-    /// Each node's data dir on a tmpfs of this size (MiB), with this
-    /// `node.disk_reserve_mb`.
-    tmpfs: Option<(u64, u64)>,
+    /// Each node's data dir on a file system of its own (a tmpfs or an ext4
+    /// image), with its `node.disk_reserve_mb`.
+    disk: Option<disk::DataDisk>,
     /// With TLS: the API's certificate and key files (made by `tls::TestCa`).
     api_tls: Option<crate::tls::ApiFiles>,
     api: Api,
