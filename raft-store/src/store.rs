@@ -256,8 +256,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // a sync with, and a hand-off to a sync thread only added two thread
         // wake-ups (there and back) to every write on every node. The Raft runtime
         // has one thread, which waits meanwhile: a leader whose disk stalls for
-        // longer than the election timeout stops sending heartbeats and is
-        // replaced, as an etcd leader is (docs/OPERATIONS.md).
+        // longer than a follower waits before it campaigns stops sending
+        // heartbeats and is replaced, as an etcd leader is (docs/OPERATIONS.md).
         let synced = self.engine.log_sync();
         callback.log_io_completed(synced.map_err(std::io::Error::other));
         Ok(())

@@ -16,17 +16,12 @@ pub fn can_mount() -> Result<(), String> {
         return Err("data dirs on tmpfs need root (mount)".into());
     }
     let probe = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let out = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-        .arg(probe.path())
-        .output()
-        .map_err(|e| format!("cannot run mount: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "cannot mount a tmpfs here: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
+    run(
+        "mount",
+        &["-t", "tmpfs", "-o", "size=1m", "tmpfs"],
+        &[probe.path()],
+    )
+    .map_err(|e| format!("cannot mount a tmpfs here: {e}"))?;
     unmount(probe.path());
     Ok(())
 }
@@ -100,7 +95,7 @@ impl DataDisk {
                 make_ext4(&image, self.size_mb).expect("make an ext4 image");
                 fs::create_dir_all(dir).expect("create the mount point");
                 run("mount", &["-o", "loop"], &[&image, dir]).expect("mount the ext4 image");
-                // The node runs as this user; the mount's root is root's 0755.
+                // Only its owner may read a data dir, as on the tmpfs mounts.
                 fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
                     .expect("chmod the mount point");
             }
@@ -111,23 +106,9 @@ impl DataDisk {
 /// Mounts a tmpfs of `size_mb` MiB at `dir` (created when missing).
 fn mount_tmpfs(dir: &Path, size_mb: u64) {
     fs::create_dir_all(dir).expect("create the mount point");
-    let out = Command::new("mount")
-        .args([
-            "-t",
-            "tmpfs",
-            "-o",
-            &format!("size={size_mb}m,mode=0700"),
-            "tmpfs",
-        ])
-        .arg(dir)
-        .output()
-        .expect("run mount");
-    assert!(
-        out.status.success(),
-        "mount a tmpfs at {}: {}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let options = format!("size={size_mb}m,mode=0700");
+    run("mount", &["-t", "tmpfs", "-o", &options, "tmpfs"], &[dir])
+        .unwrap_or_else(|e| panic!("mount a tmpfs at {}: {e}", dir.display()));
 }
 
 /// Unmounts `dir` (lazily: a process that still holds a file there lets go later).
