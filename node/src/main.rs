@@ -301,7 +301,10 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let rpc_task = raft_rt.spawn(async move {
         match tokio::net::TcpListener::from_std(rpc_listener) {
             Ok(l) => {
-                let streams = cluster::append_stream::streams(rpc_node);
+                let streams = vec![
+                    cluster::append_stream::streams(rpc_node.clone()),
+                    cluster::forward_stream::streams(rpc_node),
+                ];
                 net::serve::serve(
                     "rpc",
                     l,
@@ -310,7 +313,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
                     rpc_stats,
                     net::serve::Speaks {
                         tls: rpc_tls,
-                        streams: Some(streams),
+                        streams,
                     },
                     rpc_stop,
                 )

@@ -4,6 +4,10 @@
 //! follower's and the leader's HTTP work per write by the batch size; with one
 //! client a batch holds one write and costs what a single forward did.
 //!
+//! Batches travel on the forward stream (forward_stream.rs), one connection per
+//! leader with several batches under way at once; to a leader of an older
+//! version, over HTTP.
+//!
 //! A batch is delivered whole or not at all: when the request fails before the
 //! leader answers, every write in it gets the same error, and the caller decides
 //! (as for a single forward) whether it is safe to try again.
@@ -16,7 +20,8 @@ use std::time::{Duration, Instant};
 use bcm_raft_store::{codec, limits, Command};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::cluster::rpc::{self, LeaderOp, LeaderReply, OpResult, PeerError, Peers};
+use crate::cluster::forward_stream::Links;
+use crate::cluster::rpc::{LeaderOp, LeaderReply, OpResult, PeerError, Peers};
 
 /// At most this many writes in one request (and at most `limits::FORWARD_BYTES`).
 const MAX_BATCH: usize = 512;
@@ -42,6 +47,7 @@ struct Pending {
 pub struct Forwarder {
     tx: mpsc::UnboundedSender<Pending>,
     in_flight: Arc<InFlight>,
+    links: Arc<Links>,
 }
 
 /// Writes this node has taken to forward and not yet answered.
@@ -55,11 +61,20 @@ impl Forwarder {
     /// Starts the batching task; it ends when the node (the last `Forwarder`) goes.
     pub fn start(peers: Peers) -> Forwarder {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(batcher(peers, rx));
+        let links = Arc::new(Links::new(peers));
+        tokio::spawn(batcher(links.clone(), rx));
         Forwarder {
             tx,
             in_flight: Arc::default(),
+            links,
         }
+    }
+
+    /// Sends other work than a write (a read-index round, a login slot, ...)
+    /// to the leader at `leader_rpc` on the same stream, alone, and waits at
+    /// most `timeout` for its answer.
+    pub async fn call(&self, leader_rpc: &str, op: &LeaderOp, timeout: Duration) -> Answer {
+        self.links.call(leader_rpc, op, timeout).await
     }
 
     /// Sends `command` to the leader at `leader_rpc` (in a batch with others) and
@@ -127,7 +142,7 @@ impl Drop for Taken<'_> {
     }
 }
 
-async fn batcher(peers: Peers, mut rx: mpsc::UnboundedReceiver<Pending>) {
+async fn batcher(links: Arc<Links>, mut rx: mpsc::UnboundedReceiver<Pending>) {
     let mut carried: Option<Pending> = None;
     loop {
         let first = match carried.take() {
@@ -159,7 +174,7 @@ async fn batcher(peers: Peers, mut rx: mpsc::UnboundedReceiver<Pending>) {
         for (addr, batch) in by_leader {
             // Several batches may be in flight at once: a batch never waits for
             // the previous one's commit.
-            tokio::spawn(send(peers.clone(), addr, batch));
+            tokio::spawn(send(links.clone(), addr, batch));
         }
     }
 }
@@ -167,7 +182,7 @@ async fn batcher(peers: Peers, mut rx: mpsc::UnboundedReceiver<Pending>) {
 /// Room for the framing of one more write in a batch request, counted generously.
 const FRAMING: usize = 16;
 
-async fn send(peers: Peers, addr: String, mut batch: Vec<Pending>) {
+async fn send(links: Arc<Links>, addr: String, mut batch: Vec<Pending>) {
     let gone = |p: &Pending| p.reply.is_closed();
     let Some(timeout) = super::propose::keep_live(&mut batch, gone, |p| p.deadline) else {
         return;
@@ -186,9 +201,7 @@ async fn send(peers: Peers, addr: String, mut batch: Vec<Pending>) {
     } else {
         LeaderOp::WriteBatch(commands)
     };
-    let answer = peers
-        .call::<_, LeaderReply<OpResult>>(&addr, rpc::PATH_LEADER, &op, timeout)
-        .await;
+    let answer = links.call(&addr, &op, timeout).await;
     let give = |(reply, span): (oneshot::Sender<Answer>, tracing::Span), a: Answer| {
         crate::cluster::propose::log_outcome(&span, a.as_ref());
         let _ = reply.send(a);

@@ -10,7 +10,7 @@ use openraft::error::RaftError;
 use crate::cluster::error::ClusterError;
 use crate::cluster::local::{check_size, write_here};
 use crate::cluster::membership;
-use crate::cluster::rpc::{self, LeaderOp, LeaderReply, MemberHealth, OpResult, PeerError};
+use crate::cluster::rpc::{LeaderOp, LeaderReply, MemberHealth, OpResult, PeerError};
 use crate::cluster::{Node, REQUEST_DEADLINE};
 
 /// Proposes a command through the leader, wherever it is. When it returns, this
@@ -207,16 +207,7 @@ pub async fn leader_op(
                             .write(&leader.rpc_addr, command.clone(), left)
                             .await
                     }
-                    _ => {
-                        node.peers
-                            .call::<_, LeaderReply<OpResult>>(
-                                &leader.rpc_addr,
-                                rpc::PATH_LEADER,
-                                &op,
-                                left,
-                            )
-                            .await
-                    }
+                    _ => node.forwarder.call(&leader.rpc_addr, &op, left).await,
                 };
                 match answer {
                     Ok(r) => r,

@@ -13,6 +13,8 @@ pub mod events;
 pub mod export;
 mod fence;
 pub mod forward;
+pub mod forward_stream;
+mod framed;
 pub mod leader;
 pub mod local;
 pub mod logins;

@@ -20,7 +20,7 @@ use tracing::Instrument;
 use crate::cluster::leader;
 use crate::cluster::membership;
 use crate::cluster::peer_ops;
-use crate::cluster::rpc::{self, JoinRequest, LeaderOp};
+use crate::cluster::rpc::{self, JoinRequest, LeaderOp, LeaderReply, OpResult};
 use crate::cluster::{Node, SharedNode, REQUEST_DEADLINE};
 use crate::net::problem::Problem;
 use crate::tls::PeerNode;
@@ -229,6 +229,17 @@ async fn leader(
     body: Bytes,
 ) -> Answer {
     let op: LeaderOp = decode(&body)?;
+    let reply = forwarded(&node, peer.map(|Extension(p)| p), op).await?;
+    Ok(encode(&reply))
+}
+
+/// Work a member forwarded to this node as the leader (over HTTP or the forward
+/// stream): refused when it is not what a member may forward, else run here.
+pub(crate) async fn forwarded(
+    node: &Node,
+    peer: Option<PeerNode>,
+    op: LeaderOp,
+) -> Result<LeaderReply<OpResult>, Problem> {
     let writes: &[bcm_raft_store::Command] = match &op {
         LeaderOp::Write(c) => std::slice::from_ref(c),
         LeaderOp::WriteBatch(cs) => cs,
@@ -251,15 +262,16 @@ async fn leader(
         }
         // ... and a node registers itself only.
         if let bcm_raft_store::Command::RegisterNode { info, .. } = command {
-            speaks_for_itself(&node, peer, Some(info.id))?;
+            speaks_for_itself(node, peer.map(Extension), Some(info.id))?;
         }
     }
     // Forwarded work runs in a span naming it, as a local request's does.
     let span = tracing::debug_span!("forwarded", op = op.kind());
-    let reply = leader::execute_locally(&node, op, Instant::now() + REQUEST_DEADLINE)
-        .instrument(span)
-        .await;
-    Ok(encode(&reply))
+    Ok(
+        leader::execute_locally(node, op, Instant::now() + REQUEST_DEADLINE)
+            .instrument(span)
+            .await,
+    )
 }
 
 async fn join(

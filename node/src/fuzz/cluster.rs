@@ -13,6 +13,7 @@ use proptest::prelude::*;
 use super::{decode, encode, encoded};
 use crate::cluster::error::ClusterError;
 use crate::cluster::export::ExportStatus;
+use crate::cluster::forward_stream::{Reply as ForwardReply, Request as ForwardRequest};
 use crate::cluster::rpc::{
     Hello, JoinReply, JoinRequest, LeaderOp, LeaderReply, MemberHealth, OpResult, PreVoteRequest,
 };
@@ -171,6 +172,41 @@ fn leader_answers() -> Vec<Answer> {
     answers
 }
 
+/// The forward stream's frames: forwarded work with ids, and the listener's
+/// opening, answers and refusals.
+fn forward_frames() -> Vec<Vec<u8>> {
+    let requests: Vec<ForwardRequest> = leader_ops()
+        .into_iter()
+        .enumerate()
+        .map(|(i, op)| ForwardRequest {
+            id: i as u64 * 1000 + 1,
+            op,
+        })
+        .collect();
+    let mut replies = vec![
+        ForwardReply::Open,
+        ForwardReply::Refused {
+            id: None,
+            status: 401,
+            detail: "missing or wrong cluster secret".into(),
+        },
+        ForwardReply::Refused {
+            id: Some(7),
+            status: 403,
+            detail: "members do not forward user writes bare".into(),
+        },
+    ];
+    replies.extend(leader_answers().into_iter().enumerate().map(|(i, reply)| {
+        ForwardReply::Answered {
+            id: i as u64 + 300,
+            reply,
+        }
+    }));
+    let mut out = encoded(&requests);
+    out.extend(encoded(&replies));
+    out
+}
+
 fn export_answers() -> Vec<LeaderReply<ExportStatus>> {
     vec![
         LeaderReply::Ok(ExportStatus {
@@ -196,6 +232,7 @@ fn all_seeds() -> Vec<Vec<u8>> {
     all.extend(encoded(&leader_ops()));
     all.extend(encoded(&leader_answers()));
     all.extend(encoded(&export_answers()));
+    all.extend(forward_frames());
     all
 }
 
@@ -216,6 +253,8 @@ fn decode_every_kind(bytes: &[u8]) -> Result<(), TestCaseError> {
     check_decoder(bytes, decode::<LeaderOp>, encode)?;
     check_decoder(bytes, decode::<Answer>, encode)?;
     check_decoder(bytes, decode::<LeaderReply<ExportStatus>>, encode)?;
+    check_decoder(bytes, decode::<ForwardRequest>, encode)?;
+    check_decoder(bytes, decode::<ForwardReply>, encode)?;
     Ok(())
 }
 
@@ -232,6 +271,14 @@ fn the_seeds_decode_as_what_they_are() {
     }
     for b in encoded(&leader_answers()) {
         decode::<Answer>(&b).unwrap();
+    }
+    let frames = forward_frames();
+    let requests = leader_ops().len();
+    for b in &frames[..requests] {
+        decode::<ForwardRequest>(b).unwrap();
+    }
+    for b in &frames[requests..] {
+        decode::<ForwardReply>(b).unwrap();
     }
 }
 
@@ -299,6 +346,12 @@ proptest! {
     })) {
         check_decoder(&bytes, decode::<Answer>, encode)?;
         check_decoder(&bytes, decode::<LeaderReply<ExportStatus>>, encode)?;
+    }
+
+    #[test]
+    fn forward_stream_frames_mutated(bytes in mutated(forward_frames())) {
+        check_decoder(&bytes, decode::<ForwardRequest>, encode)?;
+        check_decoder(&bytes, decode::<ForwardReply>, encode)?;
     }
 
     /// Any seed mutated, decoded as every kind: a body sent to the wrong route.

@@ -6,7 +6,7 @@
 //! both listeners.
 //!
 //! The internal listener also takes connections that are not HTTP: the Raft
-//! append stream ([`Streams`]).
+//! append stream and the forward stream ([`Streams`]).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -84,7 +84,8 @@ pub type StreamServe = Arc<
 >;
 
 /// Connections of a listener that speak a framed protocol instead of HTTP (the
-/// Raft append stream, cluster/append_stream.rs). With cluster TLS they are the
+/// Raft append stream, cluster/append_stream.rs; the forward stream,
+/// cluster/forward_stream.rs). With cluster TLS they are the
 /// ones that negotiated `alpn`; in plaintext, the ones that begin with
 /// `preface` (which no HTTP request does). They count toward the listener's
 /// connections like any other.
@@ -98,13 +99,16 @@ pub struct Streams {
 /// What a listener speaks: HTTP (plain or over TLS), and maybe streams.
 pub struct Speaks {
     pub tls: Tls,
-    pub streams: Option<Streams>,
+    pub streams: Vec<Streams>,
 }
 
 impl From<Tls> for Speaks {
     /// HTTP only.
     fn from(tls: Tls) -> Speaks {
-        Speaks { tls, streams: None }
+        Speaks {
+            tls,
+            streams: Vec::new(),
+        }
     }
 }
 
@@ -121,6 +125,7 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let Speaks { tls, streams } = speaks;
+    let streams: Arc<[Streams]> = streams.into();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -206,14 +211,15 @@ impl Conn {
         stream: TcpStream,
         app: Router,
         tls: Tls,
-        streams: Option<Streams>,
+        streams: Arc<[Streams]>,
     ) -> Result<(), BoxError> {
         let handshake_within = self.limits.header_timeout;
         match tls {
             Tls::Off => {
-                if let Some(streams) = streams {
-                    if begins_with(&stream, streams.preface, handshake_within).await? {
-                        (streams.serve)(Box::new(stream), None).await;
+                if !streams.is_empty() {
+                    let prefaces: Vec<&[u8]> = streams.iter().map(|s| s.preface).collect();
+                    if let Some(i) = begins_with(&stream, &prefaces, handshake_within).await? {
+                        (streams[i].serve)(Box::new(stream), None).await;
                         return Ok(());
                     }
                 }
@@ -254,11 +260,10 @@ impl Conn {
                     .and_then(|c| c.first())
                     .and_then(|c| node.check_peer(c).ok())
                     .ok_or("a peer without a node certificate got through the handshake")?;
-                if let Some(streams) = streams {
-                    if stream.get_ref().1.alpn_protocol() == Some(streams.alpn) {
-                        (streams.serve)(Box::new(stream), Some(PeerNode(peer))).await;
-                        return Ok(());
-                    }
+                let alpn = stream.get_ref().1.alpn_protocol();
+                if let Some(s) = streams.iter().find(|s| alpn == Some(s.alpn)) {
+                    (s.serve)(Box::new(stream), Some(PeerNode(peer))).await;
+                    return Ok(());
                 }
                 self.serve(stream, app, Some(PeerNode(peer))).await
             }
@@ -303,26 +308,35 @@ impl Conn {
     }
 }
 
-/// Does what the client sent first begin with `preface`? Looks without taking:
-/// an HTTP request is then read from the start. A client that has not sent
-/// enough to tell within `within` (the header timeout) is an error: the
-/// connection closes, as HTTP would close it then.
+/// Which of `prefaces` does what the client sent first begin with? Looks
+/// without taking: an HTTP request is then read from the start. A client that
+/// has not sent enough to tell within `within` (the header timeout) is an
+/// error: the connection closes, as HTTP would close it then.
 async fn begins_with(
     stream: &TcpStream,
-    preface: &[u8],
+    prefaces: &[&[u8]],
     within: Duration,
-) -> std::io::Result<bool> {
-    let mut first = vec![0u8; preface.len()];
+) -> std::io::Result<Option<usize>> {
+    let longest = prefaces.iter().map(|p| p.len()).max().unwrap_or(0);
+    let mut first = vec![0u8; longest];
     let look = async {
         loop {
             let n = stream.peek(&mut first).await?;
-            if n == 0 || first[..n] != preface[..n] {
-                return Ok(false);
+            let seen = &first[..n];
+            // Prefaces that what came so far could still begin.
+            let open: Vec<usize> = (0..prefaces.len())
+                .filter(|&i| {
+                    let p = prefaces[i];
+                    seen[..n.min(p.len())] == p[..n.min(p.len())]
+                })
+                .collect();
+            if n == 0 || open.is_empty() {
+                return Ok(None);
             }
-            if n == preface.len() {
-                return Ok(true);
+            if let Some(&i) = open.iter().find(|&&i| n >= prefaces[i].len()) {
+                return Ok(Some(i));
             }
-            // Only part of the preface is here (it is sent in one write, so
+            // Only part of a preface is here (it is sent in one write, so
             // this is rare): look again shortly.
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
@@ -434,5 +448,37 @@ impl HttpBody for DeadlineBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    /// Sends `first` on a new connection and asks `begins_with` which preface it is.
+    async fn which(first: &'static [u8]) -> std::io::Result<Option<usize>> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::spawn(async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(first).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        });
+        let (stream, _) = listener.accept().await.unwrap();
+        let prefaces: [&[u8]; 2] = [b"BCM-APPEND/1\n", b"BCM-FORWARD/1\n"];
+        let r = begins_with(&stream, &prefaces, Duration::from_millis(200)).await;
+        client.abort();
+        r
+    }
+
+    #[tokio::test]
+    async fn each_stream_is_told_by_its_preface_and_http_by_none() {
+        assert_eq!(which(b"BCM-APPEND/1\n\x00\x05").await.unwrap(), Some(0));
+        assert_eq!(which(b"BCM-FORWARD/1\n\x00\x05").await.unwrap(), Some(1));
+        assert_eq!(which(b"POST /raft/vote HTTP/1.1\r\n").await.unwrap(), None);
+        // "BCM-" could still be either: no answer within the time is an error.
+        assert!(which(b"BCM-").await.is_err());
     }
 }

@@ -23,7 +23,7 @@ use rustls::{
 };
 
 use super::ca::{self, CertFacts};
-use super::{ALPN_APPEND, ALPN_ENROLL};
+use super::{ALPN_APPEND, ALPN_ENROLL, ALPN_FORWARD};
 
 /// The one crypto provider of bcm's TLS: ring.
 pub fn provider() -> Arc<CryptoProvider> {
@@ -224,7 +224,11 @@ impl NodeTls {
             .expect("ring supports the default versions")
             .with_client_cert_verifier(Arc::new(Dynamic(self.clone())))
             .with_cert_resolver(Arc::new(Dynamic(self.clone())));
-        c.alpn_protocols = vec![b"http/1.1".to_vec(), ALPN_APPEND.to_vec()];
+        c.alpn_protocols = vec![
+            b"http/1.1".to_vec(),
+            ALPN_APPEND.to_vec(),
+            ALPN_FORWARD.to_vec(),
+        ];
         Arc::new(c)
     }
 
@@ -252,11 +256,12 @@ impl NodeTls {
         c
     }
 
-    /// The client config of the Raft append stream: the same certificates,
-    /// ALPN `bcm-append/1`.
-    pub fn append_client_config(self: &Arc<Self>) -> ClientConfig {
+    /// The client config of a framed stream (the Raft append stream, ALPN
+    /// `bcm-append/1`; the forward stream, `bcm-forward/1`): the same
+    /// certificates, that one ALPN protocol.
+    pub fn stream_client_config(self: &Arc<Self>, alpn: &[u8]) -> ClientConfig {
         let mut c = self.client_config();
-        c.alpn_protocols = vec![ALPN_APPEND.to_vec()];
+        c.alpn_protocols = vec![alpn.to_vec()];
         c
     }
 }

@@ -251,38 +251,68 @@ fn bad_input_gets_a_problem_json_4xx_and_the_cluster_stays_healthy() {
         }
     }
 
-    // The Raft append stream on the same port (node/src/cluster/append_stream.rs):
-    // a wrong secret, garbage, an oversized frame are each refused with a reply
-    // frame carrying the status HTTP would give, and change nothing.
+    // The Raft append stream and the forward stream on the same port
+    // (node/src/cluster/append_stream.rs, forward_stream.rs): a wrong secret,
+    // garbage, an oversized frame are each refused with a reply frame carrying
+    // the status HTTP would give, and change nothing. On the forward stream, a
+    // write that members may not forward is refused as over HTTP (403).
+    let forged = bcm_model::Command::CreateUser {
+        name: "mallory".into(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g".into(),
+        groups: vec!["admin".into()],
+        at: 1,
+    };
+    // A forward request: its id (a varint), then `LeaderOp::Write` (variant 0)
+    // and the command.
+    let mut forged_request = vec![7u8, 0];
+    forged_request.extend(postcard::to_allocvec(&forged).unwrap());
     for n in c.all_nodes() {
         let addr = c.rpc_url(n).trim_start_matches("http://").to_string();
-        let cases: [(&str, &[u8], Vec<u8>, u16); 3] = [
-            ("wrong secret", b"wrong-secret-0123456789", vec![], 401),
+        let garbage = frame(&[0xde, 0xad, 0xbe, 0xef, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+        let oversized = (64u32 << 20).to_be_bytes().to_vec();
+        let secret = CLUSTER_SECRET.as_bytes();
+        let wrong: &[u8] = b"wrong-secret-0123456789";
+        let cases: [StreamCase; 7] = [
+            (Stream::Append, "wrong secret", wrong, vec![], 401),
             (
+                Stream::Append,
                 "garbage frame",
-                CLUSTER_SECRET.as_bytes(),
-                frame(&[0xde, 0xad, 0xbe, 0xef, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]),
+                secret,
+                garbage.clone(),
                 400,
             ),
             (
+                Stream::Append,
                 "oversized frame",
-                CLUSTER_SECRET.as_bytes(),
-                (64u32 << 20).to_be_bytes().to_vec(),
+                secret,
+                oversized.clone(),
                 413,
             ),
+            (Stream::Forward, "wrong secret", wrong, vec![], 401),
+            (Stream::Forward, "garbage frame", secret, garbage, 400),
+            (Stream::Forward, "oversized frame", secret, oversized, 413),
+            (
+                Stream::Forward,
+                "a user write forged as a member's",
+                secret,
+                frame(&forged_request),
+                403,
+            ),
         ];
-        for (what, secret, then, want) in cases {
-            match append_stream_refusal(&addr, secret, &then) {
-                Ok(status) if status == want => {
-                    c.log(format!("node {n}: {what} on the append stream: {status}"))
-                }
-                Ok(status) => failures.push(format!(
-                    "node {n}: {what} on the append stream: expected {want}, got {status}"
+        for (stream, what, secret, then, want) in cases {
+            match stream_refusal(&addr, stream, secret, &then) {
+                Ok(status) if status == want => c.log(format!(
+                    "node {n}: {what} on the {stream:?} stream: {status}"
                 )),
-                Err(e) => failures.push(format!("node {n}: {what} on the append stream: {e}")),
+                Ok(status) => failures.push(format!(
+                    "node {n}: {what} on the {stream:?} stream: expected {want}, got {status}"
+                )),
+                Err(e) => failures.push(format!("node {n}: {what} on the {stream:?} stream: {e}")),
             }
         }
     }
+    let users = c.get(leader, "/api/v1/users").unwrap();
+    assert!(!users.body.contains("mallory"), "{users}");
 
     // Nothing crashed, nothing changed, and the cluster still works.
     c.check_processes();
@@ -307,38 +337,73 @@ fn bad_input_gets_a_problem_json_4xx_and_the_cluster_stays_healthy() {
     );
 }
 
-/// A frame of the append stream: its length (u32, big-endian), then its bytes.
+/// A frame of a stream: its length (u32, big-endian), then its bytes.
 fn frame(body: &[u8]) -> Vec<u8> {
     let mut f = (body.len() as u32).to_be_bytes().to_vec();
     f.extend_from_slice(body);
     f
 }
 
-/// Opens a plaintext append stream to `addr` showing `secret`, sends `then`, and
-/// returns the status of the refusal the node answers with (its reply frame is
-/// postcard `Reply::Refused { status, detail }`: variant 1, a varint, a string).
-fn append_stream_refusal(addr: &str, secret: &[u8], then: &[u8]) -> Result<u16, String> {
+/// A bad input on a stream: which stream, what it is, the secret shown, the
+/// bytes sent after it, the status expected.
+type StreamCase<'a> = (Stream, &'a str, &'a [u8], Vec<u8>, u16);
+
+/// The framed protocols of the internal listener.
+#[derive(Debug, Clone, Copy)]
+enum Stream {
+    Append,
+    Forward,
+}
+
+/// Opens a plaintext stream to `addr` showing `secret`, sends `then`, and
+/// returns the status of the refusal the node answers with. The append
+/// stream's is postcard `Reply::Refused { status, detail }` (variant 1, a
+/// varint, a string); the forward stream first answers `Reply::Open` (variant
+/// 0) when the secret is right, and its refusal is `Reply::Refused { id,
+/// status, detail }` (variant 2, an optional id, a varint, a string).
+fn stream_refusal(addr: &str, stream: Stream, secret: &[u8], then: &[u8]) -> Result<u16, String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
-    let mut hello = b"BCM-APPEND/1\n".to_vec();
+    let preface: &[u8] = match stream {
+        Stream::Append => b"BCM-APPEND/1\n",
+        Stream::Forward => b"BCM-FORWARD/1\n",
+    };
+    let mut hello = preface.to_vec();
     hello.extend_from_slice(&(secret.len() as u16).to_be_bytes());
     hello.extend_from_slice(secret);
     hello.extend_from_slice(then);
     s.write_all(&hello).map_err(|e| format!("send: {e}"))?;
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len)
-        .map_err(|e| format!("no reply frame: {e}"))?;
-    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
-    s.read_exact(&mut body)
-        .map_err(|e| format!("a short reply frame: {e}"))?;
-    if body.first() != Some(&1) {
-        return Err(format!("not a refusal: {body:?}"));
-    }
-    // The status: a LEB128 varint after the variant.
+    let mut read_frame = || -> Result<Vec<u8>, String> {
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len)
+            .map_err(|e| format!("no reply frame: {e}"))?;
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        s.read_exact(&mut body)
+            .map_err(|e| format!("a short reply frame: {e}"))?;
+        Ok(body)
+    };
+    let mut body = read_frame()?;
+    let status_at = match stream {
+        Stream::Append if body.first() == Some(&1) => 1,
+        Stream::Forward => {
+            if body == [0] {
+                // Open: the refusal comes next.
+                body = read_frame()?;
+            }
+            match body.get(..2) {
+                Some([2, 0]) => 2,
+                // Some(id): the id is one varint byte here.
+                Some([2, 1]) => 3,
+                _ => return Err(format!("not a refusal: {body:?}")),
+            }
+        }
+        _ => return Err(format!("not a refusal: {body:?}")),
+    };
+    // The status: a LEB128 varint.
     let (mut status, mut shift) = (0u32, 0);
-    for b in &body[1..] {
+    for b in &body[status_at..] {
         status |= u32::from(b & 0x7f) << shift;
         shift += 7;
         if b & 0x80 == 0 {

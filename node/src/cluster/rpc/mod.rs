@@ -204,6 +204,8 @@ pub struct Peers {
     tls: Option<Arc<NodeTls>>,
     /// The append stream's TLS client config (ALPN `bcm-append/1`), with cluster TLS.
     pub(super) stream_tls: Option<Arc<rustls::ClientConfig>>,
+    /// The forward stream's (ALPN `bcm-forward/1`).
+    pub(super) forward_tls: Option<Arc<rustls::ClientConfig>>,
     /// The cluster secret: a plaintext append stream shows it once, on opening.
     pub(super) secret: Secret,
     /// Open append streams not in use, by peer address. openraft makes a new
@@ -240,7 +242,12 @@ impl Peers {
             idle,
             source,
             auth,
-            stream_tls: tls.as_ref().map(|t| Arc::new(t.append_client_config())),
+            stream_tls: tls
+                .as_ref()
+                .map(|t| Arc::new(t.stream_client_config(crate::tls::ALPN_APPEND))),
+            forward_tls: tls
+                .as_ref()
+                .map(|t| Arc::new(t.stream_client_config(crate::tls::ALPN_FORWARD))),
             secret,
             streams: Arc::default(),
             http_until: Arc::default(),

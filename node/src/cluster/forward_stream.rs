@@ -1,0 +1,673 @@
+//! The forward stream: work a follower forwards to the leader (batches of writes,
+//! forward.rs; read-index rounds, login slots and the rest of `LeaderOp`) over
+//! one persistent connection per leader, instead of an HTTP request each. Requests and answers are length-prefixed postcard frames,
+//! each request with an id its answer carries, so several batches are under way
+//! at once and are answered in the order they commit.
+//!
+//! It opens as the append stream does (append_stream.rs): ALPN `bcm-forward/1`
+//! and a node certificate with cluster TLS, [`PREFACE`] and the cluster secret
+//! in plaintext. The listener's first frame says whether it took the stream
+//! ([`Reply::Open`]), so a peer of an older version, which answers the preface
+//! as a bad HTTP request, is told apart before any work is sent: the follower
+//! then forwards over HTTP, as before.
+//!
+//! What a lost connection means is what it means for HTTP: a request whose
+//! answer did not come may or may not have been acted on.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bcm_raft_store::codec;
+use bcm_raft_store::limits::RPC_BODY_BYTES;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncWriteExt, BufWriter, ReadHalf, WriteHalf};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::cluster::framed::{self, invalid, IoResult};
+use crate::cluster::rpc::{self, LeaderOp, LeaderReply, OpResult, PeerError, Peers};
+use crate::cluster::rpc_server;
+use crate::cluster::SharedNode;
+use crate::net::serve::{StreamIo, Streams};
+use crate::tls::{PeerNode, ALPN_FORWARD};
+
+/// How a plaintext forward stream begins (no HTTP request does).
+pub const PREFACE: &[u8] = b"BCM-FORWARD/1\n";
+
+/// The listener closes a stream that carries nothing this long ...
+const IDLE: Duration = Duration::from_secs(60);
+/// ... and a follower stops using one it has not used this long (well before,
+/// so that it never sends on a stream the listener is closing).
+const CLIENT_IDLE: Duration = Duration::from_secs(20);
+/// A stream that owes answers and has said nothing this long is no longer sent
+/// on (its link may be cut: TCP would queue new work behind the old); it stays
+/// open for the answers it owes, and a new one takes the new work.
+const STALE: Duration = Duration::from_secs(2);
+/// A peer that does not serve forward streams gets HTTP for this long.
+const HTTP_FOR: Duration = Duration::from_secs(60);
+
+/// A request: an id this side chose, and the work.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Request {
+    pub id: u64,
+    pub op: LeaderOp,
+}
+
+/// The same, borrowed, for encoding (one layout: postcard writes fields in turn).
+#[derive(Serialize)]
+struct RequestRef<'a> {
+    id: u64,
+    op: &'a LeaderOp,
+}
+
+/// What the listener sends.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Reply {
+    /// The stream is open: the listener's first frame.
+    Open,
+    /// The answer to request `id`.
+    Answered {
+        id: u64,
+        reply: LeaderReply<OpResult>,
+    },
+    /// Request `id`, or with no id the whole stream (then it closes), refused
+    /// with the HTTP status the same refusal gets over HTTP and why.
+    Refused {
+        id: Option<u64>,
+        status: u16,
+        detail: String,
+    },
+}
+
+// ---------------------------------------------------------------- the leader's side
+
+/// The internal listener's hook for forward streams.
+pub fn streams(node: SharedNode) -> Streams {
+    Streams {
+        alpn: ALPN_FORWARD,
+        preface: PREFACE,
+        serve: Arc::new(move |io, peer| Box::pin(serve(node.clone(), io, peer))),
+    }
+}
+
+async fn serve(node: SharedNode, io: Box<dyn StreamIo>, peer: Option<PeerNode>) {
+    if let Err(e) = answer(node, io, peer).await {
+        tracing::debug!(peer = ?peer.map(|p| p.0), "forward stream ended: {e}");
+    }
+}
+
+async fn answer(node: SharedNode, io: Box<dyn StreamIo>, peer: Option<PeerNode>) -> IoResult<()> {
+    let (rd, mut wr) = tokio::io::split(io);
+    let mut rd = framed::reader(rd, 64 * 1024);
+    let opening = framed::check_opening(&node, &mut rd, PREFACE, peer).await?;
+    let first = match opening {
+        Ok(()) => Reply::Open,
+        Err((status, detail)) => Reply::Refused {
+            id: None,
+            status,
+            detail,
+        },
+    };
+    framed::write_frame(&mut wr, &first).await?;
+    if !matches!(first, Reply::Open) {
+        return wr.shutdown().await;
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(write_replies(wr, rx));
+    let read = read_requests(&node, &mut rd, peer, &tx).await;
+    // The answers under way are still written: the writer ends after the last.
+    drop(tx);
+    let written = writer
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+    read.and(written)
+}
+
+/// Reads requests until the follower closes the stream (or the node stops),
+/// each answered by a task of its own as soon as it is done.
+async fn read_requests(
+    node: &SharedNode,
+    rd: &mut tokio::io::BufReader<ReadHalf<Box<dyn StreamIo>>>,
+    peer: Option<PeerNode>,
+    tx: &mpsc::UnboundedSender<Vec<u8>>,
+) -> IoResult<()> {
+    let within = Duration::from_millis(node.cfg.http.body_timeout_ms);
+    let mut stop = node.shutdown.clone();
+    let mut body = Vec::new();
+    let refuse = |status: u16, detail: String| {
+        let frame = codec::encode_frame(&Reply::Refused {
+            id: None,
+            status,
+            detail,
+        });
+        if let Ok(frame) = frame {
+            let _ = tx.send(frame);
+        }
+    };
+    loop {
+        let len = tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+            len = tokio::time::timeout(IDLE, framed::read_len(rd, RPC_BODY_BYTES)) => match len {
+                Err(_) => return Ok(()),
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    refuse(413, e.to_string());
+                    return Ok(());
+                }
+                Ok(len) => len?,
+            },
+        };
+        tokio::time::timeout(within, framed::read_frame(rd, &mut body, len))
+            .await
+            .map_err(|_| invalid("a frame did not arrive within http.body_timeout_ms"))??;
+        if let (Some(tls), Some(PeerNode(p))) = (&node.tls, peer) {
+            // Decommissioned since the connection opened.
+            if tls.is_revoked(p) {
+                refuse(
+                    403,
+                    format!("node {p} was decommissioned: its certificate is refused"),
+                );
+                return Ok(());
+            }
+        }
+        let req: Request = match codec::decode(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                refuse(400, format!("undecodable request: {e}"));
+                return Ok(());
+            }
+        };
+        let (node, tx) = (node.clone(), tx.clone());
+        tokio::spawn(async move {
+            let id = req.id;
+            let reply = match rpc_server::forwarded(&node, peer, req.op).await {
+                Ok(reply) => Reply::Answered { id, reply },
+                Err(p) => Reply::Refused {
+                    id: Some(id),
+                    status: p.status,
+                    detail: p.detail.clone(),
+                },
+            };
+            let frame = codec::encode_frame(&reply).or_else(|e| {
+                codec::encode_frame(&Reply::Refused {
+                    id: Some(id),
+                    status: 500,
+                    detail: e.to_string(),
+                })
+            });
+            if let Ok(frame) = frame {
+                let _ = tx.send(frame);
+            }
+        });
+    }
+}
+
+/// Writes answers as they come, everything ready in one flush.
+async fn write_replies(
+    wr: WriteHalf<Box<dyn StreamIo>>,
+    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+) -> IoResult<()> {
+    let mut wr = BufWriter::with_capacity(64 * 1024, wr);
+    while let Some(frame) = rx.recv().await {
+        wr.write_all(&frame).await?;
+        while let Ok(frame) = rx.try_recv() {
+            wr.write_all(&frame).await?;
+        }
+        wr.flush().await?;
+    }
+    wr.shutdown().await
+}
+
+// ---------------------------------------------------------------- the follower's side
+
+type Answer = Result<LeaderReply<OpResult>, PeerError>;
+
+/// This node's forward streams, one per leader address, and the peers that get
+/// HTTP instead.
+pub struct Links {
+    peers: Peers,
+    open: tokio::sync::Mutex<HashMap<String, Arc<ForwardStream>>>,
+    http_until: Mutex<HashMap<String, Instant>>,
+}
+
+impl Links {
+    pub fn new(peers: Peers) -> Links {
+        Links {
+            peers,
+            open: Default::default(),
+            http_until: Default::default(),
+        }
+    }
+
+    /// Sends `op` to the leader at `addr` and waits at most `timeout` for the answer.
+    pub async fn call(&self, addr: &str, op: &LeaderOp, timeout: Duration) -> Answer {
+        let deadline = Instant::now() + timeout;
+        if !self.http_only(addr) {
+            match self.stream(addr).await {
+                Ok(stream) => {
+                    let answer = stream.send(op)?;
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    return match tokio::time::timeout(left, answer).await {
+                        Ok(Ok(a)) => a,
+                        Ok(Err(_)) => Err(PeerError::Lost {
+                            addr: addr.to_string(),
+                            message: "the forward stream went away".into(),
+                        }),
+                        Err(_) => Err(PeerError::Timeout {
+                            addr: addr.to_string(),
+                            timeout,
+                        }),
+                    };
+                }
+                // It answered, but not as a forward stream: an older version.
+                Err(PeerError::Lost { message, .. }) => {
+                    tracing::info!(
+                        leader = addr,
+                        "the leader does not take forward streams ({message}); forwarding over HTTP"
+                    );
+                    self.http_until
+                        .lock()
+                        .expect("http_until lock")
+                        .insert(addr.to_string(), Instant::now() + HTTP_FOR);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.peers
+            .call::<_, LeaderReply<OpResult>>(addr, rpc::PATH_LEADER, op, left)
+            .await
+    }
+
+    fn http_only(&self, addr: &str) -> bool {
+        let mut until = self.http_until.lock().expect("http_until lock");
+        match until.get(addr) {
+            Some(t) if Instant::now() < *t => true,
+            Some(_) => {
+                until.remove(addr);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// The stream to `addr` that takes new work: the open one while it is
+    /// usable, else a new one.
+    async fn stream(&self, addr: &str) -> Result<Arc<ForwardStream>, PeerError> {
+        let mut open = self.open.lock().await;
+        if let Some(s) = open.get(addr) {
+            if s.usable() {
+                return Ok(s.clone());
+            }
+            open.remove(addr).expect("just seen").retire();
+        }
+        let stream = ForwardStream::open(&self.peers, addr).await?;
+        if open.len() >= 16 {
+            // Addresses of leaders long gone (their streams retire).
+            for (_, old) in open.drain() {
+                old.retire();
+            }
+        }
+        open.insert(addr.to_string(), stream.clone());
+        Ok(stream)
+    }
+}
+
+/// One open forward stream to a leader. Requests go out through its writer
+/// task, so a caller never waits on the socket; answers come back through its
+/// reader task.
+pub struct ForwardStream {
+    addr: String,
+    /// To the writer task; taken when the stream is retired.
+    frames: Mutex<Option<mpsc::UnboundedSender<Vec<u8>>>>,
+    shared: Arc<Shared>,
+    next_id: AtomicU64,
+}
+
+/// What the stream's tasks share.
+struct Shared {
+    owed: Mutex<Owed>,
+    /// Turns true when the stream ends: its writer stops.
+    ended: watch::Sender<bool>,
+}
+
+/// What a stream owes this side.
+struct Owed {
+    answers: HashMap<u64, oneshot::Sender<Answer>>,
+    /// Since when it has owed answers and said nothing: the first request
+    /// sent while it owed none, or its last answer.
+    quiet_since: Instant,
+    last_used: Instant,
+    /// Why it ended, once it has: nothing more is sent on it.
+    ended: Option<String>,
+    /// No new work goes on it (see `STALE`).
+    retired: bool,
+}
+
+impl ForwardStream {
+    async fn open(peers: &Peers, addr: &str) -> Result<Arc<ForwardStream>, PeerError> {
+        let kind = framed::Kind {
+            name: "forward",
+            preface: PREFACE,
+            alpn: ALPN_FORWARD,
+            tls: peers.forward_tls.as_ref(),
+        };
+        let io = framed::open(peers, addr, kind).await?;
+        let (rd, wr) = tokio::io::split(io);
+        let mut rd = framed::reader(rd, 64 * 1024);
+        let lost = |message: String| PeerError::Lost {
+            addr: addr.to_string(),
+            message,
+        };
+        // The listener's first frame says whether it took the stream.
+        let first = async {
+            let len = framed::read_len(&mut rd, 64 * 1024).await?;
+            let mut buf = Vec::new();
+            framed::read_frame(&mut rd, &mut buf, len).await?;
+            codec::decode::<Reply>(&buf).map_err(|e| invalid(e.to_string()))
+        };
+        match tokio::time::timeout(framed::CONNECT, first).await {
+            Ok(Ok(Reply::Open)) => {}
+            Ok(Ok(Reply::Refused { status, detail, .. })) => {
+                return Err(PeerError::Status {
+                    addr: addr.to_string(),
+                    status,
+                    body: detail,
+                })
+            }
+            Ok(Ok(other)) => return Err(lost(format!("a first frame of {other:?}"))),
+            Ok(Err(e)) => return Err(lost(format!("no forward stream: {e}"))),
+            Err(_) => {
+                return Err(lost(format!(
+                    "no answer to the forward stream's opening within {:?}",
+                    framed::CONNECT
+                )))
+            }
+        }
+        let now = Instant::now();
+        let shared = Arc::new(Shared {
+            owed: Mutex::new(Owed {
+                answers: HashMap::new(),
+                quiet_since: now,
+                last_used: now,
+                ended: None,
+                retired: false,
+            }),
+            ended: watch::Sender::new(false),
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_requests(addr.to_string(), wr, rx, shared.clone()));
+        tokio::spawn(read_answers(addr.to_string(), rd, shared.clone()));
+        Ok(Arc::new(ForwardStream {
+            addr: addr.to_string(),
+            frames: Mutex::new(Some(tx)),
+            shared,
+            next_id: AtomicU64::new(1),
+        }))
+    }
+
+    /// May new work go on this stream?
+    fn usable(&self) -> bool {
+        let s = self.shared.owed.lock().expect("forward stream lock");
+        let quiet = !s.answers.is_empty() && s.quiet_since.elapsed() > STALE;
+        let idle = s.answers.is_empty() && s.last_used.elapsed() > CLIENT_IDLE;
+        s.ended.is_none() && !s.retired && !quiet && !idle
+    }
+
+    /// Sends `op`; the receiver gets its answer. `Err(Unreachable)` when it was
+    /// not sent (the stream had ended or was retired: nothing was delivered).
+    fn send(&self, op: &LeaderOp) -> Result<oneshot::Receiver<Answer>, PeerError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = codec::encode_frame(&RequestRef { id, op }).map_err(|e| PeerError::Decode {
+            addr: self.addr.clone(),
+            message: e.to_string(),
+        })?;
+        let unsent = |why: &str| PeerError::Unreachable {
+            addr: self.addr.clone(),
+            message: format!("the forward stream {why} before this was sent"),
+        };
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut s = self.shared.owed.lock().expect("forward stream lock");
+            if let Some(why) = &s.ended {
+                return Err(unsent(&format!("ended ({why})")));
+            }
+            let now = Instant::now();
+            if s.answers.is_empty() {
+                s.quiet_since = now;
+            }
+            s.last_used = now;
+            s.answers.insert(id, tx);
+        }
+        let frames = self.frames.lock().expect("forward stream lock");
+        let sent = frames.as_ref().is_some_and(|f| f.send(frame).is_ok());
+        if !sent {
+            self.shared
+                .owed
+                .lock()
+                .expect("forward stream lock")
+                .answers
+                .remove(&id);
+            return Err(unsent("was retired"));
+        }
+        Ok(rx)
+    }
+
+    /// Takes no new work: the writer sends what it has and closes its side
+    /// (the listener answers what it took, then closes too), and the answers
+    /// still owed are delivered.
+    fn retire(&self) {
+        self.shared
+            .owed
+            .lock()
+            .expect("forward stream lock")
+            .retired = true;
+        self.frames.lock().expect("forward stream lock").take();
+    }
+}
+
+/// Writes requests as they come, everything ready in one flush, until the
+/// stream is retired (then it closes its side) or ends.
+async fn write_requests(
+    addr: String,
+    wr: WriteHalf<Box<dyn StreamIo>>,
+    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    shared: Arc<Shared>,
+) {
+    let mut ended = shared.ended.subscribe();
+    let mut wr = BufWriter::with_capacity(64 * 1024, wr);
+    let work = async {
+        while let Some(frame) = rx.recv().await {
+            wr.write_all(&frame).await?;
+            while let Ok(frame) = rx.try_recv() {
+                wr.write_all(&frame).await?;
+            }
+            wr.flush().await?;
+        }
+        wr.shutdown().await
+    };
+    tokio::select! {
+        r = work => if let Err(e) = r {
+            end(&shared, &addr, &format!("the forward stream failed while sending: {e}"));
+        },
+        _ = ended.wait_for(|e| *e) => {}
+    }
+}
+
+/// Delivers the answers of a stream until it ends, or until it is retired and
+/// owes nothing anyone still waits for.
+async fn read_answers(
+    addr: String,
+    mut rd: tokio::io::BufReader<ReadHalf<Box<dyn StreamIo>>>,
+    shared: Arc<Shared>,
+) {
+    let owed = &shared.owed;
+    let read = async {
+        let mut buf = Vec::new();
+        loop {
+            let len = framed::read_len(&mut rd, RPC_BODY_BYTES).await?;
+            framed::read_frame(&mut rd, &mut buf, len).await?;
+            let reply: Reply = codec::decode(&buf).map_err(|e| invalid(e.to_string()))?;
+            let (id, answer) = match reply {
+                Reply::Answered { id, reply } => (id, Ok(reply)),
+                Reply::Refused {
+                    id: Some(id),
+                    status,
+                    detail,
+                } => (
+                    id,
+                    Err(PeerError::Status {
+                        addr: addr.clone(),
+                        status,
+                        body: detail,
+                    }),
+                ),
+                Reply::Refused {
+                    id: None,
+                    status,
+                    detail,
+                } => return Ok(format!("the leader closed the stream: {status} {detail}")),
+                Reply::Open => return Err(invalid("a second opening frame")),
+            };
+            let waiting = {
+                let mut s = owed.lock().expect("forward stream lock");
+                s.quiet_since = Instant::now();
+                s.answers.remove(&id)
+            };
+            if let Some(tx) = waiting {
+                let _ = tx.send(answer);
+            }
+        }
+    };
+    let abandoned = async {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let s = owed.lock().expect("forward stream lock");
+            if s.retired && s.answers.values().all(|tx| tx.is_closed()) {
+                return;
+            }
+        }
+    };
+    let why = tokio::select! {
+        r = read => match r {
+            Ok(why) => why,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                "the leader closed the forward stream".to_string()
+            }
+            Err(e) => format!("the forward stream failed: {e}"),
+        },
+        () = abandoned => "retired".to_string(),
+    };
+    end(&shared, &addr, &why);
+}
+
+/// Ends a stream: nothing more is sent on it, its writer stops, and whoever
+/// still waits for an answer is told it may or may not have been acted on.
+fn end(shared: &Shared, addr: &str, why: &str) {
+    let owed = {
+        let mut s = shared.owed.lock().expect("forward stream lock");
+        s.ended.get_or_insert_with(|| why.to_string());
+        std::mem::take(&mut s.answers)
+    };
+    shared.ended.send_replace(true);
+    if !owed.is_empty() {
+        tracing::debug!(
+            leader = addr,
+            owed = owed.len(),
+            "forward stream ended: {why}"
+        );
+    }
+    for (_, tx) in owed {
+        let _ = tx.send(Err(PeerError::Lost {
+            addr: addr.to_string(),
+            message: why.to_string(),
+        }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::config::Secret;
+
+    fn peers() -> Peers {
+        Peers::new(
+            Secret::new("a-cluster-secret-0123"),
+            Duration::from_secs(5),
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            None,
+        )
+    }
+
+    /// A peer of an older version answers the preface as a bad HTTP request:
+    /// the opening fails as `Lost` (it answered, it is not down), which sends
+    /// the work over HTTP, and nothing of the work was sent.
+    #[tokio::test]
+    async fn an_older_peer_that_answers_in_http_is_told_apart_before_any_work_is_sent() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        let older = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut got = vec![0u8; 256];
+            let n = s.read(&mut got).await.unwrap();
+            s.write_all(
+                b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            )
+            .await
+            .unwrap();
+            s.shutdown().await.unwrap();
+            got.truncate(n);
+            got
+        });
+        let e = ForwardStream::open(&peers(), &addr).await.err().unwrap();
+        assert!(matches!(e, PeerError::Lost { .. }), "{e}");
+        let got = older.await.unwrap();
+        assert!(got.starts_with(PREFACE), "{got:?}");
+        // The preface, the secret's length and the secret: no request frame.
+        assert_eq!(got.len(), PREFACE.len() + 2 + "a-cluster-secret-0123".len());
+    }
+
+    /// A peer that takes the connection and says nothing is not waited on
+    /// longer than an opening may take.
+    #[tokio::test]
+    async fn a_silent_peer_is_not_waited_on_past_the_opening() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        let _silent = tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(s);
+        });
+        let started = Instant::now();
+        let e = ForwardStream::open(&peers(), &addr).await.err().unwrap();
+        assert!(matches!(e, PeerError::Lost { .. }), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    /// Nothing listens: nothing was delivered, so the caller may try again.
+    #[tokio::test]
+    async fn no_listener_is_unreachable() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        let e = ForwardStream::open(&peers(), &addr).await.err().unwrap();
+        assert!(matches!(e, PeerError::Unreachable { .. }), "{e}");
+    }
+
+    /// The request's borrowed form encodes as the owned form decodes.
+    #[test]
+    fn a_request_decodes_as_it_was_sent() {
+        let op = LeaderOp::WriteBatch(vec![bcm_raft_store::Command::DeleteBackup { id: 3 }]);
+        let bytes = codec::encode(&RequestRef { id: 300, op: &op }).unwrap();
+        let back: Request = codec::decode(&bytes).unwrap();
+        assert_eq!(back.id, 300);
+        assert!(matches!(back.op, LeaderOp::WriteBatch(ref c) if c.len() == 1));
+    }
+}
