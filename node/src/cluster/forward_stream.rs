@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncWriteExt, BufWriter, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::cluster::framed::{self, invalid, IoResult};
+use crate::cluster::framed::{self, invalid, HttpUntil, IoResult};
 use crate::cluster::rpc::{self, LeaderOp, LeaderReply, OpResult, PeerError, Peers};
 use crate::cluster::rpc_server;
 use crate::cluster::SharedNode;
@@ -114,7 +114,7 @@ async fn answer(node: SharedNode, io: Box<dyn StreamIo>, peer: Option<PeerNode>)
         return wr.shutdown().await;
     }
     let (tx, rx) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(write_replies(wr, rx));
+    let writer = tokio::spawn(write_frames(wr, rx));
     let read = read_requests(&node, &mut rd, peer, &tx).await;
     // The answers under way are still written: the writer ends after the last.
     drop(tx);
@@ -204,8 +204,9 @@ async fn read_requests(
     }
 }
 
-/// Writes answers as they come, everything ready in one flush.
-async fn write_replies(
+/// Writes frames as they come, everything ready in one flush, until every
+/// sender is gone; then closes this side.
+async fn write_frames(
     wr: WriteHalf<Box<dyn StreamIo>>,
     mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
 ) -> IoResult<()> {
@@ -229,7 +230,7 @@ type Answer = Result<LeaderReply<OpResult>, PeerError>;
 pub struct Links {
     peers: Peers,
     open: tokio::sync::Mutex<HashMap<String, Arc<ForwardStream>>>,
-    http_until: Mutex<HashMap<String, Instant>>,
+    http_until: HttpUntil,
 }
 
 impl Links {
@@ -244,7 +245,7 @@ impl Links {
     /// Sends `op` to the leader at `addr` and waits at most `timeout` for the answer.
     pub async fn call(&self, addr: &str, op: &LeaderOp, timeout: Duration) -> Answer {
         let deadline = Instant::now() + timeout;
-        if !self.http_only(addr) {
+        if !self.http_until.now(addr) {
             match self.stream(addr).await {
                 Ok(stream) => {
                     let answer = stream.send(op)?;
@@ -267,10 +268,7 @@ impl Links {
                         leader = addr,
                         "the leader does not take forward streams ({message}); forwarding over HTTP"
                     );
-                    self.http_until
-                        .lock()
-                        .expect("http_until lock")
-                        .insert(addr.to_string(), Instant::now() + HTTP_FOR);
+                    self.http_until.set(addr, HTTP_FOR);
                 }
                 Err(e) => return Err(e),
             }
@@ -279,18 +277,6 @@ impl Links {
         self.peers
             .call::<_, LeaderReply<OpResult>>(addr, rpc::PATH_LEADER, op, left)
             .await
-    }
-
-    fn http_only(&self, addr: &str) -> bool {
-        let mut until = self.http_until.lock().expect("http_until lock");
-        match until.get(addr) {
-            Some(t) if Instant::now() < *t => true,
-            Some(_) => {
-                until.remove(addr);
-                false
-            }
-            None => false,
-        }
     }
 
     /// The stream to `addr` that takes new work: the open one while it is
@@ -473,23 +459,12 @@ impl ForwardStream {
 async fn write_requests(
     addr: String,
     wr: WriteHalf<Box<dyn StreamIo>>,
-    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    rx: mpsc::UnboundedReceiver<Vec<u8>>,
     shared: Arc<Shared>,
 ) {
     let mut ended = shared.ended.subscribe();
-    let mut wr = BufWriter::with_capacity(64 * 1024, wr);
-    let work = async {
-        while let Some(frame) = rx.recv().await {
-            wr.write_all(&frame).await?;
-            while let Ok(frame) = rx.try_recv() {
-                wr.write_all(&frame).await?;
-            }
-            wr.flush().await?;
-        }
-        wr.shutdown().await
-    };
     tokio::select! {
-        r = work => if let Err(e) = r {
+        r = write_frames(wr, rx) => if let Err(e) = r {
             end(&shared, &addr, &format!("the forward stream failed while sending: {e}"));
         },
         _ = ended.wait_for(|e| *e) => {}

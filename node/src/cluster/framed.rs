@@ -4,9 +4,10 @@
 //! stream's preface and the cluster secret), the listener's check of who opened
 //! it, and frames: a length (u32, big-endian) and a postcard encoding.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bcm_raft_store::codec;
 use rustls::pki_types::ServerName;
@@ -196,6 +197,34 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
 /// A buffered reader over a stream, sized for frames.
 pub fn reader<R: AsyncRead>(io: R, capacity: usize) -> BufReader<R> {
     BufReader::with_capacity(capacity, io)
+}
+
+/// Peers that get HTTP instead of a kind of stream until a moment, by address:
+/// a new stream failed where HTTP works (a peer of an older version).
+#[derive(Default)]
+pub struct HttpUntil(Mutex<HashMap<String, Instant>>);
+
+impl HttpUntil {
+    /// `addr` gets HTTP for `how_long`.
+    pub fn set(&self, addr: &str, how_long: Duration) {
+        self.0
+            .lock()
+            .expect("http_until lock")
+            .insert(addr.to_string(), Instant::now() + how_long);
+    }
+
+    /// Does `addr` get HTTP for now?
+    pub fn now(&self, addr: &str) -> bool {
+        let mut until = self.0.lock().expect("http_until lock");
+        match until.get(addr) {
+            Some(t) if Instant::now() < *t => true,
+            Some(_) => {
+                until.remove(addr);
+                false
+            }
+            None => false,
+        }
+    }
 }
 
 /// A TCP connection to `host:port`, leaving from `source` when it is set.

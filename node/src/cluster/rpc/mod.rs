@@ -214,7 +214,7 @@ pub struct Peers {
     streams: Arc<Mutex<HashMap<String, Vec<AppendStream>>>>,
     /// Peers whose AppendEntries go over HTTP until then, by address: a new
     /// stream failed where HTTP worked (a peer of an older version).
-    http_until: Arc<Mutex<HashMap<String, Instant>>>,
+    http_until: Arc<crate::cluster::framed::HttpUntil>,
     /// Parsed URLs by path and peer address: parsing one (with its IDNA pass) cost
     /// more than the rest of a small call.
     urls: Arc<Mutex<HashMap<&'static str, HashMap<String, reqwest::Url>>>>,
@@ -299,19 +299,6 @@ impl Peers {
                 streams.clear();
             }
             streams.insert(addr.to_string(), vec![stream]);
-        }
-    }
-
-    /// Does `addr` get AppendEntries over HTTP for now (see `http_until`)?
-    fn http_only(&self, addr: &str) -> bool {
-        let mut until = self.http_until.lock().expect("http_until lock");
-        match until.get(addr) {
-            Some(t) if Instant::now() < *t => true,
-            Some(_) => {
-                until.remove(addr);
-                false
-            }
-            None => false,
         }
     }
 

@@ -195,7 +195,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
             };
         let left = || deadline.saturating_duration_since(Instant::now());
         let entries = Some(rpc.entries.len());
-        if self.peers.http_only(&self.addr) {
+        if self.peers.http_until.now(&self.addr) {
             return self
                 .raft_call::<_, _, Infallible>(PATH_APPEND, &rpc, left(), entries)
                 .await;
@@ -234,11 +234,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
                             target_node = self.target,
                             "append stream failed ({e}) where HTTP works: AppendEntries over HTTP for {HTTP_FALLBACK:?}"
                         );
-                        self.peers
-                            .http_until
-                            .lock()
-                            .expect("http_until lock")
-                            .insert(self.addr.clone(), Instant::now() + HTTP_FALLBACK);
+                        self.peers.http_until.set(&self.addr, HTTP_FALLBACK);
                     }
                     http
                 }
