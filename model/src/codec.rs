@@ -40,6 +40,18 @@ pub fn encode_frame<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecEr
     Ok(frame)
 }
 
+/// Decodes a value at the start of `bytes`, whatever follows it (the id at the
+/// head of a request whose rest does not decode, say).
+pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    postcard::take_from_bytes(bytes)
+        .map(|(value, _)| value)
+        .map_err(|source| CodecError {
+            verb: "decode",
+            what: std::any::type_name::<T>(),
+            source,
+        })
+}
+
 /// The length of `value`'s encoding, without encoding it.
 pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<usize, CodecError> {
     postcard::serialize_with_flavor(value, postcard::ser_flavors::Size::default()).map_err(

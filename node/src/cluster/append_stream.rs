@@ -142,7 +142,9 @@ impl AppendStream {
             alpn: ALPN_APPEND,
             tls: peers.stream_tls.as_ref(),
         };
-        let io = framed::open(peers, addr, kind).await?;
+        let io = framed::open(peers, addr, kind)
+            .await
+            .map_err(PeerError::from)?;
         Ok(AppendStream {
             io: BufReader::with_capacity(16 * 1024, io),
             reply: Vec::new(),

@@ -175,32 +175,63 @@ async fn read_requests(
         let req: Request = match codec::decode(&body) {
             Ok(r) => r,
             Err(e) => {
-                refuse(400, format!("undecodable request: {e}"));
-                return Ok(());
+                // Refused alone when its id can be read (work of a newer
+                // version, say); else the stream cannot go on.
+                let detail = format!("undecodable request: {e}");
+                match codec::decode_prefix::<u64>(&body) {
+                    Ok(id) => {
+                        answer_with(tx, id, Err((400, detail)));
+                        continue;
+                    }
+                    Err(_) => {
+                        refuse(400, detail);
+                        return Ok(());
+                    }
+                }
             }
         };
         let (node, tx) = (node.clone(), tx.clone());
         tokio::spawn(async move {
             let id = req.id;
-            let reply = match rpc_server::forwarded(&node, peer, req.op).await {
-                Ok(reply) => Reply::Answered { id, reply },
-                Err(p) => Reply::Refused {
-                    id: Some(id),
-                    status: p.status,
-                    detail: p.detail.clone(),
-                },
+            // Bounded as an HTTP request is (http.request_timeout_ms).
+            let within = Duration::from_millis(node.cfg.http.request_timeout_ms);
+            let done = tokio::time::timeout(within, rpc_server::forwarded(&node, peer, req.op));
+            let reply = match done.await {
+                Ok(Ok(reply)) => Ok(reply),
+                Ok(Err(p)) => Err((p.status, p.detail.clone())),
+                Err(_) => Err((
+                    408,
+                    format!("the request was not answered within {} s", within.as_secs()),
+                )),
             };
-            let frame = codec::encode_frame(&reply).or_else(|e| {
-                codec::encode_frame(&Reply::Refused {
-                    id: Some(id),
-                    status: 500,
-                    detail: e.to_string(),
-                })
-            });
-            if let Ok(frame) = frame {
-                let _ = tx.send(frame);
-            }
+            answer_with(&tx, id, reply);
         });
+    }
+}
+
+/// Sends the answer to request `id` to the stream's writer.
+fn answer_with(
+    tx: &mpsc::UnboundedSender<Vec<u8>>,
+    id: u64,
+    reply: Result<LeaderReply<OpResult>, (u16, String)>,
+) {
+    let reply = match reply {
+        Ok(reply) => Reply::Answered { id, reply },
+        Err((status, detail)) => Reply::Refused {
+            id: Some(id),
+            status,
+            detail,
+        },
+    };
+    let frame = codec::encode_frame(&reply).or_else(|e| {
+        codec::encode_frame(&Reply::Refused {
+            id: Some(id),
+            status: 500,
+            detail: e.to_string(),
+        })
+    });
+    if let Ok(frame) = frame {
+        let _ = tx.send(frame);
     }
 }
 
@@ -229,15 +260,36 @@ type Answer = Result<LeaderReply<OpResult>, PeerError>;
 /// HTTP instead.
 pub struct Links {
     peers: Peers,
-    open: tokio::sync::Mutex<HashMap<String, Arc<ForwardStream>>>,
+    /// One slot per address: whoever opens a stream to it holds that slot
+    /// only, and the callers after it wait at most until their deadline.
+    slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Slot>>>>,
     http_until: HttpUntil,
+}
+
+/// The stream to one address, and its last failed opening.
+#[derive(Default)]
+struct Slot {
+    stream: Option<Arc<ForwardStream>>,
+    failed: Option<(Instant, Opening)>,
+}
+
+/// Why a stream could not be opened. Either way no work was sent on it.
+#[derive(Debug, Clone)]
+enum Opening {
+    /// The peer answered, but not as a forward stream (an older version, or a
+    /// listener turning connections away): HTTP for a while.
+    NotServed(String),
+    /// It refused this node (a wrong secret, a certificate refused).
+    Refused(PeerError),
+    /// No connection, or no answer in time: try again later.
+    Failed(String),
 }
 
 impl Links {
     pub fn new(peers: Peers) -> Links {
         Links {
             peers,
-            open: Default::default(),
+            slots: Default::default(),
             http_until: Default::default(),
         }
     }
@@ -245,33 +297,56 @@ impl Links {
     /// Sends `op` to the leader at `addr` and waits at most `timeout` for the answer.
     pub async fn call(&self, addr: &str, op: &LeaderOp, timeout: Duration) -> Answer {
         let deadline = Instant::now() + timeout;
-        if !self.http_until.now(addr) {
-            match self.stream(addr).await {
-                Ok(stream) => {
-                    let answer = stream.send(op)?;
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    return match tokio::time::timeout(left, answer).await {
-                        Ok(Ok(a)) => a,
-                        Ok(Err(_)) => Err(PeerError::Lost {
-                            addr: addr.to_string(),
-                            message: "the forward stream went away".into(),
-                        }),
-                        Err(_) => Err(PeerError::Timeout {
-                            addr: addr.to_string(),
-                            timeout,
-                        }),
-                    };
-                }
-                // It answered, but not as a forward stream: an older version.
-                Err(PeerError::Lost { message, .. }) => {
+        let unsent = |message: String| PeerError::Unreachable {
+            addr: addr.to_string(),
+            message,
+        };
+        // Twice at most: a stream retired by another caller between this one
+        // taking it and sending on it sent nothing, and the next one will do.
+        for _ in 0..2 {
+            if self.http_until.now(addr) {
+                break;
+            }
+            let stream = match self.stream(addr, deadline).await {
+                Ok(stream) => stream,
+                Err(Opening::NotServed(message)) => {
                     tracing::info!(
                         leader = addr,
-                        "the leader does not take forward streams ({message}); forwarding over HTTP"
+                        "the leader does not take forward streams ({message}); forwarding over HTTP for {HTTP_FOR:?}"
                     );
                     self.http_until.set(addr, HTTP_FOR);
+                    break;
                 }
-                Err(e) => return Err(e),
+                Err(Opening::Refused(e)) => return Err(e),
+                Err(Opening::Failed(message)) => return Err(unsent(message)),
+            };
+            if Instant::now() >= deadline {
+                return Err(unsent("no time was left to send it".into()));
             }
+            let answer = match stream.send(op) {
+                Ok(answer) => answer,
+                Err(Unsent(why)) => {
+                    tracing::debug!(leader = addr, "{why}; on a new stream");
+                    continue;
+                }
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            return match tokio::time::timeout(left, answer).await {
+                Ok(Ok(a)) => a,
+                Ok(Err(_)) => Err(PeerError::Lost {
+                    addr: addr.to_string(),
+                    message: "the forward stream went away".into(),
+                }),
+                Err(_) => Err(PeerError::Timeout {
+                    addr: addr.to_string(),
+                    timeout,
+                }),
+            };
+        }
+        if !self.http_until.now(addr) {
+            return Err(unsent(
+                "its forward stream was retired twice before it was sent".into(),
+            ));
         }
         let left = deadline.saturating_duration_since(Instant::now());
         self.peers
@@ -280,26 +355,56 @@ impl Links {
     }
 
     /// The stream to `addr` that takes new work: the open one while it is
-    /// usable, else a new one.
-    async fn stream(&self, addr: &str) -> Result<Arc<ForwardStream>, PeerError> {
-        let mut open = self.open.lock().await;
-        if let Some(s) = open.get(addr) {
+    /// usable, else a new one. A caller that waited for another's opening,
+    /// which failed, gets that failure instead of trying again at once.
+    async fn stream(&self, addr: &str, deadline: Instant) -> Result<Arc<ForwardStream>, Opening> {
+        let asked = Instant::now();
+        let slot = {
+            let mut slots = self.slots.lock().expect("forward slots lock");
+            if slots.len() >= 16 && !slots.contains_key(addr) {
+                // Addresses of leaders long gone.
+                for (_, slot) in slots.drain() {
+                    if let Ok(mut s) = slot.try_lock() {
+                        if let Some(old) = s.stream.take() {
+                            old.retire();
+                        }
+                    }
+                }
+            }
+            slots.entry(addr.to_string()).or_default().clone()
+        };
+        let mut slot = tokio::time::timeout_at(deadline.into(), slot.lock())
+            .await
+            .map_err(|_| Opening::Failed("no time was left to open a stream to it".into()))?;
+        if let Some(s) = &slot.stream {
             if s.usable() {
                 return Ok(s.clone());
             }
-            open.remove(addr).expect("just seen").retire();
         }
-        let stream = ForwardStream::open(&self.peers, addr).await?;
-        if open.len() >= 16 {
-            // Addresses of leaders long gone (their streams retire).
-            for (_, old) in open.drain() {
-                old.retire();
+        if let Some(old) = slot.stream.take() {
+            old.retire();
+        }
+        if let Some((at, why)) = &slot.failed {
+            if *at >= asked {
+                return Err(why.clone());
             }
         }
-        open.insert(addr.to_string(), stream.clone());
-        Ok(stream)
+        match ForwardStream::open(&self.peers, addr).await {
+            Ok(stream) => {
+                slot.stream = Some(stream.clone());
+                slot.failed = None;
+                Ok(stream)
+            }
+            Err(why) => {
+                slot.failed = Some((Instant::now(), why.clone()));
+                Err(why)
+            }
+        }
     }
 }
+
+/// A request that was not sent: the stream had ended or was retired.
+struct Unsent(String);
 
 /// One open forward stream to a leader. Requests go out through its writer
 /// task, so a caller never waits on the socket; answers come back through its
@@ -333,20 +438,20 @@ struct Owed {
 }
 
 impl ForwardStream {
-    async fn open(peers: &Peers, addr: &str) -> Result<Arc<ForwardStream>, PeerError> {
+    async fn open(peers: &Peers, addr: &str) -> Result<Arc<ForwardStream>, Opening> {
         let kind = framed::Kind {
             name: "forward",
             preface: PREFACE,
             alpn: ALPN_FORWARD,
             tls: peers.forward_tls.as_ref(),
         };
-        let io = framed::open(peers, addr, kind).await?;
+        let io = framed::open(peers, addr, kind).await.map_err(|e| match e {
+            framed::OpenError::Unreachable(e) => Opening::Failed(e.to_string()),
+            framed::OpenError::NotServed(e) => Opening::NotServed(e.to_string()),
+            framed::OpenError::Failed(e) => Opening::Failed(e.to_string()),
+        })?;
         let (rd, wr) = tokio::io::split(io);
         let mut rd = framed::reader(rd, 64 * 1024);
-        let lost = |message: String| PeerError::Lost {
-            addr: addr.to_string(),
-            message,
-        };
         // The listener's first frame says whether it took the stream.
         let first = async {
             let len = framed::read_len(&mut rd, 64 * 1024).await?;
@@ -357,16 +462,25 @@ impl ForwardStream {
         match tokio::time::timeout(framed::CONNECT, first).await {
             Ok(Ok(Reply::Open)) => {}
             Ok(Ok(Reply::Refused { status, detail, .. })) => {
-                return Err(PeerError::Status {
+                return Err(Opening::Refused(PeerError::Status {
                     addr: addr.to_string(),
                     status,
                     body: detail,
-                })
+                }))
             }
-            Ok(Ok(other)) => return Err(lost(format!("a first frame of {other:?}"))),
-            Ok(Err(e)) => return Err(lost(format!("no forward stream: {e}"))),
+            Ok(Ok(other)) => return Err(Opening::NotServed(format!("a first frame of {other:?}"))),
+            // Bytes that are no frame (an HTTP answer), or closed without a word.
+            Ok(Err(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+                ) =>
+            {
+                return Err(Opening::NotServed(format!("no forward stream: {e}")))
+            }
+            Ok(Err(e)) => return Err(Opening::Failed(format!("the opening failed: {e}"))),
             Err(_) => {
-                return Err(lost(format!(
+                return Err(Opening::Failed(format!(
                     "no answer to the forward stream's opening within {:?}",
                     framed::CONNECT
                 )))
@@ -402,23 +516,26 @@ impl ForwardStream {
         s.ended.is_none() && !s.retired && !quiet && !idle
     }
 
-    /// Sends `op`; the receiver gets its answer. `Err(Unreachable)` when it was
-    /// not sent (the stream had ended or was retired: nothing was delivered).
-    fn send(&self, op: &LeaderOp) -> Result<oneshot::Receiver<Answer>, PeerError> {
+    /// Sends `op`; the receiver gets its answer. `Err` when it was not sent
+    /// (the stream had ended or was retired: nothing was delivered).
+    fn send(&self, op: &LeaderOp) -> Result<oneshot::Receiver<Answer>, Unsent> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = codec::encode_frame(&RequestRef { id, op }).map_err(|e| PeerError::Decode {
-            addr: self.addr.clone(),
-            message: e.to_string(),
-        })?;
-        let unsent = |why: &str| PeerError::Unreachable {
-            addr: self.addr.clone(),
-            message: format!("the forward stream {why} before this was sent"),
-        };
         let (tx, rx) = oneshot::channel();
+        let frame = match codec::encode_frame(&RequestRef { id, op }) {
+            Ok(frame) => frame,
+            Err(e) => {
+                // Answered at once: it cannot go anywhere.
+                let _ = tx.send(Err(PeerError::Decode {
+                    addr: self.addr.clone(),
+                    message: e.to_string(),
+                }));
+                return Ok(rx);
+            }
+        };
         {
             let mut s = self.shared.owed.lock().expect("forward stream lock");
             if let Some(why) = &s.ended {
-                return Err(unsent(&format!("ended ({why})")));
+                return Err(Unsent(format!("the forward stream had ended ({why})")));
             }
             let now = Instant::now();
             if s.answers.is_empty() {
@@ -436,7 +553,7 @@ impl ForwardStream {
                 .expect("forward stream lock")
                 .answers
                 .remove(&id);
-            return Err(unsent("was retired"));
+            return Err(Unsent("the forward stream was retired".into()));
         }
         Ok(rx)
     }
@@ -520,7 +637,12 @@ async fn read_answers(
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
             let s = owed.lock().expect("forward stream lock");
-            if s.retired && s.answers.values().all(|tx| tx.is_closed()) {
+            let nobody_waits = s.answers.values().all(|tx| tx.is_closed());
+            // Retired; or owing answers only to callers that gave up, and
+            // silent (a cut link); or unused past the listener's idle limit.
+            let quiet = !s.answers.is_empty() && s.quiet_since.elapsed() > STALE;
+            let idle = s.answers.is_empty() && s.last_used.elapsed() > IDLE;
+            if (s.retired || quiet) && nobody_waits || idle {
                 return;
             }
         }
@@ -582,8 +704,8 @@ mod tests {
     }
 
     /// A peer of an older version answers the preface as a bad HTTP request:
-    /// the opening fails as `Lost` (it answered, it is not down), which sends
-    /// the work over HTTP, and nothing of the work was sent.
+    /// told apart (`NotServed`, which sends the work over HTTP) before any
+    /// work was sent.
     #[tokio::test]
     async fn an_older_peer_that_answers_in_http_is_told_apart_before_any_work_is_sent() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -602,28 +724,57 @@ mod tests {
             got
         });
         let e = ForwardStream::open(&peers(), &addr).await.err().unwrap();
-        assert!(matches!(e, PeerError::Lost { .. }), "{e}");
+        assert!(matches!(e, Opening::NotServed(_)), "{e:?}");
         let got = older.await.unwrap();
         assert!(got.starts_with(PREFACE), "{got:?}");
         // The preface, the secret's length and the secret: no request frame.
         assert_eq!(got.len(), PREFACE.len() + 2 + "a-cluster-secret-0123".len());
     }
 
-    /// A peer that takes the connection and says nothing is not waited on
-    /// longer than an opening may take.
+    /// A peer that takes connections and says nothing (a paused process) is
+    /// not waited on past the opening's time, is not taken for an older
+    /// version, and is asked once, not once per caller: callers that waited
+    /// for that opening get its failure, "unreachable" (nothing was sent).
     #[tokio::test]
-    async fn a_silent_peer_is_not_waited_on_past_the_opening() {
+    async fn a_silent_peer_is_asked_once_and_every_caller_is_told_nothing_was_sent() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = Arc::new(AtomicU64::new(0));
+        let counted = accepted.clone();
         let _silent = tokio::spawn(async move {
-            let (s, _) = listener.accept().await.unwrap();
-            tokio::time::sleep(Duration::from_secs(30)).await;
-            drop(s);
+            let mut held = Vec::new();
+            loop {
+                let (s, _) = listener.accept().await.unwrap();
+                counted.fetch_add(1, Ordering::SeqCst);
+                held.push(s);
+            }
         });
+        let links = Arc::new(Links::new(peers()));
         let started = Instant::now();
-        let e = ForwardStream::open(&peers(), &addr).await.err().unwrap();
-        assert!(matches!(e, PeerError::Lost { .. }), "{e}");
-        assert!(started.elapsed() < Duration::from_secs(5));
+        let calls: Vec<_> = (0..4)
+            .map(|_| {
+                let (links, addr) = (links.clone(), addr.clone());
+                tokio::spawn(async move {
+                    links
+                        .call(&addr, &LeaderOp::ReadIndex, Duration::from_secs(10))
+                        .await
+                })
+            })
+            .collect();
+        for call in calls {
+            let e = call.await.unwrap().err().unwrap();
+            assert!(matches!(e, PeerError::Unreachable { .. }), "{e}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        assert!(
+            !links.http_until.now(&addr),
+            "a silent peer is no older version"
+        );
     }
 
     /// Nothing listens: nothing was delivered, so the caller may try again.
@@ -632,7 +783,11 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = format!("http://{}", listener.local_addr().unwrap());
         drop(listener);
-        let e = ForwardStream::open(&peers(), &addr).await.err().unwrap();
+        let e = Links::new(peers())
+            .call(&addr, &LeaderOp::Health, Duration::from_secs(2))
+            .await
+            .err()
+            .unwrap();
         assert!(matches!(e, PeerError::Unreachable { .. }), "{e}");
     }
 

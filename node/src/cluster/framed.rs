@@ -39,17 +39,39 @@ pub struct Kind<'a> {
     pub tls: Option<&'a Arc<rustls::ClientConfig>>,
 }
 
-/// Opens a stream of `kind` to the peer at `addr` (its rpc address):
-/// `Unreachable` when no connection could be made, `Lost` when one was but the
-/// peer does not serve that kind of stream (an older version).
+/// Why a stream could not be opened. In every case nothing was sent on it
+/// but the opening.
+#[derive(Debug)]
+pub enum OpenError {
+    /// No connection could be made (`PeerError::Unreachable`).
+    Unreachable(PeerError),
+    /// The peer answered, but does not serve this kind of stream: it refused
+    /// the ALPN protocol (an older version).
+    NotServed(PeerError),
+    /// The connection was made, the opening failed (a handshake that did not
+    /// finish in time, a reset).
+    Failed(PeerError),
+}
+
+impl From<OpenError> for PeerError {
+    fn from(e: OpenError) -> PeerError {
+        match e {
+            OpenError::Unreachable(e) | OpenError::NotServed(e) | OpenError::Failed(e) => e,
+        }
+    }
+}
+
+/// Opens a stream of `kind` to the peer at `addr` (its rpc address).
 pub async fn open(
     peers: &Peers,
     addr: &str,
     kind: Kind<'_>,
-) -> Result<Box<dyn StreamIo>, PeerError> {
-    let unreachable = |message: String| PeerError::Unreachable {
-        addr: addr.to_string(),
-        message,
+) -> Result<Box<dyn StreamIo>, OpenError> {
+    let unreachable = |message: String| {
+        OpenError::Unreachable(PeerError::Unreachable {
+            addr: addr.to_string(),
+            message,
+        })
     };
     // Any path does: only the host and port are used.
     let url = peers
@@ -75,22 +97,42 @@ pub async fn open(
         .map_err(|_| unreachable(format!("no connection within {CONNECT:?}")))?
         .map_err(|e| unreachable(e.to_string()))?;
     let _ = tcp.set_nodelay(true);
-    // Past this point something answers: a failure says the peer does not
-    // serve this kind of stream (an older version), not that it is down.
-    let refused = |message: String| PeerError::Lost {
+    // Past this point something answers: the connection is `Lost` to the
+    // caller, `NotServed` when the peer says it does not serve this kind.
+    let lost = |message: String| PeerError::Lost {
         addr: addr.to_string(),
         message,
     };
+    let not_served = |message: String| OpenError::NotServed(lost(message));
+    let failed = |message: String| OpenError::Failed(lost(message));
     match kind.tls {
         Some(config) => {
-            let name = name.ok_or_else(|| refused("not a TLS server name".into()))?;
+            let name = name.ok_or_else(|| failed("not a TLS server name".into()))?;
             let connect = tokio_rustls::TlsConnector::from(config.clone()).connect(name, tcp);
             let tls = tokio::time::timeout(CONNECT, connect)
                 .await
-                .map_err(|_| refused(format!("no TLS handshake within {CONNECT:?}")))?
-                .map_err(|e| refused(format!("TLS handshake: {e}")))?;
+                .map_err(|_| failed(format!("no TLS handshake within {CONNECT:?}")))?
+                .map_err(|e| {
+                    let alpn_refused = e
+                        .get_ref()
+                        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                        .is_some_and(|inner| {
+                            matches!(
+                                inner,
+                                rustls::Error::AlertReceived(
+                                    rustls::AlertDescription::NoApplicationProtocol
+                                )
+                            )
+                        });
+                    let message = format!("TLS handshake: {e}");
+                    if alpn_refused {
+                        not_served(message)
+                    } else {
+                        failed(message)
+                    }
+                })?;
             if tls.get_ref().1.alpn_protocol() != Some(kind.alpn) {
-                return Err(refused(format!(
+                return Err(not_served(format!(
                     "the peer does not serve {} streams",
                     kind.name
                 )));
@@ -101,13 +143,13 @@ pub async fn open(
             let mut tcp = tcp;
             let secret = peers.secret.expose().as_bytes();
             let len = u16::try_from(secret.len())
-                .map_err(|_| unreachable("the cluster secret is too long".into()))?;
+                .map_err(|_| failed("the cluster secret is too long".into()))?;
             let mut hello = kind.preface.to_vec();
             hello.extend_from_slice(&len.to_be_bytes());
             hello.extend_from_slice(secret);
             tcp.write_all(&hello)
                 .await
-                .map_err(|e| refused(e.to_string()))?;
+                .map_err(|e| failed(e.to_string()))?;
             Ok(Box::new(tcp))
         }
     }

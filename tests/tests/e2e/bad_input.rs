@@ -394,8 +394,11 @@ fn stream_refusal(addr: &str, stream: Stream, secret: &[u8], then: &[u8]) -> Res
             }
             match body.get(..2) {
                 Some([2, 0]) => 2,
-                // Some(id): the id is one varint byte here.
-                Some([2, 1]) => 3,
+                // Some(id): a varint, up to its last byte (high bit clear).
+                Some([2, 1]) => match body[2..].iter().position(|b| b & 0x80 == 0) {
+                    Some(last) => 2 + last + 1,
+                    None => return Err(format!("a refusal with no whole id: {body:?}")),
+                },
                 _ => return Err(format!("not a refusal: {body:?}")),
             }
         }
