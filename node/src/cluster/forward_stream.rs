@@ -1,15 +1,18 @@
 //! The forward stream: work a follower forwards to the leader (batches of writes,
 //! forward.rs; read-index rounds, login slots and the rest of `LeaderOp`) over
-//! one persistent connection per leader, instead of an HTTP request each. Requests and answers are length-prefixed postcard frames,
-//! each request with an id its answer carries, so several batches are under way
-//! at once and are answered in the order they commit.
+//! one persistent connection per leader, instead of an HTTP request each.
+//! Requests and answers are length-prefixed postcard frames, each request with
+//! an id its answer carries, so several batches are under way at once and are
+//! answered in the order they commit.
 //!
 //! It opens as the append stream does (append_stream.rs): ALPN `bcm-forward/1`
 //! and a node certificate with cluster TLS, [`PREFACE`] and the cluster secret
 //! in plaintext. The listener's first frame says whether it took the stream
 //! ([`Reply::Open`]), so a peer of an older version, which answers the preface
 //! as a bad HTTP request, is told apart before any work is sent: the follower
-//! then forwards over HTTP, as before.
+//! then forwards over HTTP, as before. A leader that does not answer the
+//! opening in time (paused, overloaded) is "unreachable": nothing was sent,
+//! and the caller may try again.
 //!
 //! What a lost connection means is what it means for HTTP: a request whose
 //! answer did not come may or may not have been acted on.
