@@ -61,6 +61,10 @@ fn main() -> ExitCode {
         eprintln!("not converged: {d}");
     }
     eprintln!("leader changes: {}", report.leader_changes);
+    eprintln!(
+        "writes without a definite answer: {} of {} operations",
+        report.unanswered, report.ops
+    );
     for (kind, gaps) in &report.unavailable_ms {
         let mut g = gaps.clone();
         g.sort_unstable();

@@ -65,6 +65,10 @@ impl Default for Options {
 #[derive(Debug)]
 pub struct Report {
     pub ops: usize,
+    /// Writes and compare-and-sets without a definite answer (an error, a
+    /// timeout: each may or may not have taken effect). The more, the harder
+    /// the history is to check.
+    pub unanswered: usize,
     pub violations: Vec<Violation>,
     /// Acknowledged set elements missing at the end.
     pub lost: Vec<String>,
@@ -499,6 +503,7 @@ pub fn run(opts: Options) -> Report {
     let dir = c.dir().to_path_buf();
     let mut report = Report {
         ops: ops.len(),
+        unanswered: ops.iter().filter(|o| o.ret_us.is_none()).count(),
         violations,
         lost,
         diverged,
