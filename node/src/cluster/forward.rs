@@ -4,7 +4,7 @@
 //! follower's and the leader's HTTP work per write by the batch size; with one
 //! client a batch holds one write and costs what a single forward did.
 //!
-//! Batches travel on the forward stream (forward_stream.rs), one connection per
+//! Batches travel on the forward stream (forward_stream/), one connection per
 //! leader with several batches under way at once; to a leader of an older
 //! version, over HTTP.
 //!

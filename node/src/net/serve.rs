@@ -85,7 +85,7 @@ pub type StreamServe = Arc<
 
 /// Connections of a listener that speak a framed protocol instead of HTTP (the
 /// Raft append stream, cluster/append_stream.rs; the forward stream,
-/// cluster/forward_stream.rs). With cluster TLS they are the
+/// cluster/forward_stream/). With cluster TLS they are the
 /// ones that negotiated `alpn`; in plaintext, the ones that begin with
 /// `preface` (which no HTTP request does). They count toward the listener's
 /// connections like any other.

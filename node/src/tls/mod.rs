@@ -18,7 +18,7 @@ pub const ALPN_ENROLL: &[u8] = b"bcm-enroll/1";
 /// The ALPN protocol of the Raft append stream (cluster/append_stream.rs).
 pub const ALPN_APPEND: &[u8] = b"bcm-append/1";
 
-/// The ALPN protocol of the forward stream (cluster/forward_stream.rs).
+/// The ALPN protocol of the forward stream (cluster/forward_stream/).
 pub const ALPN_FORWARD: &[u8] = b"bcm-forward/1";
 
 /// The node id a request's peer proved with its certificate (set by the

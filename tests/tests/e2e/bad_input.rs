@@ -252,7 +252,7 @@ fn bad_input_gets_a_problem_json_4xx_and_the_cluster_stays_healthy() {
     }
 
     // The Raft append stream and the forward stream on the same port
-    // (node/src/cluster/append_stream.rs, forward_stream.rs): a wrong secret,
+    // (node/src/cluster/append_stream.rs, forward_stream/): a wrong secret,
     // garbage, an oversized frame are each refused with a reply frame carrying
     // the status HTTP would give, and change nothing. On the forward stream, a
     // write that members may not forward is refused as over HTTP (403).

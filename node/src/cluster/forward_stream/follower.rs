@@ -1,21 +1,6 @@
-//! The forward stream: work a follower forwards to the leader (batches of writes,
-//! forward.rs; read-index rounds, login slots and the rest of `LeaderOp`) over
-//! one persistent connection per leader, instead of an HTTP request each.
-//! Requests and answers are length-prefixed postcard frames, each request with
-//! an id its answer carries, so several batches are under way at once and are
-//! answered in the order they commit.
-//!
-//! It opens as the append stream does (append_stream.rs): ALPN `bcm-forward/1`
-//! and a node certificate with cluster TLS, [`PREFACE`] and the cluster secret
-//! in plaintext. The listener's first frame says whether it took the stream
-//! ([`Reply::Open`]), so a peer of an older version, which answers the preface
-//! as a bad HTTP request, is told apart before any work is sent: the follower
-//! then forwards over HTTP, as before. A leader that does not answer the
-//! opening in time (paused, overloaded) is "unreachable": nothing was sent,
-//! and the caller may try again.
-//!
-//! What a lost connection means is what it means for HTTP: a request whose
-//! answer did not come may or may not have been acted on.
+//! The follower's side of the forward stream: one stream per leader address
+//! (`Links`), opened on first use, retired when it goes quiet or idle, and HTTP
+//! to a leader that does not take it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,238 +9,14 @@ use std::time::{Duration, Instant};
 
 use bcm_raft_store::codec;
 use bcm_raft_store::limits::RPC_BODY_BYTES;
-use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncWriteExt, BufWriter, ReadHalf, WriteHalf};
+use tokio::io::{ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::cluster::framed::{self, invalid, HttpUntil, IoResult};
+use super::{write_frames, Reply, RequestRef, CLIENT_IDLE, HTTP_FOR, IDLE, PREFACE, STALE};
+use crate::cluster::framed::{self, invalid, HttpUntil};
 use crate::cluster::rpc::{self, LeaderOp, LeaderReply, OpResult, PeerError, Peers};
-use crate::cluster::rpc_server;
-use crate::cluster::SharedNode;
-use crate::net::serve::{StreamIo, Streams};
-use crate::tls::{PeerNode, ALPN_FORWARD};
-
-/// How a plaintext forward stream begins (no HTTP request does).
-pub const PREFACE: &[u8] = b"BCM-FORWARD/1\n";
-
-/// The listener closes a stream that carries nothing this long ...
-const IDLE: Duration = Duration::from_secs(60);
-/// ... and a follower stops using one it has not used this long (well before,
-/// so that it never sends on a stream the listener is closing).
-const CLIENT_IDLE: Duration = Duration::from_secs(20);
-/// A stream that owes answers and has said nothing this long is no longer sent
-/// on (its link may be cut: TCP would queue new work behind the old); it stays
-/// open for the answers it owes, and a new one takes the new work.
-const STALE: Duration = Duration::from_secs(2);
-/// A peer that does not serve forward streams gets HTTP for this long.
-const HTTP_FOR: Duration = Duration::from_secs(60);
-
-/// A request: an id this side chose, and the work.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Request {
-    pub id: u64,
-    pub op: LeaderOp,
-}
-
-/// The same, borrowed, for encoding (one layout: postcard writes fields in turn).
-#[derive(Serialize)]
-struct RequestRef<'a> {
-    id: u64,
-    op: &'a LeaderOp,
-}
-
-/// What the listener sends.
-#[derive(Debug, Serialize, Deserialize)]
-pub enum Reply {
-    /// The stream is open: the listener's first frame.
-    Open,
-    /// The answer to request `id`.
-    Answered {
-        id: u64,
-        reply: LeaderReply<OpResult>,
-    },
-    /// Request `id`, or with no id the whole stream (then it closes), refused
-    /// with the HTTP status the same refusal gets over HTTP and why.
-    Refused {
-        id: Option<u64>,
-        status: u16,
-        detail: String,
-    },
-}
-
-// ---------------------------------------------------------------- the leader's side
-
-/// The internal listener's hook for forward streams.
-pub fn streams(node: SharedNode) -> Streams {
-    Streams {
-        alpn: ALPN_FORWARD,
-        preface: PREFACE,
-        serve: Arc::new(move |io, peer| Box::pin(serve(node.clone(), io, peer))),
-    }
-}
-
-async fn serve(node: SharedNode, io: Box<dyn StreamIo>, peer: Option<PeerNode>) {
-    if let Err(e) = answer(node, io, peer).await {
-        tracing::debug!(peer = ?peer.map(|p| p.0), "forward stream ended: {e}");
-    }
-}
-
-async fn answer(node: SharedNode, io: Box<dyn StreamIo>, peer: Option<PeerNode>) -> IoResult<()> {
-    let (rd, mut wr) = tokio::io::split(io);
-    let mut rd = framed::reader(rd, 64 * 1024);
-    let opening = framed::check_opening(&node, &mut rd, PREFACE, peer).await?;
-    let first = match opening {
-        Ok(()) => Reply::Open,
-        Err((status, detail)) => Reply::Refused {
-            id: None,
-            status,
-            detail,
-        },
-    };
-    framed::write_frame(&mut wr, &first).await?;
-    if !matches!(first, Reply::Open) {
-        return wr.shutdown().await;
-    }
-    let (tx, rx) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(write_frames(wr, rx));
-    let read = read_requests(&node, &mut rd, peer, &tx).await;
-    // The answers under way are still written: the writer ends after the last.
-    drop(tx);
-    let written = writer
-        .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
-    read.and(written)
-}
-
-/// Reads requests until the follower closes the stream (or the node stops),
-/// each answered by a task of its own as soon as it is done.
-async fn read_requests(
-    node: &SharedNode,
-    rd: &mut tokio::io::BufReader<ReadHalf<Box<dyn StreamIo>>>,
-    peer: Option<PeerNode>,
-    tx: &mpsc::UnboundedSender<Vec<u8>>,
-) -> IoResult<()> {
-    let within = Duration::from_millis(node.cfg.http.body_timeout_ms);
-    let mut stop = node.shutdown.clone();
-    let mut body = Vec::new();
-    let refuse = |status: u16, detail: String| {
-        let frame = codec::encode_frame(&Reply::Refused {
-            id: None,
-            status,
-            detail,
-        });
-        if let Ok(frame) = frame {
-            let _ = tx.send(frame);
-        }
-    };
-    loop {
-        let len = tokio::select! {
-            biased;
-            _ = stop.wait_for(|s| *s) => return Ok(()),
-            len = tokio::time::timeout(IDLE, framed::read_len(rd, RPC_BODY_BYTES)) => match len {
-                Err(_) => return Ok(()),
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
-                    refuse(413, e.to_string());
-                    return Ok(());
-                }
-                Ok(len) => len?,
-            },
-        };
-        tokio::time::timeout(within, framed::read_frame(rd, &mut body, len))
-            .await
-            .map_err(|_| invalid("a frame did not arrive within http.body_timeout_ms"))??;
-        if let (Some(tls), Some(PeerNode(p))) = (&node.tls, peer) {
-            // Decommissioned since the connection opened.
-            if tls.is_revoked(p) {
-                refuse(
-                    403,
-                    format!("node {p} was decommissioned: its certificate is refused"),
-                );
-                return Ok(());
-            }
-        }
-        let req: Request = match codec::decode(&body) {
-            Ok(r) => r,
-            Err(e) => {
-                // Refused alone when its id can be read (work of a newer
-                // version, say); else the stream cannot go on.
-                let detail = format!("undecodable request: {e}");
-                match codec::decode_prefix::<u64>(&body) {
-                    Ok(id) => {
-                        answer_with(tx, id, Err((400, detail)));
-                        continue;
-                    }
-                    Err(_) => {
-                        refuse(400, detail);
-                        return Ok(());
-                    }
-                }
-            }
-        };
-        let (node, tx) = (node.clone(), tx.clone());
-        tokio::spawn(async move {
-            let id = req.id;
-            // Bounded as an HTTP request is (http.request_timeout_ms).
-            let within = Duration::from_millis(node.cfg.http.request_timeout_ms);
-            let done = tokio::time::timeout(within, rpc_server::forwarded(&node, peer, req.op));
-            let reply = match done.await {
-                Ok(Ok(reply)) => Ok(reply),
-                Ok(Err(p)) => Err((p.status, p.detail.clone())),
-                Err(_) => Err((
-                    408,
-                    format!("the request was not answered within {} s", within.as_secs()),
-                )),
-            };
-            answer_with(&tx, id, reply);
-        });
-    }
-}
-
-/// Sends the answer to request `id` to the stream's writer.
-fn answer_with(
-    tx: &mpsc::UnboundedSender<Vec<u8>>,
-    id: u64,
-    reply: Result<LeaderReply<OpResult>, (u16, String)>,
-) {
-    let reply = match reply {
-        Ok(reply) => Reply::Answered { id, reply },
-        Err((status, detail)) => Reply::Refused {
-            id: Some(id),
-            status,
-            detail,
-        },
-    };
-    let frame = codec::encode_frame(&reply).or_else(|e| {
-        codec::encode_frame(&Reply::Refused {
-            id: Some(id),
-            status: 500,
-            detail: e.to_string(),
-        })
-    });
-    if let Ok(frame) = frame {
-        let _ = tx.send(frame);
-    }
-}
-
-/// Writes frames as they come, everything ready in one flush, until every
-/// sender is gone; then closes this side.
-async fn write_frames(
-    wr: WriteHalf<Box<dyn StreamIo>>,
-    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
-) -> IoResult<()> {
-    let mut wr = BufWriter::with_capacity(64 * 1024, wr);
-    while let Some(frame) = rx.recv().await {
-        wr.write_all(&frame).await?;
-        while let Ok(frame) = rx.try_recv() {
-            wr.write_all(&frame).await?;
-        }
-        wr.flush().await?;
-    }
-    wr.shutdown().await
-}
-
-// ---------------------------------------------------------------- the follower's side
+use crate::net::serve::StreamIo;
+use crate::tls::ALPN_FORWARD;
 
 type Answer = Result<LeaderReply<OpResult>, PeerError>;
 
@@ -364,17 +125,21 @@ impl Links {
         let asked = Instant::now();
         let slot = {
             let mut slots = self.slots.lock().expect("forward slots lock");
-            if slots.len() >= 16 && !slots.contains_key(addr) {
-                // Addresses of leaders long gone.
-                for (_, slot) in slots.drain() {
-                    if let Ok(mut s) = slot.try_lock() {
-                        if let Some(old) = s.stream.take() {
-                            old.retire();
+            if let Some(slot) = slots.get(addr) {
+                slot.clone()
+            } else {
+                if slots.len() >= 16 {
+                    // Addresses of leaders long gone.
+                    for (_, slot) in slots.drain() {
+                        if let Ok(mut s) = slot.try_lock() {
+                            if let Some(old) = s.stream.take() {
+                                old.retire();
+                            }
                         }
                     }
                 }
+                slots.entry(addr.to_string()).or_default().clone()
             }
-            slots.entry(addr.to_string()).or_default().clone()
         };
         let mut slot = tokio::time::timeout_at(deadline.into(), slot.lock())
             .await
@@ -691,9 +456,10 @@ fn end(shared: &Shared, addr: &str, why: &str) {
 mod tests {
     use std::net::{IpAddr, Ipv4Addr};
 
-    use tokio::io::AsyncReadExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
+    use super::super::Request;
     use super::*;
     use crate::config::Secret;
 
