@@ -22,7 +22,7 @@ use crate::budget::AppendBudget;
 use crate::engine::Engine;
 use crate::space::DiskSpace;
 pub use crate::state_machine::StateMachineStore;
-use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
+use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig, Vote};
 
 pub(crate) const VOTE: &str = "vote";
 pub(crate) const COMMITTED: &str = "committed";
@@ -149,6 +149,30 @@ impl LogStore {
     fn put_meta<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StorageError> {
         let bytes = codec::encode(value).map_err(write_err)?;
         self.engine.meta_put(name, bytes).map_err(write_err)
+    }
+}
+
+impl LogStore {
+    /// Turns a saved vote by which node `me` led its term into the vote of a
+    /// candidate of that term, and says which vote it was, if it did. Run before
+    /// Raft starts: openraft 0.9 restores a restarted leader as leader at once,
+    /// and it then replicates to the others before anything checked that its
+    /// data still belongs to the cluster (`bcm recover` may have re-formed the
+    /// cluster without it, at a lower term than the old one reached). Without
+    /// the restore the node starts as a follower, and leads only once elected
+    /// again, in a new term (openraft 0.10's `enable_leader_restore = false`).
+    /// Safe for Raft: the node still voted for itself in that term, so it grants
+    /// no other candidate of the term, and keeps every entry.
+    pub async fn forget_leadership(&mut self, me: NodeId) -> Result<Option<Vote>, StorageError> {
+        let Some(vote) = self.read_vote().await? else {
+            return Ok(None);
+        };
+        if !vote.is_committed() || vote.leader_id().voted_for() != Some(me) {
+            return Ok(None);
+        }
+        self.save_vote(&Vote::new(vote.leader_id().term, me))
+            .await?;
+        Ok(Some(vote))
     }
 }
 
@@ -280,5 +304,41 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .log_remove_through(log_id.index)
             .await
             .map_err(write_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_restarted_leader_keeps_its_vote_but_not_its_leadership() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path()).unwrap().log;
+        // Node 3 led term 5: after the restart it is a candidate of term 5.
+        let mut led = Vote::new(5, 3);
+        led.commit();
+        log.save_vote(&led).await.unwrap();
+        assert_eq!(log.forget_leadership(3).await.unwrap(), Some(led));
+        drop(log);
+        let mut log = open(dir.path()).unwrap().log;
+        let now = log.read_vote().await.unwrap().unwrap();
+        assert_eq!(now, Vote::new(5, 3));
+        assert!(!now.is_committed());
+        // It voted for itself in term 5: no other candidate of term 5 gets its
+        // vote (openraft grants a vote not below its own), one of term 6 may.
+        assert_eq!(Vote::new(5, 2).partial_cmp(&now), None);
+        assert!(Vote::new(6, 2) > now);
+        // Another node's leadership, a candidate's vote and no vote stay as they are.
+        assert_eq!(log.forget_leadership(3).await.unwrap(), None);
+        let mut followed = Vote::new(6, 1);
+        followed.commit();
+        log.save_vote(&followed).await.unwrap();
+        assert_eq!(log.forget_leadership(3).await.unwrap(), None);
+        assert_eq!(log.read_vote().await.unwrap(), Some(followed));
+        let empty = tempfile::tempdir().unwrap();
+        let mut log = open(empty.path()).unwrap().log;
+        assert_eq!(log.forget_leadership(3).await.unwrap(), None);
+        assert_eq!(log.read_vote().await.unwrap(), None);
     }
 }

@@ -26,7 +26,6 @@ const RELUCTANCE: Duration = Duration::from_secs(5);
 
 pub(super) async fn election_timer(node: SharedNode) {
     use rand::Rng;
-    node.raft.runtime_config().elect(false);
     let min = node.cfg.raft.election_timeout_min_ms;
     let max = node.cfg.raft.election_timeout_max_ms;
     let draw = || Duration::from_millis(rand::thread_rng().gen_range(min..max));

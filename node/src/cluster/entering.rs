@@ -153,6 +153,15 @@ async fn try_join(node: &SharedNode, fresh: bool) -> anyhow::Result<bool> {
             warn_if_roles_differ(node.clone());
             Ok(true)
         }
+        LeaderReply::Ok(JoinReply::Superseded { leader, term }) => {
+            // As when the members' answers fence it (enter_cluster): no part in
+            // Raft, saying why, until it is stopped.
+            node.close_raft();
+            let why = super::fence::superseded_by(node, leader, term);
+            tracing::error!("{why}");
+            *node.refused.lock().expect("refused lock") = Some(why);
+            Ok(true)
+        }
         LeaderReply::NotLeader { .. } | LeaderReply::Unavailable(_) => Ok(false),
         LeaderReply::Refused(why) => {
             *node.refused.lock().expect("refused lock") = Some(why.to_string());

@@ -59,7 +59,8 @@ pub async fn members(State(node): State<SharedNode>, body: Bytes) -> Result<Resp
     Ok(encode(&Members {
         node_id: node.cfg.id,
         cluster_id: node.state.read(|d| d.state.cluster_id.clone()),
-        leading: node.is_leader(),
+        // A node that takes no part in Raft yet leads nothing, whatever it had.
+        leading: node.is_leader() && node.raft_open(),
         term: m.current_term,
         members: m
             .membership_config
@@ -153,16 +154,23 @@ pub async fn superseded(node: &Node) -> Option<String> {
         .flatten()
         .collect();
     let leader = fencing(&answers, me, &cluster_id)?;
+    Some(superseded_by(node, leader.node_id, leader.term))
+}
+
+/// What a node whose Raft data the cluster's leader (`leader`, in `term`)
+/// superseded says, in its log and on every request: found by this node's
+/// question ([`superseded`]) or by the leader's answer to its join
+/// (membership.rs).
+pub fn superseded_by(node: &Node, leader: NodeId, term: u64) -> String {
+    let me = node.cfg.id;
     let dir = node.cfg.data_dir.join("raft");
-    Some(format!(
-        "this node's Raft data names node {me} a member, but the cluster's leader (node {}, \
-         term {}) has no member {me}: the cluster was re-formed without it (bcm recover) or \
-         it was removed while it was down, and its Raft data must not be used. Stop it, move \
-         {} away and start it again: it joins the cluster with an empty log",
-        leader.node_id,
-        leader.term,
+    format!(
+        "this node's Raft data names node {me} a member, but the cluster's leader (node \
+         {leader}, term {term}) has no member {me}: the cluster was re-formed without it (bcm \
+         recover) or it was removed while it was down, and its Raft data must not be used. \
+         Stop it, move {} away and start it again: it joins the cluster with an empty log",
         dir.display()
-    ))
+    )
 }
 
 #[cfg(test)]

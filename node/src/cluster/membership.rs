@@ -359,6 +359,20 @@ pub async fn handle_join(node: &SharedNode, req: JoinRequest) -> LeaderReply<Joi
             )));
         }
     }
+    if !req.fresh && !membership_sets(node).1.contains(&id) {
+        // Raft data of a membership the cluster no longer has: re-formed
+        // without it (`bcm recover`). Admitted, its log would meet this one's
+        // committed entries with its own. (Its own question, fence.rs, finds
+        // this when a leader answers it in time; this answer always does.)
+        tracing::warn!(
+            node_id = id,
+            "the node has Raft data but is not in the membership: refused (superseded)"
+        );
+        return LeaderReply::Ok(JoinReply::Superseded {
+            leader: node.cfg.id,
+            term: node.raft_metrics().current_term,
+        });
+    }
     if let Some(conflict) = node.state.read(|d| {
         d.state
             .nodes

@@ -29,7 +29,8 @@ pub struct Node {
     /// Closed while a node with a wiped disk waits to be removed from the membership:
     /// it must not answer Raft RPCs as its old self (openraft 0.9 #898); and while
     /// a node with Raft data asks whether the cluster went on without it (fence.rs).
-    pub(super) raft_open: AtomicBool,
+    /// While closed it sends none either (`Peers::raft_gated_by`).
+    pub(super) raft_open: Arc<AtomicBool>,
     /// Set while that question is out.
     pub(super) asking_members: AtomicBool,
     /// A read handle on the log, for the pre-vote check.
@@ -117,6 +118,13 @@ impl Node {
     pub(super) fn open_raft(&self) {
         if !self.raft_open.swap(true, Ordering::SeqCst) {
             tracing::info!("answering Raft RPCs");
+        }
+    }
+
+    /// Takes this node out of Raft again: it answers and sends no Raft RPC.
+    pub(super) fn close_raft(&self) {
+        if self.raft_open.swap(false, Ordering::SeqCst) {
+            tracing::warn!("no longer answering Raft RPCs");
         }
     }
 
@@ -288,10 +296,9 @@ impl Node {
             return Err(format!("raft state {:?}", m.state));
         }
         if m.state == ServerState::Leader {
-            // A member that restarts with a vote for itself comes back as leader
-            // of its old term, though the others may have gone on without it:
-            // it leads only once a majority has acknowledged it (and not when
-            // none has for a while: see `cut_off_after_ms`).
+            // A leader cut off from the others may not know yet that they went on
+            // without it: it leads only once a majority has acknowledged it (and
+            // not when none has for a while: see `cut_off_after_ms`).
             match m.millis_since_quorum_ack {
                 Some(ms) if ms <= node.cut_off_after_ms() => {}
                 Some(ms) => {

@@ -6,9 +6,9 @@
 //! committed or not), refuses when the other voters that answer could still elect a
 //! leader, says what may be lost and asks before it changes anything. Then it moves
 //! the old Raft directory aside (kept, never deleted) and seeds a new one with the
-//! state built from that history: the same last index, a term above every term the
-//! old cluster used, this node its only voter. The other members are wiped and
-//! started again; they join the new cluster as a lost disk does.
+//! state built from that history: the same last index, a term far above every term
+//! the old cluster can have used, this node its only voter. The other members are
+//! wiped and started again; they join the new cluster as a lost disk does.
 
 use std::collections::BTreeSet;
 use std::io::Write as _;
@@ -26,6 +26,20 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Where the new Raft directory is built before it is renamed into place.
 const STAGING: &str = "raft.recovering";
+
+/// How far above the highest term this node saw the recovered cluster starts.
+const TERM_GAP: u64 = 1_000_000;
+
+/// The recovered cluster's term: above every term the old cluster used, which
+/// this node cannot know. The others may have gone on electing after it stopped
+/// (in a test, two old members reached a term above the survivor's + 1). An old
+/// member started with its old data by mistake must never have a log that looks
+/// newer than the recovered cluster's (Raft would let it win votes there and
+/// overwrite committed entries), and an old member's term grows by one per
+/// election: a million of them is out of reach.
+fn recovered_term(highest_seen: u64) -> u64 {
+    highest_seen.saturating_add(TERM_GAP)
+}
 
 /// What the operator types to go ahead.
 const CONFIRMATION: &str = "recover";
@@ -119,13 +133,11 @@ pub async fn run(args: RecoverArgs) -> anyhow::Result<()> {
         anyhow::bail!("aborted: nothing was changed");
     }
 
-    // A term above every term the old cluster used: above the last entry's, and
-    // above the vote's (elections may have run past it while the others died).
-    let term = last
-        .leader_id
-        .term
-        .max(history.vote.map(|v| v.leader_id().term).unwrap_or(0))
-        + 1;
+    let term = recovered_term(
+        last.leader_id
+            .term
+            .max(history.vote.map(|v| v.leader_id().term).unwrap_or(0)),
+    );
     let aside = reseed(&cfg, &history, term, last.index).await?;
     drop(held);
 

@@ -54,9 +54,20 @@ pub async fn start(cfg: NodeConfig, shutdown: watch::Receiver<bool>) -> anyhow::
     let raft_dir = cfg.data_dir.join("raft");
     std::fs::create_dir_all(&raft_dir)
         .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", raft_dir.display()))?;
-    let opened = store::open(&raft_dir)
+    let mut opened = store::open(&raft_dir)
         .map_err(|e| anyhow::anyhow!("cannot open storage in {}: {e}", raft_dir.display()))?;
     let pristine = opened.pristine;
+    if let Some(vote) = opened
+        .log
+        .forget_leadership(cfg.id)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read the vote in {}: {e}", raft_dir.display()))?
+    {
+        tracing::info!(
+            %vote,
+            "this node led before it stopped: it starts as a follower and leads again only if elected"
+        );
+    }
     let log = opened.log.clone();
     let state = opened.state_machine.handle();
     let disk = Arc::new(crate::cluster::disk::DiskWatch::new(
@@ -75,6 +86,9 @@ pub async fn start(cfg: NodeConfig, shutdown: watch::Receiver<bool>) -> anyhow::
         snapshot_max_chunk_size: bcm_raft_store::limits::SNAPSHOT_CHUNK_BYTES as u64,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.raft.snapshot_every),
         max_in_snapshot_log_to_keep: cfg.raft.keep_logs_behind_snapshot,
+        // Elections are bcm's own (election.rs), from the start: openraft's timer
+        // would campaign before this node may take part in Raft (fence.rs).
+        enable_elect: false,
         ..Default::default()
     };
     let raft_config = Arc::new(raft_config.validate()?);
@@ -95,9 +109,13 @@ pub async fn start(cfg: NodeConfig, shutdown: watch::Receiver<bool>) -> anyhow::
     );
     // The Raft network's own pool: its connections are opened from, and driven by,
     // the Raft runtime this runs on (see main.rs), whatever the API's load.
+    // Closed until entering.rs opens it: until then this node sends no Raft
+    // message either (votes, entries, snapshots), as it takes none.
+    let raft_open = Arc::new(AtomicBool::new(false));
     let raft_peers = peers
         .with_own_pool()
-        .with_append_budget(opened.log.append_budget());
+        .with_append_budget(opened.log.append_budget())
+        .raft_gated_by(raft_open.clone());
     let raft = Raft::new(
         cfg.id,
         raft_config,
@@ -117,7 +135,7 @@ pub async fn start(cfg: NodeConfig, shutdown: watch::Receiver<bool>) -> anyhow::
         events: broadcast::channel(1024).0,
         // Opened by entering.rs: at once when it joins, after asking the cluster
         // when it has Raft data (fence.rs).
-        raft_open: AtomicBool::new(false),
+        raft_open,
         asking_members: AtomicBool::new(!pristine),
         log,
         leader_contact: Mutex::new(Instant::now()),

@@ -97,7 +97,13 @@ fn control_bodies() -> Vec<Vec<u8>> {
         info: info(),
         fresh: true,
     }]));
-    out.extend(encoded(&[JoinReply::Proceed]));
+    out.extend(encoded(&[
+        JoinReply::Proceed,
+        JoinReply::Superseded {
+            leader: 1,
+            term: 1_000_004,
+        },
+    ]));
     out.extend(encoded(&[
         Hello {
             info: info(),

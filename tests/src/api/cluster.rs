@@ -44,8 +44,8 @@ impl Api {
     }
 
     /// The leader, asking `/leader` on every live node: the node that answers 200
-    /// (if two do, say a resumed old leader has not stepped down yet, the one with the
-    /// higher term).
+    /// (if two do, say a leader cut off from the others has not stepped down yet,
+    /// the one with the higher term).
     pub fn leader(&self) -> Option<u64> {
         let mut best: Option<LeaderView> = None;
         for n in self.live_nodes() {

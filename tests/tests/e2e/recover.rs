@@ -98,6 +98,13 @@ fn recover_reforms_the_cluster_from_one_survivor_and_the_wiped_members_join_it()
         "{out}"
     );
 
+    // The highest term node 1 sees before it stops.
+    let leader_term = |id: u64| match c.leader_status(id) {
+        Ok((200, v)) => v["term"].as_u64(),
+        _ => None,
+    };
+    let survivor_term = leader_term(c.wait_for_leader()).expect("the leader's term");
+
     // Node 1 stopped, nodes 2 and 3 still running: they are a majority.
     c.stop(1);
     let raft_dir = c.data_dir(1).join("raft");
@@ -117,7 +124,42 @@ fn recover_reforms_the_cluster_from_one_survivor_and_the_wiped_members_join_it()
     );
     assert!(kept_dirs(&c.data_dir(1)).is_empty());
 
-    // The majority is lost for good.
+    // The old cluster goes on electing without node 1 (a leader killed and
+    // started again takes no leadership back: its term is over) until its
+    // leader, the `stale` node, leads a term above any node 1 saw + 2: above
+    // the term node 1 would lead the recovered cluster in if `bcm recover` gave
+    // it node 1's term + 1. (In a CI run node 3 led such a term when the
+    // majority was lost; started again with its old data it took that
+    // leadership back at once, and the recovered cluster's members took its
+    // entries over their own committed ones and crashed.)
+    let mut term = 0;
+    for round in 0.. {
+        let (leader, now) = wait_until(secs(30), "a leader of nodes 2 and 3", || {
+            c.check_processes();
+            let l = c.leader().ok_or_else(|| c.leader_views())?;
+            match leader_term(l) {
+                Some(t) if t > term => Ok((l, t)),
+                _ => Err(c.leader_views()),
+            }
+        });
+        term = now;
+        if term >= survivor_term + 3 {
+            c.log(format!(
+                "node {leader} leads term {term}; node 1 saw {survivor_term}"
+            ));
+            break;
+        }
+        assert!(
+            round < 12,
+            "no term above {survivor_term} + 2 after {round} rounds"
+        );
+        c.kill(leader);
+        c.restart(leader);
+    }
+    let stale = c.leader().expect("the old cluster's leader");
+    let wiped = 5 - stale;
+
+    // The majority is lost for good (the stale node dies its leader).
     c.kill(2);
     c.kill(3);
     let before = raft_files(&raft_dir);
@@ -187,17 +229,17 @@ fn recover_reforms_the_cluster_from_one_survivor_and_the_wiped_members_join_it()
         acked.insert(key, value);
     }
 
-    // Node 2, wiped and started, joins the recovered cluster as a voter and
-    // serves the same data; node 3, still gone, is shown down.
-    c.wipe(2);
-    c.restart(2);
-    c.wait_ready(2, secs(60));
+    // The other, wiped and started, joins the recovered cluster as a voter and
+    // serves the same data; the stale node, still gone, is shown down.
+    c.wipe(wiped);
+    c.restart(wiped);
+    c.wait_ready(wiped, secs(60));
     wait_until(
         secs(30),
-        "node 2 to be a voter of the recovered cluster",
+        "the wiped node to be a voter of the recovered cluster",
         || {
             let view = c.cluster(1)?;
-            match (member(&view, 2), member(&view, 3)) {
+            match (member(&view, wiped), member(&view, stale)) {
                 (Some(two), Some(three))
                     if two["voter"] == true
                         && two["status"] == "up"
@@ -209,60 +251,122 @@ fn recover_reforms_the_cluster_from_one_survivor_and_the_wiped_members_join_it()
             }
         },
     );
-    c.wait_all_present(&[2], &acked, secs(30));
-    let r = c.put_config(2, "after/joined", &json!(true)).unwrap();
-    assert!(r.is_success(), "a write through node 2: {r}");
+    c.wait_all_present(&[wiped], &acked, secs(30));
+    let r = c.put_config(wiped, "after/joined", &json!(true)).unwrap();
+    assert!(r.is_success(), "a write through node {wiped}: {r}");
 
-    // Node 3 started with its old Raft data takes no part in the recovered
-    // cluster, whose leader has no member 3: it says why and what to do, and
+    // The stale node started with its old Raft data takes no part in the recovered
+    // cluster, whose leader has no such member: it says why and what to do, and
     // node 1 leads on in the same term, with the same members.
     let term = || c.leader_status(1).map(|(_, v)| v["term"].as_u64());
     let term_before = term().unwrap();
     assert!(term_before.is_some(), "node 1 reports its term");
-    c.restart(3);
-    wait_until(secs(20), "node 3 to refuse its old Raft data", || {
-        c.check_processes();
-        let r = c.get(3, "/readyz")?;
-        if r.status == 503 && r.body.contains("has no member 3") && r.body.contains("bcm recover") {
-            Ok(())
-        } else {
-            Err(r.to_string())
-        }
-    });
-    let r = c.put_config(3, "through/fenced", &json!(true)).unwrap();
+    c.restart(stale);
+    wait_until(
+        secs(20),
+        "the stale node to refuse its old Raft data",
+        || {
+            c.check_processes();
+            let r = c.get(stale, "/readyz")?;
+            if r.status == 503
+                && r.body.contains(&format!("has no member {stale}"))
+                && r.body.contains("bcm recover")
+            {
+                Ok(())
+            } else {
+                Err(r.to_string())
+            }
+        },
+    );
+    let r = c.put_config(stale, "through/fenced", &json!(true)).unwrap();
     assert_eq!(r.status, 503, "a write through the fenced node: {r}");
+    assert_eq!(
+        leader_term(stale),
+        None,
+        "node {stale} took its old leadership back"
+    );
     std::thread::sleep(secs(2));
     assert_eq!(c.leader(), Some(1), "{}", c.leader_views());
     assert_eq!(term().unwrap(), term_before, "node 1's term moved");
     let view = c.cluster(1).unwrap();
     assert!(
-        member(&view, 3).is_some_and(|m| m["voter"] == false && m["status"] == "down"),
-        "node 3 in {view}"
+        member(&view, stale).is_some_and(|m| m["voter"] == false && m["status"] == "down"),
+        "node {stale} in {view}"
     );
     let r = c.put_config(1, "after/fenced", &json!(true)).unwrap();
     assert!(r.is_success(), "a write beside the fenced node: {r}");
-    c.stop(3);
+    c.stop(stale);
 
-    // Node 3 comes back with only its Raft data moved away (its chunk store
-    // stays), and joins as node 2 did.
-    let old_raft = c.data_dir(3).join("raft.old");
-    std::fs::rename(c.data_dir(3).join("raft"), &old_raft).unwrap();
-    assert!(c.data_dir(3).join("store").is_dir());
-    c.restart(3);
-    c.wait_ready(3, secs(60));
+    // Started while the recovered cluster's leader cannot answer in time (it is
+    // paused), the stale node's question gets no leader's answer and it takes part in
+    // Raft; the leader's answer to its join then fences it all the same.
+    c.pause(1);
+    c.restart(stale);
+    wait_until(
+        secs(20),
+        "the stale node to be done asking the members",
+        || {
+            let r = c.get(stale, "/readyz")?;
+            if r.status == 503 && !r.body.contains("asking the other members") {
+                Ok(())
+            } else {
+                Err(r.to_string())
+            }
+        },
+    );
+    c.resume(1);
     wait_until(
         secs(30),
-        "node 3 to be a voter of the recovered cluster",
+        "the leader to refuse the stale node's old Raft data",
+        || {
+            c.check_processes();
+            let r = c.get(stale, "/readyz")?;
+            if r.status == 503
+                && r.body.contains(&format!("has no member {stale}"))
+                && r.body.contains("bcm recover")
+            {
+                Ok(())
+            } else {
+                Err(r.to_string())
+            }
+        },
+    );
+    // The leader's refusal it was (the question went unanswered).
+    c.wait_for_log(1, "is not in the membership: refused (superseded)", secs(5));
+    let r = c
+        .put_config(stale, "through/refused", &json!(true))
+        .unwrap();
+    assert_eq!(r.status, 503, "a write through the refused node: {r}");
+    std::thread::sleep(secs(2));
+    assert_eq!(c.leader(), Some(1), "{}", c.leader_views());
+    assert_eq!(term().unwrap(), term_before, "node 1's term moved");
+    let view = c.cluster(1).unwrap();
+    assert!(
+        member(&view, stale).is_some_and(|m| m["voter"] == false && m["status"] == "down"),
+        "node {stale} in {view}"
+    );
+    c.stop(stale);
+
+    // The stale node comes back with only its Raft data moved away (its chunk store
+    // stays), and joins as node 2 did.
+    let old_raft = c.data_dir(stale).join("raft.old");
+    std::fs::rename(c.data_dir(stale).join("raft"), &old_raft).unwrap();
+    assert!(c.data_dir(stale).join("store").is_dir());
+    c.restart(stale);
+    c.wait_ready(stale, secs(60));
+    wait_until(
+        secs(30),
+        "the stale node to be a voter of the recovered cluster",
         || {
             let view = c.cluster(1)?;
-            match member(&view, 3) {
+            match member(&view, stale) {
                 Some(m) if m["voter"] == true && m["status"] == "up" => Ok(()),
                 _ => Err(view.to_string()),
             }
         },
     );
-    c.wait_all_present(&[3], &acked, secs(30));
-    assert!(c.data_dir(3).join("store").is_dir());
+    c.wait_all_present(&[stale], &acked, secs(30));
+    assert!(c.data_dir(stale).join("store").is_dir());
 
     // The old Raft data of node 1 is still there.
     assert_eq!(kept_dirs(&c.data_dir(1)), kept);

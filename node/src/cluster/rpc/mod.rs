@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -63,6 +64,10 @@ pub struct JoinRequest {
 pub enum JoinReply {
     /// The node is (now) a member or on its way: answer Raft RPCs.
     Proceed,
+    /// The node has Raft data, but the membership of the leader (`leader`, in
+    /// `term`) has no such member: its data was superseded (`bcm recover`), and
+    /// it must take no part in Raft (fence.rs).
+    Superseded { leader: NodeId, term: u64 },
 }
 
 /// The leader's live view of one member.
@@ -222,6 +227,9 @@ pub struct Peers {
     /// The log reader's cap on one AppendEntries (see `AppendBudget`): shrunk
     /// here when a call runs out of time, grown when calls finish in time.
     append_budget: AppendBudget,
+    /// When set, Raft messages (votes, entries, snapshots) go out only while it
+    /// is true: a node that takes no part in Raft yet sends none either.
+    raft_gate: Option<Arc<AtomicBool>>,
 }
 
 impl Peers {
@@ -255,6 +263,7 @@ impl Peers {
             urls: Arc::default(),
             contacts: Contacts::default(),
             append_budget: AppendBudget::default(),
+            raft_gate: None,
         }
     }
 
@@ -265,6 +274,22 @@ impl Peers {
             append_budget: budget,
             ..self
         }
+    }
+
+    /// The same peers, sending Raft messages only while `open` is true (see
+    /// `Node::raft_open`).
+    pub fn raft_gated_by(self, open: Arc<AtomicBool>) -> Peers {
+        Peers {
+            raft_gate: Some(open),
+            ..self
+        }
+    }
+
+    /// Whether Raft messages may go out (see [`Peers::raft_gated_by`]).
+    pub(super) fn raft_may_send(&self) -> bool {
+        self.raft_gate
+            .as_ref()
+            .is_none_or(|open| open.load(std::sync::atomic::Ordering::SeqCst))
     }
 
     /// The same peers over a connection pool of its own. A pooled connection is

@@ -47,6 +47,25 @@ pub struct PeerConnection {
 const HTTP_FALLBACK: Duration = Duration::from_secs(30);
 
 impl PeerConnection {
+    /// Refuses to send while this node takes no part in Raft (see
+    /// `Peers::raft_gated_by`): told to openraft as an unreachable peer, so
+    /// that it backs off and tries again once the node is open.
+    #[allow(clippy::result_large_err)]
+    fn may_send<E: std::error::Error>(
+        &self,
+    ) -> Result<(), RPCError<NodeId, BcmNode, RaftError<NodeId, E>>> {
+        if self.peers.raft_may_send() {
+            return Ok(());
+        }
+        let closed = PeerError::Unreachable {
+            addr: self.addr.clone(),
+            message: "not sent: this node takes no part in Raft yet (it asks the members \
+                      whether the cluster still has it, or waits to be admitted)"
+                .into(),
+        };
+        Err(RPCError::Unreachable(Unreachable::new(&closed)))
+    }
+
     /// `entries` is the number of entries an AppendEntries carries (see
     /// `outcome`).
     async fn raft_call<Req, Resp, E>(
@@ -186,6 +205,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         // from the call: encoding the frame is part of it) and sends the same
         // again. A call with entries gives up a little before, to say so and to
         // send less next time (see `outcome`).
+        self.may_send()?;
         let ttl = option.hard_ttl();
         let deadline = Instant::now()
             + if rpc.entries.is_empty() {
@@ -251,6 +271,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, BcmNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
+        self.may_send()?;
         self.raft_call::<_, _, InstallSnapshotError>(PATH_SNAPSHOT, &rpc, option.hard_ttl(), None)
             .await
     }
@@ -260,6 +281,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BcmNode, RaftError<NodeId>>> {
+        self.may_send()?;
         self.raft_call::<_, _, Infallible>(PATH_VOTE, &rpc, option.hard_ttl(), None)
             .await
     }
