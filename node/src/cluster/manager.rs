@@ -115,6 +115,8 @@ async fn record_health(
     node: &Node,
     down_since: &mut HashMap<NodeId, Instant>,
 ) -> Result<(), ClusterError> {
+    // From reading the registry to the last write (see `Node::status_writes`).
+    let _serial = node.status_writes.lock().await;
     let m = node.raft_metrics();
     let members: BTreeSet<NodeId> = m
         .membership_config

@@ -519,6 +519,20 @@ async fn admit(node: &SharedNode, id: NodeId, bn: BcmNode, voter: bool) -> Resul
     let (_, all) = membership_sets(node);
     if !all.contains(&id) {
         tracing::info!(node_id = id, "adding node as learner");
+        let serial = node.status_writes.lock().await;
+        let removed = node.state.read(|d| {
+            d.state
+                .nodes
+                .get(&id)
+                .is_some_and(|n| n.status == NodeStatus::Removed)
+        });
+        if removed {
+            tracing::info!(
+                node_id = id,
+                "not adding the node: it was decommissioned meanwhile"
+            );
+            return Ok(());
+        }
         let _ = local::write_local(
             node,
             Command::SetNodeStatus {
@@ -528,6 +542,7 @@ async fn admit(node: &SharedNode, id: NodeId, bn: BcmNode, voter: bool) -> Resul
             },
         )
         .await;
+        drop(serial);
         // Blocking: returns once the learner has caught up (snapshot install included).
         tokio::time::timeout(
             Duration::from_secs(120),
@@ -594,6 +609,7 @@ pub async fn decommission_on_leader(
         .await
         .map_err(|e| ClusterError::Unavailable(format!("removing node {id}: {e}")))?;
     }
+    let _serial = node.status_writes.lock().await;
     local::write_local(
         node,
         Command::SetNodeStatus {

@@ -73,6 +73,12 @@ pub struct Node {
     pub tls: Option<Arc<crate::tls::NodeTls>>,
     /// While leading: the cluster's failed-login limiter (logins.rs).
     pub logins: crate::cluster::logins::LoginLimiter,
+    /// Held by the leader's writes of a node's status that depend on what it
+    /// read of the registry (the manager's health pass, an admission, a
+    /// decommission): a pass that read "joining" must not write "down" over
+    /// the "removed" a decommission wrote meanwhile (that un-revoked a removed
+    /// node's certificate in a test).
+    pub(super) status_writes: tokio::sync::Mutex<()>,
 }
 
 pub type SharedNode = Arc<Node>;

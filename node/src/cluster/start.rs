@@ -154,6 +154,7 @@ pub async fn start(cfg: NodeConfig, shutdown: watch::Receiver<bool>) -> anyhow::
         disk,
         tls,
         logins: Default::default(),
+        status_writes: Default::default(),
     });
     tracing::info!(
         node_id = node.cfg.id,
