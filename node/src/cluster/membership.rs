@@ -364,6 +364,14 @@ pub async fn handle_join(node: &SharedNode, req: JoinRequest) -> LeaderReply<Joi
         // without it (`bcm recover`). Admitted, its log would meet this one's
         // committed entries with its own. (Its own question, fence.rs, finds
         // this when a leader answers it in time; this answer always does.)
+        // Said only by a leader a majority acknowledges: one cut off from the
+        // others may not know of a membership that has the node.
+        if !node.acknowledged_by_majority() {
+            return LeaderReply::Unavailable(format!(
+                "node {id} has Raft data and is not in this leader's membership, and a majority \
+                 of voters has not acknowledged this leader lately: ask again"
+            ));
+        }
         tracing::warn!(
             node_id = id,
             "the node has Raft data but is not in the membership: refused (superseded)"
@@ -520,13 +528,7 @@ async fn admit(node: &SharedNode, id: NodeId, bn: BcmNode, voter: bool) -> Resul
     if !all.contains(&id) {
         tracing::info!(node_id = id, "adding node as learner");
         let serial = node.status_writes.lock().await;
-        let removed = node.state.read(|d| {
-            d.state
-                .nodes
-                .get(&id)
-                .is_some_and(|n| n.status == NodeStatus::Removed)
-        });
-        if removed {
+        if is_removed(node, id) {
             tracing::info!(
                 node_id = id,
                 "not adding the node: it was decommissioned meanwhile"
@@ -544,13 +546,34 @@ async fn admit(node: &SharedNode, id: NodeId, bn: BcmNode, voter: bool) -> Resul
         .await;
         drop(serial);
         // Blocking: returns once the learner has caught up (snapshot install included).
-        tokio::time::timeout(
+        let added = tokio::time::timeout(
             Duration::from_secs(120),
             node.raft.add_learner(id, bn, true),
         )
-        .await
-        .map_err(|_| "the learner did not catch up within 120 s".to_string())?
-        .map_err(|e| e.to_string())?;
+        .await;
+        // A decommission that ran meanwhile may have found the node in no
+        // membership yet: it must not stay a learner.
+        let serial = node.status_writes.lock().await;
+        if is_removed(node, id) {
+            if membership_sets(node).1.contains(&id) {
+                tracing::info!(
+                    node_id = id,
+                    "the node was decommissioned while it was being added: removing it again"
+                );
+                change_membership(
+                    node,
+                    ChangeMembers::RemoveNodes(BTreeSet::from([id])),
+                    false,
+                    Duration::from_secs(5),
+                )
+                .await?;
+            }
+            return Ok(());
+        }
+        drop(serial);
+        added
+            .map_err(|_| "the learner did not catch up within 120 s".to_string())?
+            .map_err(|e| e.to_string())?;
     }
     if voter {
         let (voters, _) = membership_sets(node);
@@ -570,11 +593,23 @@ async fn admit(node: &SharedNode, id: NodeId, bn: BcmNode, voter: bool) -> Resul
     Ok(())
 }
 
+/// Whether the registry has node `id` decommissioned.
+fn is_removed(node: &crate::cluster::Node, id: NodeId) -> bool {
+    node.state.read(|d| {
+        d.state
+            .nodes
+            .get(&id)
+            .is_some_and(|n| n.status == NodeStatus::Removed)
+    })
+}
+
 /// Decommissions a node: removes it from the Raft membership and marks it removed.
 pub async fn decommission_on_leader(
     node: &crate::cluster::Node,
     id: NodeId,
 ) -> Result<(), ClusterError> {
+    // Whole, against an admission under way (see `admit`) and the health pass.
+    let _serial = node.status_writes.lock().await;
     let rec = node
         .state
         .read(|d| d.state.nodes.get(&id).cloned())
@@ -609,7 +644,6 @@ pub async fn decommission_on_leader(
         .await
         .map_err(|e| ClusterError::Unavailable(format!("removing node {id}: {e}")))?;
     }
-    let _serial = node.status_writes.lock().await;
     local::write_local(
         node,
         Command::SetNodeStatus {

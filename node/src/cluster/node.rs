@@ -230,6 +230,17 @@ impl Node {
         self.cfg.raft.election_timeout_max_ms * 2
     }
 
+    /// Whether this leader heard from a majority of voters within
+    /// [`Node::cut_off_after_ms`] (a leader cut off from them may not know what
+    /// they decided since).
+    pub fn acknowledged_by_majority(&self) -> bool {
+        self.raft
+            .metrics()
+            .borrow()
+            .millis_since_quorum_ack
+            .is_some_and(|ms| ms <= self.cut_off_after_ms())
+    }
+
     /// How long this node has been leader (None when it is not).
     pub fn leader_for(&self) -> Option<Duration> {
         self.leader_since

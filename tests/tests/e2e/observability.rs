@@ -339,8 +339,8 @@ fn a_restarted_leader_is_ready_only_once_it_has_what_its_successor_committed() {
         .unwrap();
     assert!(put.is_success(), "{put}");
 
-    // It comes back believing it still leads (its last vote was its own) while
-    // the others cannot answer: it must not say it is ready.
+    // It comes back (a follower: it takes no leadership back) while the others
+    // cannot answer: it must not say it is ready.
     let others: Vec<u64> = c.all_nodes().into_iter().filter(|&n| n != old).collect();
     for &n in &others {
         c.pause(n);
