@@ -389,3 +389,35 @@ fn a_restarted_leader_is_ready_only_once_it_has_what_its_successor_committed() {
         );
     }
 }
+
+#[test]
+fn a_leader_cut_off_from_the_majority_is_not_ready() {
+    let c = Cluster::builder()
+        .name("observability-cut-off")
+        .voters(3)
+        .start();
+    let leader = c.wait_for_agreed_leader(secs(10));
+    c.wait_ready(leader, secs(10));
+    // A load balancer must stop sending to a leader that the others may have
+    // replaced: once no majority has acknowledged it for a while, it says so.
+    let others = c.followers();
+    for &n in &others {
+        c.pause(n);
+    }
+    bcm_tests::wait_until(
+        secs(10),
+        "the cut-off leader to say it is not ready",
+        || {
+            let r = c.get(leader, "/readyz")?;
+            if r.status == 503 && r.body.contains("no majority of voters has acknowledged") {
+                Ok(())
+            } else {
+                Err(r.to_string())
+            }
+        },
+    );
+    for &n in &others {
+        c.resume(n);
+    }
+    c.wait_ready(leader, secs(20));
+}
