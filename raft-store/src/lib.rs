@@ -24,6 +24,8 @@ pub use bcm_model::{
 };
 pub use budget::AppendBudget;
 pub use history::{read_history, HeldDir, HistoryError, LocalHistory};
-pub use state_machine::{seed_from_export, StateHandle, StateMachineData, StateMachineStore};
+pub use state_machine::{
+    reseeded_term, seed_from_export, StateHandle, StateMachineData, StateMachineStore,
+};
 pub use store::LogStore;
 pub use types::*;

@@ -301,6 +301,22 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     }
 }
 
+/// How far above the highest term of the history a reseeded cluster starts.
+const RESEED_TERM_GAP: u64 = 1_000_000;
+
+/// The term a cluster re-formed from a history whose highest term is `highest`
+/// starts at (`bcm recover`, a restore from PostgreSQL): above every term the
+/// old cluster used, which the one node that reseeds cannot know. The others
+/// may have gone on electing after it stopped (in a test, two old members
+/// reached a term above the survivor's + 1). An old member started with its old
+/// data by mistake must never have a log that looks newer than the new
+/// cluster's (Raft would let it win votes there and overwrite committed
+/// entries), and an old member's term grows by one per election: a million of
+/// them is out of reach.
+pub fn reseeded_term(highest: u64) -> u64 {
+    highest.saturating_add(RESEED_TERM_GAP)
+}
+
 /// Seeds an empty data directory with a state exported earlier (disaster recovery).
 ///
 /// `state_data` (an encoded [`ClusterState`], as in a snapshot) becomes this node's

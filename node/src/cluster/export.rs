@@ -315,7 +315,9 @@ pub async fn restore_from_postgres(
     if let Err(e) = bcm_raft_store::seed_from_export(
         &raft_dir,
         data,
-        snap.term,
+        // Above the exported term: a member that kept its disk after all must
+        // never look newer than the restored cluster.
+        bcm_raft_store::reseeded_term(snap.term),
         snap.last_log_index,
         cfg.id,
         me,

@@ -27,20 +27,6 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Where the new Raft directory is built before it is renamed into place.
 const STAGING: &str = "raft.recovering";
 
-/// How far above the highest term this node saw the recovered cluster starts.
-const TERM_GAP: u64 = 1_000_000;
-
-/// The recovered cluster's term: above every term the old cluster used, which
-/// this node cannot know. The others may have gone on electing after it stopped
-/// (in a test, two old members reached a term above the survivor's + 1). An old
-/// member started with its old data by mistake must never have a log that looks
-/// newer than the recovered cluster's (Raft would let it win votes there and
-/// overwrite committed entries), and an old member's term grows by one per
-/// election: a million of them is out of reach.
-fn recovered_term(highest_seen: u64) -> u64 {
-    highest_seen.saturating_add(TERM_GAP)
-}
-
 /// What the operator types to go ahead.
 const CONFIRMATION: &str = "recover";
 
@@ -133,7 +119,7 @@ pub async fn run(args: RecoverArgs) -> anyhow::Result<()> {
         anyhow::bail!("aborted: nothing was changed");
     }
 
-    let term = recovered_term(
+    let term = bcm_raft_store::reseeded_term(
         last.leader_id
             .term
             .max(history.vote.map(|v| v.leader_id().term).unwrap_or(0)),
