@@ -7,6 +7,13 @@ use crate::command::{NodeInfo, NodePatch, Rejection, Response};
 use crate::records::{BackupManager, Millis, NodeRecord, NodeStatus, Role, StateEvent};
 
 impl ClusterState {
+    /// Whether the registry has node `id` decommissioned (an unknown node is not).
+    pub fn is_removed(&self, id: u64) -> bool {
+        self.nodes
+            .get(&id)
+            .is_some_and(|n| n.status == NodeStatus::Removed)
+    }
+
     pub(super) fn register_node(&mut self, info: &NodeInfo, at: Millis) -> Applied {
         let record = match self.nodes.get_mut(&info.id) {
             Some(existing) => {
@@ -158,7 +165,7 @@ fn new_record(info: &NodeInfo, status: NodeStatus, at: Millis) -> NodeRecord {
 #[cfg(test)]
 mod tests {
     use crate::command::{Command, Rejection, Response};
-    use crate::records::Role;
+    use crate::records::{NodeStatus, Role};
     use crate::state::fixtures::register;
     use crate::state::ClusterState;
 
@@ -182,5 +189,22 @@ mod tests {
             Response::Rejected(Rejection::Invalid(_))
         ));
         assert_eq!(s.backup_manager.unwrap().epoch, 1);
+    }
+
+    #[test]
+    fn a_node_is_removed_only_once_decommissioned_and_until_re_added() {
+        let mut s = ClusterState::default();
+        s.apply(1, &register(1, vec![Role::Storage], 0));
+        let status = |status| Command::SetNodeStatus {
+            id: 1,
+            status,
+            at: 0,
+        };
+        assert!(!s.is_removed(1));
+        assert!(!s.is_removed(9), "an unknown node is not removed");
+        s.apply(2, &status(NodeStatus::Removed));
+        assert!(s.is_removed(1));
+        s.apply(3, &status(NodeStatus::Down));
+        assert!(!s.is_removed(1));
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
-use bcm_raft_store::{NodeId, NodeStatus, RaftMetrics};
+use bcm_raft_store::{NodeId, RaftMetrics};
 use serde::{Deserialize, Serialize};
 
 use super::node::{Node, SharedNode};
@@ -50,12 +50,7 @@ pub struct Members {
 pub async fn members(State(node): State<SharedNode>, body: Bytes) -> Result<Response, Problem> {
     let ask: Ask = decode(&body)?;
     let m = node.raft_metrics();
-    let asker_removed = node.state.read(|d| {
-        d.state
-            .nodes
-            .get(&ask.node_id)
-            .is_some_and(|n| n.status == NodeStatus::Removed)
-    });
+    let asker_removed = node.state.read(|d| d.state.is_removed(ask.node_id));
     Ok(encode(&Members {
         node_id: node.cfg.id,
         cluster_id: node.state.read(|d| d.state.cluster_id.clone()),

@@ -528,7 +528,7 @@ async fn admit(node: &SharedNode, id: NodeId, bn: BcmNode, voter: bool) -> Resul
     if !all.contains(&id) {
         tracing::info!(node_id = id, "adding node as learner");
         let serial = node.status_writes.lock().await;
-        if is_removed(node, id) {
+        if node.state.read(|d| d.state.is_removed(id)) {
             tracing::info!(
                 node_id = id,
                 "not adding the node: it was decommissioned meanwhile"
@@ -554,7 +554,7 @@ async fn admit(node: &SharedNode, id: NodeId, bn: BcmNode, voter: bool) -> Resul
         // A decommission that ran meanwhile may have found the node in no
         // membership yet: it must not stay a learner.
         let serial = node.status_writes.lock().await;
-        if is_removed(node, id) {
+        if node.state.read(|d| d.state.is_removed(id)) {
             if membership_sets(node).1.contains(&id) {
                 tracing::info!(
                     node_id = id,
@@ -591,16 +591,6 @@ async fn admit(node: &SharedNode, id: NodeId, bn: BcmNode, voter: bool) -> Resul
         }
     }
     Ok(())
-}
-
-/// Whether the registry has node `id` decommissioned.
-fn is_removed(node: &crate::cluster::Node, id: NodeId) -> bool {
-    node.state.read(|d| {
-        d.state
-            .nodes
-            .get(&id)
-            .is_some_and(|n| n.status == NodeStatus::Removed)
-    })
 }
 
 /// Decommissions a node: removes it from the Raft membership and marks it removed.

@@ -140,12 +140,7 @@ impl Node {
         if let Some(why) = self.refused.lock().expect("refused lock").clone() {
             return Some(why);
         }
-        let removed = self.state.read(|d| {
-            d.state
-                .nodes
-                .get(&self.cfg.id)
-                .is_some_and(|n| n.status == bcm_raft_store::NodeStatus::Removed)
-        });
+        let removed = self.state.read(|d| d.state.is_removed(self.cfg.id));
         removed.then(|| format!("node {} was decommissioned", self.cfg.id))
     }
 

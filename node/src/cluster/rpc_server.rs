@@ -10,7 +10,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use bcm_raft_store::{codec, NodeStatus, TypeConfig};
+use bcm_raft_store::{codec, TypeConfig};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -245,16 +245,7 @@ pub(crate) async fn forwarded(
         LeaderOp::WriteBatch(cs) => cs,
         _ => &[],
     };
-    let removed = |id| {
-        node.state
-            .read(|d| {
-                d.state
-                    .nodes
-                    .get(&id)
-                    .map(|n| n.status == NodeStatus::Removed)
-            })
-            .unwrap_or(false)
-    };
+    let removed = |id| node.state.read(|d| d.state.is_removed(id));
     for command in writes {
         // Only what members need to forward (peer_ops.rs) ...
         if let Some(why) = peer_ops::refusal(command, removed) {

@@ -153,15 +153,7 @@ async fn add_audited(node: &Node, audit: &Audit, new: NewNode) -> Result<NodeRec
     };
     // Whether the node was decommissioned, as the leader has it now.
     caught_up(node).await?;
-    let removed = node
-        .state
-        .read(|d| {
-            d.state
-                .nodes
-                .get(&info.id)
-                .map(|n| n.status == NodeStatus::Removed)
-        })
-        .unwrap_or(false);
+    let removed = node.state.read(|d| d.state.is_removed(info.id));
     if removed {
         let down = Command::SetNodeStatus {
             id: info.id,

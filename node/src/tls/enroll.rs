@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use bcm_raft_store::tls::ClusterCa;
-use bcm_raft_store::{codec, NodeId, NodeStatus};
+use bcm_raft_store::{codec, NodeId};
 use serde::{Deserialize, Serialize};
 
 use super::ca::CaKey;
@@ -180,12 +180,7 @@ fn answer(node: &Node, req: EnrollRequest) -> EnrollReply {
         );
         return EnrollReply::Refused("the request does not prove the cluster secret".into());
     }
-    let removed = node.state.read(|d| {
-        d.state
-            .nodes
-            .get(&req.id)
-            .is_some_and(|n| n.status == NodeStatus::Removed)
-    });
+    let removed = node.state.read(|d| d.state.is_removed(req.id));
     if removed {
         return EnrollReply::Refused(format!(
             "node {} was decommissioned; a new node needs a new id",
