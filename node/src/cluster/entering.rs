@@ -172,7 +172,7 @@ async fn try_join(node: &SharedNode, fresh: bool) -> anyhow::Result<bool> {
 
 /// Once this node is ready and has its own registry record, says so when the roles
 /// in its config file are not the registry's: the registry's apply (they seed the
-/// record at the first registration only; see membership.rs `handle_join`).
+/// record at the first registration only; see admission.rs `handle_join`).
 fn warn_if_roles_differ(node: SharedNode) {
     tokio::spawn(async move {
         let deadline = Instant::now() + Duration::from_secs(60);

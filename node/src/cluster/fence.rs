@@ -118,7 +118,7 @@ fn fencing<'a>(answers: &'a [Members], me: NodeId, cluster_id: &str) -> Option<&
 /// cluster that answers, the one of the highest term when two do (an older one
 /// may be cut off and behind), fences it when its membership does not have this
 /// node. No leader answering fences nothing, and neither does one that has this
-/// node decommissioned: its join is refused, saying so (membership.rs). (This
+/// node decommissioned: its join is refused, saying so (admission.rs). (This
 /// node's own term says nothing here: the old members may have gone on
 /// electing after the survivor stopped, to terms above the one `bcm recover`
 /// gave the new cluster.)

@@ -3,6 +3,7 @@
 //! and forwarding writes, the cluster manager's duties and the Postgres export.
 //! Knows nothing of the public HTTP API.
 
+mod admission;
 pub mod append_stream;
 pub mod audit;
 pub mod disk;

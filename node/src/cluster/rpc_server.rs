@@ -17,8 +17,8 @@ use serde::Serialize;
 use subtle::ConstantTimeEq;
 use tracing::Instrument;
 
+use crate::cluster::admission;
 use crate::cluster::leader;
-use crate::cluster::membership;
 use crate::cluster::peer_ops;
 use crate::cluster::rpc::{self, JoinRequest, LeaderOp, LeaderReply, OpResult};
 use crate::cluster::{Node, SharedNode, REQUEST_DEADLINE};
@@ -272,7 +272,7 @@ async fn join(
 ) -> Answer {
     let req: JoinRequest = decode(&body)?;
     speaks_for_itself(&node, peer, Some(req.info.id))?;
-    Ok(encode(&membership::handle_join(&node, req).await))
+    Ok(encode(&admission::handle_join(&node, req).await))
 }
 
 async fn pre_vote(
